@@ -1,0 +1,37 @@
+# Quick start: `make demo` runs the workflow on the bundled demo dataset; `make test` runs the tests.
+# Both create .venv from the pinned requirements first when it is missing or out of date.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CORES ?= all
+
+.PHONY: demo test lint format clean
+
+$(STAMP): requirements.txt requirements-nodeps.txt constraints.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.txt -c constraints.txt
+	$(BIN)/python -m pip install -q --no-deps -r requirements-nodeps.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES)
+	@echo "Outputs: results/tables/ (dataset tables), results/clips/ (per-clip arrays), results/logs/"
+
+test: $(STAMP)
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check impressions tests workflow_scripts benchmarks
+	$(BIN)/ruff format --check impressions tests workflow_scripts benchmarks
+	$(BIN)/snakefmt --check Snakefile rules
+	$(BIN)/snakemake --lint
+
+format: $(STAMP)
+	$(BIN)/ruff format impressions tests workflow_scripts benchmarks
+	$(BIN)/snakefmt Snakefile rules
+
+clean:
+	rm -rf results .snakemake

@@ -1,0 +1,84 @@
+"""Audio: the first seconds of a clip as a 16 kHz mono waveform, plus log-mel and log filterbank.
+
+Two spectral views serve the two published audio models: a 64-band log-mel spectrogram (25 ms
+window, 10 ms hop) for CNNs, and a 26-filter log filterbank with the same framing, the features of the
+DAN+ audio model. Clips shorter than the window are zero-padded at the end and flagged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class ClipAudio:
+    """A clip's fixed-length waveform and its spectral features."""
+
+    waveform: np.ndarray  # (seconds * sample_rate,) float32, zero-padded
+    logmel: np.ndarray  # (n_mels, T) float32, natural log of mel power
+    logfbank: np.ndarray  # (n_fbank, T) float32
+    sample_rate: int
+    n_samples: int  # real samples before padding
+    padded: bool
+
+    def stats(self) -> dict[str, float]:
+        """Scalar descriptors over the real (unpadded) part: loudness and a pitch estimate."""
+        real = self.waveform[: self.n_samples]
+        rms = float(np.sqrt(np.mean(real**2))) if real.size else 0.0
+        return {
+            "rms": rms,
+            "loudness_db": float(20 * np.log10(max(rms, 1e-6))),
+            "pitch_hz": _median_pitch(real, self.sample_rate),
+        }
+
+
+def _median_pitch(y: np.ndarray, sr: int) -> float:
+    """Median voiced f0 (YIN over 50-500 Hz); NaN when there is too little signal."""
+    import librosa
+
+    if y.size < sr // 4 or np.sqrt(np.mean(y**2)) < 1e-4:
+        return float("nan")
+    f0 = librosa.yin(y, fmin=50, fmax=500, sr=sr, frame_length=1024)
+    return float(np.median(f0))
+
+
+def features(
+    samples: np.ndarray,
+    *,
+    sample_rate: int = 16000,
+    seconds: float = 5.0,
+    n_mels: int = 64,
+    n_fbank: int = 26,
+    win_ms: float = 25.0,
+    hop_ms: float = 10.0,
+) -> ClipAudio:
+    """Pad/trim decoded samples to `seconds` and compute the spectral features."""
+    import librosa
+
+    length = int(round(seconds * sample_rate))
+    n_real = min(samples.size, length)
+    waveform = np.zeros(length, np.float32)
+    waveform[:n_real] = samples[:n_real]
+    win = int(sample_rate * win_ms / 1000)
+    n_fft = 1 << (win - 1).bit_length()  # FFT size: the next power of two holding the window
+    hop = int(sample_rate * hop_ms / 1000)
+    power = np.abs(librosa.stft(waveform, n_fft=n_fft, hop_length=hop, win_length=win, center=True)) ** 2
+    logs = []
+    for n_bands, htk in ((n_mels, False), (n_fbank, True)):
+        bank = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_bands, htk=htk)
+        logs.append(np.log(bank @ power + 1e-10).astype(np.float32))
+    return ClipAudio(
+        waveform=waveform,
+        logmel=logs[0],
+        logfbank=logs[1],
+        sample_rate=sample_rate,
+        n_samples=n_real,
+        padded=n_real < length,
+    )
+
+
+def silent(*, sample_rate: int = 16000, seconds: float = 5.0, **kwargs) -> ClipAudio:
+    """The features of silence: what a clip without an audio stream gets, flagged by n_samples == 0."""
+    return features(np.zeros(0, np.float32), sample_rate=sample_rate, seconds=seconds, **kwargs)

@@ -1,0 +1,225 @@
+"""Per-clip preprocessing: sample frames, find faces, cut the audio window, record QC.
+
+These stages run fused in one job per clip because each is cheap next to a process start (a
+Snakemake job costs ~1.4 ms to plan and ~0.1 core-second to run, and one clip's work is well under a
+second) and because frames are decoded once for both the image model and the face detector. Work
+that needs heavy imports (librosa's spectral features, torch networks) runs per shard of clips
+instead, where the import cost is paid once.
+
+Outputs, all in one folder per clip (see `ClipOutputs`): the sampled frames resized for the image
+model, the aligned face crops, a per-frame table, the raw waveform and a QC record. A bad clip never
+raises: it gets empty arrays and a QC status with a reason.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from impressions import video
+from impressions.faces import FaceDetector
+from impressions.schemas import QC_STATUSES, TABLES
+
+log = logging.getLogger(__name__)
+
+OUTPUT_FILES = {
+    "frames": "frames.npy",  # (k, S, S, 3) uint8 RGB full frames for the image model
+    "faces": "faces.npy",  # (k, 224, 224, 3) uint8 RGB aligned faces; zeros where no face
+    "table": "frames.parquet",  # one row per sampled frame: `frames` and `faces` table columns
+    "waveform": "waveform.npy",  # (seconds * rate,) float32 mono, zero-padded
+    "qc": "qc.json",  # the clip's QC record (`qc` table columns)
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Per-clip preprocessing settings (the `frames`, `faces` and `audio` config sections)."""
+
+    frames_per_clip: int = 10
+    frame_size: int = 224
+    max_side: int = 640
+    upsample: int = 0
+    min_score: float = 0.0
+    face_size: int = 224
+    face_padding: float = 0.25
+    audio_seconds: float = 5.0
+    sample_rate: int = 16000
+
+    @classmethod
+    def from_config(cls, config: dict) -> Settings:
+        frames, faces, audio = config["frames"], config["faces"], config["audio"]
+        return cls(
+            frames_per_clip=frames["per_clip"],
+            frame_size=frames["size"],
+            max_side=frames["max_side"],
+            upsample=faces["upsample"],
+            min_score=faces["min_score"],
+            face_size=faces["size"],
+            face_padding=faces["padding"],
+            audio_seconds=audio["seconds"],
+            sample_rate=audio["sample_rate"],
+        )
+
+
+def output_paths(clip_dir: str | Path) -> dict[str, Path]:
+    return {key: Path(clip_dir) / name for key, name in OUTPUT_FILES.items()}
+
+
+def resize(images: np.ndarray, size: int) -> np.ndarray:
+    """Resize (k, H, W, 3) uint8 frames to (k, size, size, 3), squashing the aspect ratio.
+
+    Squashing (as DAN+ did) keeps the whole frame, background included, which is what the image
+    model is meant to see; face boxes stay mappable by scaling x and y separately.
+    """
+    from PIL import Image
+
+    out = np.zeros((len(images), size, size, 3), np.uint8)
+    for i, image in enumerate(images):
+        out[i] = np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR))
+    return out
+
+
+class ClipRecord:
+    """Accumulates a clip's QC facts and turns them into a status and a reason."""
+
+    def __init__(self, clip_id: str, frames_requested: int):
+        self.row: dict = {col: None for col in TABLES["qc"]}
+        self.row.update(clip_id=clip_id, frames_requested=frames_requested, frames_decoded=0, frames_with_face=0)
+        self.problems: list[tuple[str, str]] = []
+
+    def flag(self, status: str, reason: str) -> None:
+        self.problems.append((status, reason))
+
+    def finish(self, started: float) -> dict:
+        if self.problems:
+            worst = max(self.problems, key=lambda p: QC_STATUSES.index(p[0]))[0]
+            reason = "; ".join(reason for _, reason in self.problems)
+        else:
+            worst, reason = "ok", "all sampled frames have a face and the audio window is complete"
+        self.row.update(status=worst, reason=reason, seconds=round(time.perf_counter() - started, 3))
+        return self.row
+
+
+def preprocess_clip(clip_id: str, video_path: str | Path, clip_dir: str | Path, settings: Settings) -> dict:
+    """Run frames, faces and audio for one clip, write its outputs, and return its QC record."""
+    started = time.perf_counter()
+    paths = output_paths(clip_dir)
+    Path(clip_dir).mkdir(parents=True, exist_ok=True)
+    record = ClipRecord(clip_id, settings.frames_per_clip)
+    frames = np.zeros((0, settings.frame_size, settings.frame_size, 3), np.uint8)
+    crops = np.zeros((0, settings.face_size, settings.face_size, 3), np.uint8)
+    rows: list[dict] = []
+    waveform = np.zeros(int(round(settings.audio_seconds * settings.sample_rate)), np.float32)
+    try:
+        info = video.probe(video_path)
+        record.row.update(
+            duration_s=info.duration_s, fps=info.fps, has_video=info.has_video, has_audio=info.has_audio
+        )
+        if info.display_size:
+            record.row.update(width=info.display_size[0], height=info.display_size[1])
+        frames, crops, rows = _frames_and_faces(clip_id, video_path, info, settings, record)
+        waveform = _audio(video_path, info, settings, record, waveform)
+    except video.VideoError as err:
+        record.flag("corrupt", f"ffmpeg cannot read the file: {err}")
+    except Exception as err:  # one clip's bug must not stop a 10,000-clip run; the log keeps the trace
+        log.error("clip %s failed:\n%s", clip_id, traceback.format_exc())
+        record.flag("error", f"unexpected {type(err).__name__}: {err}")
+    np.save(paths["frames"], frames)
+    np.save(paths["faces"], crops)
+    np.save(paths["waveform"], waveform)
+    _write_table(rows, paths["table"])
+    qc = record.finish(started)
+    paths["qc"].write_text(json.dumps(qc, indent=1, allow_nan=False, default=_json_default))
+    return qc
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def _frames_and_faces(clip_id, video_path, info, settings, record):
+    if not info.has_video:
+        record.flag("no_video", "the file has no video stream (audio only)")
+        return _empty_frames(settings) + ([],)
+    images, numbers = video.sample_frames(video_path, info, settings.frames_per_clip, settings.max_side)
+    record.row["frames_decoded"] = len(images)
+    if len(images) == 0:
+        record.flag("corrupt", "no frame could be decoded")
+        return _empty_frames(settings) + ([],)
+    expected = len(video.frame_numbers(info.n_frames or 0, settings.frames_per_clip))
+    if len(images) < expected:
+        record.flag("truncated", f"only {len(images)} of {expected} sampled frames could be decoded")
+    detector = FaceDetector(
+        upsample=settings.upsample, min_score=settings.min_score, size=settings.face_size,
+        padding=settings.face_padding,
+    )  # fmt: skip
+    crops = np.zeros((len(images), settings.face_size, settings.face_size, 3), np.uint8)
+    rows = []
+    height, width = images.shape[1:3]
+    for i, (image, number) in enumerate(zip(images, numbers)):
+        found = detector.detect(image)
+        if found.found:
+            crops[i] = found.crop
+        rows.append({
+            "clip_id": clip_id, "frame_index": i, "source_frame": int(number),
+            "time_s": float(number / info.fps) if info.fps else None, "width": width, "height": height,
+            "has_face": found.found, "n_faces": found.n_faces, "chosen_face": found.chosen,
+            "score": found.score,
+            **dict(zip(("box_left", "box_top", "box_right", "box_bottom"), found.box or (None,) * 4)),
+            "landmarks": found.landmarks.ravel().tolist() if found.found else None,
+            "landmarks_aligned": found.landmarks_aligned.ravel().tolist() if found.found else None,
+        })  # fmt: skip
+    with_face = sum(row["has_face"] for row in rows)
+    record.row["frames_with_face"] = with_face
+    if with_face == 0:
+        record.flag("no_face", f"no face found in any of the {len(rows)} sampled frames")
+    elif with_face < len(rows):
+        record.flag("partial_face", f"no face in {len(rows) - with_face} of {len(rows)} sampled frames")
+    return resize(images, settings.frame_size), crops, rows
+
+
+def _empty_frames(settings):
+    return (
+        np.zeros((0, settings.frame_size, settings.frame_size, 3), np.uint8),
+        np.zeros((0, settings.face_size, settings.face_size, 3), np.uint8),
+    )
+
+
+def _audio(video_path, info, settings, record, waveform):
+    if not info.has_audio:
+        record.flag("no_audio", "the file has no audio stream: audio features are those of silence")
+        record.row["audio_samples"] = 0
+        return waveform
+    try:
+        samples = video.read_audio(video_path, settings.audio_seconds, settings.sample_rate)
+    except video.VideoError as err:
+        record.flag("no_audio", f"the audio stream cannot be decoded ({err}): features are those of silence")
+        record.row["audio_samples"] = 0
+        return waveform
+    n = min(samples.size, waveform.size)
+    waveform[:n] = samples[:n]
+    record.row["audio_samples"] = n
+    if n < waveform.size:
+        record.flag(
+            "short",
+            f"audio ends at {n / settings.sample_rate:.2f} s, before the {settings.audio_seconds:g} s window: "
+            "zero-padded",
+        )
+    return waveform
+
+
+def _write_table(rows: list[dict], path: Path) -> None:
+    import polars as pl
+
+    from impressions.schemas import polars_schema
+
+    schema = {**polars_schema("frames"), **polars_schema("faces")}
+    pl.DataFrame(rows, schema=schema).write_parquet(path)

@@ -1,0 +1,99 @@
+"""Domain constants and every table's schema, defined once; all writers and readers use these."""
+
+from __future__ import annotations
+
+TRAITS = ("extraversion", "neuroticism", "agreeableness", "conscientiousness", "openness")
+"""The Big Five, in the order the challenge lists them."""
+
+LABELS = (*TRAITS, "interview")
+"""Every annotated target in the First Impressions pickles."""
+
+SPLITS = ("train", "val", "test")
+
+AUS = (
+    "AU01", "AU02", "AU04", "AU05", "AU06", "AU07", "AU09", "AU10", "AU12",
+    "AU14", "AU15", "AU17", "AU20", "AU23", "AU25", "AU26", "AU45",
+)  # fmt: skip
+"""The 17 intensity AUs OpenFace estimates, in its order."""
+
+EMOTIONS = ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral")
+
+QC_STATUSES = (
+    "ok",
+    "partial_face",  # some sampled frames have no face
+    "short",  # shorter than the audio window: audio zero-padded
+    "truncated",  # fewer frames decoded than the header promised (file ends early or is damaged)
+    "no_audio",  # no audio stream: silent features
+    "no_face",  # no sampled frame has a face
+    "no_video",  # audio-only file
+    "corrupt",  # ffmpeg cannot decode it (empty, truncated, not a video)
+    "error",  # an unexpected failure while processing; the log holds the traceback
+    "missing_file",  # annotated, but no video file under the data root
+    "unannotated",  # a video file that no annotation file lists (not processed)
+)
+"""QC statuses from least to most severe; a clip's `status` is the most severe that applies."""
+
+# Every table's columns and polars dtypes, by name. Dtypes are strings so this module needs no polars
+# import; `polars_schema` resolves them.
+TABLES: dict[str, dict[str, str]] = {
+    "clips": {
+        "clip_id": "str", "path": "str", "split": "str",
+        **{label: "f64" for label in LABELS},
+        "gender": "str", "ethnicity": "str", "age_group": "str", "youtube_id": "str",
+    },
+    "frames": {
+        "clip_id": "str", "frame_index": "i32", "source_frame": "i64", "time_s": "f64",
+        "width": "i32", "height": "i32",
+    },
+    "faces": {
+        "clip_id": "str", "frame_index": "i32", "has_face": "bool", "n_faces": "i16", "chosen_face": "i16",
+        "score": "f32", "box_left": "f32", "box_top": "f32", "box_right": "f32", "box_bottom": "f32",
+        "landmarks": "list[f32]", "landmarks_aligned": "list[f32]",
+    },
+    "audio": {
+        "clip_id": "str", "has_audio": "bool", "padded": "bool", "n_samples": "i64", "sample_rate": "i32",
+        "rms": "f32", "loudness_db": "f32", "pitch_hz": "f32",
+    },
+    "expressions": {
+        "clip_id": "str", "frame_index": "i32", **{au: "f32" for au in AUS}, **{e: "f32" for e in EMOTIONS},
+    },
+    "qc": {
+        "clip_id": "str", "status": "str", "reason": "str", "split": "str",
+        "duration_s": "f64", "fps": "f64", "width": "i32", "height": "i32", "has_video": "bool",
+        "has_audio": "bool", "frames_requested": "i32", "frames_decoded": "i32", "frames_with_face": "i32",
+        "audio_samples": "i64", "seconds": "f64",
+    },
+}  # fmt: skip
+"""Per-frame tables are keyed by (clip_id, frame_index); the others by clip_id."""
+
+UNITS: dict[str, str] = {
+    "time_s": "s", "duration_s": "s", "seconds": "s (processing wall time)", "fps": "frames/s",
+    "width": "px", "height": "px", "box_left": "px", "box_top": "px", "box_right": "px", "box_bottom": "px",
+    "landmarks": "px, 68 (x, y) pairs flattened, frame coordinates",
+    "landmarks_aligned": "px, 68 (x, y) pairs flattened, aligned-crop coordinates",
+    "score": "dlib HOG detector margin", "rms": "full scale", "loudness_db": "dBFS", "pitch_hz": "Hz",
+    "sample_rate": "Hz", "n_samples": "samples", "audio_samples": "samples",
+    **{label: "0..1" for label in LABELS}, **{au: "0..5 intensity" for au in AUS},
+    **{e: "probability" for e in EMOTIONS},
+}  # fmt: skip
+
+
+def polars_schema(table: str):
+    """The polars schema of a named table."""
+    import polars as pl
+
+    simple = {"str": pl.String, "f64": pl.Float64, "f32": pl.Float32, "i64": pl.Int64, "i32": pl.Int32,
+              "i16": pl.Int16, "bool": pl.Boolean, "list[f32]": pl.List(pl.Float32)}  # fmt: skip
+    return pl.Schema({col: simple[dtype] for col, dtype in TABLES[table].items()})
+
+
+def frame(table: str, rows):
+    """A polars DataFrame of `table` from a list of row dicts or a dict of columns, cast to its schema."""
+    import polars as pl
+
+    return pl.DataFrame(rows, schema=polars_schema(table))
+
+
+def empty(table: str):
+    """A zero-row DataFrame of `table`."""
+    return frame(table, [])

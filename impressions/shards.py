@@ -1,0 +1,83 @@
+"""Shards: stable groups of clips for the stages whose set-up cost dwarfs one clip's work.
+
+librosa's first calls cost seconds per process and torch's import 3.5 s, against milliseconds of
+work per clip, so audio features and expressions run once per shard of clips. A clip's shard is a
+hash of its id alone, so adding or replacing a clip re-runs only its own shard.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+
+from impressions.preprocess import output_paths
+from impressions.schemas import frame
+
+
+def shard_of(clip_id: str, n_shards: int) -> int:
+    """The shard of a clip: CRC-32 of its UTF-8 id, modulo the shard count (stable across runs)."""
+    return zlib.crc32(clip_id.encode("utf-8")) % n_shards
+
+
+def assign(clip_ids: Iterable[str], n_shards: int) -> dict[int, list[str]]:
+    """Clip ids per shard, for every shard 0..n_shards-1 (some may be empty)."""
+    shards: dict[int, list[str]] = {k: [] for k in range(n_shards)}
+    for clip_id in sorted(clip_ids):
+        shards[shard_of(clip_id, n_shards)].append(clip_id)
+    return shards
+
+
+def audio_shard(clip_dirs: Mapping[str, str | Path], audio_options: dict, out_table: Path, out_arrays: Path):
+    """Spectral features and loudness/pitch for a shard's clips, from their saved waveforms.
+
+    Writes the shard's `audio` table rows (Parquet) and an npz of stacked arrays (`clip_id`,
+    `waveform`, `logmel`, `logfbank`) in the same order.
+    """
+    from tqdm import tqdm
+
+    from impressions import audio
+
+    rows, arrays = [], {"clip_id": [], "waveform": [], "logmel": [], "logfbank": []}
+    for clip_id, clip_dir in tqdm(sorted(clip_dirs.items()), desc="audio features", unit="clip", mininterval=5):
+        paths = output_paths(clip_dir)
+        qc = json.loads(paths["qc"].read_text())
+        waveform = np.load(paths["waveform"])
+        n_samples = int(qc.get("audio_samples") or 0)
+        feats = audio.features(waveform[:n_samples], **audio_options)
+        rows.append({
+            "clip_id": clip_id, "has_audio": bool(qc.get("has_audio")), "padded": feats.padded,
+            "n_samples": n_samples, "sample_rate": feats.sample_rate, **feats.stats(),
+        })  # fmt: skip
+        for key, value in (("clip_id", clip_id), ("waveform", feats.waveform), ("logmel", feats.logmel),
+                           ("logfbank", feats.logfbank)):  # fmt: skip
+            arrays[key].append(value)
+    frame("audio", rows).write_parquet(out_table)
+    np.savez(out_arrays, **{key: np.asarray(value) for key, value in arrays.items()})
+
+
+def expression_shard(clip_dirs: Mapping[str, str | Path], backend, out_table: Path) -> None:
+    """AU intensities and emotions for every face frame of a shard's clips, one clip at a time.
+
+    Frames without a face get no row: the `expressions` table is keyed by (clip_id, frame_index)
+    and joins to `faces` where has_face is true.
+    """
+    import polars as pl
+    from tqdm import tqdm
+
+    parts = []
+    for clip_id, clip_dir in tqdm(sorted(clip_dirs.items()), desc="expressions", unit="clip", mininterval=5):
+        paths = output_paths(clip_dir)
+        faces = pl.read_parquet(paths["table"], columns=["frame_index", "has_face", "landmarks_aligned"])
+        faces = faces.filter(pl.col("has_face"))
+        if faces.height == 0:
+            continue
+        crops = np.load(paths["faces"], mmap_mode="r")[faces["frame_index"].to_numpy()]
+        landmarks = np.asarray(faces["landmarks_aligned"].to_list(), np.float32).reshape(-1, 68, 2)
+        predicted = backend.predict(np.ascontiguousarray(crops), landmarks, [clip_id] * faces.height)
+        keys = pl.DataFrame({"clip_id": [clip_id] * faces.height, "frame_index": faces["frame_index"]})
+        parts.append(pl.concat([keys, predicted], how="horizontal"))
+    frame("expressions", pl.concat(parts) if parts else []).write_parquet(out_table)

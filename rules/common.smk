@@ -1,0 +1,59 @@
+"""The clip index (built when the workflow is planned, without opening any video) and input functions."""
+
+from pathlib import Path
+
+from impressions import clip_index, shards
+
+RESULTS = Path(config["results_dir"])
+TABLES_DIR = RESULTS / "tables"
+CLIPS_DIR = RESULTS / "clips"
+LOGS = RESULTS / "logs"
+BENCH = RESULTS / "benchmarks"
+DEMO_ROOT = clip_index.demo_root(config)
+
+INDEX = clip_index.for_config(config)
+CLIP_PATHS = INDEX.paths
+AUDIO_SHARDS = shards.assign(CLIP_PATHS, config["audio"]["shards"])
+EXPRESSION_SHARDS = shards.assign(CLIP_PATHS, config["expressions"]["shards"])
+
+
+wildcard_constraints:
+    clip="[^/]+",
+    shard=r"\d+",
+
+
+def clip_video(wildcards):
+    return CLIP_PATHS[wildcards.clip]
+
+
+def clip_outputs(name, clip_ids=None):
+    """One per-clip output file (see impressions.preprocess.OUTPUT_FILES) for the given or all clips."""
+    ids = CLIP_PATHS if clip_ids is None else clip_ids
+    return [str(CLIPS_DIR / clip_id / name) for clip_id in ids]
+
+
+def audio_shard_inputs(wildcards):
+    ids = AUDIO_SHARDS[int(wildcards.shard)]
+    return {"waveform": clip_outputs("waveform.npy", ids), "qc": clip_outputs("qc.json", ids)}
+
+
+def expression_shard_inputs(wildcards):
+    ids = EXPRESSION_SHARDS[int(wildcards.shard)]
+    return {"faces": clip_outputs("faces.npy", ids), "table": clip_outputs("frames.parquet", ids)}
+
+
+def shard_files(pattern, n):
+    return [pattern.format(shard=k) for k in range(n)]
+
+
+def index_inputs(wildcards):
+    """The index depends on the annotation files (and, for the demo, on its build)."""
+    if config["manifest"]:
+        return [config["manifest"]]
+    root = DEMO_ROOT or Path(config["data_root"])
+    return [str(root / name) for name in clip_index.annotations.ANNOTATION_FILES.values() if DEMO_ROOT or (root / name).exists()]
+
+
+def dataset_tables():
+    names = ["clips", "frames", "faces", "audio", "expressions", "qc"]
+    return [str(TABLES_DIR / f"{name}.parquet") for name in names]

@@ -1,0 +1,18 @@
+if DEMO_ROOT is not None:
+
+    rule build_demo:
+        """Render the demo dataset from media shipped in PyPI packages, in the FI layout."""
+        output:
+            videos=[CLIP_PATHS[clip_id] for clip_id in CLIP_PATHS],
+            annotations=[
+                str(DEMO_ROOT / name)
+                for name in clip_index.annotations.ANNOTATION_FILES.values()
+            ],
+        log:
+            LOGS / "build_demo.log",
+        benchmark:
+            BENCH / "build_demo.tsv"
+        params:
+            root=str(DEMO_ROOT),
+        script:
+            "../workflow_scripts/build_demo.py"

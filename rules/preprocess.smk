@@ -1,0 +1,61 @@
+rule preprocess_clip:
+    """Frames, faces and the audio window of one clip, with its QC record (never fails on bad media)."""
+    input:
+        video=clip_video,
+    output:
+        frames=CLIPS_DIR / "{clip}" / "frames.npy",
+        faces=CLIPS_DIR / "{clip}" / "faces.npy",
+        table=CLIPS_DIR / "{clip}" / "frames.parquet",
+        waveform=CLIPS_DIR / "{clip}" / "waveform.npy",
+        qc=CLIPS_DIR / "{clip}" / "qc.json",
+    log:
+        LOGS / "preprocess_clip" / "{clip}.log",
+    benchmark:
+        BENCH / "preprocess_clip" / "{clip}.tsv"
+    params:
+        settings={key: config[key] for key in ("frames", "faces")}
+        | {"audio": {k: config["audio"][k] for k in ("seconds", "sample_rate")}},
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../workflow_scripts/preprocess_clip.py"
+
+
+rule audio_shard:
+    """Log-mel and log-filterbank features, loudness and pitch for one shard of clips."""
+    input:
+        unpack(audio_shard_inputs),
+    output:
+        table=RESULTS / "shards" / "audio" / "{shard}.parquet",
+        arrays=RESULTS / "shards" / "audio" / "{shard}.npz",
+    log:
+        LOGS / "audio_shard" / "{shard}.log",
+    benchmark:
+        BENCH / "audio_shard" / "{shard}.tsv"
+    params:
+        options={k: v for k, v in config["audio"].items() if k != "shards"},
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    script:
+        "../workflow_scripts/audio_shard.py"
+
+
+rule expression_shard:
+    """17 AU intensities and 7 emotion probabilities per face frame, for one shard of clips."""
+    input:
+        unpack(expression_shard_inputs),
+    output:
+        RESULTS / "shards" / "expressions" / "{shard}.parquet",
+    log:
+        LOGS / "expression_shard" / "{shard}.log",
+    benchmark:
+        BENCH / "expression_shard" / "{shard}.tsv"
+    params:
+        options={k: v for k, v in config["expressions"].items() if k != "shards"},
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    script:
+        "../workflow_scripts/expression_shard.py"

@@ -1,0 +1,76 @@
+rule clip_index:
+    """The clips table and QC rows for annotated clips without a file and files without annotations."""
+    input:
+        index_inputs,
+    output:
+        clips=TABLES_DIR / "clips.parquet",
+        index_qc=RESULTS / "shards" / "index_qc.parquet",
+    log:
+        LOGS / "clip_index.log",
+    benchmark:
+        BENCH / "clip_index.tsv"
+    script:
+        "../workflow_scripts/clip_index.py"
+
+
+rule gather_frames:
+    """The frames and faces tables from every clip's frame table."""
+    input:
+        clip_outputs("frames.parquet"),
+    output:
+        frames=TABLES_DIR / "frames.parquet",
+        faces=TABLES_DIR / "faces.parquet",
+    log:
+        LOGS / "gather_frames.log",
+    benchmark:
+        BENCH / "gather_frames.tsv"
+    script:
+        "../workflow_scripts/gather_frames.py"
+
+
+rule gather_qc:
+    """One QC row per clip: processing records plus the index's missing and unannotated clips."""
+    input:
+        records=clip_outputs("qc.json"),
+        clips=rules.clip_index.output.clips,
+        index_qc=rules.clip_index.output.index_qc,
+    output:
+        TABLES_DIR / "qc.parquet",
+    log:
+        LOGS / "gather_qc.log",
+    benchmark:
+        BENCH / "gather_qc.tsv"
+    script:
+        "../workflow_scripts/gather_qc.py"
+
+
+rule gather_audio:
+    """The audio table, and its arrays as memory-mappable .npy files in table row order."""
+    input:
+        tables=shard_files(str(RESULTS / "shards/audio/{shard}.parquet"), config["audio"]["shards"]),
+        arrays=shard_files(str(RESULTS / "shards/audio/{shard}.npz"), config["audio"]["shards"]),
+    output:
+        table=TABLES_DIR / "audio.parquet",
+        arrays=[RESULTS / "arrays" / f"audio_{key}.npy" for key in ("waveform", "logmel", "logfbank")],
+    log:
+        LOGS / "gather_audio.log",
+    benchmark:
+        BENCH / "gather_audio.tsv"
+    script:
+        "../workflow_scripts/gather_audio.py"
+
+
+rule gather_expressions:
+    """The expressions table from every expression shard."""
+    input:
+        shard_files(
+            str(RESULTS / "shards/expressions/{shard}.parquet"), config["expressions"]["shards"]
+        ),
+    output:
+        TABLES_DIR / "expressions.parquet",
+    log:
+        LOGS / "gather_expressions.log",
+    benchmark:
+        BENCH / "gather_expressions.tsv"
+    script:
+        "../workflow_scripts/gather_expressions.py"

@@ -1,0 +1,90 @@
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+
+from impressions import preprocess
+from impressions.schemas import QC_STATUSES
+from media import clip_id
+
+EXPECTED_STATUS = {
+    "good": "ok",
+    "dash": "ok",
+    "unicode": "ok",
+    "portrait": "ok",
+    "short": "short",
+    "no_audio": "no_audio",
+    "no_face": "no_face",
+    "audio_only": "no_video",
+    "empty": "corrupt",
+    "text": "corrupt",
+    "truncated": "corrupt",
+}
+
+
+@pytest.fixture(scope="module")
+def processed(bad_media, tmp_path_factory):
+    out = tmp_path_factory.mktemp("clips")
+    settings = preprocess.Settings(frames_per_clip=6)
+    return {
+        kind: (preprocess.preprocess_clip(clip_id(path), path, out / kind, settings), out / kind)
+        for kind, path in bad_media.items()
+    }
+
+
+@pytest.mark.parametrize("kind", sorted(EXPECTED_STATUS))
+def test_every_input_gets_a_qc_record_with_a_reason(processed, kind):
+    qc, folder = processed[kind]
+    assert qc["status"] == EXPECTED_STATUS[kind], qc["reason"]
+    assert qc["status"] in QC_STATUSES and len(qc["reason"]) > 20
+    assert json.loads((folder / "qc.json").read_text()) == qc
+    for name in preprocess.OUTPUT_FILES.values():
+        assert (folder / name).is_file()  # bad clips still get (empty) outputs, so gathering never breaks
+
+
+@pytest.mark.parametrize("kind", ["good", "dash", "unicode", "portrait"])
+def test_good_clips_have_frames_faces_and_audio(processed, kind):
+    qc, folder = processed[kind]
+    frames, faces = np.load(folder / "frames.npy"), np.load(folder / "faces.npy")
+    assert frames.shape == (6, 224, 224, 3) and faces.shape == (6, 224, 224, 3)
+    table = pl.read_parquet(folder / "frames.parquet")
+    assert table["has_face"].all() and table["frame_index"].to_list() == list(range(6))
+    assert len(table["landmarks"][0]) == 136 and table["score"].min() > 0
+    # the box lies inside the frame and the landmarks inside the box (give or take the chin)
+    row = table.row(0, named=True)
+    assert 0 <= row["box_left"] < row["box_right"] <= row["width"] + 20
+    xs = np.array(row["landmarks"][0::2])
+    assert row["box_left"] - 20 < xs.mean() < row["box_right"] + 20
+    waveform = np.load(folder / "waveform.npy")
+    assert waveform.shape == (80000,) and np.abs(waveform).max() > 0.01
+
+
+def test_portrait_clip_keeps_portrait_geometry(processed):
+    qc, folder = processed["portrait"]
+    assert (qc["width"], qc["height"]) == (320, 568)
+    assert pl.read_parquet(folder / "frames.parquet")["height"][0] == 568
+
+
+def test_no_face_frames_get_zero_crops_and_null_boxes(processed):
+    qc, folder = processed["no_face"]
+    assert qc["frames_decoded"] == 6 and qc["frames_with_face"] == 0
+    table = pl.read_parquet(folder / "frames.parquet")
+    assert not table["has_face"].any() and table["box_left"].null_count() == 6
+    assert np.load(folder / "faces.npy").max() == 0
+
+
+def test_short_clip_is_zero_padded(processed):
+    qc, folder = processed["short"]
+    waveform = np.load(folder / "waveform.npy")
+    assert qc["audio_samples"] == pytest.approx(2.5 * 16000, rel=0.02)
+    assert np.abs(waveform[qc["audio_samples"] :]).max() == 0
+
+
+def test_unexpected_failure_becomes_error_record(tmp_path, bad_media, monkeypatch):
+    def boom(*args, **kwargs):
+        raise ZeroDivisionError("simulated bug")
+
+    monkeypatch.setattr(preprocess, "_frames_and_faces", boom)
+    qc = preprocess.preprocess_clip("x", bad_media["good"], tmp_path, preprocess.Settings())
+    assert qc["status"] == "error" and "simulated bug" in qc["reason"]

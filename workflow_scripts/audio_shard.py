@@ -1,0 +1,11 @@
+from pathlib import Path
+
+from impressions import logs, shards
+
+with logs.to_file(snakemake.log[0]):
+    shards.audio_shard(
+        logs.clip_dirs(snakemake.input.qc),
+        dict(snakemake.params.options),
+        Path(snakemake.output.table),
+        Path(snakemake.output.arrays),
+    )

@@ -1,0 +1,6 @@
+from pathlib import Path
+
+from impressions import logs, tables
+
+with logs.to_file(snakemake.log[0]):
+    tables.gather_expressions([Path(p) for p in snakemake.input], Path(snakemake.output[0]))
