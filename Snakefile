@@ -1,12 +1,14 @@
 """Apparent-personality workflow: clips -> frames, faces, audio, expressions -> dataset tables."""
 
+import os
 
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# Defaults live beside the Snakefile, so `--directory`/`-s` runs from elsewhere find them too.
+configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
 validate(config, "impressions/config.schema.yaml")
@@ -19,9 +21,9 @@ include: "rules/tables.smk"
 
 
 rule all:
+    default_target: True
     input:
         dataset_tables(),
-    default_target: True
 
 
 onsuccess:

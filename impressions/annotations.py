@@ -89,7 +89,9 @@ def load_split_labels(root: str | Path) -> dict[str, tuple[str, dict[str, float]
         data = load_pickle(path)
         for clip_id in data[LABELS[0]]:
             if clip_id in clips:
-                raise AnnotationError(f"clip {clip_id!r} is annotated in both {clips[clip_id][0]} and {split}")
+                raise AnnotationError(
+                    f"clip {clip_id!r} is annotated in both {clips[clip_id][0]} and {split}"
+                )
             clips[clip_id] = (split, {label: data[label][clip_id] for label in LABELS})
     return clips
 
@@ -98,7 +100,9 @@ def _read_semicolon_csv(path: Path) -> list[dict[str, str]]:
     import csv
 
     with path.open(newline="", encoding="utf-8-sig") as f:
-        return [{k.strip(): (v or "").strip() for k, v in row.items()} for row in csv.DictReader(f, delimiter=";")]
+        return [
+            {k.strip(): (v or "").strip() for k, v in row.items()} for row in csv.DictReader(f, delimiter=";")
+        ]
 
 
 def load_demographics(root: str | Path) -> dict[str, dict[str, object]]:
@@ -123,5 +127,7 @@ def load_demographics(root: str | Path) -> dict[str, dict[str, object]]:
                 group = int(row["AgeGroup"])
                 out.setdefault(_clip_id(row["VideoName"]), {})["age_group"] = AGE_GROUPS[group]
             except (KeyError, ValueError) as err:
-                raise AnnotationError(f"{path}: bad row {row} ({err}); expected VideoName;AgeGroup 1..8") from None
+                raise AnnotationError(
+                    f"{path}: bad row {row} ({err}); expected VideoName;AgeGroup 1..8"
+                ) from None
     return out

@@ -105,13 +105,17 @@ def from_manifest(path: str | Path) -> ClipIndex:
     import polars as pl
 
     path = Path(path)
-    table = pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_csv(path, infer_schema_length=None)
+    table = (
+        pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_csv(path, infer_schema_length=None)
+    )
     for required in ("path", "split"):
         if required not in table.columns:
             raise IndexError_(f"manifest {path} has no {required!r} column (columns: {table.columns})")
     bad_splits = set(table["split"].unique().to_list()) - set(SPLITS)
     if bad_splits:
-        raise IndexError_(f"manifest {path}: unknown split values {sorted(map(str, bad_splits))}; use {SPLITS}")
+        raise IndexError_(
+            f"manifest {path}: unknown split values {sorted(map(str, bad_splits))}; use {SPLITS}"
+        )
     index = ClipIndex()
     seen: set[str] = set()
     for row in table.iter_rows(named=True):

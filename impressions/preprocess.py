@@ -90,7 +90,9 @@ class ClipRecord:
 
     def __init__(self, clip_id: str, frames_requested: int):
         self.row: dict = {col: None for col in TABLES["qc"]}
-        self.row.update(clip_id=clip_id, frames_requested=frames_requested, frames_decoded=0, frames_with_face=0)
+        self.row.update(
+            clip_id=clip_id, frames_requested=frames_requested, frames_decoded=0, frames_with_face=0
+        )
         self.problems: list[tuple[str, str]] = []
 
     def flag(self, status: str, reason: str) -> None:
@@ -210,8 +212,8 @@ def _audio(video_path, info, settings, record, waveform):
     if n < waveform.size:
         record.flag(
             "short",
-            f"audio ends at {n / settings.sample_rate:.2f} s, before the {settings.audio_seconds:g} s window: "
-            "zero-padded",
+            f"audio ends at {n / settings.sample_rate:.2f} s, "
+            f"before the {settings.audio_seconds:g} s window: zero-padded",
         )
     return waveform
 

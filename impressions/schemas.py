@@ -97,3 +97,12 @@ def frame(table: str, rows):
 def empty(table: str):
     """A zero-row DataFrame of `table`."""
     return frame(table, [])
+
+
+def markdown() -> str:
+    """The tables, columns, dtypes and units as a Markdown table (the README embeds this)."""
+    lines = ["| table | column | dtype | unit |", "|---|---|---|---|"]
+    for table, columns in TABLES.items():
+        for column, dtype in columns.items():
+            lines.append(f"| {table} | `{column}` | {dtype} | {UNITS.get(column, '')} |")
+    return "\n".join(lines)

@@ -42,7 +42,9 @@ def audio_shard(clip_dirs: Mapping[str, str | Path], audio_options: dict, out_ta
     from impressions import audio
 
     rows, arrays = [], {"clip_id": [], "waveform": [], "logmel": [], "logfbank": []}
-    for clip_id, clip_dir in tqdm(sorted(clip_dirs.items()), desc="audio features", unit="clip", mininterval=5):
+    for clip_id, clip_dir in tqdm(
+        sorted(clip_dirs.items()), desc="audio features", unit="clip", mininterval=5
+    ):
         paths = output_paths(clip_dir)
         qc = json.loads(paths["qc"].read_text())
         waveform = np.load(paths["waveform"])

@@ -60,7 +60,9 @@ def gather_qc(clip_dirs: Mapping[str, str | Path], clips_table: Path, index_qc: 
     pl.concat([frame("qc", rows), pl.read_parquet(index_qc)]).sort("clip_id").write_parquet(out)
 
 
-def gather_audio(shard_tables: Iterable[Path], shard_arrays: Iterable[Path], table_out: Path, arrays_dir: Path):
+def gather_audio(
+    shard_tables: Iterable[Path], shard_arrays: Iterable[Path], table_out: Path, arrays_dir: Path
+):
     """Concatenate audio shards; arrays go to memory-mappable .npy files in the table's row order."""
     import polars as pl
 

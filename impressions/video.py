@@ -77,7 +77,12 @@ def _run(args: list[str], *, check: bool = True) -> subprocess.CompletedProcess:
 def _ffmpeg_error(stderr: bytes) -> str:
     """The most telling line of ffmpeg's complaint (its last lines repeat generic failures)."""
     lines = [ln.strip() for ln in stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
-    for needle in ("moov atom not found", "Invalid data found", "does not contain any stream", "No such file"):
+    for needle in (
+        "moov atom not found",
+        "Invalid data found",
+        "does not contain any stream",
+        "No such file",
+    ):
         for ln in lines:
             if needle in ln:
                 return ln.split("] ", 1)[-1] if "] " in ln else ln
@@ -100,7 +105,9 @@ def probe(path: str | Path) -> VideoInfo:
     audio = _AUDIO.search(text)
     rotation = _ROTATION.search(text)
     return VideoInfo(
-        duration_s=(int(duration[1]) * 3600 + int(duration[2]) * 60 + float(duration[3])) if duration else None,
+        duration_s=(int(duration[1]) * 3600 + int(duration[2]) * 60 + float(duration[3]))
+        if duration
+        else None,
         fps=float(fps[1]) if fps else None,
         width=int(video[2]) if video else None,
         height=int(video[3]) if video else None,
@@ -131,9 +138,7 @@ def sample_frames(path: str | Path, info: VideoInfo, count: int, max_side: int =
         return np.zeros((0, 0, 0, 3), np.uint8), wanted
     select = "+".join(f"eq(n\\,{n})" for n in wanted)
     # iw/ih are the upright size here: autorotation runs before user filters.
-    scale = (
-        f"scale=w='if(gte(iw,ih),min({max_side},iw),-2)':h='if(gte(iw,ih),-2,min({max_side},ih))'"
-    )
+    scale = f"scale=w='if(gte(iw,ih),min({max_side},iw),-2)':h='if(gte(iw,ih),-2,min({max_side},ih))'"
     proc = _run(
         ["-i", ffmpeg_input(path), "-map", "0:v:0", "-vf", f"select='{select}',{scale}",
          "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"],

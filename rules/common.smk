@@ -34,12 +34,18 @@ def clip_outputs(name, clip_ids=None):
 
 def audio_shard_inputs(wildcards):
     ids = AUDIO_SHARDS[int(wildcards.shard)]
-    return {"waveform": clip_outputs("waveform.npy", ids), "qc": clip_outputs("qc.json", ids)}
+    return {
+        "waveform": clip_outputs("waveform.npy", ids),
+        "qc": clip_outputs("qc.json", ids),
+    }
 
 
 def expression_shard_inputs(wildcards):
     ids = EXPRESSION_SHARDS[int(wildcards.shard)]
-    return {"faces": clip_outputs("faces.npy", ids), "table": clip_outputs("frames.parquet", ids)}
+    return {
+        "faces": clip_outputs("faces.npy", ids),
+        "table": clip_outputs("frames.parquet", ids),
+    }
 
 
 def shard_files(pattern, n):
@@ -51,7 +57,11 @@ def index_inputs(wildcards):
     if config["manifest"]:
         return [config["manifest"]]
     root = DEMO_ROOT or Path(config["data_root"])
-    return [str(root / name) for name in clip_index.annotations.ANNOTATION_FILES.values() if DEMO_ROOT or (root / name).exists()]
+    return [
+        str(root / name)
+        for name in clip_index.annotations.ANNOTATION_FILES.values()
+        if DEMO_ROOT or (root / name).exists()
+    ]
 
 
 def dataset_tables():

@@ -12,7 +12,7 @@ if DEMO_ROOT is not None:
             LOGS / "build_demo.log",
         benchmark:
             BENCH / "build_demo.tsv"
-        params:
-            root=str(DEMO_ROOT),
+        conda:
+            "../envs/preprocess.yaml"
         script:
             "../workflow_scripts/build_demo.py"

@@ -12,12 +12,14 @@ rule preprocess_clip:
         LOGS / "preprocess_clip" / "{clip}.log",
     benchmark:
         BENCH / "preprocess_clip" / "{clip}.tsv"
-    params:
-        settings={key: config[key] for key in ("frames", "faces")}
-        | {"audio": {k: config["audio"][k] for k in ("seconds", "sample_rate")}},
+    conda:
+        "../envs/preprocess.yaml"
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        settings={key: config[key] for key in ("frames", "faces")}
+        | {"audio": {k: config["audio"][k] for k in ("seconds", "sample_rate")}},
     script:
         "../workflow_scripts/preprocess_clip.py"
 
@@ -33,11 +35,13 @@ rule audio_shard:
         LOGS / "audio_shard" / "{shard}.log",
     benchmark:
         BENCH / "audio_shard" / "{shard}.tsv"
-    params:
-        options={k: v for k, v in config["audio"].items() if k != "shards"},
+    conda:
+        "../envs/preprocess.yaml"
     resources:
         mem_mb=2000,
         runtime=60,
+    params:
+        options={k: v for k, v in config["audio"].items() if k != "shards"},
     script:
         "../workflow_scripts/audio_shard.py"
 
@@ -52,10 +56,12 @@ rule expression_shard:
         LOGS / "expression_shard" / "{shard}.log",
     benchmark:
         BENCH / "expression_shard" / "{shard}.tsv"
-    params:
-        options={k: v for k, v in config["expressions"].items() if k != "shards"},
+    conda:
+        "../envs/expressions.yaml"
     resources:
         mem_mb=4000,
         runtime=120,
+    params:
+        options={k: v for k, v in config["expressions"].items() if k != "shards"},
     script:
         "../workflow_scripts/expression_shard.py"

@@ -9,6 +9,8 @@ rule clip_index:
         LOGS / "clip_index.log",
     benchmark:
         BENCH / "clip_index.tsv"
+    conda:
+        "../envs/preprocess.yaml"
     script:
         "../workflow_scripts/clip_index.py"
 
@@ -24,6 +26,8 @@ rule gather_frames:
         LOGS / "gather_frames.log",
     benchmark:
         BENCH / "gather_frames.tsv"
+    conda:
+        "../envs/preprocess.yaml"
     script:
         "../workflow_scripts/gather_frames.py"
 
@@ -40,6 +44,8 @@ rule gather_qc:
         LOGS / "gather_qc.log",
     benchmark:
         BENCH / "gather_qc.tsv"
+    conda:
+        "../envs/preprocess.yaml"
     script:
         "../workflow_scripts/gather_qc.py"
 
@@ -47,15 +53,24 @@ rule gather_qc:
 rule gather_audio:
     """The audio table, and its arrays as memory-mappable .npy files in table row order."""
     input:
-        tables=shard_files(str(RESULTS / "shards/audio/{shard}.parquet"), config["audio"]["shards"]),
-        arrays=shard_files(str(RESULTS / "shards/audio/{shard}.npz"), config["audio"]["shards"]),
+        tables=shard_files(
+            str(RESULTS / "shards/audio/{shard}.parquet"), config["audio"]["shards"]
+        ),
+        arrays=shard_files(
+            str(RESULTS / "shards/audio/{shard}.npz"), config["audio"]["shards"]
+        ),
     output:
         table=TABLES_DIR / "audio.parquet",
-        arrays=[RESULTS / "arrays" / f"audio_{key}.npy" for key in ("waveform", "logmel", "logfbank")],
+        arrays=[
+            RESULTS / "arrays" / f"audio_{key}.npy"
+            for key in ("waveform", "logmel", "logfbank")
+        ],
     log:
         LOGS / "gather_audio.log",
     benchmark:
         BENCH / "gather_audio.tsv"
+    conda:
+        "../envs/preprocess.yaml"
     script:
         "../workflow_scripts/gather_audio.py"
 
@@ -64,7 +79,8 @@ rule gather_expressions:
     """The expressions table from every expression shard."""
     input:
         shard_files(
-            str(RESULTS / "shards/expressions/{shard}.parquet"), config["expressions"]["shards"]
+            str(RESULTS / "shards/expressions/{shard}.parquet"),
+            config["expressions"]["shards"],
         ),
     output:
         TABLES_DIR / "expressions.parquet",
@@ -72,5 +88,7 @@ rule gather_expressions:
         LOGS / "gather_expressions.log",
     benchmark:
         BENCH / "gather_expressions.tsv"
+    conda:
+        "../envs/preprocess.yaml"
     script:
         "../workflow_scripts/gather_expressions.py"

@@ -29,7 +29,9 @@ def src(name: str = WOLFGANG) -> str:
 
 # Wolfgang's own audio track is digital silence, so clips cut from it get a tone mixed in: a silent
 # track and "no audio stream" must stay distinguishable in the tests.
-def face_clip(path: Path, *, start: float = 0.0, seconds: float = 6.0, audio: bool = True, vf: str | None = None):
+def face_clip(
+    path: Path, *, start: float = 0.0, seconds: float = 6.0, audio: bool = True, vf: str | None = None
+):
     """A clip of the real face video (H.264 + AAC)."""
     args = ["-ss", str(start), "-t", str(seconds), "-i", src()]
     if audio:
@@ -63,7 +65,17 @@ def bad_media(folder: Path) -> dict[str, Path]:
     face_clip(files["portrait"], start=12, vf="crop=320:360:300:0,pad=320:568:0:104")
     face_clip(files["short"], start=14, seconds=2.5)
     face_clip(files["no_audio"], start=4, audio=False)
-    ffmpeg("-i", src("no_face.mp4"), "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", out(files["no_face"]))
+    ffmpeg(
+        "-i",
+        src("no_face.mp4"),
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-c:a",
+        "aac",
+        out(files["no_face"]),
+    )
     ffmpeg("-f", "lavfi", "-t", "3", "-i", "sine=frequency=300", "-c:a", "aac", out(files["audio_only"]))
     files["empty"].write_bytes(b"")
     files["text"].write_text("this is not a video\n")
@@ -82,7 +94,11 @@ def clip_id(path: Path) -> str:
 def write_fi_annotations(root: Path, splits: dict[str, list[str]], seed: int = 0) -> None:
     """FI-format pickles (protocol 2, `name.mp4` keys, numpy float64 values) for the given clip ids."""
     rng = np.random.default_rng(seed)
-    names = {"train": "annotation_training.pkl", "val": "annotation_validation.pkl", "test": "annotation_test.pkl"}
+    names = {
+        "train": "annotation_training.pkl",
+        "val": "annotation_validation.pkl",
+        "test": "annotation_test.pkl",
+    }
     for split, ids in splits.items():
         data = {label: {f"{i}.mp4": np.float64(rng.uniform()) for i in ids} for label in LABELS}
         with (root / names[split]).open("wb") as f:

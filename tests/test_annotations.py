@@ -59,5 +59,10 @@ def test_demographics_and_age_files(tmp_path):
     )
     (tmp_path / "age_annotations.csv").write_text("VideoName;AgeGroup\n-abc.001.mp4;5\n")
     demo = annotations.load_demographics(tmp_path)
-    assert demo["-abc.001"] == {"youtube_id": "-abc", "ethnicity": "caucasian", "gender": "female", "age_group": "25-32"}
+    assert demo["-abc.001"] == {
+        "youtube_id": "-abc",
+        "ethnicity": "caucasian",
+        "gender": "female",
+        "age_group": "25-32",
+    }
     assert demo["xyz.002"]["gender"] == "male" and "age_group" not in demo["xyz.002"]

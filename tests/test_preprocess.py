@@ -3,10 +3,10 @@ import json
 import numpy as np
 import polars as pl
 import pytest
+from media import clip_id
 
 from impressions import preprocess
 from impressions.schemas import QC_STATUSES
-from media import clip_id
 
 EXPECTED_STATUS = {
     "good": "ok",

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
+from media import ffmpeg, out
 
 from impressions import media, video
-from media import ffmpeg, out
 
 
 def test_probe_reads_header_of_real_clip():

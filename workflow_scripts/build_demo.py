@@ -3,4 +3,5 @@ from pathlib import Path
 from impressions import demo, logs
 
 with logs.to_file(snakemake.log[0]):
-    demo.build_demo(Path(snakemake.params.root))
+    # the annotation pickles sit at the demo root
+    demo.build_demo(Path(snakemake.output.annotations[0]).parent)

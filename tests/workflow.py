@@ -1,0 +1,59 @@
+"""Run the real workflow with snakemake in a scratch folder and read what it planned."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+
+# Small settings so a test run takes about a minute on two cores.
+FAST = {
+    "frames": {"per_clip": 4, "size": 64, "max_side": 640},
+    "audio": {"shards": 2},
+    "expressions": {"shards": 2, "device": "cpu"},
+}
+
+
+def write_config(workdir: Path, **overrides) -> Path:
+    """A config file layered over the defaults (Snakemake merges config files recursively)."""
+    config = {**FAST, **overrides}
+    path = workdir / "test_config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def run(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir), "--cores", "2",
+         "--configfile", str(workdir / "test_config.yaml"), *args],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        )
+    return proc
+
+
+_JOB = re.compile(r"^(?:local)?rule (\w+):\n(.*?)(?=^\S|\Z)", re.M | re.S)
+
+
+def planned(workdir: Path, *args: str) -> Counter:
+    """The jobs a dry run plans, as a Counter of (rule, wildcards) pairs."""
+    out = run(workdir, "--dry-run", *args).stdout
+    jobs: Counter = Counter()
+    for rule, body in _JOB.findall(out):
+        wildcards = re.search(r"^\s+wildcards: (.*)$", body, re.M)
+        jobs[(rule, wildcards[1] if wildcards else "")] += 1
+    return jobs
+
+
+def rules(jobs: Counter) -> Counter:
+    return Counter(rule for rule, _ in jobs.elements())
