@@ -7,7 +7,10 @@ DAN+ audio model. Clips shorter than the window are zero-padded at the end and f
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 
 import numpy as np
 
@@ -34,6 +37,33 @@ class ClipAudio:
         }
 
 
+@cache
+def _warm_librosa() -> None:
+    """Compile librosa's numba kernels once per machine, under a file lock.
+
+    numba caches compiled kernels beside librosa's sources; two processes compiling them at the same
+    time corrupt that cache and later calls segfault (seen with two parallel audio jobs on a fresh
+    environment). Whoever takes the lock first compiles and writes; the others then only read.
+    """
+    import librosa
+    from filelock import FileLock
+
+    folder = Path(librosa.__file__).parent
+    lock = folder / ".impressions-numba.lock"
+    if not _writable(folder):
+        lock = Path(tempfile.gettempdir()) / "impressions-numba.lock"
+    with FileLock(lock):
+        y = np.sin(np.arange(16000, dtype=np.float32) * 0.1)
+        librosa.filters.mel(sr=16000, n_fft=512, n_mels=8)
+        librosa.yin(y, fmin=50, fmax=500, sr=16000, frame_length=1024)
+
+
+def _writable(folder: Path) -> bool:
+    import os
+
+    return os.access(folder, os.W_OK)
+
+
 def _median_pitch(y: np.ndarray, sr: int) -> float:
     """Median voiced f0 (YIN over 50-500 Hz); NaN when there is too little signal."""
     import librosa
@@ -57,6 +87,7 @@ def features(
     """Pad/trim decoded samples to `seconds` and compute the spectral features."""
     import librosa
 
+    _warm_librosa()
     length = int(round(seconds * sample_rate))
     n_real = min(samples.size, length)
     waveform = np.zeros(length, np.float32)

@@ -15,7 +15,8 @@ rule preprocess_clip:
     conda:
         "../envs/preprocess.yaml"
     resources:
-        mem_mb=1000,
+        # grows with each retry (`retries`, e.g. in profiles/slurm): an OOM kill gets more memory
+        mem_mb=lambda wildcards, attempt: 1000 * attempt,
         runtime=10,
     params:
         settings={key: config[key] for key in ("frames", "faces")}
@@ -38,7 +39,7 @@ rule audio_shard:
     conda:
         "../envs/preprocess.yaml"
     resources:
-        mem_mb=2000,
+        mem_mb=lambda wildcards, attempt: 2000 * attempt,
         runtime=60,
     params:
         options={k: v for k, v in config["audio"].items() if k != "shards"},
@@ -58,8 +59,9 @@ rule expression_shard:
         BENCH / "expression_shard" / "{shard}.tsv"
     conda:
         "../envs/expressions.yaml"
+    threads: 2
     resources:
-        mem_mb=4000,
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
         runtime=120,
     params:
         options={k: v for k, v in config["expressions"].items() if k != "shards"},

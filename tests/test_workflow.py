@@ -103,10 +103,12 @@ def test_nothing_to_do_after_a_complete_run(done):
 
 
 def test_expression_setting_reruns_only_expressions(done):
-    _, work, _ = done
-    jobs = planned(work, "--config", "expressions={'backend': 'builtin', 'device': 'cpu', "
-                   "'batch_size': 7, 'shards': 2}")  # fmt: skip
-    assert rules(jobs) == {"expression_shard": 2, "gather_expressions": 1, "all": 1}
+    root, work, _ = done
+    write_config(work, data_root=str(root), results_dir="out", expressions={"shards": 2, "batch_size": 7})
+    try:
+        assert rules(planned(work)) == {"expression_shard": 2, "gather_expressions": 1, "all": 1}
+    finally:
+        write_config(work, data_root=str(root), results_dir="out")
 
 
 def test_audio_feature_setting_reruns_only_audio_features(done):
