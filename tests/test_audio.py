@@ -34,6 +34,8 @@ def test_concurrent_first_calls_with_a_cold_numba_cache(tmp_path):
         "import numpy as np; from impressions import audio; "
         "print(audio.features(np.random.default_rng(0).normal(size=38696).astype(np.float32)).stats())"
     )
-    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE) for _ in range(3)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE) for _ in range(3)
+    ]
     codes = [p.wait(timeout=300) for p in procs]
     assert codes == [0, 0, 0], [p.stderr.read().decode()[-500:] for p in procs]
