@@ -1,0 +1,74 @@
+"""SIGKILL to snakemake and its jobs mid-run, then a re-run: outputs identical to an uninterrupted run."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import numpy as np
+import polars as pl
+import pytest
+from media import face_clip, write_fi_annotations
+from workflow import REPO, SNAKEMAKE, run, write_config
+
+pytestmark = pytest.mark.workflow
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fi")
+    names = [f"clip{i}.00{i}" for i in range(5)]
+    for i, name in enumerate(names):
+        face_clip(root / "videos" / f"{name}.mp4", start=1 + 3 * i, seconds=4)
+    write_fi_annotations(root, {"train": names[:3], "val": names[3:4], "test": names[4:]})
+    return root
+
+
+def outputs(work):
+    """Every table (QC minus its wall-time column) and every array the run wrote."""
+    found = {}
+    for path in sorted((work / "out").rglob("*")):
+        rel = str(path.relative_to(work / "out"))
+        if rel.startswith(("logs", "benchmarks")) or not path.is_file():
+            continue
+        if path.suffix == ".parquet":
+            table = pl.read_parquet(path)
+            found[rel] = table.drop("seconds") if "seconds" in table.columns else table
+        elif path.suffix == ".npy":
+            found[rel] = np.load(path)
+        elif path.suffix == ".json":
+            found[rel] = {k: v for k, v in json.loads(path.read_text()).items() if k != "seconds"}
+    return found
+
+
+def test_killed_run_resumes_to_identical_outputs(dataset, tmp_path):
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    for work in (reference, killed):
+        work.mkdir()
+        write_config(work, data_root=str(dataset), results_dir="out")
+    run(reference)
+
+    proc = subprocess.Popen(
+        [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(killed), "--cores", "2",
+         "--configfile", str(killed / "test_config.yaml")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while len(list((killed / "out" / "clips").glob("*/qc.json"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # snakemake and every job it started
+    proc.wait()
+    assert not (killed / "out" / "tables" / "qc.parquet").exists(), "the run finished before it was killed"
+
+    run(killed, "--unlock")
+    run(killed, "--rerun-incomplete")
+    got, want = outputs(killed), outputs(reference)
+    assert sorted(got) == sorted(want)
+    for name, value in want.items():
+        if isinstance(value, pl.DataFrame):
+            assert got[name].equals(value), name
+        elif isinstance(value, np.ndarray):
+            assert np.array_equal(got[name], value), name
+        else:
+            assert got[name] == value, name
