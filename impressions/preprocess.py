@@ -22,8 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from impressions import video
-from impressions.faces import FaceDetector
+from impressions import faces, video
 from impressions.schemas import QC_STATUSES, TABLES
 
 log = logging.getLogger(__name__)
@@ -159,7 +158,7 @@ def _frames_and_faces(clip_id, video_path, info, settings, record):
     expected = len(video.frame_numbers(info.n_frames or 0, settings.frames_per_clip))
     if len(images) < expected:
         record.flag("truncated", f"only {len(images)} of {expected} sampled frames could be decoded")
-    detector = FaceDetector(
+    detector = faces.detector(
         upsample=settings.upsample, min_score=settings.min_score, size=settings.face_size,
         padding=settings.face_padding,
     )  # fmt: skip

@@ -28,7 +28,7 @@ rule preprocess_clip:
 rule audio_shard:
     """Log-mel and log-filterbank features, loudness and pitch for one shard of clips."""
     input:
-        unpack(audio_shard_inputs),
+        audio_shard_inputs,
     output:
         table=RESULTS / "shards" / "audio" / "{shard}.parquet",
         arrays=RESULTS / "shards" / "audio" / "{shard}.npz",
@@ -50,7 +50,7 @@ rule audio_shard:
 rule expression_shard:
     """17 AU intensities and 7 emotion probabilities per face frame, for one shard of clips."""
     input:
-        unpack(expression_shard_inputs),
+        expression_shard_inputs,
     output:
         RESULTS / "shards" / "expressions" / "{shard}.parquet",
     log:

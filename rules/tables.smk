@@ -15,39 +15,26 @@ rule clip_index:
         "../workflow_scripts/clip_index.py"
 
 
-rule gather_frames:
-    """The frames and faces tables from every clip's frame table."""
+# Rules with per-clip inputs name other rules' outputs by path, not as rules.X.output: Snakemake
+# then hashes the whole input list once per file, which made planning 10,000 clips take minutes.
+rule gather_clips:
+    """The frames, faces and QC tables from every clip's outputs and the index's QC rows."""
     input:
-        clip_outputs("frames.parquet"),
+        records=clip_outputs("qc.json"),
+        clips=TABLES_DIR / "clips.parquet",
+        index_qc=RESULTS / "shards" / "index_qc.parquet",
     output:
         frames=TABLES_DIR / "frames.parquet",
         faces=TABLES_DIR / "faces.parquet",
+        qc=TABLES_DIR / "qc.parquet",
     log:
-        LOGS / "gather_frames.log",
+        LOGS / "gather_clips.log",
     benchmark:
-        BENCH / "gather_frames.tsv"
+        BENCH / "gather_clips.tsv"
     conda:
         "../envs/preprocess.yaml"
     script:
-        "../workflow_scripts/gather_frames.py"
-
-
-rule gather_qc:
-    """One QC row per clip: processing records plus the index's missing and unannotated clips."""
-    input:
-        records=clip_outputs("qc.json"),
-        clips=rules.clip_index.output.clips,
-        index_qc=rules.clip_index.output.index_qc,
-    output:
-        TABLES_DIR / "qc.parquet",
-    log:
-        LOGS / "gather_qc.log",
-    benchmark:
-        BENCH / "gather_qc.tsv"
-    conda:
-        "../envs/preprocess.yaml"
-    script:
-        "../workflow_scripts/gather_qc.py"
+        "../workflow_scripts/gather_clips.py"
 
 
 rule gather_audio:

@@ -128,7 +128,7 @@ def test_replaced_clip_file_reruns_only_its_own_jobs(done):
     jobs = planned(work)
     assert rules(jobs) == {
         "preprocess_clip": 1, "audio_shard": 1, "expression_shard": 1,
-        "gather_frames": 1, "gather_qc": 1, "gather_audio": 1, "gather_expressions": 1, "all": 1,
+        "gather_clips": 1, "gather_audio": 1, "gather_expressions": 1, "all": 1,
     }  # fmt: skip
     assert ("preprocess_clip", f"clip={cid}") in jobs
     assert ("audio_shard", f"shard={shards.shard_of(cid, 2)}") in jobs
@@ -145,7 +145,7 @@ def test_added_clip_reruns_only_its_own_jobs(done, tmp_path):
     jobs = planned(work)
     assert rules(jobs) == {
         "clip_index": 1, "preprocess_clip": 1, "audio_shard": 1, "expression_shard": 1,
-        "gather_frames": 1, "gather_qc": 1, "gather_audio": 1, "gather_expressions": 1, "all": 1,
+        "gather_clips": 1, "gather_audio": 1, "gather_expressions": 1, "all": 1,
     }  # fmt: skip
     assert ("preprocess_clip", "clip=new_clip.007") in jobs
     assert ("expression_shard", f"shard={shards.shard_of('new_clip.007', 2)}") in jobs

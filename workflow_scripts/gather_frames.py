@@ -1,8 +1,0 @@
-from pathlib import Path
-
-from impressions import logs, tables
-
-with logs.to_file(snakemake.log[0]):
-    tables.gather_frames(
-        logs.clip_dirs(snakemake.input), Path(snakemake.output.frames), Path(snakemake.output.faces)
-    )
