@@ -1,0 +1,42 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from impressions import faces, media
+
+
+def still(name: str) -> np.ndarray:
+    return np.asarray(Image.open(media.pyfeat_test_media(name)).convert("RGB"))
+
+
+def test_single_face_box_landmarks_and_eye_aligned_crop():
+    found = faces.detector().detect(still("single_face.jpg"))
+    assert found.found and found.n_faces == 1 and found.score > 0.5
+    left, top, right, bottom = found.box
+    inside = (found.landmarks[:, 0] > left - 10) & (found.landmarks[:, 0] < right + 10)
+    assert inside.mean() > 0.9
+    assert found.crop.shape == (224, 224, 3) and found.crop.dtype == np.uint8
+    eyes = found.landmarks_aligned
+    left_eye, right_eye = eyes[36:42].mean(axis=0), eyes[42:48].mean(axis=0)
+    assert abs(left_eye[1] - right_eye[1]) < 3  # eye-aligned: the eyes lie on one row
+    assert 60 < right_eye[0] - left_eye[0] < 110  # and at a fixed scale
+    assert eyes[30, 0] == pytest.approx(111.5, abs=15)  # nose tip near the vertical centre line
+
+
+def test_several_faces_keep_the_best_scoring_one():
+    image = still("multi_face.jpg")
+    found = faces.detector().detect(image)
+    assert found.n_faces >= 2
+    rects, scores, _ = faces.detector().detector.run(image, 0, 0.0)
+    assert found.chosen == int(np.argmax(scores)) and found.score == pytest.approx(max(scores))
+
+
+def test_no_face_is_reported_not_invented():
+    found = faces.detector().detect(np.full((360, 640, 3), 127, np.uint8))
+    assert not found.found and found.n_faces == 0 and found.crop is None and found.box is None
+
+
+def test_min_score_discards_weak_detections():
+    image = still("multi_face.jpg")
+    strict = faces.FaceDetector(min_score=10.0).detect(image)
+    assert not strict.found
