@@ -18,12 +18,14 @@ include: "rules/common.smk"
 include: "rules/demo.smk"
 include: "rules/preprocess.smk"
 include: "rules/tables.smk"
+include: "rules/models.smk"
 
 
 rule all:
     default_target: True
     input:
         dataset_tables(),
+        model_targets(),
 
 
 onsuccess:

@@ -13,11 +13,14 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 
-# Small settings so a test run takes about a minute on two cores.
+# Small settings so a test run takes about a minute on two cores. No model families: the
+# preprocessing tests plan and run up to the dataset tables (tests/test_models_workflow.py covers
+# the model rules).
 FAST = {
     "frames": {"per_clip": 4, "size": 64, "max_side": 640},
     "audio": {"shards": 2},
     "expressions": {"shards": 2, "device": "cpu"},
+    "models": {"families": []},
 }
 
 

@@ -1,0 +1,152 @@
+"""The `impressions` command: quick facts about a First Impressions annotation folder, and predictions.
+
+impressions baseline ANNOTATION_DIR     train-mean baseline accuracy per split and trait
+impressions leakage ANNOTATION_DIR      YouTube ids of each split that also occur in training
+impressions predict CLIP.mp4 [...]      trait scores of new clips from trained models
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from impressions import metrics
+from impressions.schemas import SPLITS, TRAITS
+
+
+def _labels_by_split(root: Path) -> dict[str, tuple[list[str], np.ndarray]]:
+    from impressions.annotations import load_split_labels
+
+    clips = load_split_labels(root)
+    if not clips:
+        raise SystemExit(f"no annotation_*.pkl files in {root}")
+    out = {}
+    for split in SPLITS:
+        ids = sorted(c for c, (s, _) in clips.items() if s == split)
+        if ids:
+            out[split] = (ids, np.array([[clips[c][1][t] for t in TRAITS] for c in ids]))
+    return out
+
+
+def baseline_rows(root: str | Path, n_boot: int = 0, seed: int = 0) -> list[dict]:
+    """Accuracy of always predicting the training mean, per split: {split, n, trait..., mean[, CI]}."""
+    from impressions.clip_index import youtube_id
+
+    splits = _labels_by_split(Path(root))
+    if "train" not in splits:
+        raise SystemExit(f"{root}: no training annotations, so no training mean")
+    train_mean = splits["train"][1].mean(axis=0)
+    rows = []
+    for split, (ids, y) in splits.items():
+        pred = np.broadcast_to(train_mean, y.shape)
+        acc = metrics.accuracy(y, pred)
+        row = {"split": split, "n": len(ids), **dict(zip(TRAITS, acc)), "mean": float(acc.mean())}
+        if n_boot:
+            groups = [youtube_id(c) for c in ids]
+            est = metrics.bootstrap(y, pred, n_boot=n_boot, seed=seed, groups=groups)["accuracy"]
+            row["ci_low"], row["ci_high"] = float(est.low[-1]), float(est.high[-1])
+        rows.append(row)
+    return rows
+
+
+def leakage_rows(root: str | Path) -> list[dict]:
+    """Per split: distinct YouTube ids, how many also occur in training, and the clips they cover."""
+    from impressions.clip_index import youtube_id
+
+    splits = _labels_by_split(Path(root))
+    train_ids = {youtube_id(c) for c in splits.get("train", ([], None))[0]}
+    rows = []
+    for split, (ids, _) in splits.items():
+        people = [youtube_id(c) for c in ids]
+        shared = {p for p in people if p in train_ids}
+        rows.append({
+            "split": split, "clips": len(ids), "youtube_ids": len(set(people)), "in_train": len(shared),
+            "clips_in_train": sum(p in shared for p in people),
+        })  # fmt: skip
+    return rows
+
+
+def _print_baseline(rows: list[dict]) -> None:
+    short = [metrics.SHORT[t] for t in TRAITS]
+    ci = "ci_low" in rows[0]
+    print("Train-mean baseline: accuracy (1 - MAE) of always predicting the training mean")
+    print(f"{'split':<6} {'clips':>6}  " + "  ".join(f"{s:>6}" for s in short) + f"  {'mean':>6}"
+          + ("  95% CI (clusters: YouTube ids)" if ci else ""))  # fmt: skip
+    for r in rows:
+        line = (
+            f"{r['split']:<6} {r['n']:>6,}  "
+            + "  ".join(f"{r[t]:.4f}" for t in TRAITS)
+            + f"  {r['mean']:.4f}"
+        )
+        if ci:
+            line += f"  [{r['ci_low']:.4f}, {r['ci_high']:.4f}]"
+        print(line)
+
+
+def _print_leakage(rows: list[dict]) -> None:
+    print("YouTube ids (people) of each split that also occur in the training split")
+    for r in rows:
+        if r["split"] == "train":
+            print(f"train: {r['youtube_ids']:,} YouTube ids in {r['clips']:,} clips")
+            continue
+        share = r["in_train"] / r["youtube_ids"] if r["youtube_ids"] else 0.0
+        print(
+            f"{r['split']}: {r['in_train']:,} of {r['youtube_ids']:,} YouTube ids ({share:.1%}) also "
+            f"occur in train; they cover {r['clips_in_train']:,} of {r['clips']:,} clips"
+        )
+
+
+def _predict(args) -> None:
+    from impressions import predict
+
+    table = predict.predict_videos(
+        [Path(v) for v in args.videos], Path(args.models), names=args.model or None, device=args.device
+    )
+    if args.output and args.output.endswith(".parquet"):
+        table.write_parquet(args.output)
+    elif args.output:
+        table.write_csv(args.output)
+    with_cols = ["clip_id", "model", *TRAITS]
+    for row in table.select(with_cols).iter_rows(named=True):
+        scores = "  ".join(f"{metrics.SHORT[t]} {row[t]:.3f}" for t in TRAITS)
+        print(f"{row['clip_id']}  {row['model']:<20} {scores}")
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="impressions", description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("baseline", help="train-mean baseline accuracy per split and trait")
+    b.add_argument("annotation_dir", help="folder holding annotation_{training,validation,test}.pkl")
+    b.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                   help="add a 95%% CI of the mean from N bootstrap replicates over YouTube ids")  # fmt: skip
+    b.add_argument("--seed", type=int, default=0)
+    lk = sub.add_parser("leakage", help="YouTube ids of each split that also occur in training")
+    lk.add_argument("annotation_dir")
+    p = sub.add_parser("predict", help="trait scores of video clips from trained models")
+    p.add_argument("videos", nargs="+", help="video files (.mp4)")
+    p.add_argument(
+        "--models", default="results/models", help="folder of trained models (default: %(default)s)"
+    )
+    p.add_argument("--model", action="append", help="use only this model (repeatable); default: all found")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--output", help="also write the table to this .csv or .parquet file")
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "baseline":
+        _print_baseline(baseline_rows(args.annotation_dir, n_boot=args.bootstrap, seed=args.seed))
+    elif args.command == "leakage":
+        _print_leakage(leakage_rows(args.annotation_dir))
+    elif args.command == "predict":
+        _predict(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""Datasets that feed the models from the workflow's outputs, and the loaders that keep a GPU busy.
+
+Samples are frames, not clips: a clip's score is the mean of its frames' scores (`clip_means`).
+Workers read raw uint8 frames from per-clip `.npy` files through memory maps (no decoding, only the
+pages a sample touches are read); conversion to float, resizing and augmentation happen batched on
+the training device (`prepare_images`), so workers stay cheap and host-to-device copies stay uint8.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, RandomSampler
+
+from impressions.schemas import TRAITS
+
+_OPEN_MAPS = 512  # per worker; a memory map costs a file descriptor and a mapping
+
+
+class Clips:
+    """The clips of one split: ids, labels (n, 5) float32 and their positions."""
+
+    def __init__(self, clip_ids: Sequence[str], labels: np.ndarray):
+        self.ids = list(clip_ids)
+        self.labels = np.asarray(labels, dtype=np.float32).reshape(len(self.ids), -1)
+        self.position = {c: i for i, c in enumerate(self.ids)}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @classmethod
+    def from_table(cls, clips, split: str, traits: Sequence[str] = TRAITS) -> Clips:
+        """The clips of `split` with every trait labelled, sorted by clip id."""
+        import polars as pl
+
+        part = clips.filter(
+            (pl.col("split") == split) & pl.all_horizontal(pl.col(list(traits)).is_not_null())
+        )
+        part = part.sort("clip_id")
+        return cls(part["clip_id"].to_list(), part.select(traits).to_numpy())
+
+
+class FrameDataset(Dataset):
+    """(uint8 frame (H, W, 3), clip labels, clip position) for every (clip, frame) item."""
+
+    def __init__(
+        self, clips: Clips, clip_dirs: Mapping[str, str | Path], items: Sequence[tuple[str, int]], array: str
+    ):
+        self.clips, self.array = clips, array
+        self.paths = {c: Path(clip_dirs[c]) / array for c in clips.ids if c in clip_dirs}
+        self.items = [
+            (clips.position[c], int(k)) for c, k in items if c in clips.position and c in self.paths
+        ]
+        self._maps: OrderedDict[int, np.ndarray] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _map(self, pos: int) -> np.ndarray:
+        arr = self._maps.pop(pos, None)
+        if arr is None:
+            arr = np.load(self.paths[self.clips.ids[pos]], mmap_mode="r")
+            if len(self._maps) >= _OPEN_MAPS:
+                self._maps.popitem(last=False)
+        self._maps[pos] = arr
+        return arr
+
+    def __getitem__(self, i: int):
+        pos, k = self.items[i]
+        frame = np.array(self._map(pos)[k])  # a copy: torch wants writable memory, not the map
+        return torch.from_numpy(frame), torch.from_numpy(self.clips.labels[pos]), pos
+
+    def __getstate__(self):
+        # Workers open their own maps: a memory map does not survive pickling to a spawned worker.
+        return {**self.__dict__, "_maps": OrderedDict()}
+
+    @property
+    def clip_positions(self) -> np.ndarray:
+        return np.array([pos for pos, _ in self.items], dtype=np.int64)
+
+
+def frame_items(table, clip_ids: Sequence[str], faces: bool) -> list[tuple[str, int]]:
+    """(clip_id, frame_index) pairs to train on: every sampled frame, or only frames with a face."""
+    import polars as pl
+
+    part = table.filter(pl.col("clip_id").is_in(list(clip_ids)))
+    if faces:
+        part = part.filter(pl.col("has_face"))
+    return list(part.sort("clip_id", "frame_index").select("clip_id", "frame_index").iter_rows())
+
+
+class RowDataset(Dataset):
+    """(row of a (memory-mapped) array, clip labels, clip position): audio arrays and clip features.
+
+    `rows[i]` is the array row of clip i of `clips`; clips with row -1 (no data) are left out.
+    """
+
+    def __init__(self, clips: Clips, array: np.ndarray | str | Path, rows: Sequence[int]):
+        self.clips = clips
+        self._path = None if isinstance(array, np.ndarray) else Path(array)
+        self._array = array if isinstance(array, np.ndarray) else None
+        self.items = [(pos, int(r)) for pos, r in enumerate(rows) if r >= 0]
+
+    @property
+    def data(self) -> np.ndarray:
+        if self._array is None:
+            self._array = np.load(self._path, mmap_mode="r")
+        return self._array
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        pos, row = self.items[i]
+        x = torch.from_numpy(np.array(self.data[row], dtype=np.float32))  # a writable copy of the row
+        return x, torch.from_numpy(self.clips.labels[pos]), pos
+
+    def __getstate__(self):
+        return {**self.__dict__, "_array": None if self._path is not None else self._array}
+
+    @property
+    def clip_positions(self) -> np.ndarray:
+        return np.array([pos for pos, _ in self.items], dtype=np.int64)
+
+
+def rows_for(clip_ids: Sequence[str], row_ids: Sequence[str]) -> np.ndarray:
+    """For each clip, its row in an array whose rows belong to `row_ids` (-1 where absent)."""
+    index = {c: i for i, c in enumerate(row_ids)}
+    return np.array([index.get(c, -1) for c in clip_ids], dtype=np.int64)
+
+
+def _seed_worker(worker_id: int) -> None:
+    # DataLoader seeds torch per worker from its generator; numpy and random follow it, reproducibly.
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def loader(
+    dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int, device: str, num_workers: int = 0,
+    prefetch_factor: int = 4,
+) -> DataLoader:  # fmt: skip
+    """A seeded DataLoader; on a GPU with workers: pinned memory, persistent workers and prefetching."""
+    cuda = device.startswith("cuda")
+    extra = {"prefetch_factor": prefetch_factor, "persistent_workers": True} if num_workers > 0 else {}
+    # The shuffle has a generator of its own: the loader also draws worker seeds from its generator, once
+    # per epoch without persistent workers and once in all with them, which must not change the order.
+    sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed)) if shuffle else None
+    return DataLoader(
+        dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, pin_memory=cuda,
+        generator=torch.Generator().manual_seed(seed + 1), worker_init_fn=_seed_worker, **extra,
+    )  # fmt: skip
+
+
+def prepare_images(x: torch.Tensor, size: int | None, flip: torch.Tensor | None = None) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> float (N, 3, size, size) in 0..1, optionally mirrored where `flip` is true."""
+    x = x.permute(0, 3, 1, 2).float().div_(255)
+    if size and x.shape[-1] != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    if flip is not None:
+        x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+    return x
+
+
+def clip_means(
+    values: torch.Tensor, positions: torch.Tensor, n_clips: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-clip means of per-sample rows (n_clips, d), and the number of samples per clip."""
+    sums = torch.zeros(n_clips, values.shape[1], dtype=torch.float64)
+    sums.index_add_(0, positions.cpu(), values.double().cpu())
+    counts = torch.bincount(positions.cpu(), minlength=n_clips)
+    means = sums / counts.clamp_min(1).unsqueeze(1)
+    means[counts == 0] = float("nan")
+    return means, counts

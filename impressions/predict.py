@@ -1,0 +1,223 @@
+"""Trait scores for new video clips from trained models (`impressions predict CLIP.mp4 ...`).
+
+Each clip goes through the same preprocessing as training (settings stored in the checkpoints):
+frames, faces and the audio window (`preprocess.preprocess_clip`), spectral features
+(`shards.audio_shard`) and, when a model needs them, AUs and emotions (`shards.expression_shard`),
+all in a temporary folder. A model with no input for a clip (no face, say) gives the training mean,
+exactly as in evaluation, and `has_input` says so. Fusion models use the features of the component
+models found beside them; age group and gender are unknown for a new clip (all-zero one-hots).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from impressions import datasets, models, training
+from impressions.schemas import TRAITS
+
+log = logging.getLogger(__name__)
+
+# Used when a checkpoint carries no preprocessing settings (trained outside the workflow).
+DEFAULT_PREPROCESSING = {
+    "frames": {"per_clip": 10, "size": 224, "max_side": 640},
+    "faces": {"upsample": 0, "min_score": 0.0, "size": 224, "padding": 0.25},
+    "audio": {
+        "seconds": 5.0,
+        "sample_rate": 16000,
+        "n_mels": 64,
+        "n_fbank": 26,
+        "win_ms": 25.0,
+        "hop_ms": 10.0,
+    },
+    "expressions": {"backend": "builtin", "device": "auto", "batch_size": 64},
+}
+_ORDER = ("image", "face", "audio", "audio_fbank", "au_linear", "fusion", "fusion_handcrafted")
+
+
+def load_models(models_dir: str | Path, names: Sequence[str] | None = None, device: str = "cpu") -> dict:
+    """{name: (model, checkpoint)} for every `<models_dir>/<name>/checkpoint.pt` (or the named ones)."""
+    models_dir = Path(models_dir)
+    found = {p.parent.name: p for p in sorted(models_dir.glob("*/checkpoint.pt"))}
+    if names:
+        missing = [n for n in names if n not in found]
+        if missing:
+            raise FileNotFoundError(
+                f"no checkpoint for {missing} under {models_dir} (found: {sorted(found)})"
+            )
+        found = {n: found[n] for n in names}
+    if not found:
+        raise FileNotFoundError(f"no trained models (*/checkpoint.pt) under {models_dir}")
+    loaded = {name: models.load_checkpoint(path, map_location=device) for name, path in found.items()}
+    # Fusion models need their components' features: load those too, even when not asked for.
+    for name, (_, ckpt) in list(loaded.items()):
+        for component in (
+            ckpt.get("summary", {}).get("settings", {}).get("inputs", []) if _is_fusion(ckpt) else []
+        ):
+            if component not in loaded:
+                if component not in found and not (models_dir / component / "checkpoint.pt").is_file():
+                    raise FileNotFoundError(
+                        f"{name} fuses {component}, but {models_dir / component} has no checkpoint"
+                    )
+                loaded[component] = models.load_checkpoint(models_dir / component / "checkpoint.pt", device)
+    return dict(sorted(loaded.items(), key=lambda kv: _ORDER.index(kv[1][1]["family"])))
+
+
+def _is_fusion(ckpt: dict) -> bool:
+    return ckpt["family"] in ("fusion", "fusion_handcrafted")
+
+
+# Which families' checkpoints are authoritative for a preprocessing section: a face model retrained after
+# an audio setting changed carries the old audio settings, the audio models the new ones.
+_SECTION_FAMILIES = {
+    "frames": ("image", "face", "au_linear", "fusion_handcrafted"),
+    "faces": ("face", "au_linear", "fusion_handcrafted"),
+    "audio": ("audio", "audio_fbank"),
+    "expressions": ("au_linear", "fusion_handcrafted"),
+}
+
+
+def _preprocessing(loaded: dict) -> dict:
+    """The preprocessing settings, each section from a checkpoint of a family that reads it."""
+    prep = {k: dict(v) for k, v in DEFAULT_PREPROCESSING.items()}
+    checkpoints = [ckpt for _, ckpt in loaded.values()]
+    for section, families in _SECTION_FAMILIES.items():
+        for ckpt in [c for c in checkpoints if c["family"] in families] + checkpoints:
+            stored = ckpt.get("summary", {}).get("preprocessing", {})
+            if section in stored:
+                prep[section] = {**prep[section], **stored[section]}
+                break
+    return prep
+
+
+def _clip_inputs(videos: Sequence[Path], work: Path, prep: dict, need_expressions: bool) -> dict:
+    """Run the preprocessing stages on each video; returns per-clip folders and gathered tables."""
+    import polars as pl
+
+    from impressions import preprocess, shards
+
+    settings = preprocess.Settings.from_config(prep)
+    dirs = {}
+    for video in videos:
+        clip_id = video.name[: -len(video.suffix)] if video.suffix else video.name
+        if clip_id in dirs:
+            raise ValueError(f"two videos named {clip_id}: give clips with distinct names")
+        dirs[clip_id] = work / "clips" / clip_id
+        record = preprocess.preprocess_clip(clip_id, video, dirs[clip_id], settings)
+        log.info("%s: %s", clip_id, record.get("reason") or record.get("status"))
+    audio_options = {k: v for k, v in prep["audio"].items() if k != "shards"}
+    shards.audio_shard(dirs, audio_options, work / "audio.parquet", work / "audio.npz")
+    out = {"dirs": dirs, "audio": dict(np.load(work / "audio.npz"))}
+    out["audio_ids"] = out["audio"]["clip_id"].tolist()
+    if need_expressions:
+        from impressions import expressions
+
+        options = {k: v for k, v in prep["expressions"].items() if k != "shards"}
+        backend = expressions.get_backend(options.pop("backend"), **options)
+        shards.expression_shard(dirs, backend, work / "expressions.parquet")
+        out["expressions"] = pl.read_parquet(work / "expressions.parquet")
+    return out
+
+
+@torch.no_grad()
+def _network_scores(model, ckpt, x: torch.Tensor, kind: str, device: str) -> tuple[np.ndarray, np.ndarray]:
+    """Mean score (5,) and mean features over the samples of one clip."""
+    if kind in ("frames", "faces"):
+        size = ckpt["summary"].get("input_size") or ckpt["summary"]["settings"].get("input_size")
+        x = datasets.prepare_images(x, size)
+    x = x.to(device)
+    emb = model.embed(x)
+    out = torch.sigmoid(model.fc(emb))
+    return out.mean(0).double().cpu().numpy(), emb.mean(0).float().cpu().numpy()
+
+
+def predict_videos(
+    videos: Sequence[str | Path],
+    models_dir: str | Path,
+    names: Sequence[str] | None = None,
+    device: str = "auto",
+):
+    """A table of trait scores: one row per clip and model (clip_id, model, 5 traits, has_input)."""
+    import polars as pl
+
+    device = training.resolve_device(device)
+    videos = [Path(v) for v in videos]
+    for v in videos:
+        if not v.is_file():
+            raise FileNotFoundError(f"no video file {v}")
+    loaded = load_models(models_dir, names, device)
+    prep = _preprocessing(loaded)
+    need_expr = any(ckpt["family"] in ("au_linear", "fusion_handcrafted") for _, ckpt in loaded.values())
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="impressions-predict-") as tmp:
+        data = _clip_inputs(videos, Path(tmp), prep, need_expr)
+        for clip_id, clip_dir in data["dirs"].items():
+            frames_table = pl.read_parquet(clip_dir / "frames.parquet")
+            features: dict[str, np.ndarray] = {}
+            for name, (model, ckpt) in loaded.items():
+                family, train_mean = ckpt["family"], np.asarray(ckpt["train_mean"])
+                kind = models.INPUTS[family]
+                model.to(device).eval()
+                score, has_input = train_mean, False
+                if kind in ("frames", "faces", "waveform", "logfbank"):
+                    x = _raw_input(kind, clip_id, clip_dir, frames_table, data)
+                    if x is not None and len(x):
+                        score, features[name] = _network_scores(model, ckpt, x, kind, device)
+                        has_input = True
+                    else:
+                        features[name] = np.asarray(ckpt.get("feature_fill", []), np.float32)
+                else:
+                    x, has_input = _table_input(family, ckpt, clip_id, features, data)
+                    with torch.no_grad():
+                        score = model(torch.from_numpy(x).to(device)).double().cpu().numpy()[0]
+                    if family == "au_linear" and not has_input:
+                        score = train_mean
+                rows.append({"clip_id": clip_id, "model": name, **dict(zip(TRAITS, map(float, score))),
+                             "has_input": bool(has_input)})  # fmt: skip
+    return pl.DataFrame(rows)
+
+
+def _raw_input(kind: str, clip_id: str, clip_dir: Path, frames_table, data: dict):
+    if kind == "frames":
+        return torch.from_numpy(np.load(clip_dir / "frames.npy"))
+    if kind == "faces":
+        keep = (
+            frames_table["has_face"].to_numpy() if "has_face" in frames_table.columns else np.zeros(0, bool)
+        )
+        faces = np.load(clip_dir / "faces.npy")
+        return torch.from_numpy(faces[keep[: len(faces)]]) if keep.any() else None
+    row = data["audio_ids"].index(clip_id)
+    return torch.from_numpy(np.asarray(data["audio"][kind][row : row + 1], dtype=np.float32))
+
+
+def _table_input(
+    family: str, ckpt: dict, clip_id: str, features: dict, data: dict
+) -> tuple[np.ndarray, bool]:
+    """One clip's input row for au_linear / fusion, imputed with the training column means."""
+    import polars as pl
+
+    blocks, has_input = [], True
+    if _is_fusion(ckpt):
+        for component in ckpt["summary"]["settings"]["inputs"]:
+            blocks.append(np.asarray(features[component], np.float64))
+    if family in ("au_linear", "fusion_handcrafted"):
+        expr = data["expressions"].filter(pl.col("clip_id") == clip_id)
+        if family == "au_linear":
+            ids, values, _ = training.au_statistics(expr)
+            has_input = bool(ids)
+            blocks.append(values[0] if ids else np.full(3 * 17, np.nan))
+        else:
+            unknown = {"clip_id": [clip_id], "age_group": [None], "gender": [None]}
+            clips = pl.DataFrame(unknown, schema=dict.fromkeys(unknown, pl.String))
+            _, values, _ = training.handcrafted_features(clips, expr)
+            blocks.append(values[0])
+    row = np.concatenate(blocks)
+    fill = np.asarray(ckpt["input_fill"], np.float64)
+    if row.shape != fill.shape:
+        raise ValueError(f"{family}: input has {row.size} columns, the checkpoint expects {fill.size}")
+    return np.where(np.isnan(row), fill, row).astype(np.float32)[None], has_input

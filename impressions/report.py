@@ -1,0 +1,301 @@
+"""The evaluation report: every model's accuracy with confidence intervals, against the train-mean
+baseline and published First Impressions figures, broken down by group, with training curves.
+
+Writes `index.html` (self-contained: curves are embedded) and `report.md` (curves linked), plus the
+numbers behind them as Parquet: `metrics.parquet` (model, split, metric, trait, value, ci_low,
+ci_high, n), `breakdowns.parquet` and `comparisons.parquet`.
+
+Intervals are 95% percentile bootstrap intervals that resample YouTube ids (people), not clips: clips
+of one person are not independent. Model comparisons are paired bootstrap tests on the same clips.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from impressions import metrics
+from impressions.schemas import TRAITS
+
+BASELINE = "train_mean"
+BREAKDOWNS = ("gender", "age_group", "ethnicity", "dominant_emotion")
+
+PUBLISHED = [
+    # Test-set accuracy (1 - MAE) reported by the authors on the official FI test split: NOT measured
+    # here. Source: Ponce-Lopez et al., "ChaLearn LAP 2016: First Round Challenge on First Impressions -
+    # Dataset and Results", ECCV 2016 Workshops (NJU-LAMDA = DAN+, Wei et al., IEEE TAC 2018).
+    {"model": "NJU-LAMDA / DAN+ (published, audio+visual)", "openness": 0.9123, "conscientiousness": 0.9166,
+     "extraversion": 0.9133, "agreeableness": 0.9126, "neuroticism": 0.9100, "mean": 0.9130},
+]  # fmt: skip
+"""Reference rows for the report, clearly labelled as published figures (not reproduced here)."""
+
+
+def _baseline_predictions(clips):
+    import polars as pl
+
+    train = clips.filter(pl.col("split") == "train").select(TRAITS).drop_nulls()
+    mean = train.mean().row(0) if train.height else (np.nan,) * len(TRAITS)
+    rest = clips.filter(pl.col("split").is_in(["val", "test"])).select("clip_id", "split")
+    return rest.with_columns(
+        pl.lit(BASELINE).alias("model"), *[pl.lit(v).alias(t) for t, v in zip(TRAITS, mean)]
+    )
+
+
+def evaluate(clips, predictions, expressions=None, n_boot: int = 1000, seed: int = 0):
+    """(metrics, breakdowns, comparisons) tables for every model and the baseline on val and test."""
+    import polars as pl
+
+    tables = [_baseline_predictions(clips)] + [
+        p.select(_baseline_predictions(clips).columns) for p in predictions
+    ]
+    preds = pl.concat(tables, how="vertical_relaxed")
+    if expressions is not None and expressions.height:
+        clips = clips.join(metrics.dominant_emotion(expressions), on="clip_id", how="left")
+    rows, breakdowns, comparisons = [], [], []
+    models = list(dict.fromkeys(preds["model"].to_list()))
+    for split in ("val", "test"):
+        base = None
+        for model in models:
+            part = preds.filter((pl.col("model") == model) & (pl.col("split") == split)).sort("clip_id")
+            if not part.height:
+                continue
+            y, p, joined = metrics.labels_and_predictions(part, clips)
+            if not len(y):
+                continue
+            groups = joined["youtube_id"].fill_null(joined["clip_id"]).to_list()
+            rows.append(
+                metrics.evaluate(y, p, n_boot=n_boot, seed=seed, groups=groups, model=model, split=split)
+            )
+            if model == BASELINE:
+                base = (joined["clip_id"].to_list(), p)
+            elif base is not None and base[0] == joined["clip_id"].to_list():
+                c = metrics.paired_bootstrap(y, p, base[1], n_boot=n_boot, seed=seed, groups=groups)
+                comparisons.append({
+                    "split": split, "model": model, "against": BASELINE, "delta": c.delta, "ci_low": c.low,
+                    "ci_high": c.high, "p_value": c.p_value, "n": len(y),
+                })  # fmt: skip
+            if split == "test":
+                for by in BREAKDOWNS:
+                    if by in clips.columns:
+                        table = metrics.breakdown(part, clips, by, n_boot=n_boot, seed=seed)
+                        if table.height:
+                            breakdowns.append(table.with_columns(pl.lit(model).alias("model")))
+    metrics_table = pl.concat(rows) if rows else pl.DataFrame()
+    breakdown_table = pl.concat(breakdowns, how="vertical_relaxed") if breakdowns else pl.DataFrame()
+    return metrics_table, breakdown_table, pl.DataFrame(comparisons)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Rendering
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _html_table(header: Sequence[str], rows: Sequence[Sequence], classes: Sequence[str] = ()) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = []
+    for i, row in enumerate(rows):
+        cls = f' class="{classes[i]}"' if i < len(classes) and classes[i] else ""
+        body.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _results_rows(metrics_table, split: str, metric: str = "accuracy"):
+    """(header, rows, row kinds) in the papers' layout: O C E A N mean, published rows first."""
+    import polars as pl
+
+    header = ["model", *[metrics.SHORT[t] for t in metrics.PAPER_ORDER], "mean"]
+    rows, kinds = [], []
+    if metric == "accuracy" and split == "test":
+        for ref in PUBLISHED:
+            rows.append([ref["model"], *[f"{ref[t]:.4f}" for t in metrics.PAPER_ORDER], f"{ref['mean']:.4f}"])
+            kinds.append("published")
+    part = metrics_table.filter((pl.col("split") == split) & (pl.col("metric") == metric))
+    if part.height:
+        wide = metrics.wide(part.drop("split"), metric=metric)
+        for row in wide.iter_rows(named=True):
+            label = "train-mean baseline" if row["model"] == BASELINE else row["model"]
+            rows.append([label, *[row[metrics.SHORT[t]] for t in metrics.PAPER_ORDER], row["mean"]])
+            kinds.append("baseline" if row["model"] == BASELINE else "")
+    return header, rows, kinds
+
+
+def _dataset_summary(clips, qc, faces) -> tuple[list[str], list[list], list[str], list[list], str]:
+    import polars as pl
+
+    per_split = clips.group_by("split").len().sort("split")
+    split_rows = [[s, n] for s, n in per_split.iter_rows()]
+    status = qc.group_by("status").len().sort("len", descending=True)
+    qc_rows = [[s, n] for s, n in status.iter_rows()]
+    face_share = faces["has_face"].mean() if faces.height else float("nan")
+    people = clips["youtube_id"].n_unique() if "youtube_id" in clips.columns else 0
+    train_ids = set(clips.filter(pl.col("split") == "train")["youtube_id"].drop_nulls())
+    test_ids = set(clips.filter(pl.col("split") == "test")["youtube_id"].drop_nulls())
+    note = (
+        f"{clips.height} clips of {people} people (YouTube ids); {face_share:.1%} of sampled frames have "
+        f"a face; {len(test_ids & train_ids)} of {len(test_ids)} test people also appear in training."
+    )
+    return ["split", "clips"], split_rows, ["QC status", "clips"], qc_rows, note
+
+
+def _breakdown_rows(breakdowns, by: str):
+    """One row per group, one column per model: mean accuracy [95% CI]."""
+    import polars as pl
+
+    part = breakdowns.filter((pl.col("by") == by) & (pl.col("trait") == "mean"))
+    models = list(dict.fromkeys(part["model"].to_list()))
+    header = ["group", "clips", *["train-mean baseline" if m == BASELINE else m for m in models]]
+    rows = []
+    for (group,), cells in part.group_by("group", maintain_order=True):
+        by_model = {r["model"]: r for r in cells.iter_rows(named=True)}
+        row = [group, cells["n"].max()]
+        for m in models:
+            r = by_model.get(m)
+            row.append(metrics._fmt(r["value"], r["ci_low"], r["ci_high"], 4) if r else "")
+        rows.append(row)
+    return header, sorted(rows, key=lambda r: str(r[0]))
+
+
+def _other_metrics_rows(metrics_table, split: str):
+    import polars as pl
+
+    part = metrics_table.filter((pl.col("split") == split) & (pl.col("trait") == "mean"))
+    rows = []
+    for model in list(dict.fromkeys(part["model"].to_list())):
+        cells = []
+        for metric in ("pcc", "ccc", "r2"):
+            r = part.filter((pl.col("model") == model) & (pl.col("metric") == metric)).row(0, named=True)
+            cells.append(metrics._fmt(r["value"], r["ci_low"], r["ci_high"], 3))
+        rows.append(["train-mean baseline" if model == BASELINE else model, *cells])
+    return ["model", "PCC (mean over traits)", "CCC", "R2"], rows
+
+
+def write_report(
+    clips_path: Path, qc_path: Path, faces_path: Path, expressions_path: Path | None,
+    prediction_paths: Sequence[Path], summary_paths: Sequence[Path], curve_paths: Sequence[Path],
+    outputs: Mapping[str, Path], n_boot: int = 1000, seed: int = 0, dataset: str = "",
+) -> None:  # fmt: skip
+    """Evaluate every model and write the HTML and Markdown report and its tables (see the docstring)."""
+    import polars as pl
+
+    clips, qc, faces = (pl.read_parquet(p) for p in (clips_path, qc_path, faces_path))
+    expressions = pl.read_parquet(expressions_path) if expressions_path else None
+    predictions = [pl.read_parquet(p) for p in prediction_paths]
+    table, breakdowns, comparisons = evaluate(clips, predictions, expressions, n_boot=n_boot, seed=seed)
+    for key, frame in (("metrics", table), ("breakdowns", breakdowns), ("comparisons", comparisons)):
+        Path(outputs[key]).parent.mkdir(parents=True, exist_ok=True)
+        frame.write_parquet(outputs[key])
+    summaries = [json.loads(Path(p).read_text()) for p in summary_paths]
+
+    md, body = [], []
+
+    def section(title: str, text: str = "") -> None:
+        md.append(f"\n## {title}\n")
+        body.append(f"<h2>{html.escape(title)}</h2>")
+        if text:
+            md.append(text + "\n")
+            body.append(f"<p>{html.escape(text)}</p>")
+
+    def table_out(header, rows, kinds=()):
+        md.append(_md_table(header, rows) + "\n")
+        body.append(_html_table(header, rows, kinds))
+
+    title = "Apparent personality: model evaluation"
+    md.append(f"# {title}\n")
+    if dataset:
+        md.append(f"Dataset: {dataset}\n")
+        body.append(f"<p><b>Dataset:</b> {html.escape(dataset)}</p>")
+    split_header, split_rows, qc_header, qc_rows, note = _dataset_summary(clips, qc, faces)
+    section("Dataset and quality control", note)
+    table_out(split_header, split_rows)
+    table_out(qc_header, qc_rows)
+
+    method = (
+        "Accuracy is 1 - mean absolute error (the ChaLearn First Impressions metric); brackets hold 95% "
+        f"bootstrap intervals from {n_boot} replicates resampling people (YouTube ids), not clips. "
+        "The baseline always predicts the training mean. Published rows are figures reported by their "
+        "authors on the official FI test split, NOT measured here; they are comparable only when this "
+        "report evaluates the official FI test split."
+    )
+    for split in ("test", "val"):
+        section(f"Accuracy on {split} (O C E A N, mean)", method if split == "test" else "")
+        table_out(*_results_rows(table, split))
+    section(
+        "Correlation metrics on test",
+        "Mean over traits of Pearson's r, Lin's CCC and R2 (n/a: a constant prediction).",
+    )
+    table_out(*_other_metrics_rows(table, "test"))
+    if comparisons.height:
+        section("Against the baseline (paired bootstrap, test)",
+                "Difference in mean accuracy, model minus train-mean baseline, on the same clips; "
+                "two-sided p-value.")  # fmt: skip
+        rows = [
+            [r["model"], f"{r['delta']:+.4f}", f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]",
+             f"{r['p_value']:.3g}", r["n"]]
+            for r in comparisons.filter(pl.col("split") == "test").iter_rows(named=True)
+        ]  # fmt: skip
+        table_out(["model", "delta", "95% CI", "p", "clips"], rows)
+    if breakdowns.height:
+        for by in BREAKDOWNS:
+            if by in breakdowns["by"].unique().to_list():
+                section(f"Test accuracy by {by.replace('_', ' ')}")
+                table_out(*_breakdown_rows(breakdowns, by))
+    section("Training", "Model selection used the validation split only (best epoch or ridge penalty).")
+    rows = []
+    for s in summaries:
+        filled = sum(len(v) for v in s.get("filled_with_train_mean", {}).values())
+        selected = ", ".join(
+            f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in s["selected"].items()
+        )
+        rows.append(
+            [
+                s["model"],
+                selected,
+                filled,
+                f"{s.get('train_seconds', float('nan')):.0f} s",
+                s.get("device", ""),
+            ]
+        )
+    header = [
+        "model",
+        "selected (validation)",
+        "clips given the train mean (no input)",
+        "training time",
+        "device",
+    ]
+    table_out(header, rows)
+    report_dir = Path(outputs["html"]).parent
+    for s, curve in zip(summaries, curve_paths):
+        curve = Path(curve)
+        rel = (
+            Path("..") / curve.relative_to(report_dir.parent)
+            if curve.is_relative_to(report_dir.parent)
+            else curve
+        )
+        md.append(f"\n### {s['model']}\n\n![{s['model']} training curve]({rel.as_posix()})\n")
+        data = base64.b64encode(curve.read_bytes()).decode()
+        body.append(
+            f"<h3>{html.escape(s['model'])}</h3><img alt='training curve' src='data:image/png;base64,{data}'>"
+        )
+
+    Path(outputs["markdown"]).write_text("\n".join(md) + "\n")
+    style = (
+        "body{font-family:system-ui,sans-serif;max-width:70rem;margin:2rem auto;padding:0 1rem;color:#222}"
+        "table{border-collapse:collapse;margin:.5rem 0 1.5rem}"
+        "td,th{border:1px solid #ccc;padding:.25rem .6rem;text-align:left;font-variant-numeric:tabular-nums}"
+        "th{background:#f3f3f3}tr.published{color:#666;font-style:italic}tr.baseline{background:#fafae6}"
+        "img{max-width:36rem}"
+    )
+    Path(outputs["html"]).write_text(
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>"
+        f"<style>{style}</style></head><body><h1>{title}</h1>{''.join(body)}</body></html>\n"
+    )

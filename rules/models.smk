@@ -1,0 +1,164 @@
+"""Model training (one job per model family) and the evaluation report."""
+
+
+include: "models_common.smk"
+
+
+rule train_image:
+    """DAN+ on whole frames (frames.npy of every clip)."""
+    input:
+        clips=TABLES_DIR / "clips.parquet",
+        frames=TABLES_DIR / "frames.parquet",
+        arrays=clip_outputs("frames.npy"),
+    output:
+        **model_files("image"),
+    log:
+        LOGS / "train" / "image.log",
+    benchmark:
+        BENCH / "train" / "image.tsv"
+    conda:
+        "../envs/models.yaml"
+    threads: MODELS_CFG["threads"]
+    resources:
+        gpu=MODELS_CFG["gpus"],
+        mem_mb=8000,
+        runtime=240,
+    params:
+        family="image",
+        settings=lambda wildcards: train_params(wildcards, "image"),
+    script:
+        "../workflow_scripts/train_model.py"
+
+
+rule train_face:
+    """DAN+ on aligned faces (faces.npy, frames with has_face only)."""
+    input:
+        clips=TABLES_DIR / "clips.parquet",
+        frames=TABLES_DIR / "faces.parquet",
+        arrays=clip_outputs("faces.npy"),
+    output:
+        **model_files("face"),
+    log:
+        LOGS / "train" / "face.log",
+    benchmark:
+        BENCH / "train" / "face.tsv"
+    conda:
+        "../envs/models.yaml"
+    threads: MODELS_CFG["threads"]
+    resources:
+        gpu=MODELS_CFG["gpus"],
+        mem_mb=8000,
+        runtime=240,
+    params:
+        family="face",
+        settings=lambda wildcards: train_params(wildcards, "face"),
+    script:
+        "../workflow_scripts/train_model.py"
+
+
+rule train_audio:
+    """The raw-waveform residual CNN (audio) or the log-filterbank regressor (audio_fbank)."""
+    input:
+        unpack(audio_inputs),
+        clips=TABLES_DIR / "clips.parquet",
+        audio_table=TABLES_DIR / "audio.parquet",
+    output:
+        **model_files("{audio_model}"),
+    log:
+        LOGS / "train" / "{audio_model}.log",
+    benchmark:
+        BENCH / "train" / "{audio_model}.tsv"
+    conda:
+        "../envs/models.yaml"
+    threads: MODELS_CFG["threads"]
+    resources:
+        gpu=MODELS_CFG["gpus"],
+        mem_mb=8000,
+        runtime=120,
+    params:
+        family=lambda wildcards: wildcards.audio_model,
+        settings=lambda wildcards: train_params(wildcards, wildcards.audio_model),
+    script:
+        "../workflow_scripts/train_model.py"
+
+
+rule train_au_linear:
+    """Ridge regression on per-clip AU statistics (closed form, CPU, seconds)."""
+    input:
+        clips=TABLES_DIR / "clips.parquet",
+        expressions=TABLES_DIR / "expressions.parquet",
+    output:
+        **model_files("au_linear"),
+    log:
+        LOGS / "train" / "au_linear.log",
+    benchmark:
+        BENCH / "train" / "au_linear.tsv"
+    conda:
+        "../envs/models.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        family="au_linear",
+        settings=lambda wildcards: train_params(wildcards, "au_linear"),
+    script:
+        "../workflow_scripts/train_model.py"
+
+
+rule train_fusion:
+    """Late fusion of the trained models' per-clip features (+ handcrafted features)."""
+    input:
+        unpack(fusion_inputs),
+        clips=TABLES_DIR / "clips.parquet",
+    output:
+        **model_files("{fusion_model}"),
+    log:
+        LOGS / "train" / "{fusion_model}.log",
+    benchmark:
+        BENCH / "train" / "{fusion_model}.tsv"
+    conda:
+        "../envs/models.yaml"
+    threads: MODELS_CFG["threads"]
+    resources:
+        gpu=MODELS_CFG["gpus"],
+        mem_mb=8000,
+        runtime=60,
+    params:
+        family=lambda wildcards: wildcards.fusion_model,
+        settings=lambda wildcards: train_params(wildcards, wildcards.fusion_model),
+    script:
+        "../workflow_scripts/train_model.py"
+
+
+rule report:
+    """Metrics with bootstrap CIs, baselines, breakdowns and curves: results/report/index.html + .md."""
+    input:
+        clips=TABLES_DIR / "clips.parquet",
+        qc=TABLES_DIR / "qc.parquet",
+        faces=TABLES_DIR / "faces.parquet",
+        expressions=TABLES_DIR / "expressions.parquet",
+        predictions=[model_files(m)["predictions"] for m in MODELS_CFG["families"]],
+        summaries=[model_files(m)["summary"] for m in MODELS_CFG["families"]],
+        histories=[model_files(m)["metrics"] for m in MODELS_CFG["families"]],
+        curves=[model_files(m)["curve"] for m in MODELS_CFG["families"]],
+    output:
+        html=REPORT_DIR / "index.html",
+        markdown=REPORT_DIR / "report.md",
+        metrics=REPORT_DIR / "metrics.parquet",
+        breakdowns=REPORT_DIR / "breakdowns.parquet",
+        comparisons=REPORT_DIR / "comparisons.parquet",
+    log:
+        LOGS / "report.log",
+    benchmark:
+        BENCH / "report.tsv"
+    conda:
+        "../envs/models.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        n_boot=MODELS_CFG["bootstrap"],
+        seed=MODELS_CFG["seed"],
+        dataset=DATASET_NOTE,
+    script:
+        "../workflow_scripts/report.py"

@@ -1,0 +1,76 @@
+"""Settings and input functions of the model rules (rules/models.smk)."""
+
+from impressions import layout
+
+MODELS_DIR = RESULTS / "models"
+REPORT_DIR = RESULTS / "report"
+MODELS_CFG = config["models"]
+FUSIONS = ("fusion", "fusion_handcrafted")
+AUDIO_ARRAY = {"audio": "waveform", "audio_fbank": "logfbank"}
+DATASET_NOTE = (
+    "the bundled demo (synthetic labels driven by smile, brightness, loudness and pitch: "
+    "impressions/demo.py); not First Impressions"
+    if DEMO_ROOT is not None
+    else (
+        f"manifest {config['manifest']}"
+        if config["manifest"]
+        else f"First Impressions layout under {config['data_root']}"
+    )
+)
+
+
+wildcard_constraints:
+    audio_model="audio|audio_fbank",
+    fusion_model="fusion|fusion_handcrafted",
+
+
+def model_files(name):
+    """A trained model's outputs (impressions.layout.MODEL_FILES), by kind."""
+    return {
+        kind: str(MODELS_DIR / name / file) for kind, file in layout.MODEL_FILES.items()
+    }
+
+
+def trained_models():
+    """Every family trained: the configured ones plus the fusion models' inputs."""
+    names = list(MODELS_CFG["families"])
+    for fusion in FUSIONS:
+        if fusion in names:
+            names += [m for m in MODELS_CFG[fusion]["inputs"] if m not in names]
+    return names
+
+
+def model_targets():
+    """The targets of the default run: every configured model's predictions and the report."""
+    if not MODELS_CFG["families"]:
+        return []
+    return [model_files(m)["predictions"] for m in MODELS_CFG["families"]] + [
+        str(REPORT_DIR / "index.html")
+    ]
+
+
+def train_params(wildcards, family):
+    # Only settings that change what is trained: a new bootstrap count must not retrain. The
+    # preprocessing settings stored with a checkpoint come from the config in the script, not from
+    # params, so that an audio setting does not retrain the face model (its inputs say what changed).
+    return {
+        "common": {k: MODELS_CFG[k] for k in ("seed", "device", "amp", "num_workers")},
+        "options": MODELS_CFG[family],
+    }
+
+
+def audio_inputs(wildcards):
+    kind = AUDIO_ARRAY[wildcards.audio_model]
+    return {"audio_array": str(RESULTS / "arrays" / f"audio_{kind}.npy")}
+
+
+def fusion_inputs(wildcards):
+    inputs = {
+        "features": [
+            model_files(m)["features"]
+            for m in MODELS_CFG[wildcards.fusion_model]["inputs"]
+        ]
+    }
+    if wildcards.fusion_model == "fusion_handcrafted":
+        inputs["expressions"] = str(TABLES_DIR / "expressions.parquet")
+    return inputs

@@ -1,0 +1,80 @@
+"""A tiny synthetic results folder (tables, per-clip arrays, audio arrays) whose labels follow one cue."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from impressions import schemas
+from impressions.schemas import AUS, EMOTIONS, LABELS, TRAITS
+
+SIZE = 16  # px: frames and faces
+FRAMES = 3
+SAMPLES = 1600  # audio samples per clip
+SPLIT_SIZES = {"train": 16, "val": 6, "test": 6}
+NO_FACE_CLIP = "val01.000"  # a validation clip without any face
+
+
+def cue_to_labels(cue: np.ndarray) -> np.ndarray:
+    """Every trait a different linear function of the cue in 0..1."""
+    slopes = np.array([0.5, -0.4, 0.3, 0.2, 0.45])
+    return np.clip(0.5 + np.outer(cue - 0.5, slopes), 0, 1)
+
+
+def build(root: Path, seed: int = 0) -> dict[str, Path]:
+    """Write the tables and arrays under root; the cue is each clip's brightness, loudness and AU12."""
+    rng = np.random.default_rng(seed)
+    ids = [f"{split}{i:02d}.000" for split, n in SPLIT_SIZES.items() for i in range(n)]
+    splits = [split for split, n in SPLIT_SIZES.items() for _ in range(n)]
+    cue = rng.uniform(0, 1, len(ids))
+    labels = cue_to_labels(cue)
+    tables, clips_dir, arrays = root / "tables", root / "clips", root / "arrays"
+    for d in (tables, clips_dir, arrays):
+        d.mkdir(parents=True, exist_ok=True)
+    clip_rows, frame_rows, face_rows, expr_rows = [], [], [], []
+    for i, (clip, split) in enumerate(zip(ids, splits)):
+        clip_rows.append({"clip_id": clip, "path": f"{clip}.mp4", "split": split,
+                          **dict(zip(TRAITS, labels[i])), "interview": 0.5, "age_group": "25-32",
+                          "gender": ["male", "female", None][i % 3], "youtube_id": clip[:-4]})  # fmt: skip
+        grey = cue[i] * 200 + 20
+        frames = np.clip(grey + rng.normal(0, 8, (FRAMES, SIZE, SIZE, 3)), 0, 255).astype(np.uint8)
+        has_face = np.array([clip != NO_FACE_CLIP] * FRAMES)
+        if clip.startswith("train") and i % 4 == 0:
+            has_face[0] = False
+        faces = np.where(has_face[:, None, None, None], frames, 0).astype(np.uint8)
+        (clips_dir / clip).mkdir(exist_ok=True)
+        np.save(clips_dir / clip / "frames.npy", frames)
+        np.save(clips_dir / clip / "faces.npy", faces)
+        for k in range(FRAMES):
+            frame_rows.append({"clip_id": clip, "frame_index": k, "source_frame": k * 10, "time_s": k / 3,
+                               "width": SIZE, "height": SIZE})  # fmt: skip
+            face = bool(has_face[k])
+            face_rows.append({"clip_id": clip, "frame_index": k, "has_face": face, "n_faces": int(face),
+                              "chosen_face": 0 if face else -1})  # fmt: skip
+            if has_face[k]:
+                aus = {a: float(rng.uniform(0, 1)) for a in AUS} | {
+                    "AU12": float(5 * cue[i] + rng.normal(0, 0.1))
+                }
+                expr_rows.append({"clip_id": clip, "frame_index": k, **aus, **{e: 1 / 7 for e in EMOTIONS}})
+    schemas.frame("clips", clip_rows).write_parquet(tables / "clips.parquet")
+    schemas.frame("frames", frame_rows).write_parquet(tables / "frames.parquet")
+    schemas.frame("faces", face_rows).write_parquet(tables / "faces.parquet")
+    schemas.frame("expressions", expr_rows).write_parquet(tables / "expressions.parquet")
+    qc_rows = [{"clip_id": c, "split": s, "status": "no_face" if c == NO_FACE_CLIP else "ok", "reason": ""}
+               for c, s in zip(ids, splits)]  # fmt: skip
+    schemas.frame("qc", qc_rows).write_parquet(tables / "qc.parquet")
+    # Audio rows in a different order than the clips table, as the gathered audio table may be.
+    order = rng.permutation(len(ids))
+    t = np.arange(SAMPLES) / 16000
+    wave = np.stack([(0.05 + 0.3 * cue[j]) * np.sin(2 * np.pi * 220 * t + j) for j in order]).astype(
+        np.float32
+    )
+    fbank = np.stack([np.full((4, 10), np.log(0.05 + cue[j])) + rng.normal(0, 0.05, (4, 10)) for j in order])
+    audio_rows = [{"clip_id": ids[j], "has_audio": True, "padded": False, "n_samples": SAMPLES,
+                   "sample_rate": 16000} for j in order]  # fmt: skip
+    schemas.frame("audio", audio_rows).write_parquet(tables / "audio.parquet")
+    np.save(arrays / "audio_waveform.npy", wave)
+    np.save(arrays / "audio_logfbank.npy", fbank.astype(np.float32))
+    assert set(LABELS) <= set(clip_rows[0])
+    return {"root": root, "tables": tables, "clips": clips_dir, "arrays": arrays}

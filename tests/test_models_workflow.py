@@ -1,0 +1,86 @@
+"""The model rules end to end on ready-made dataset tables (no video processing), then re-runs."""
+
+import pickle
+
+import model_data
+import numpy as np
+import polars as pl
+import pytest
+from workflow import planned, rules, run, write_config
+
+from impressions.schemas import LABELS
+
+pytestmark = pytest.mark.workflow
+
+MODEL_RULES = ["train_image", "train_face", "train_audio", "train_au_linear", "train_fusion", "report"]
+TINY = {
+    "families": ["image", "face", "audio", "audio_fbank", "au_linear", "fusion_handcrafted"],
+    "bootstrap": 100, "threads": 1,
+    "image": {"width": 4, "input_size": 16, "epochs": 2},
+    "face": {"width": 4, "input_size": 16, "epochs": 2},
+    "audio": {"width": 4, "stages": 2, "epochs": 2},
+    "audio_fbank": {"epochs": 2},
+    "fusion_handcrafted": {"inputs": ["face", "audio"], "hidden": [8, 8], "epochs": 2},
+}  # fmt: skip
+
+
+def only_models(target: str) -> list[str]:
+    """Snakemake arguments: build `target` using the model rules only (the tables are given).
+
+    A flag comes first: `--configfile`, which the harness passes last, would take the path as a file."""
+    return ["--nolock", target, "--allowed-rules", *MODEL_RULES]
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    """A FI layout (annotations + placeholder videos) whose dataset tables and arrays already exist."""
+    work = tmp_path_factory.mktemp("work")
+    data = model_data.build(work / "out")
+    clips = pl.read_parquet(data["tables"] / "clips.parquet")
+    root = work / "fi"
+    (root / "videos").mkdir(parents=True)
+    names = {
+        "train": "annotation_training.pkl",
+        "val": "annotation_validation.pkl",
+        "test": "annotation_test.pkl",
+    }
+    for split, name in names.items():
+        part = clips.filter(pl.col("split") == split)
+        pickle_data = {label: {f"{c}.mp4": np.float64(v) for c, v in zip(part["clip_id"], part[label])}
+                       for label in LABELS}  # fmt: skip
+        (root / name).write_bytes(pickle.dumps(pickle_data, protocol=2))
+        for clip in part["clip_id"]:
+            (root / "videos" / f"{clip}.mp4").write_bytes(b"placeholder: never decoded here")
+    write_config(work, data_root=str(root), results_dir="out", models=TINY)
+    target = "out/report/index.html"  # relative to the working directory, as the rules name it
+    run(work, *only_models(target))
+    return work, target
+
+
+def test_every_model_and_the_report_are_written(work):
+    work, _ = work
+    models = work / "out" / "models"
+    for family in TINY["families"] + ["audio"]:
+        preds = pl.read_parquet(models / family / "predictions.parquet")
+        assert sorted(preds["split"].unique()) == ["test", "val"], family
+        assert (models / family / "curve.png").stat().st_size > 0
+    assert not (models / "fusion").exists()  # not asked for
+    assert "fusion_handcrafted" in (work / "out" / "report" / "report.md").read_text()
+    assert (work / "out" / "logs" / "train" / "face.log").read_text().count("epoch") >= 2
+
+
+def test_a_model_setting_retrains_that_model_and_what_uses_it(work):
+    work, target = work
+    assert not planned(work, *only_models(target))
+    write_config(work, data_root=str(work / "fi"), results_dir="out", models={**TINY, "face": {"width": 8}})
+    try:
+        jobs = rules(planned(work, *only_models(target)))
+        assert jobs == {"train_face": 1, "train_fusion": 1, "report": 1}
+    finally:
+        write_config(work, data_root=str(work / "fi"), results_dir="out", models=TINY)
+    # A new bootstrap count redoes the report only.
+    write_config(work, data_root=str(work / "fi"), results_dir="out", models={**TINY, "bootstrap": 50})
+    try:
+        assert rules(planned(work, *only_models(target))) == {"report": 1}
+    finally:
+        write_config(work, data_root=str(work / "fi"), results_dir="out", models=TINY)

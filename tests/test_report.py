@@ -1,0 +1,61 @@
+import model_data
+import numpy as np
+import polars as pl
+import pytest
+from test_training import SMALL_CNN, train
+
+from impressions import metrics, report
+from impressions.schemas import TRAITS
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("results")
+    data = model_data.build(root)
+    models_dir = root / "models"
+    outs = [train(data, models_dir, "au_linear", {"alphas": [0.1, 10.0]})[0],
+            train(data, models_dir, "image", SMALL_CNN)[0]]  # fmt: skip
+    return data, outs
+
+
+def test_report_tables_and_pages(trained):
+    data, outs = trained
+    t = data["tables"]
+    out_dir = data["root"] / "report"
+    names = {"html": "index.html", "markdown": "report.md", "metrics": "metrics.parquet",
+             "breakdowns": "b.parquet", "comparisons": "c.parquet"}  # fmt: skip
+    outputs = {k: out_dir / v for k, v in names.items()}
+    report.write_report(
+        t / "clips.parquet", t / "qc.parquet", t / "faces.parquet", t / "expressions.parquet",
+        [o.predictions for o in outs], [o.summary for o in outs], [o.curve for o in outs], outputs,
+        n_boot=200, dataset="synthetic test data",
+    )  # fmt: skip
+    table = pl.read_parquet(outputs["metrics"])
+    assert set(table["model"]) == {"train_mean", "au_linear", "image"} and set(table["split"]) == {
+        "val",
+        "test",
+    }
+    # The baseline row is the train mean's accuracy, computed independently here.
+    clips = pl.read_parquet(t / "clips.parquet")
+    train_y = clips.filter(pl.col("split") == "train").select(TRAITS).to_numpy()
+    test_y = clips.filter(pl.col("split") == "test").select(TRAITS).to_numpy()
+    expected = metrics.accuracy(test_y, np.broadcast_to(train_y.mean(0), test_y.shape)).mean()
+    test_mean = table.filter(
+        (pl.col("split") == "test") & (pl.col("metric") == "accuracy") & (pl.col("trait") == "mean")
+    )
+    value = dict(zip(test_mean["model"], test_mean["value"]))
+    row = test_mean.filter(pl.col("model") == "train_mean")
+    assert value["train_mean"] == pytest.approx(expected) and row["ci_low"][0] < expected < row["ci_high"][0]
+    # Paired comparisons: the delta is the difference of the two rows above, and the p-value a probability.
+    comparisons = pl.read_parquet(outputs["comparisons"]).filter(pl.col("split") == "test")
+    assert sorted(comparisons["model"]) == ["au_linear", "image"]
+    for r in comparisons.iter_rows(named=True):
+        assert r["delta"] == pytest.approx(value[r["model"]] - value["train_mean"])
+        assert r["ci_low"] <= r["delta"] <= r["ci_high"] and 0 < r["p_value"] <= 1
+    breakdowns = pl.read_parquet(outputs["breakdowns"])
+    assert set(breakdowns.filter(pl.col("by") == "gender")["group"]) == {"male", "female", "unknown"}
+    md = outputs["markdown"].read_text()
+    assert "| model | O | C | E | A | N | mean |" in md and "NOT measured here" in md
+    assert "(published" in md and "train-mean baseline" in md and "synthetic test data" in md
+    page = outputs["html"].read_text()
+    assert page.count("data:image/png;base64,") == 2 and "<table>" in page

@@ -1,0 +1,130 @@
+import json
+
+import model_data
+import numpy as np
+import polars as pl
+import pytest
+
+from impressions import metrics, models, training
+from impressions.schemas import TRAITS
+
+COMMON = {"seed": 0, "device": "cpu", "threads": 1, "patience": 50}
+SMALL_CNN = {"backbone": "small", "width": 4, "input_size": 16, "epochs": 4, "batch_size": 8, "lr": 0.01}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return model_data.build(tmp_path_factory.mktemp("results"))
+
+
+def inputs_for(data, family, features=None):
+    t, a = data["tables"], data["arrays"]
+    return training.Inputs(
+        clips=t / "clips.parquet",
+        frames=t / ("faces.parquet" if family == "face" else "frames.parquet"),
+        clip_dirs={p.name: p for p in data["clips"].iterdir()},
+        audio_table=t / "audio.parquet",
+        audio_array=a / ("audio_waveform.npy" if family == "audio" else "audio_logfbank.npy"),
+        expressions=t / "expressions.parquet",
+        features=features,
+    )
+
+
+def train(data, tmp_path, family, options, common=COMMON, name=None, features=None):
+    out = training.Outputs.in_folder(tmp_path / (name or family))
+    summary = training.train_family(
+        family, inputs_for(data, family, features), out, common, options, name=name
+    )
+    return out, summary
+
+
+def _val_test_accuracy(data, out):
+    clips = pl.read_parquet(data["tables"] / "clips.parquet")
+    preds = pl.read_parquet(out.predictions)
+    y, p, _ = metrics.labels_and_predictions(preds.filter(pl.col("split") == "val"), clips)
+    return metrics.accuracy(y, p).mean()
+
+
+def _baseline(data, split="val"):
+    clips = pl.read_parquet(data["tables"] / "clips.parquet")
+    train = clips.filter(pl.col("split") == "train").select(TRAITS).to_numpy()
+    y = clips.filter(pl.col("split") == split).select(TRAITS).to_numpy()
+    return metrics.accuracy(y, metrics.train_mean_baseline(train, len(y))).mean()
+
+
+def test_same_seed_same_numbers_on_cpu(data, tmp_path):
+    a, _ = train(data, tmp_path / "a", "image", SMALL_CNN)
+    b, _ = train(data, tmp_path / "b", "image", SMALL_CNN)
+    c, _ = train(data, tmp_path / "c", "image", SMALL_CNN, common={**COMMON, "seed": 1})
+    # Worker processes read the memory maps; order and augmentation stay with the main process.
+    d, _ = train(data, tmp_path / "d", "image", SMALL_CNN, common={**COMMON, "num_workers": 2})
+    history_a, history_b, history_d = (pl.read_csv(o.metrics).drop("seconds") for o in (a, b, d))
+    assert history_a.equals(history_b) and history_a.height == 4 and history_a.equals(history_d)
+    assert pl.read_parquet(a.predictions).equals(pl.read_parquet(b.predictions))
+    assert not pl.read_parquet(a.predictions).equals(pl.read_parquet(c.predictions))
+
+
+def test_image_model_outputs(data, tmp_path):
+    out, summary = train(data, tmp_path, "image", {**SMALL_CNN, "epochs": 12})
+    preds = pl.read_parquet(out.predictions)
+    assert list(preds.columns) == list(training.PREDICTION_COLUMNS)
+    assert preds.group_by("split").len().sort("split").rows() == [("test", 6), ("val", 6)]
+    assert preds["model"].unique().to_list() == ["image"]
+    history = pl.read_csv(out.metrics)
+    assert {"epoch", "train_loss", "val_loss", "val_mean", "best"} <= set(history.columns)
+    # The kept epoch is the best validation epoch, and the written predictions reproduce its accuracy.
+    assert summary["selected"]["val_mean"] == pytest.approx(history["val_mean"].max())
+    assert _val_test_accuracy(data, out) == pytest.approx(history["val_mean"].max())
+    assert out.curve.stat().st_size > 5000 and out.curve.read_bytes()[:4] == b"\x89PNG"
+    assert history["train_loss"][-1] < history["train_loss"][0]  # it learns
+    with np.load(out.features) as f:
+        assert f["features"].shape == (28, 2 * 8 * 4) and f["has_input"].all()  # [GAP, GMP] of 32 maps
+    model, ckpt = models.load_checkpoint(out.checkpoint)
+    assert ckpt["family"] == "image" and len(ckpt["train_mean"]) == 5
+
+
+def test_face_model_fills_clips_without_a_face(data, tmp_path):
+    out, summary = train(data, tmp_path, "face", SMALL_CNN)
+    assert summary["filled_with_train_mean"]["val"] == [model_data.NO_FACE_CLIP]
+    clips = pl.read_parquet(data["tables"] / "clips.parquet")
+    train_mean = clips.filter(pl.col("split") == "train").select(TRAITS).mean().row(0)
+    row = pl.read_parquet(out.predictions).filter(pl.col("clip_id") == model_data.NO_FACE_CLIP)
+    assert row.select(TRAITS).row(0) == pytest.approx(train_mean)
+    assert json.loads(out.summary.read_text())["samples"]["val"] == 5 * model_data.FRAMES
+
+
+def test_au_linear_finds_the_cue_and_chooses_alpha_on_validation(data, tmp_path):
+    out, summary = train(data, tmp_path, "au_linear", {"alphas": [0.01, 1.0, 1e6]})
+    history = pl.read_csv(out.metrics)
+    assert history["alpha"].to_list() == [0.01, 1.0, 1e6]
+    assert summary["selected"]["alpha"] == history.sort("val_mean")["alpha"][-1]
+    # AU12 carries the labels: far better than the train mean; a huge penalty is the train mean.
+    assert summary["selected"]["val_mean"] > _baseline(data) + 0.03
+    assert history.filter(pl.col("alpha") == 1e6)["val_mean"][0] == pytest.approx(_baseline(data), abs=0.003)
+    assert summary["filled_with_train_mean"]["val"] == [model_data.NO_FACE_CLIP]
+    assert len(summary["feature_names"]) == 51
+
+
+def test_audio_models_and_fusion(data, tmp_path):
+    audio, _ = train(data, tmp_path, "audio", {"width": 4, "stages": 2, "epochs": 3, "batch_size": 8})
+    fbank, s = train(
+        data, tmp_path, "audio_fbank", {"time_bins": 5, "epochs": 30, "batch_size": 8, "lr": 0.05}
+    )
+    assert s["options"]["n_filters"] == 4 and s["options"]["time_bins"] == 5
+    # The log filterbank level is the cue: the linear regressor learns it.
+    assert s["selected"]["val_mean"] > _baseline(data) + 0.02
+    image, _ = train(data, tmp_path, "image", SMALL_CNN)
+    features = {"image": image.features, "audio": audio.features, "audio_fbank": fbank.features}
+    fused, summary = train(
+        data, tmp_path, "fusion_handcrafted",
+        {"inputs": ["image", "audio", "audio_fbank"], "hidden": [16, 8], "epochs": 20, "batch_size": 8},
+        features=features,
+    )  # fmt: skip
+    names = summary["feature_names"]
+    assert names[0] == "image_0" and "gender_female" in names and "emotion_happiness" in names
+    assert (
+        summary["options"]["in_dim"] == len(names) == 64 + 8 + 20 + 8 + 2 + 7
+    )  # image, audio, fbank, age, gender, emotions
+    assert pl.read_parquet(fused.predictions).height == 12
+    with pytest.raises(ValueError, match="no features given"):
+        train(data, tmp_path, "fusion", {"inputs": ["face"]}, features=features)
