@@ -18,7 +18,7 @@ $(STAMP): requirements.txt requirements-nodeps.txt constraints.txt pyproject.tom
 
 demo: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES)
-	@echo "Outputs: results/tables/ (dataset tables), results/clips/ (per-clip arrays), results/logs/"
+	@echo "Outputs: results/report/index.html (report), results/tables/ (dataset tables), results/models/, results/logs/"
 
 test: $(STAMP)
 	$(BIN)/pytest

@@ -29,4 +29,7 @@ rule all:
 
 
 onsuccess:
-    print(f"\nDone. Dataset tables: {TABLES_DIR}/  (QC: {TABLES_DIR}/qc.parquet)\n")
+    print(f"\nDone. Dataset tables: {TABLES_DIR}/  (QC: {TABLES_DIR}/qc.parquet)")
+    if model_targets():
+        print(f"Models: {MODELS_DIR}/  Report: {REPORT_DIR}/index.html")
+    print()
