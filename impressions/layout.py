@@ -32,3 +32,60 @@ class Outputs:
     @classmethod
     def in_folder(cls, folder: str | Path) -> Outputs:
         return cls(**{kind: Path(folder) / name for kind, name in MODEL_FILES.items()})
+
+
+SPLIT_MODES = ("official", "identity")
+"""`models.split`: the clips table's split column, or an identity-disjoint re-split of it."""
+
+
+def assign_splits(clips, mode: str = "official", seed: int = 0):
+    """The clips table with the split every model and the report use (`models.split`).
+
+    ``official`` returns the table unchanged (First Impressions' own split, in which clips of one
+    YouTube id, one person, can sit in train and test). ``identity`` re-assigns train/val/test so that
+    all clips of one ``youtube_id`` land in one split, keeping the official proportions:
+
+    1. Clips with a split (train, val or test) are grouped by ``youtube_id`` (a clip without one is a
+       group of its own). Target sizes are the official split sizes (they already sum to the total).
+    2. Groups are ordered by size, largest first, ties broken by a SHA-256 hash of ``"{seed}:{id}"``:
+       deterministic for a seed, independent of the table's row order, different per seed.
+    3. Greedily, each group goes to the split furthest below its target (most clips missing; ties
+       in train, val, test order). A split only overshoots when it received a group while furthest
+       below target, and then by less than that group, so each final size is within one group of its
+       target; placing large groups first keeps the last, small groups for the fine balance.
+
+    Clips without a split (unlabelled) keep it. `polars` is imported here so that the workflow's rules
+    can import this module cheaply.
+    """
+    import hashlib
+
+    import polars as pl
+
+    if mode == "official":
+        return clips
+    if mode != "identity":
+        raise ValueError(f"unknown split mode {mode!r}; known: {SPLIT_MODES}")
+    order = ("train", "val", "test")
+    labelled = clips.filter(pl.col("split").is_in(order))
+    key = (
+        pl.coalesce(pl.col("youtube_id"), pl.col("clip_id"))
+        if "youtube_id" in clips.columns
+        else pl.col("clip_id")
+    )
+    groups = labelled.group_by(key.alias("_group")).len()
+    targets = {s: labelled.filter(pl.col("split") == s).height for s in order}
+
+    def rank(row):
+        digest = hashlib.sha256(f"{seed}:{row[0]}".encode()).hexdigest()
+        return (-row[1], digest)
+
+    sizes = dict.fromkeys(order, 0)
+    chosen = {}
+    for group, n in sorted(groups.iter_rows(), key=rank):
+        split = max(order, key=lambda s: (targets[s] - sizes[s], -order.index(s)))
+        chosen[group] = split
+        sizes[split] += n
+    new = key.replace_strict(chosen, default=None, return_dtype=pl.String)
+    return clips.with_columns(
+        pl.when(pl.col("split").is_in(order)).then(new).otherwise(pl.col("split")).alias("split")
+    )

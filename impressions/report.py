@@ -19,10 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
-from impressions import metrics
+from impressions import layout, metrics
 from impressions.schemas import TRAITS
 
 BASELINE = "train_mean"
+SPLIT_NOTES = {
+    "official": "official (the clips table's split column; FI's own, which shares people between splits)",
+    "identity": "identity-disjoint re-split (models.split: identity, seed {seed}): every YouTube id in one "
+    "split only, at the official split proportions",
+}
 BREAKDOWNS = ("gender", "age_group", "ethnicity", "dominant_emotion")
 
 PUBLISHED = [
@@ -183,11 +188,13 @@ def write_report(
     clips_path: Path, qc_path: Path, faces_path: Path, expressions_path: Path | None,
     prediction_paths: Sequence[Path], summary_paths: Sequence[Path], curve_paths: Sequence[Path],
     outputs: Mapping[str, Path], n_boot: int = 1000, seed: int = 0, dataset: str = "",
+    split: str = "official",
 ) -> None:  # fmt: skip
     """Evaluate every model and write the HTML and Markdown report and its tables (see the docstring)."""
     import polars as pl
 
     clips, qc, faces = (pl.read_parquet(p) for p in (clips_path, qc_path, faces_path))
+    clips = layout.assign_splits(clips, split, seed)  # the split the models were trained and scored on
     expressions = pl.read_parquet(expressions_path) if expressions_path else None
     predictions = [pl.read_parquet(p) for p in prediction_paths]
     table, breakdowns, comparisons = evaluate(clips, predictions, expressions, n_boot=n_boot, seed=seed)
@@ -214,6 +221,9 @@ def write_report(
     if dataset:
         md.append(f"Dataset: {dataset}\n")
         body.append(f"<p><b>Dataset:</b> {html.escape(dataset)}</p>")
+    split_note = SPLIT_NOTES[split].format(seed=seed)
+    md.append(f"Split: {split_note}\n")
+    body.append(f"<p><b>Split:</b> {html.escape(split_note)}</p>")
     split_header, split_rows, qc_header, qc_rows, note = _dataset_summary(clips, qc, faces)
     section("Dataset and quality control", note)
     table_out(split_header, split_rows)

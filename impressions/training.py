@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from impressions import datasets, metrics, models
+from impressions import datasets, layout, metrics, models
 from impressions.layout import PREPROCESSING_SECTIONS, Outputs  # noqa: F401 - part of this module's API
 from impressions.schemas import AUS, EMOTIONS, SPLITS, TRAITS
 
@@ -65,6 +65,7 @@ class Settings:
     device: str = "auto"
     amp: bool = True
     num_workers: int = 0
+    split: str = "official"  # official or identity: impressions.layout.assign_splits (seeded by seed)
     threads: int = 0  # torch CPU threads; 0 leaves torch's default
     epochs: int = 10
     batch_size: int = 32
@@ -524,12 +525,12 @@ def train_family(
     settings, builder = Settings.from_options(common, options)
     seed_everything(settings.seed, settings.threads)
     device = resolve_device(settings.device)
-    clips_table = _read(inputs.clips)
+    clips_table = layout.assign_splits(_read(inputs.clips), settings.split, settings.seed)
     splits = _clips_by_split(clips_table)
     sizes = [len(c) for c in splits.values()]
     if not sizes[0] or not sizes[1]:
         raise ValueError(f"{family}: need labelled train and val clips (have train/val/test {sizes})")
-    log.info("%s (%s): %s clips train/val/test on %s", name, family, sizes, device)
+    log.info("%s (%s): %s clips train/val/test (%s split) on %s", name, family, sizes, settings.split, device)
     start = time.perf_counter()
     if models.INPUTS[family] in ("frames", "faces", "waveform", "logfbank"):
         done = _train_on_samples(family, inputs, splits, settings, builder, device)

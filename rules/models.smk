@@ -142,7 +142,11 @@ rule report:
         histories=[model_files(m)["metrics"] for m in MODELS_CFG["families"]],
         curves=[model_files(m)["curve"] for m in MODELS_CFG["families"]],
     output:
-        html=REPORT_DIR / "index.html",
+        html=report(
+            REPORT_DIR / "index.html",
+            caption="../docs/report_caption.rst",
+            category="Report",
+        ),
         markdown=REPORT_DIR / "report.md",
         metrics=REPORT_DIR / "metrics.parquet",
         breakdowns=REPORT_DIR / "breakdowns.parquet",
@@ -159,6 +163,7 @@ rule report:
     params:
         n_boot=MODELS_CFG["bootstrap"],
         seed=MODELS_CFG["seed"],
+        split=MODELS_CFG["split"],
         dataset=DATASET_NOTE,
     script:
         "../workflow_scripts/report.py"

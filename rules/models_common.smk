@@ -53,10 +53,12 @@ def train_params(wildcards, family):
     # Only settings that change what is trained: a new bootstrap count must not retrain. The
     # preprocessing settings stored with a checkpoint come from the config in the script, not from
     # params, so that an audio setting does not retrain the face model (its inputs say what changed).
-    return {
-        "common": {k: MODELS_CFG[k] for k in ("seed", "device", "amp", "num_workers")},
-        "options": MODELS_CFG[family],
-    }
+    # `split` is passed only when not the default, so that runs made before the setting existed
+    # (whose params lack it) are not retrained; training's default is the official split.
+    common = {k: MODELS_CFG[k] for k in ("seed", "device", "amp", "num_workers")}
+    if MODELS_CFG["split"] != "official":
+        common["split"] = MODELS_CFG["split"]
+    return {"common": common, "options": MODELS_CFG[family]}
 
 
 def audio_inputs(wildcards):

@@ -84,3 +84,22 @@ def test_a_model_setting_retrains_that_model_and_what_uses_it(work):
         assert rules(planned(work, *only_models(target))) == {"report": 1}
     finally:
         write_config(work, data_root=str(work / "fi"), results_dir="out", models=TINY)
+
+
+def test_the_split_setting_retrains_every_model(work):
+    work, target = work
+    write_config(work, data_root=str(work / "fi"), results_dir="out", models={**TINY, "split": "identity"})
+    try:
+        jobs = rules(planned(work, *only_models(target)))
+        assert jobs == {"train_image": 1, "train_face": 1, "train_audio": 2, "train_au_linear": 1,
+                        "train_fusion": 1, "report": 1}  # fmt: skip
+    finally:
+        write_config(work, data_root=str(work / "fi"), results_dir="out", models=TINY)
+    assert not planned(work, *only_models(target))  # `official`, the default, retrains nothing
+
+
+def test_snakemake_report_on_a_finished_run(work):
+    work, target = work
+    out = work / "snakemake_report.html"
+    run(work, "--nolock", target, "--report", str(out))
+    assert out.stat().st_size > 0

@@ -57,5 +57,6 @@ def test_report_tables_and_pages(trained):
     md = outputs["markdown"].read_text()
     assert "| model | O | C | E | A | N | mean |" in md and "NOT measured here" in md
     assert "(published" in md and "train-mean baseline" in md and "synthetic test data" in md
+    assert "Split: official" in md  # models.split, the default
     page = outputs["html"].read_text()
     assert page.count("data:image/png;base64,") == 2 and "<table>" in page
