@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from impressions import datasets, layout, metrics, models
+from impressions import datasets, layout, logs, metrics, models
 from impressions.layout import PREPROCESSING_SECTIONS, Outputs  # noqa: F401 - part of this module's API
 from impressions.schemas import AUS, EMOTIONS, SPLITS, TRAITS
 
@@ -113,7 +113,7 @@ class Inputs:
         return cls(
             clips=Path(files["clips"]),
             frames=one("frames"),
-            clip_dirs={Path(f).parent.name: Path(f).parent for f in arrays} if arrays else None,
+            clip_dirs=logs.clip_dirs(arrays) if arrays else None,
             audio_table=one("audio_table"),
             audio_array=one("audio_array"),
             expressions=one("expressions"),

@@ -5,6 +5,10 @@ are sampled in ONE decode pass: a `select` filter keeps the wanted frame numbers
 piped as raw RGB to numpy (seeking once per frame was 7x slower for 10 frames). Paths are passed
 absolute with the `file:` protocol, so clip names starting with `-` or holding `:` are never read as
 options or protocols.
+
+ffmpeg is called with explicit argument lists rather than through ffmpeg-python: the three commands
+here are short, the one thing a wrapper would add (parsing the output stream's size from stderr) it
+does not do, and a dependency fewer is one pin fewer.
 """
 
 from __future__ import annotations
