@@ -9,7 +9,7 @@ rule train_image:
     input:
         clips=TABLES_DIR / "clips.parquet",
         frames=TABLES_DIR / "frames.parquet",
-        arrays=clip_outputs("frames.npy"),
+        arrays=clip_outputs("qc.json"),  # stands for the clip folder (see common.smk)
     output:
         **model_files("image"),
     log:
@@ -35,7 +35,7 @@ rule train_face:
     input:
         clips=TABLES_DIR / "clips.parquet",
         frames=TABLES_DIR / "faces.parquet",
-        arrays=clip_outputs("faces.npy"),
+        arrays=clip_outputs("qc.json"),
     output:
         **model_files("face"),
     log:

@@ -46,6 +46,7 @@ def build(root: Path, seed: int = 0) -> dict[str, Path]:
         (clips_dir / clip).mkdir(exist_ok=True)
         np.save(clips_dir / clip / "frames.npy", frames)
         np.save(clips_dir / clip / "faces.npy", faces)
+        (clips_dir / clip / "qc.json").write_text("{}")  # the file model rules name for a clip folder
         for k in range(FRAMES):
             frame_rows.append({"clip_id": clip, "frame_index": k, "source_frame": k * 10, "time_s": k / 3,
                                "width": SIZE, "height": SIZE})  # fmt: skip
