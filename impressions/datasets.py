@@ -76,6 +76,12 @@ class FrameDataset(Dataset):
         frame = np.array(self._map(pos)[k])  # a copy: torch wants writable memory, not the map
         return torch.from_numpy(frame), torch.from_numpy(self.clips.labels[pos]), pos
 
+    def image_shape(self) -> tuple[int, int] | None:
+        """(height, width) of the stored images (every clip's array has the same), None without items."""
+        if not self.items:
+            return None
+        return tuple(int(n) for n in self._map(self.items[0][0]).shape[1:3])
+
     def __getstate__(self):
         # Workers open their own maps: a memory map does not survive pickling to a spawned worker.
         return {**self.__dict__, "_maps": OrderedDict()}
@@ -83,6 +89,38 @@ class FrameDataset(Dataset):
     @property
     def clip_positions(self) -> np.ndarray:
         return np.array([pos for pos, _ in self.items], dtype=np.int64)
+
+
+class AUMapDataset(Dataset):
+    """A frame dataset whose samples also carry their AU map: (frame, labels, clip position, map).
+
+    `maps` (len(frames), m, m), e.g. float16, holds each item's map in the stored frame's coordinates
+    (all zero where the item has none); AU guidance trains on these (see `impressions.au_maps`).
+    """
+
+    def __init__(self, frames: FrameDataset, maps: np.ndarray):
+        if len(maps) != len(frames):
+            raise ValueError(f"{len(maps)} AU maps for {len(frames)} frames")
+        self.frames, self.maps = frames, maps
+
+    @property
+    def clips(self) -> Clips:
+        return self.frames.clips
+
+    @property
+    def items(self) -> list[tuple[int, int]]:
+        return self.frames.items
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, i: int):
+        x, y, pos = self.frames[i]
+        return x, y, pos, torch.from_numpy(np.array(self.maps[i]))
+
+    @property
+    def clip_positions(self) -> np.ndarray:
+        return self.frames.clip_positions
 
 
 def frame_items(table, clip_ids: Sequence[str], faces: bool) -> list[tuple[str, int]]:

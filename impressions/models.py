@@ -194,6 +194,11 @@ class DANPlus(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.fc(self.dropout(self.embed(x))))
 
+    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scores, feature maps) from one pass: what a loss on both (AU guidance) needs."""
+        maps = self.forward_features(x)
+        return torch.sigmoid(self.fc(self.dropout(self._pool(maps)[0]))), maps
+
     @torch.no_grad()
     def activation_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-trait maps (N, 5, h, w) that sum, with the bias, to each trait's logit exactly.

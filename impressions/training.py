@@ -14,6 +14,13 @@ looked at), and writes:
 A clip a model has no input for (no face in any frame, no frames) gets the training mean of each trait:
 the challenge scores every clip, and the mean is what a model knowing nothing predicts.
 
+AU guidance (image and face families, `au_guidance_weight` > 0): every training frame gets an AU map
+before training (`impressions.au_maps`: its landmarks from the faces table and the codebook AUs of its
+dominant emotion in the expressions table), and each batch's loss adds weight * the distance between
+the CAM layer's attention and that map (`au_maps.guidance_loss`; frames without a face, without
+expressions or with a neutral face have no map and add nothing). Maps flip with their images. The
+per-epoch mean of the term is the history's `guidance_loss`; `train_loss` stays the trait loss.
+
 Reproducibility: one seed drives Python, numpy, torch, weight init, shuffling, augmentation and the
 DataLoader workers; `torch.use_deterministic_algorithms` is on (warn-only, since a few CUDA kernels
 have no deterministic version). On a CPU two runs with the same seed and thread count give identical
@@ -38,7 +45,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from impressions import datasets, layout, logs, metrics, models
+from impressions import au_maps, datasets, layout, logs, metrics, models
 from impressions.layout import PREPROCESSING_SECTIONS, Outputs  # noqa: F401 - part of this module's API
 from impressions.schemas import AUS, EMOTIONS, SPLITS, TRAITS
 
@@ -49,7 +56,7 @@ PREDICTION_COLUMNS = {"clip_id": "str", "split": "str", "model": "str", **{t: "f
 
 TRAIN_KEYS = frozenset(
     {"epochs", "batch_size", "lr", "weight_decay", "patience", "loss", "input_size", "augment", "alphas",
-     "inputs", "eval_batch_size"}
+     "inputs", "eval_batch_size", "au_guidance_weight"}
 )  # fmt: skip
 """Per-family config keys that configure training; every other key is a builder option."""
 
@@ -78,6 +85,7 @@ class Settings:
     augment: bool = True  # random horizontal flips of training images
     alphas: list[float] = field(default_factory=lambda: [0.1, 1.0, 10.0, 100.0, 1000.0])  # au_linear
     inputs: list[str] = field(default_factory=lambda: ["image", "face", "audio"])  # fusion components
+    au_guidance_weight: float = 0.0  # image / face: weight of the attention-to-AU-map term (0: off)
 
     @classmethod
     def from_options(cls, common: Mapping, family_options: Mapping) -> tuple[Settings, dict]:
@@ -99,6 +107,7 @@ class Inputs:
     audio_array: Path | None = None  # audio_waveform.npy or audio_logfbank.npy, rows = audio table rows
     expressions: Path | None = None
     features: Mapping[str, Path] | None = None  # component model -> features.npz (fusion)
+    faces: Path | None = None  # faces table: landmarks for AU guidance (the face family's `frames` has them)
 
     @classmethod
     def from_files(cls, files: Mapping[str, str | Sequence[str]]) -> Inputs:
@@ -118,6 +127,7 @@ class Inputs:
             audio_array=one("audio_array"),
             expressions=one("expressions"),
             features={Path(f).parent.name: Path(f) for f in features} if features else None,
+            faces=one("faces"),
         )
 
 
@@ -164,13 +174,19 @@ class Prepare:
         self.kind, self.input_size, self.augment = kind, input_size, augment
         self.generator = torch.Generator().manual_seed(seed + 1)
 
-    def __call__(self, x: torch.Tensor, device: str, train: bool) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, device: str, train: bool, maps: torch.Tensor | None = None):
+        """Model input; with `maps` (N, m, m) AU maps, (input, maps flipped with their images)."""
         x = x.to(device, non_blocking=True)
         if self.kind in ("frames", "faces"):
             flip = None
             if train and self.augment:
                 flip = (torch.rand(x.shape[0], generator=self.generator) < 0.5).to(device)
-            return datasets.prepare_images(x, self.input_size, flip)
+            images = datasets.prepare_images(x, self.input_size, flip)
+            if maps is None:
+                return images
+            # A map covers the whole stored image, so mirroring the image mirrors its map.
+            maps = maps.to(device, non_blocking=True).float()
+            return images, maps if flip is None else torch.where(flip.view(-1, 1, 1), maps.flip(-1), maps)
         return x.float()
 
 
@@ -215,8 +231,17 @@ def fit(
     model: nn.Module, train_set, val_set, val_clips: datasets.Clips, settings: Settings, prepare: Prepare,
     device: str,
 ) -> tuple[nn.Module, list[dict]]:  # fmt: skip
-    """Train with Adam(W); keep the weights of the epoch with the best validation mean accuracy."""
+    """Train with Adam(W); keep the weights of the epoch with the best validation mean accuracy.
+
+    With `settings.au_guidance_weight` > 0, `train_set` yields (x, y, position, AU map) (an
+    `datasets.AUMapDataset`) and the loss adds weight * `au_maps.guidance_loss` on the model's
+    feature maps (`model.forward_with_features`: one pass for both)."""
     from tqdm.auto import tqdm
+
+    weight = float(settings.au_guidance_weight)
+    guided = weight > 0
+    if guided and not isinstance(train_set, datasets.AUMapDataset):
+        raise ValueError("au_guidance_weight > 0 needs a training set with AU maps (datasets.AUMapDataset)")
 
     model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
@@ -235,13 +260,29 @@ def fit(
         start = time.perf_counter()
         model.train()
         total, seen = 0.0, 0
-        for x, y, _ in batches:
-            x, y = prepare(x, device, train=True), y.to(device, non_blocking=True)
+        guide_total, guide_seen = 0.0, 0
+        for batch in batches:
+            if guided:
+                x, y, _, maps = batch
+                (x, maps), y = prepare(x, device, train=True, maps=maps), y.to(device, non_blocking=True)
+            else:
+                x, y, _ = batch
+                x, y = prepare(x, device, train=True), y.to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
             with autocast:
-                out = model(x)
+                if guided:
+                    out, features = model.forward_with_features(x)
+                else:
+                    out = model(x)
             loss = criterion(out.float(), y)
-            scaler.scale(loss).backward()
+            objective = loss
+            if guided:
+                guidance = au_maps.guidance_loss(features, maps)
+                objective = loss + weight * guidance
+                n_guided = int(au_maps.has_target(maps).sum())
+                guide_total += float(guidance.detach()) * n_guided
+                guide_seen += n_guided
+            scaler.scale(objective).backward()
             scaler.step(optimizer)
             scaler.update()
             total += float(loss.detach()) * len(y)
@@ -258,15 +299,17 @@ def fit(
         )
         pred = np.where(has[:, None], pred, fill)
         acc = metrics.accuracy(val_clips.labels, pred)
-        row = {"epoch": epoch, "train_loss": total / max(seen, 1), "val_loss": val_loss,
+        guide = {"guidance_loss": guide_total / guide_seen if guide_seen else float("nan")} if guided else {}
+        row = {"epoch": epoch, "train_loss": total / max(seen, 1), **guide, "val_loss": val_loss,
                **{f"val_{t}": float(a) for t, a in zip(TRAITS, acc)}, "val_mean": float(acc.mean()),
                "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - start}  # fmt: skip
         improved = row["val_mean"] > best_acc
         row["best"] = improved
         history.append(row)
         log.info(
-            "epoch %d: train loss %.5f, val loss %.5f, val mean accuracy %.4f%s",
+            "epoch %d: train loss %.5f, val loss %.5f, val mean accuracy %.4f%s%s",
             *(epoch, row["train_loss"], val_loss, row["val_mean"], " (best)" if improved else ""),
+            f", AU guidance loss {row['guidance_loss']:.4f}" if guided else "",
         )
         bar.set_postfix(train_loss=f"{row['train_loss']:.4f}", val_acc=f"{row['val_mean']:.4f}")
         if improved:
@@ -305,6 +348,62 @@ def _frame_sets(family: str, inputs: Inputs, splits: dict[str, datasets.Clips]) 
         s: datasets.FrameDataset(c, inputs.clip_dirs, datasets.frame_items(table, c.ids, faces), array)
         for s, c in splits.items()
     }
+
+
+GUIDANCE_MAP_SIZE = 32
+"""Side of the AU maps kept per training frame (float16): guidance resizes them to the feature map."""
+
+
+def guidance_maps(
+    family: str, inputs: Inputs, dataset: datasets.FrameDataset, size: int = GUIDANCE_MAP_SIZE,
+    sigma: float = au_maps.SIGMA,
+) -> np.ndarray:  # fmt: skip
+    """(len(dataset), size, size) float16 AU maps of a frame dataset's items, in stored-image coordinates.
+
+    Landmarks come from the faces table (`inputs.faces`; for the face family its `frames` input is
+    the faces table): `landmarks_aligned` for face crops (crop pixels; crops are stored at the aligner's
+    size), `landmarks` for frames, rescaled from the decoded frame (`width`, `height` of the frames
+    table) to the stored square. The emotion is the frame's most probable one in the expressions table.
+    Items without a face, without an expressions row or with a neutral face get all-zero maps."""
+    import polars as pl
+
+    faces_path = inputs.faces or (inputs.frames if family == "face" else None)
+    missing = [what for what, path in (("faces table (faces=, for landmarks)", faces_path),
+                                       ("expressions table (expressions=, for emotions)", inputs.expressions))
+               if path is None]  # fmt: skip
+    if missing:
+        raise ValueError(f"{family}: au_guidance_weight > 0 needs the {' and the '.join(missing)}")
+    column = "landmarks_aligned" if family == "face" else "landmarks"
+    faces = _read(faces_path)
+    if column not in faces.columns:
+        raise ValueError(f"{faces_path} has no {column} column: AU guidance needs the faces table")
+    keys = pl.DataFrame(
+        {"clip_id": [dataset.clips.ids[pos] for pos, _ in dataset.items],
+         "frame_index": [k for _, k in dataset.items]},
+        schema={"clip_id": pl.String, "frame_index": pl.Int32},
+    ).with_row_index("item")  # fmt: skip
+    on = ["clip_id", "frame_index"]
+    expressions = _read(inputs.expressions).select(*on, *EMOTIONS)
+    table = keys.join(faces.select(*on, column), on=on, how="left").join(expressions, on=on, how="left")
+    if family == "image":
+        table = table.join(_read(inputs.frames).select(*on, "width", "height"), on=on, how="left")
+    table = table.sort("item")
+    points = np.full((len(keys), 68, 2), np.nan)
+    for i, value in enumerate(table[column].to_list()):
+        if value is not None and len(value) == 136:
+            points[i] = np.asarray(value, dtype=np.float64).reshape(68, 2)
+    shape = dataset.image_shape()
+    if shape is not None:
+        stored = np.array([shape[1], shape[0]], np.float64)  # (width, height)
+        if family == "image":
+            decoded = table.select("width", "height").to_numpy().astype(np.float64)
+            decoded[~np.isfinite(decoded).all(axis=1) | (decoded <= 0).any(axis=1)] = np.nan
+            points = au_maps.rescale_points(points, decoded[:, None, :], stored)
+        points = au_maps.rescale_points(points, stored, (size, size))
+    probs = table.select(EMOTIONS).to_numpy().astype(np.float64)
+    known = np.isfinite(probs).all(axis=1)
+    emotions = [EMOTIONS[int(np.argmax(p))] if ok else None for p, ok in zip(probs, known)]
+    return au_maps.frame_maps(points, emotions, size, sigma).astype(np.float16)
 
 
 def _audio_sets(inputs: Inputs, splits: dict[str, datasets.Clips]) -> dict:
@@ -531,6 +630,10 @@ def train_family(
     if not sizes[0] or not sizes[1]:
         raise ValueError(f"{family}: need labelled train and val clips (have train/val/test {sizes})")
     log.info("%s (%s): %s clips train/val/test (%s split) on %s", name, family, sizes, settings.split, device)
+    if settings.au_guidance_weight < 0:
+        raise ValueError(f"au_guidance_weight must be >= 0, not {settings.au_guidance_weight}")
+    if settings.au_guidance_weight > 0 and models.INPUTS[family] not in ("frames", "faces"):
+        raise ValueError(f"{family}: au_guidance_weight applies to the image and face families only")
     start = time.perf_counter()
     if models.INPUTS[family] in ("frames", "faces", "waveform", "logfbank"):
         done = _train_on_samples(family, inputs, splits, settings, builder, device)
@@ -558,7 +661,21 @@ def _train_on_samples(family, inputs, splits, settings, builder, device) -> _Tra
         raise ValueError(f"{family}: no training samples (no {kind} for any training clip)")
     model = models.build(family, **builder)
     prepare = Prepare(kind, settings.input_size, settings.augment, settings.seed)
-    model, history = fit(model, sets["train"], sets["val"], splits["val"], settings, prepare, device)
+    extra: dict = {}
+    train_set = sets["train"]
+    if kind in ("frames", "faces"):
+        extra["au_guidance_weight"] = float(settings.au_guidance_weight)
+    if settings.au_guidance_weight > 0:
+        maps = guidance_maps(family, inputs, sets["train"])
+        guided = int(au_maps.has_target(torch.from_numpy(maps)).sum()) if len(maps) else 0
+        if not guided:
+            raise ValueError(f"{family}: au_guidance_weight > 0 but no training frame has an AU map "
+                             "(no landmarks, or no non-neutral emotion)")  # fmt: skip
+        log.info("AU guidance (weight %g): %d of %d training frames have an AU map",
+                 settings.au_guidance_weight, guided, len(maps))  # fmt: skip
+        extra["au_guidance_samples"] = guided
+        train_set = datasets.AUMapDataset(sets["train"], maps)
+    model, history = fit(model, train_set, sets["val"], splits["val"], settings, prepare, device)
     train_mean = splits["train"].labels.mean(axis=0)
     preds, feats, filled = {}, {}, {}
     for s, clips in splits.items():
@@ -573,7 +690,7 @@ def _train_on_samples(family, inputs, splits, settings, builder, device) -> _Tra
     train_feats = feats["train"][~filled["train"]]
     feat_mean = train_feats.mean(axis=0) if len(train_feats) else np.zeros(feats["train"].shape[1])
     feats = {s: np.where(filled[s][:, None], feat_mean, f) for s, f in feats.items()}
-    extra = {"samples": {s: len(d) for s, d in sets.items()}, "input_size": settings.input_size}
+    extra = {"samples": {s: len(d) for s, d in sets.items()}, "input_size": settings.input_size, **extra}
     fills = {"feature_fill": feat_mean.astype(float).tolist()}
     return _Trained(model, builder, history, preds, feats, filled, fills, extra)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from impressions import schemas
+from impressions import au_maps, schemas
 from impressions.schemas import AUS, EMOTIONS, LABELS, TRAITS
 
 SIZE = 16  # px: frames and faces
@@ -22,8 +22,12 @@ def cue_to_labels(cue: np.ndarray) -> np.ndarray:
     return np.clip(0.5 + np.outer(cue - 0.5, slopes), 0, 1)
 
 
-def build(root: Path, seed: int = 0) -> dict[str, Path]:
-    """Write the tables and arrays under root; the cue is each clip's brightness, loudness and AU12."""
+def build(root: Path, seed: int = 0, landmarks: bool = False) -> dict[str, Path]:
+    """Write the tables and arrays under root; the cue is each clip's brightness, loudness and AU12.
+
+    With `landmarks`, face frames also get landmarks (a neutral face filling the frame, which is also
+    the face crop) and a dominant emotion: happiness in frames 0 and 1, neutral in frame 2. Nothing
+    else changes (no random draws are added)."""
     rng = np.random.default_rng(seed)
     ids = [f"{split}{i:02d}.000" for split, n in SPLIT_SIZES.items() for i in range(n)]
     splits = [split for split, n in SPLIT_SIZES.items() for _ in range(n)]
@@ -33,6 +37,7 @@ def build(root: Path, seed: int = 0) -> dict[str, Path]:
     for d in (tables, clips_dir, arrays):
         d.mkdir(parents=True, exist_ok=True)
     clip_rows, frame_rows, face_rows, expr_rows = [], [], [], []
+    points_xy = au_maps.mean_face(SIZE).ravel().tolist()
     for i, (clip, split) in enumerate(zip(ids, splits)):
         clip_rows.append({"clip_id": clip, "path": f"{clip}.mp4", "split": split,
                           **dict(zip(TRAITS, labels[i])), "interview": 0.5, "age_group": "25-32",
@@ -51,13 +56,18 @@ def build(root: Path, seed: int = 0) -> dict[str, Path]:
             frame_rows.append({"clip_id": clip, "frame_index": k, "source_frame": k * 10, "time_s": k / 3,
                                "width": SIZE, "height": SIZE})  # fmt: skip
             face = bool(has_face[k])
+            points = {"landmarks": points_xy, "landmarks_aligned": points_xy} if landmarks and face else {}
             face_rows.append({"clip_id": clip, "frame_index": k, "has_face": face, "n_faces": int(face),
-                              "chosen_face": 0 if face else -1})  # fmt: skip
+                              "chosen_face": 0 if face else -1, **points})  # fmt: skip
             if has_face[k]:
                 aus = {a: float(rng.uniform(0, 1)) for a in AUS} | {
                     "AU12": float(5 * cue[i] + rng.normal(0, 0.1))
                 }
-                expr_rows.append({"clip_id": clip, "frame_index": k, **aus, **{e: 1 / 7 for e in EMOTIONS}})
+                probs = {e: 1 / 7 for e in EMOTIONS}
+                if landmarks:
+                    dominant = "happiness" if k < 2 else "neutral"
+                    probs = {e: 0.4 if e == dominant else 0.1 for e in EMOTIONS}
+                expr_rows.append({"clip_id": clip, "frame_index": k, **aus, **probs})
     schemas.frame("clips", clip_rows).write_parquet(tables / "clips.parquet")
     schemas.frame("frames", frame_rows).write_parquet(tables / "frames.parquet")
     schemas.frame("faces", face_rows).write_parquet(tables / "faces.parquet")

@@ -1,0 +1,362 @@
+import json
+
+import model_data
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from impressions import au_maps, datasets, models, training
+from impressions.schemas import AUS, EMOTIONS
+
+SIZE = 64
+COMMON = {"seed": 0, "device": "cpu", "threads": 1, "patience": 50}
+GUIDED_CNN = {"backbone": "small", "width": 4, "input_size": 32, "epochs": 4, "batch_size": 8, "lr": 0.01}
+
+
+def _face(size=SIZE, angle=0.0, shift=(0.0, 0.0)):
+    """The mean face, rotated about the image centre and shifted: not tied to the template's pose."""
+    lm = au_maps.mean_face(size).astype(np.float64)
+    c, s = np.cos(angle), np.sin(angle)
+    centre = (size - 1) / 2
+    return (lm - centre) @ np.array([[c, s], [-s, c]]) + centre + np.asarray(shift)
+
+
+def _at(m, point):
+    x, y = np.round(point).astype(int)
+    return m[y, x]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Maps
+
+
+def test_codebook_and_anchors_cover_the_schema():
+    assert set(au_maps.AU_LANDMARKS) == set(AUS) and set(au_maps.CODEBOOK) == set(EMOTIONS)
+    assert au_maps.CODEBOOK["happiness"] == ("AU06", "AU12") and au_maps.CODEBOOK["neutral"] == ()
+    flat = [i for anchors in au_maps.AU_LANDMARKS.values() for a in anchors
+            for i in (a if isinstance(a, tuple) else (a,))]  # fmt: skip
+    assert min(flat) >= 0 and max(flat) < 68
+
+
+@pytest.mark.parametrize("angle,shift", [(0.0, (0.0, 0.0)), (0.3, (4.3, -2.6))])
+def test_au12_peaks_at_the_lip_corners(angle, shift):
+    lm = _face(angle=angle, shift=shift)
+    maps = au_maps.au_heatmaps(lm, SIZE)
+    assert maps.shape == (len(AUS), SIZE, SIZE) and maps.dtype == np.float32
+    assert maps.max() <= 1 and maps.min() >= 0
+    au12 = maps[AUS.index("AU12")]
+    y, x = np.unravel_index(au12.argmax(), au12.shape)
+    assert min(np.hypot(*(lm[i] - (x, y))) for i in (48, 54)) <= 1.0
+    # Both corners carry a peak, the eyes none.
+    assert _at(au12, lm[48]) > 0.9 and _at(au12, lm[54]) > 0.9
+    assert _at(au12, lm[36:42].mean(0)) < 1e-3
+    # The brow AUs peak at the brows.
+    au01 = maps[AUS.index("AU01")]
+    y, x = np.unravel_index(au01.argmax(), au01.shape)
+    assert min(np.hypot(*(lm[i] - (x, y))) for i in (21, 22)) <= 1.0
+
+
+def test_blob_width_is_a_fraction_of_the_interocular_distance():
+    lm = _face()
+    centre = (lm[8] + lm[57]) / 2  # AU17's single centre
+    lm = lm + (np.round(centre) - centre)  # put it on a pixel centre
+    cx, cy = np.round((lm[8] + lm[57]) / 2).astype(int)
+    iod = np.hypot(*(lm[36:42].mean(0) - lm[42:48].mean(0)))
+    for sigma in (0.1, 0.25):
+        au17 = au_maps.au_heatmaps(lm, SIZE, aus=["AU17"], sigma=sigma)[0]
+        assert au17[cy, cx] == pytest.approx(1.0)
+        assert au17[cy, cx + 3] == pytest.approx(np.exp(-9 / (2 * (sigma * iod) ** 2)), rel=1e-5)
+        assert au17[cy - 2, cx] == pytest.approx(np.exp(-4 / (2 * (sigma * iod) ** 2)), rel=1e-5)
+
+
+def test_emotion_maps():
+    lm = _face()
+    happy = au_maps.emotion_map(lm, "happiness", SIZE)
+    assert _at(happy, lm[48]) > 0.9 and _at(happy, lm[54]) > 0.9  # lip corners (AU12)
+    cheeks = au_maps.au_centres(lm[None], ["AU06"])[0]
+    assert all(_at(happy, c) > 0.9 for c in cheeks)  # cheeks (AU06)
+    assert max(_at(happy, lm[i]) for i in (17, 19, 21, 22, 24, 26)) < 0.02  # nothing on the brows
+    assert happy.max() <= 1
+    # The map is the max of the codebook AUs' maps.
+    parts = au_maps.au_heatmaps(lm, SIZE, aus=["AU06", "AU12"])
+    assert np.allclose(happy, parts.max(axis=0), atol=1e-6)
+    surprise = au_maps.emotion_map(lm, "surprise", SIZE)
+    assert _at(surprise, lm[21]) > 0.9 and _at(surprise, lm[57]) > 0.9 and _at(surprise, lm[30]) < 0.02
+    assert not au_maps.emotion_map(lm, "neutral", SIZE).any()
+    assert not au_maps.emotion_map(lm, None, SIZE).any()
+    assert not au_maps.emotion_map(np.full((68, 2), np.nan), "happiness", SIZE).any()
+    assert not au_maps.au_heatmaps(np.full((68, 2), np.nan), SIZE).any()
+    with pytest.raises(ValueError, match="unknown emotions"):
+        au_maps.emotion_map(lm, "joy", SIZE)
+
+
+def test_frame_maps_are_each_frames_emotion_map():
+    faces = np.stack([_face(), _face(angle=0.2), np.full((68, 2), np.nan), _face(shift=(3, 1))])
+    emotions = ["anger", "fear", "happiness", None]
+    maps = au_maps.frame_maps(faces, emotions, 32)
+    assert maps.shape == (4, 32, 32)
+    for m, lm, e in zip(maps, faces, emotions):
+        assert np.allclose(m, au_maps.emotion_map(lm, e, 32), atol=1e-6)
+    assert maps[0].any() and maps[1].any() and not maps[2].any() and not maps[3].any()
+
+
+def test_rescale_points_maps_pixel_centres():
+    points = np.array([[0.0, 0.0], [7.5, 7.5], [15.0, 3.0]])
+    out = au_maps.rescale_points(points, (16, 16), (32, 8))
+    assert np.allclose(out, [[0.5, -0.25], [15.5, 3.5], [30.5, 1.25]])
+    assert np.allclose(au_maps.rescale_points(out, (32, 8), (16, 16)), points)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Attention and the guidance term
+
+
+def _features_for(attention_maps: torch.Tensor, channels: int = 3) -> torch.Tensor:
+    """Features whose channel mean of A^2 is `attention_maps` (N, h, w)."""
+    return attention_maps.sqrt()[:, None].repeat(1, channels, 1, 1)
+
+
+def _blob(h, w, y, x):
+    m = torch.zeros(h, w)
+    m[y, x] = 1.0
+    return m
+
+
+def test_attention_is_normalised_channel_energy():
+    feats = torch.rand(2, 5, 4, 6)
+    att = au_maps.attention(feats)
+    assert att.shape == (2, 4, 6)
+    assert torch.allclose(att.flatten(1).norm(dim=1), torch.ones(2))
+    expected = feats.pow(2).mean(1)
+    assert torch.allclose(att, expected / expected.flatten(1).norm(dim=1).view(-1, 1, 1))
+
+
+def test_guidance_loss_known_answers():
+    target = torch.rand(2, 4, 4)
+    assert float(au_maps.guidance_loss(_features_for(3 * target), target)) == pytest.approx(0, abs=1e-6)
+    # Disjoint supports: two orthogonal unit vectors, squared distance 2.
+    top, bottom = _blob(4, 4, 0, 0)[None], _blob(4, 4, 3, 3)[None]
+    assert float(au_maps.guidance_loss(_features_for(top), bottom)) == pytest.approx(2.0)
+    partly = torch.rand(1, 4, 4)
+    loss = float(au_maps.guidance_loss(_features_for(partly), bottom))
+    assert 0 < loss < 2
+    # Samples without a target are ignored; without any, the loss is 0.
+    feats = _features_for(torch.cat([top, top]))
+    assert float(au_maps.guidance_loss(feats, torch.cat([top, torch.zeros(1, 4, 4)]))) == pytest.approx(
+        0, abs=1e-6
+    )
+    assert float(au_maps.guidance_loss(feats, torch.cat([bottom, torch.zeros(1, 4, 4)]))) == pytest.approx(
+        2.0
+    )
+    assert float(au_maps.guidance_loss(feats, torch.zeros(2, 4, 4))) == 0.0
+    # Targets at another resolution are resized to the feature map first.
+    big = torch.zeros(1, 16, 16)
+    big[:, :4, :4] = 1.0  # the top-left cell of a 4 x 4 map
+    assert float(au_maps.guidance_loss(_features_for(top), big)) == pytest.approx(0, abs=1e-6)
+    assert float(au_maps.guidance_loss(_features_for(bottom), big)) == pytest.approx(2.0)
+
+
+def test_guidance_loss_gradient_moves_attention_toward_the_target():
+    torch.manual_seed(0)
+    target = torch.zeros(3, 8, 8)
+    target[:, 2:4, 5:7] = 1.0
+    target[2] = 0.0  # no face: no gradient for it
+    feats = torch.rand(3, 4, 4, 4, requires_grad=True)
+    loss = au_maps.guidance_loss(feats, target)
+    loss.backward()
+    assert feats.grad is not None and feats.grad[:2].abs().sum() > 0
+    assert feats.grad[2].abs().sum() == 0
+    before = au_maps.attention_au_correlation(feats.detach(), target)
+    with torch.no_grad():
+        stepped = feats - 0.5 * feats.grad
+    assert float(au_maps.guidance_loss(stepped, target)) < loss.item()
+    after = au_maps.attention_au_correlation(stepped, target)
+    assert (after[:2] > before[:2]).all() and np.isnan(after[2]) and np.isnan(before[2])
+    # No target at all: a zero loss that still backpropagates.
+    empty = au_maps.guidance_loss(feats, torch.zeros(3, 8, 8))
+    empty.backward()
+
+
+def test_attention_au_correlation():
+    target = torch.rand(2, 4, 4)
+    r = au_maps.attention_au_correlation(_features_for(target), target)
+    assert np.allclose(r, 1.0)
+    r = au_maps.attention_au_correlation(_features_for(target.max() - target + 0.01), target)
+    assert np.allclose(r, -1.0)
+
+
+def test_maps_flip_with_their_images():
+    torch.manual_seed(0)
+    n = 64
+    images = torch.zeros(n, 8, 8, 3, dtype=torch.uint8)
+    maps = torch.zeros(n, 8, 8, dtype=torch.float16)
+    for i in range(n):
+        images[i, i % 8, (3 * i) % 8] = 255
+        maps[i, i % 8, (3 * i) % 8] = 1
+    prepare = training.Prepare("faces", None, augment=True, seed=0)
+    x, m = prepare(images, "cpu", train=True, maps=maps)
+    assert m.dtype == torch.float32
+    flipped = x[:, 0].flatten(1).argmax(1) != images[..., 0].flatten(1).argmax(1)
+    assert 0 < int(flipped.sum()) < n  # some flipped, some not
+    assert torch.equal(x[:, 0].flatten(1).argmax(1), m.flatten(1).argmax(1))
+    # The same generator state draws the same flips with or without maps.
+    again = training.Prepare("faces", None, augment=True, seed=0)(images, "cpu", train=True)
+    assert torch.equal(again, x)
+
+
+def test_plot_examples(tmp_path):
+    images = np.full((2, 32, 32, 3), 128, np.uint8)
+    maps = au_maps.frame_maps(np.stack([_face(32)] * 2), ["happiness", "anger"], 16)
+    cams = np.random.default_rng(0).random((2, 4, 4))
+    au_maps.plot_examples(images, maps, cams, ["happy", "angry"], tmp_path / "examples.png")
+    assert (tmp_path / "examples.png").read_bytes()[:4] == b"\x89PNG"
+    au_maps.plot_examples([], [], None, [], tmp_path / "none.png")  # no frame to show: still a figure
+    assert (tmp_path / "none.png").read_bytes()[:4] == b"\x89PNG"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Training with AU guidance
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return model_data.build(tmp_path_factory.mktemp("results"), landmarks=True)
+
+
+def _inputs(data, family, **changes):
+    t = data["tables"]
+    fields = {
+        "clips": t / "clips.parquet",
+        "frames": t / ("faces.parquet" if family == "face" else "frames.parquet"),
+        "clip_dirs": {p.name: p for p in data["clips"].iterdir()},
+        "expressions": t / "expressions.parquet",
+        "faces": t / "faces.parquet",
+        "audio_table": t / "audio.parquet",
+        "audio_array": data["arrays"] / "audio_waveform.npy",
+    }
+    return training.Inputs(**(fields | changes))
+
+
+def _train_set(data, family, inputs=None):
+    inputs = inputs or _inputs(data, family)
+    clips = datasets.Clips.from_table(pl.read_parquet(inputs.clips), "train")
+    table = pl.read_parquet(inputs.frames)
+    items = datasets.frame_items(table, clips.ids, family == "face")
+    return datasets.FrameDataset(
+        clips, inputs.clip_dirs, items, "faces.npy" if family == "face" else "frames.npy"
+    )
+
+
+def test_guidance_maps_follow_faces_and_emotions(data, tmp_path):
+    faces_set = _train_set(data, "face")
+    maps = training.guidance_maps("face", _inputs(data, "face"), faces_set, size=32)
+    assert maps.shape == (len(faces_set), 32, 32) and maps.dtype == np.float16
+    # Frames 0 and 1 are happy, frame 2 neutral (no map).
+    expected = au_maps.emotion_map(
+        au_maps.rescale_points(au_maps.mean_face(model_data.SIZE), (model_data.SIZE,) * 2, (32, 32)),
+        "happiness", 32,
+    )  # fmt: skip
+    for (_, k), m in zip(faces_set.items, maps):
+        if k == 2:
+            assert not m.any()
+        else:
+            assert np.allclose(m, expected, atol=1e-3)
+    # Whole frames: frames without a face have no map, the others the same as their face crop.
+    frames_set = _train_set(data, "image")
+    frame_maps = training.guidance_maps("image", _inputs(data, "image"), frames_set, size=32)
+    by_item = dict(zip(faces_set.items, maps))
+    for item, m in zip(frames_set.items, frame_maps):
+        assert np.array_equal(m, by_item[item]) if item in by_item else not m.any()
+    assert len(frames_set) > len(faces_set)
+    # Landmarks of a wider decoded frame are squashed to the stored square like the frame was.
+    t = data["tables"]
+    wide = tmp_path / "frames.parquet"
+    pl.read_parquet(t / "frames.parquet").with_columns(pl.col("width") * 2).write_parquet(wide)
+    stretched = tmp_path / "faces.parquet"
+    lm = pl.read_parquet(t / "faces.parquet")
+    points = [None if v is None else (((np.reshape(v, (68, 2)) + 0.5) * (2, 1)) - 0.5).ravel().tolist()
+              for v in lm["landmarks"].to_list()]  # fmt: skip
+    lm.with_columns(pl.Series("landmarks", points, dtype=pl.List(pl.Float32))).write_parquet(stretched)
+    wide_maps = training.guidance_maps(
+        "image", _inputs(data, "image", frames=wide, faces=stretched), frames_set, 32
+    )
+    assert np.allclose(wide_maps.astype(np.float32), frame_maps.astype(np.float32), atol=2e-3)
+
+
+def _train(data, tmp_path, family, options, common=COMMON, **changes):
+    out = training.Outputs.in_folder(tmp_path / family)
+    summary = training.train_family(family, _inputs(data, family, **changes), out, common, options)
+    return out, summary
+
+
+def _guidance_on_train_faces(data, out):
+    """Mean attention-AU correlation and guidance loss of a trained face model on its training faces."""
+    model, ckpt = models.load_checkpoint(out.checkpoint)
+    train_set = _train_set(data, "face")
+    maps = torch.from_numpy(training.guidance_maps("face", _inputs(data, "face"), train_set)).float()
+    x = torch.stack([train_set[i][0] for i in range(len(train_set))])
+    with torch.no_grad():
+        feats = model.forward_features(datasets.prepare_images(x, ckpt["summary"]["settings"]["input_size"]))
+    return np.nanmean(au_maps.attention_au_correlation(feats, maps)), float(
+        au_maps.guidance_loss(feats, maps)
+    )
+
+
+def test_guided_face_model_attends_to_the_au_map(data, tmp_path):
+    plain, plain_summary = _train(data, tmp_path / "plain", "face", GUIDED_CNN)
+    guided, summary = _train(data, tmp_path / "guided", "face", {**GUIDED_CNN, "au_guidance_weight": 1.0})
+    assert summary["au_guidance_weight"] == 1.0 and plain_summary["au_guidance_weight"] == 0.0
+    assert json.loads(guided.summary.read_text())["settings"]["au_guidance_weight"] == 1.0
+    # Frames 0 and 1 of each training clip with a face there (frame 2 is neutral).
+    train_set = _train_set(data, "face")
+    assert summary["au_guidance_samples"] == sum(k < 2 for _, k in train_set.items)
+    history = pl.read_csv(guided.metrics)
+    assert "guidance_loss" in history.columns and "guidance_loss" not in pl.read_csv(plain.metrics).columns
+    assert history["guidance_loss"][-1] < 0.5 * history["guidance_loss"][0]
+    r_plain, loss_plain = _guidance_on_train_faces(data, plain)
+    r_guided, loss_guided = _guidance_on_train_faces(data, guided)
+    assert r_guided > r_plain + 0.05 and r_guided > 0.9
+    assert loss_guided < 0.5 * loss_plain
+    # It still learns the traits.
+    assert history["train_loss"][-1] < history["train_loss"][0]
+
+
+def test_guided_training_is_reproducible_with_workers(data, tmp_path):
+    options = {**GUIDED_CNN, "epochs": 2, "au_guidance_weight": 0.5, "input_size": 16}
+    a, _ = _train(data, tmp_path / "a", "image", options)
+    b, _ = _train(data, tmp_path / "b", "image", options, common={**COMMON, "num_workers": 2})
+    history_a, history_b = (pl.read_csv(o.metrics).drop("seconds") for o in (a, b))
+    assert history_a.equals(history_b) and history_a["guidance_loss"].is_finite().all()
+
+
+def test_guidance_needs_landmarks_emotions_and_an_image_family(data, tmp_path):
+    options = {**GUIDED_CNN, "epochs": 1, "au_guidance_weight": 1.0}
+    with pytest.raises(ValueError, match=r"needs the faces table"):
+        _train(data, tmp_path, "image", options, faces=None)
+    with pytest.raises(ValueError, match=r"needs the expressions table"):
+        _train(data, tmp_path, "face", options, expressions=None)
+    with pytest.raises(ValueError, match=r"faces table .* and the expressions table"):
+        _train(data, tmp_path, "image", options, faces=None, expressions=None)
+    with pytest.raises(ValueError, match="image and face families only"):
+        _train(data, tmp_path, "audio", {"width": 4, "stages": 2, "epochs": 1, "au_guidance_weight": 1.0})
+    with pytest.raises(ValueError, match=">= 0"):
+        _train(data, tmp_path, "face", {**options, "au_guidance_weight": -1.0})
+    # The face family's frames input is the faces table: no separate faces input needed.
+    _, summary = _train(data, tmp_path / "ok", "face", options, faces=None)
+    assert summary["au_guidance_weight"] == 1.0
+    # fit refuses a training set without maps.
+    train_set = _train_set(data, "face")
+    settings = training.Settings(au_guidance_weight=1.0, epochs=1)
+    with pytest.raises(ValueError, match="AU maps"):
+        training.fit(models.build("face", backbone="small", width=4), train_set, train_set, train_set.clips,
+                     settings, training.Prepare("faces"), "cpu")  # fmt: skip
+
+
+def test_inputs_from_files_reads_the_faces_table():
+    inputs = training.Inputs.from_files(
+        {"clips": "t/clips.parquet", "frames": "t/frames.parquet", "faces": "t/faces.parquet"}
+    )
+    assert inputs.faces.name == "faces.parquet"
+    assert training.Inputs.from_files({"clips": "t/clips.parquet"}).faces is None
+    assert "au_guidance_weight" in training.TRAIN_KEYS
