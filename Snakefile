@@ -19,6 +19,8 @@ include: "rules/demo.smk"
 include: "rules/preprocess.smk"
 include: "rules/tables.smk"
 include: "rules/models.smk"
+include: "rules/interpret.smk"
+include: "rules/report.smk"
 
 
 rule all:

@@ -89,3 +89,37 @@ def assign_splits(clips, mode: str = "official", seed: int = 0):
     return clips.with_columns(
         pl.when(pl.col("split").is_in(order)).then(new).otherwise(pl.col("split")).alias("split")
     )
+
+
+FACE_PARTS = ("eyebrows", "eyes", "nose", "mouth")
+"""Face parts the unit analysis looks for (impressions.units.FACE_PARTS defines them by landmarks)."""
+
+INTERPRET_FILES = {
+    "cam": {
+        "section": "section.json",
+        "overlays": "cam_overlays.png",  # CAM per trait on the top-K clips
+        "compare": "cam_vs_gradcam.png",
+        "gradcam": "cam_vs_gradcam.csv",  # Pearson r of CAM and Grad-CAM per trait
+        "regions": "cam_regions.parquet",  # per frame, trait and CAM region: area, face-box overlap
+        "overlap": "cam_face_overlap.csv",  # share of CAM regions on the face, per trait
+    },
+    "units": {
+        "section": "section.json",
+        "units": "units.parquet",  # per unit: peak value, mass per face part, detected part
+        "counts": "detector_counts.csv",  # detectors per layer and part
+        "emergence": "au_emergence.csv",  # per AU: best unit, I_max, hypergeometric p
+        "top_units": "top_units.png",
+        "histograms": "peak_histograms.png",
+        **{f"gallery_{part}": f"gallery_{part}.png" for part in FACE_PARTS},
+    },
+    "au_maps": {
+        "section": "section.json",
+        "correlation": "cam_au_correlation.csv",  # per trait: mean Pearson r of CAM and AU map
+        "frames": "cam_au_frames.parquet",  # per frame
+        "examples": "au_map_examples.png",
+    },
+}
+"""Files of each per-model interpretation analysis, under results/interpret/<analysis>/<model>/."""
+
+GUIDED_SUFFIX = "_au_guided"
+"""A model trained with `au_guidance_weight` is named after its family plus this suffix."""

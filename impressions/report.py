@@ -5,6 +5,9 @@ Writes `index.html` (self-contained: curves are embedded) and `report.md` (curve
 numbers behind them as Parquet: `metrics.parquet` (model, split, metric, trait, value, ci_low,
 ci_high, n), `breakdowns.parquet` and `comparisons.parquet`.
 
+After the model results come the interpretation sections (`impressions.interpret`: each a
+`section.json` with text, captioned figures and tables, rendered in order).
+
 Intervals are 95% percentile bootstrap intervals that resample YouTube ids (people), not clips: clips
 of one person are not independent. Model comparisons are paired bootstrap tests on the same clips.
 """
@@ -184,11 +187,32 @@ def _other_metrics_rows(metrics_table, split: str):
     return ["model", "PCC (mean over traits)", "CCC", "R2"], rows
 
 
+def _data_uri(path: Path, max_png_bytes: int = 150_000) -> str:
+    """A figure to embed: PNG as is when small, else JPEG (photo grids shrink about fivefold)."""
+    data = path.read_bytes()
+    if len(data) <= max_png_bytes:
+        return "data:image/png;base64," + base64.b64encode(data).decode()
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.open(path).convert("RGB").save(buffer, format="JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _relative(path: Path, report_dir: Path) -> Path:
+    """`path` as the Markdown report links it: relative to the report's folder when under results/."""
+    return (
+        Path("..") / path.relative_to(report_dir.parent) if path.is_relative_to(report_dir.parent) else path
+    )
+
+
 def write_report(
     clips_path: Path, qc_path: Path, faces_path: Path, expressions_path: Path | None,
     prediction_paths: Sequence[Path], summary_paths: Sequence[Path], curve_paths: Sequence[Path],
     outputs: Mapping[str, Path], n_boot: int = 1000, seed: int = 0, dataset: str = "",
-    split: str = "official",
+    split: str = "official", sections: Sequence[Path] = (),
 ) -> None:  # fmt: skip
     """Evaluate every model and write the HTML and Markdown report and its tables (see the docstring)."""
     import polars as pl
@@ -286,16 +310,34 @@ def write_report(
     report_dir = Path(outputs["html"]).parent
     for s, curve in zip(summaries, curve_paths):
         curve = Path(curve)
-        rel = (
-            Path("..") / curve.relative_to(report_dir.parent)
-            if curve.is_relative_to(report_dir.parent)
-            else curve
-        )
+        rel = _relative(curve, report_dir)
         md.append(f"\n### {s['model']}\n\n![{s['model']} training curve]({rel.as_posix()})\n")
         data = base64.b64encode(curve.read_bytes()).decode()
         body.append(
             f"<h3>{html.escape(s['model'])}</h3><img alt='training curve' src='data:image/png;base64,{data}'>"
         )
+
+    if sections:
+        from impressions import interpret
+
+        md.append("\n# What the networks look at\n")
+        body.append("<h1>What the networks look at</h1>")
+        for sec in interpret.read_sections(sections):
+            section(sec["title"], sec["text"])
+            for fig in sec["figures"]:
+                path = Path(fig["path"])
+                md.append(
+                    f"![{fig['caption']}]({_relative(path, report_dir).as_posix()})\n\n*{fig['caption']}*\n"
+                )
+                body.append(
+                    f"<figure><img alt='{html.escape(path.name)}' src='{_data_uri(path)}'>"
+                    f"<figcaption>{html.escape(fig['caption'])}</figcaption></figure>"
+                )
+            for tab in sec["tables"]:
+                caption = f"{tab['caption']} (table: {_relative(Path(tab['path']), report_dir).as_posix()})"
+                md.append(f"*{caption}*\n")
+                body.append(f"<p class='caption'>{html.escape(caption)}</p>")
+                table_out(tab["header"], tab["rows"])
 
     Path(outputs["markdown"]).write_text("\n".join(md) + "\n")
     style = (
@@ -303,7 +345,8 @@ def write_report(
         "table{border-collapse:collapse;margin:.5rem 0 1.5rem}"
         "td,th{border:1px solid #ccc;padding:.25rem .6rem;text-align:left;font-variant-numeric:tabular-nums}"
         "th{background:#f3f3f3}tr.published{color:#666;font-style:italic}tr.baseline{background:#fafae6}"
-        "img{max-width:36rem}"
+        "img{max-width:36rem}figure{margin:1rem 0}figure img{max-width:100%}"
+        "figcaption,p.caption{font-size:.9rem;color:#444;max-width:60rem}"
     )
     Path(outputs["html"]).write_text(
         f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>"

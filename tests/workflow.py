@@ -13,14 +13,19 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 
-# Small settings so a test run takes about a minute on two cores. No model families: the
-# preprocessing tests plan and run up to the dataset tables (tests/test_models_workflow.py covers
-# the model rules).
+# Small settings so a test run takes about a minute on two cores. No model families and no
+# interpretation: the preprocessing tests plan and run up to the dataset tables
+# (tests/test_models_workflow.py covers the model rules, tests/test_demo_workflow.py everything).
 FAST = {
     "frames": {"per_clip": 4, "size": 64, "max_side": 640},
     "audio": {"shards": 2},
     "expressions": {"shards": 2, "device": "cpu"},
     "models": {"families": []},
+    "interpret": {
+        "models": [],
+        "au_guidance": {"weight": 0.0, "models": []},
+        "manifold": {"models": [], "method": "tsne", "perplexity": 30, "neighbors": 5},
+    },
 }
 
 

@@ -16,4 +16,5 @@ with logs.to_file(snakemake.log[0]):
         seed=snakemake.params.seed,
         split=snakemake.params.split,
         dataset=snakemake.params.dataset,
+        sections=[Path(p) for p in snakemake.input.sections],
     )

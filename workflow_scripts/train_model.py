@@ -10,6 +10,8 @@ with logs.to_file(snakemake.log[0]):
         layout.Outputs(**{kind: Path(path) for kind, path in snakemake.output.items()}),
         {**settings["common"], "threads": snakemake.threads},
         settings["options"],
+        # An AU-guided twin is saved and reported under its own name (e.g. face_au_guided).
+        name=getattr(snakemake.params, "model", None),
         # Stored in the checkpoint so that `impressions predict` preprocesses new clips the same way.
         preprocessing={k: snakemake.config[k] for k in layout.PREPROCESSING_SECTIONS},
     )

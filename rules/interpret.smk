@@ -1,0 +1,172 @@
+"""What the networks look at (impressions/interpret.py): one job per analysis and model."""
+
+
+include: "interpret_common.smk"
+
+
+rule train_au_guided:
+    """An image or face model trained again with the AU-guidance loss term (impressions/au_maps.py)."""
+    input:
+        unpack(guided_inputs),
+        clips=TABLES_DIR / "clips.parquet",
+        faces=TABLES_DIR / "faces.parquet",
+        expressions=TABLES_DIR / "expressions.parquet",
+        arrays=clip_outputs("qc.json"),
+    output:
+        **model_files("{guided_family}_au_guided"),
+    log:
+        LOGS / "train" / "{guided_family}_au_guided.log",
+    benchmark:
+        BENCH / "train" / "{guided_family}_au_guided.tsv"
+    conda:
+        "../envs/models.yaml"
+    threads: MODELS_CFG["threads"]
+    resources:
+        gpu=MODELS_CFG["gpus"],
+        mem_mb=8000,
+        runtime=240,
+    params:
+        family=lambda wildcards: wildcards.guided_family,
+        model=lambda wildcards: wildcards.guided_family + layout.GUIDED_SUFFIX,
+        settings=guided_params,
+    script:
+        "../workflow_scripts/train_model.py"
+
+
+rule interpret_cam:
+    """Class activation maps per trait, Grad-CAM, and the share of CAM regions on the face."""
+    input:
+        **INTERPRET_INPUTS,
+        checkpoint=MODELS_DIR / "{explained}" / "checkpoint.pt",
+    output:
+        **interpret_files("cam", "{explained}"),
+    log:
+        LOGS / "interpret" / "cam_{explained}.log",
+    benchmark:
+        BENCH / "interpret" / "cam_{explained}.tsv"
+    conda:
+        "../envs/models.yaml"
+    threads: MODELS_CFG["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    params:
+        analysis="cam",
+        options=interpret_options("cam"),
+    script:
+        "../workflow_scripts/interpret.py"
+
+
+rule interpret_units:
+    """Units of the last conv layers as face-part detectors, and Action-Unit emergence."""
+    input:
+        **INTERPRET_INPUTS,
+        checkpoint=MODELS_DIR / "{explained}" / "checkpoint.pt",
+    output:
+        **interpret_files("units", "{explained}"),
+    log:
+        LOGS / "interpret" / "units_{explained}.log",
+    benchmark:
+        BENCH / "interpret" / "units_{explained}.tsv"
+    conda:
+        "../envs/models.yaml"
+    threads: MODELS_CFG["threads"]
+    resources:
+        mem_mb=16000,
+        runtime=60,
+    params:
+        analysis="units",
+        options=interpret_options("units"),
+    script:
+        "../workflow_scripts/interpret.py"
+
+
+rule interpret_au_maps:
+    """AU-codebook maps from landmarks and emotions, against each trait's CAM."""
+    input:
+        **INTERPRET_INPUTS,
+        checkpoint=MODELS_DIR / "{explained}" / "checkpoint.pt",
+    output:
+        **interpret_files("au_maps", "{explained}"),
+    log:
+        LOGS / "interpret" / "au_maps_{explained}.log",
+    benchmark:
+        BENCH / "interpret" / "au_maps_{explained}.tsv"
+    conda:
+        "../envs/models.yaml"
+    threads: MODELS_CFG["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    params:
+        analysis="au_maps",
+        options=interpret_options("au_maps"),
+    script:
+        "../workflow_scripts/interpret.py"
+
+
+rule au_guidance_effect:
+    """Accuracy and CAM-AU correlation of each AU-guided model against its unguided twin."""
+    input:
+        clips=TABLES_DIR / "clips.parquet",
+        correlations=[
+            interpret_files("au_maps", m)["correlation"]
+            for g in GUIDED
+            for m in (g.removesuffix(layout.GUIDED_SUFFIX), g)
+        ],
+        predictions=[
+            model_files(m)["predictions"]
+            for g in GUIDED
+            for m in (g.removesuffix(layout.GUIDED_SUFFIX), g)
+        ],
+        summaries=[
+            model_files(m)["summary"]
+            for g in GUIDED
+            for m in (g.removesuffix(layout.GUIDED_SUFFIX), g)
+        ],
+    output:
+        **guidance_files(),
+    log:
+        LOGS / "interpret" / "au_guidance.log",
+    benchmark:
+        BENCH / "interpret" / "au_guidance.tsv"
+    conda:
+        "../envs/models.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        pairs=[(g.removesuffix(layout.GUIDED_SUFFIX), g) for g in GUIDED],
+        split=MODELS_CFG["split"],
+        seed=MODELS_CFG["seed"],
+    script:
+        "../workflow_scripts/au_guidance_effect.py"
+
+
+rule interpret_manifold:
+    """t-SNE of each model's per-clip penultimate features, with trustworthiness."""
+    input:
+        clips=TABLES_DIR / "clips.parquet",
+        expressions=TABLES_DIR / "expressions.parquet",
+        features=[
+            model_files(m)["features"] for m in INTERPRET_CFG["manifold"]["models"]
+        ],
+    output:
+        **manifold_files(),
+    log:
+        LOGS / "interpret" / "manifold.log",
+    benchmark:
+        BENCH / "interpret" / "manifold.tsv"
+    conda:
+        "../envs/models.yaml"
+    threads: MODELS_CFG["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    params:
+        options={k: v for k, v in INTERPRET_CFG["manifold"].items() if k != "models"}
+        | {"seed": MODELS_CFG["seed"]},
+        split=MODELS_CFG["split"],
+        seed=MODELS_CFG["seed"],
+    script:
+        "../workflow_scripts/interpret_manifold.py"

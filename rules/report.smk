@@ -1,0 +1,46 @@
+"""The evaluation report: model results, then every interpretation section (impressions/report.py)."""
+
+# The configured families and the AU-guided twins the interpretation trains.
+REPORTED = list(MODELS_CFG["families"]) + [
+    m for m in GUIDED if m not in MODELS_CFG["families"]
+]
+
+
+rule report:
+    """Metrics with bootstrap CIs, baselines, breakdowns and curves: results/report/index.html + .md."""
+    input:
+        clips=TABLES_DIR / "clips.parquet",
+        qc=TABLES_DIR / "qc.parquet",
+        faces=TABLES_DIR / "faces.parquet",
+        expressions=TABLES_DIR / "expressions.parquet",
+        predictions=[model_files(m)["predictions"] for m in REPORTED],
+        summaries=[model_files(m)["summary"] for m in REPORTED],
+        histories=[model_files(m)["metrics"] for m in REPORTED],
+        curves=[model_files(m)["curve"] for m in REPORTED],
+        sections=interpret_sections(),
+    output:
+        html=report(
+            REPORT_DIR / "index.html",
+            caption="../docs/report_caption.rst",
+            category="Report",
+        ),
+        markdown=REPORT_DIR / "report.md",
+        metrics=REPORT_DIR / "metrics.parquet",
+        breakdowns=REPORT_DIR / "breakdowns.parquet",
+        comparisons=REPORT_DIR / "comparisons.parquet",
+    log:
+        LOGS / "report.log",
+    benchmark:
+        BENCH / "report.tsv"
+    conda:
+        "../envs/models.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        n_boot=MODELS_CFG["bootstrap"],
+        seed=MODELS_CFG["seed"],
+        split=MODELS_CFG["split"],
+        dataset=DATASET_NOTE,
+    script:
+        "../workflow_scripts/report.py"

@@ -1,0 +1,135 @@
+"""The whole workflow on the demo dataset - tables, models, interpretation, report - then re-runs.
+
+One complete run with small settings (about 5 minutes on two cores), then what a researcher changes:
+a training setting, the expression backend, an added clip. Each must plan only the jobs that depend
+on what changed (read from the dry run's job list)."""
+
+import pickle
+import shutil
+
+import polars as pl
+import pytest
+from workflow import planned, rules, run, write_config
+
+from impressions import demo, layout
+from impressions.schemas import AUS, TRAITS
+
+pytestmark = pytest.mark.workflow
+
+MODELS = {
+    "families": ["image", "face", "audio", "au_linear", "fusion_handcrafted"],
+    "bootstrap": 50, "threads": 1,
+    "image": {"width": 4, "input_size": 32, "epochs": 2},
+    "face": {"width": 4, "input_size": 32, "epochs": 2},
+    "audio": {"width": 4, "stages": 2, "epochs": 2},
+    "fusion_handcrafted": {"inputs": ["image", "face", "audio"], "hidden": [8, 8], "epochs": 2},
+}  # fmt: skip
+INTERPRET = {
+    "max_frames": 200, "top_k": 2, "unit_top": 5, "au_top_n": 10,
+    "au_guidance": {"weight": 1.0, "models": ["face"]},
+    "manifold": {"models": ["image", "face", "audio"], "method": "tsne", "perplexity": 10, "neighbors": 5},
+}  # fmt: skip
+PREPROCESSING = {"preprocess_clip", "audio_shard", "expression_shard", "gather_clips", "gather_audio",
+                 "gather_expressions", "clip_index", "build_demo"}  # fmt: skip
+
+
+def configure(work, root, **changes):
+    sections = {"models": MODELS, "interpret": INTERPRET} | changes
+    write_config(work, data_root=str(root), results_dir="out", **sections)
+
+
+@pytest.fixture(scope="module")
+def done(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo")
+    demo.build_demo(root, progress=False)
+    work = tmp_path_factory.mktemp("work")
+    configure(work, root)
+    run(work)
+    return root, work
+
+
+def test_interpretation_sections_figures_and_tables(done):
+    _, work = done
+    out = work / "out"
+    report = (out / "report" / "report.md").read_text()
+    for model in ("image", "face"):
+        for analysis, files in layout.INTERPRET_FILES.items():
+            for name in files.values():
+                assert (out / "interpret" / analysis / model / name).stat().st_size > 0, (analysis, name)
+        assert f"Class activation maps: {model}" in report
+        assert f"Units as face-part and Action-Unit detectors: {model}" in report
+    assert "AU guidance: its effect" in report and "Manifold view" in report
+    # Every figure the report shows has a caption, and every figure file is one the rules declared.
+    html = (out / "report" / "index.html").read_text()
+    assert html.count("<figure>") == html.count("<figcaption>") >= 20
+
+    overlap = pl.read_csv(out / "interpret" / "cam" / "image" / "cam_face_overlap.csv")
+    assert overlap["trait"].to_list() == [*TRAITS, "all"]
+    total = overlap.row(-1, named=True)
+    assert total["regions"] > 0 and 0 <= total["share"] <= 1
+    emergence = pl.read_csv(out / "interpret" / "units" / "face" / "au_emergence.csv")
+    assert emergence["au"].to_list() == list(AUS)
+    assert ((emergence["p_corrected"] >= emergence["p_value"]) & (emergence["p_corrected"] <= 1)).all()
+    counts = pl.read_csv(out / "interpret" / "units" / "face" / "detector_counts.csv")
+    assert counts.height == 2 and (counts["detectors"] <= counts["units"]).all()
+    guidance = pl.read_csv(out / "interpret" / "au_guidance" / "au_guidance.csv")
+    assert guidance["model"].to_list() == ["face", "face_au_guided"]
+    assert guidance["au_guidance_weight"].to_list() == [0.0, 1.0]
+    trust = pl.read_csv(out / "interpret" / "manifold" / "trustworthiness.csv")
+    assert trust["model"].to_list() == ["image", "face", "audio"]
+    assert trust["trustworthiness"].is_between(0, 1).all()
+    # The guided twin is a reported model like the others.
+    metrics = pl.read_parquet(out / "report" / "metrics.parquet")
+    assert "face_au_guided" in metrics["model"].to_list()
+
+
+def test_nothing_to_do_after_a_complete_run(done):
+    _, work = done
+    assert not planned(work)
+
+
+def test_training_setting_reruns_no_preprocessing(done):
+    root, work = done
+    configure(work, root, models={**MODELS, "face": {**MODELS["face"], "lr": 0.01}})
+    try:
+        jobs = rules(planned(work))
+    finally:
+        configure(work, root)
+    assert not PREPROCESSING & set(jobs)
+    assert jobs["train_face"] == 1 and jobs["train_au_guided"] == 1 and jobs["report"] == 1
+    assert "train_image" not in jobs and "train_audio" not in jobs and "train_au_linear" not in jobs
+
+
+def test_expression_backend_reruns_expressions_and_what_follows_only(done):
+    root, work = done
+    configure(work, root, expressions={"shards": 2, "device": "cpu", "backend": "pyfeat"})
+    try:
+        jobs = rules(planned(work))
+    finally:
+        configure(work, root)
+    assert jobs["expression_shard"] == 2 and jobs["gather_expressions"] == 1
+    # Frames, faces and audio do not depend on expressions; neither do the image, face and audio models.
+    untouched = {"preprocess_clip", "audio_shard", "gather_clips", "gather_audio", "clip_index",
+                 "train_image", "train_face", "train_audio"}  # fmt: skip
+    assert not untouched & set(jobs)
+    assert {"train_au_linear", "train_fusion", "train_au_guided", "report"} <= set(jobs)
+
+
+def test_added_clip_reruns_its_own_jobs_then_gathering_training_and_report(done):
+    root, work = done
+    source = next(c for c in demo.demo_clips() if c.split == "train")
+    new_id = "zzNewClip01.000"
+    shutil.copy(root / source.relpath, root / "train" / f"{new_id}.mp4")
+    path = root / "annotation_training.pkl"
+    labels = pickle.loads(path.read_bytes(), encoding="latin1")  # the demo's own file, written above
+    for values in labels.values():
+        values[f"{new_id}.mp4"] = values[f"{source.clip_id}.mp4"]
+    path.write_bytes(pickle.dumps(labels, protocol=2))
+    jobs = planned(work)
+    per_clip = [job for job in jobs if job[0] == "preprocess_clip"]
+    assert per_clip == [("preprocess_clip", f"clip={new_id}")]
+    counted = rules(jobs)
+    assert counted["audio_shard"] == counted["expression_shard"] == 1
+    assert {"clip_index", "gather_clips", "gather_audio", "gather_expressions"} <= set(counted)
+    assert {"train_image", "train_face", "train_audio", "train_au_linear", "train_fusion",
+            "train_au_guided", "report"} <= set(counted)  # fmt: skip

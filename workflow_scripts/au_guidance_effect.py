@@ -1,0 +1,22 @@
+from pathlib import Path
+
+from impressions import interpret, logs
+
+
+def by_model(paths):
+    # results/interpret/au_maps/<model>/<file> or results/models/<model>/<file>
+    return {Path(p).parent.name: Path(p) for p in paths}
+
+
+with logs.to_file(snakemake.log[0]):
+    clips, _, _, _ = interpret.read_tables(
+        snakemake.input.clips, None, None, None, snakemake.params.split, snakemake.params.seed
+    )
+    interpret.guidance_effect(
+        snakemake.params.pairs,
+        by_model(snakemake.input.correlations),
+        by_model(snakemake.input.predictions),
+        by_model(snakemake.input.summaries),
+        clips,
+        {key: Path(path) for key, path in snakemake.output.items()},
+    )

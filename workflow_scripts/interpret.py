@@ -1,0 +1,10 @@
+from impressions import interpret, logs
+
+with logs.to_file(snakemake.log[0]):
+    interpret.run(
+        snakemake.params.analysis,
+        snakemake.wildcards.explained,
+        dict(snakemake.input.items()),
+        dict(snakemake.output.items()),
+        snakemake.params.options,
+    )

@@ -1,0 +1,16 @@
+from pathlib import Path
+
+from impressions import interpret, logs
+
+with logs.to_file(snakemake.log[0]):
+    clips, _, _, expressions = interpret.read_tables(
+        snakemake.input.clips, None, None, snakemake.input.expressions,
+        snakemake.params.split, snakemake.params.seed,
+    )  # fmt: skip
+    interpret.manifold_analysis(
+        {Path(p).parent.name: Path(p) for p in snakemake.input.features},
+        clips,
+        expressions,
+        {key: Path(path) for key, path in snakemake.output.items()},
+        **snakemake.params.options,
+    )
