@@ -95,7 +95,7 @@ def load_images(
 
     if kind not in ("frames", "faces"):
         raise ValueError(f"kind must be frames or faces, not {kind!r}")
-    keep = clips.filter(pl.col("split").is_in(list(splits)))["clip_id"]
+    keep = clips.filter(pl.col("split").is_in(list(splits)))["clip_id"].to_list()
     rows = (
         frames.select("clip_id", "frame_index", "width", "height")
         .join(faces.drop("width", "height", strict=False), on=["clip_id", "frame_index"], how="left")

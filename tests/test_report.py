@@ -4,7 +4,7 @@ import polars as pl
 import pytest
 from test_training import SMALL_CNN, train
 
-from impressions import metrics, report
+from impressions import interpret, metrics, report
 from impressions.schemas import TRAITS
 
 
@@ -60,3 +60,38 @@ def test_report_tables_and_pages(trained):
     assert "Split: official" in md  # models.split, the default
     page = outputs["html"].read_text()
     assert page.count("data:image/png;base64,") == 2 and "<table>" in page
+
+
+def test_interpretation_sections_follow_the_results_in_order(trained, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data, outs = trained
+    t = data["tables"]
+    small, photo = tmp_path / "small.png", tmp_path / "photo.png"
+    plt.figure(figsize=(1, 1)).savefig(small)
+    plt.imsave(photo, np.random.default_rng(0).uniform(size=(400, 400, 3)))  # noise: a large PNG
+    late, early = interpret.Section("Late", "second", order=60), interpret.Section("Early", "first", order=10)
+    early.figure(small, "What the small figure shows.")
+    early.figure(photo, "What the photo grid shows.")
+    early.table(pl.DataFrame({"unit": [1], "p": [1e-6]}), "A table.", tmp_path / "t.csv")
+    late.write(tmp_path / "late.json")
+    early.write(tmp_path / "early.json")
+    assert pl.read_csv(tmp_path / "t.csv")["unit"].to_list() == [1]
+    names = {"html": "index.html", "markdown": "report.md", "metrics": "m.parquet", "breakdowns": "b.parquet",
+             "comparisons": "c.parquet"}  # fmt: skip
+    outputs = {k: tmp_path / "report" / v for k, v in names.items()}
+    report.write_report(
+        t / "clips.parquet", t / "qc.parquet", t / "faces.parquet", t / "expressions.parquet",
+        [o.predictions for o in outs], [o.summary for o in outs], [o.curve for o in outs], outputs,
+        n_boot=20, sections=[tmp_path / "late.json", tmp_path / "early.json"],
+    )  # fmt: skip
+    md, page = outputs["markdown"].read_text(), outputs["html"].read_text()
+    assert md.index("Accuracy on test") < md.index("# What the networks look at")
+    assert md.index("## Early") < md.index("## Late") and "*What the small figure shows.*" in md
+    assert page.count("<figure>") == page.count("<figcaption>") == 2
+    assert "<figcaption>What the photo grid shows.</figcaption>" in page and "1e-06" in page
+    # Small figures stay PNG; photo grids are embedded as JPEG to keep the page small.
+    assert page.count("data:image/jpeg") == 1
