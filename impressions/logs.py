@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 
@@ -31,3 +32,27 @@ def to_file(path: str | Path):
 def clip_dirs(files) -> dict[str, Path]:
     """Per-clip folders by clip id, from a list of per-clip output files (results/clips/<id>/<file>)."""
     return {Path(f).parent.name: Path(f).parent for f in files}
+
+
+class ClipFolders(Mapping):
+    """Per-clip folders under `root` by clip id: the clips whose job finished (their qc.json exists).
+
+    What model rules read the per-clip arrays through: they name the gathered tables, which are rebuilt
+    whenever a clip's job re-runs, instead of 10,000 per-clip files (each costs planning time)."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def __getitem__(self, clip_id: str) -> Path:
+        if clip_id not in self:
+            raise KeyError(clip_id)
+        return self.root / clip_id
+
+    def __contains__(self, clip_id: object) -> bool:
+        return isinstance(clip_id, str) and (self.root / clip_id / "qc.json").is_file()
+
+    def __iter__(self) -> Iterator[str]:
+        return (p.parent.name for p in sorted(self.root.glob("*/qc.json")))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)

@@ -110,9 +110,12 @@ class Inputs:
     faces: Path | None = None  # faces table: landmarks for AU guidance (the face family's `frames` has them)
 
     @classmethod
-    def from_files(cls, files: Mapping[str, str | Sequence[str]]) -> Inputs:
-        """From a rule's named inputs: `arrays` are per-clip files (their folders become `clip_dirs`),
-        `features` are component models' features.npz files (named by their model folder)."""
+    def from_files(
+        cls, files: Mapping[str, str | Sequence[str]], clips_dir: str | Path | None = None
+    ) -> Inputs:
+        """From a rule's named inputs: `arrays` are per-clip files (their folders become `clip_dirs`)
+        or, without them, the per-clip folders are read under `clips_dir`; `features` are component
+        models' features.npz files (named by their model folder)."""
 
         def one(key):
             return Path(files[key]) if key in files else None
@@ -122,7 +125,11 @@ class Inputs:
         return cls(
             clips=Path(files["clips"]),
             frames=one("frames"),
-            clip_dirs=logs.clip_dirs(arrays) if arrays else None,
+            clip_dirs=logs.clip_dirs(arrays)
+            if arrays
+            else logs.ClipFolders(clips_dir)
+            if clips_dir
+            else None,
             audio_table=one("audio_table"),
             audio_array=one("audio_array"),
             expressions=one("expressions"),

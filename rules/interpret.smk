@@ -11,7 +11,6 @@ rule train_au_guided:
         clips=TABLES_DIR / "clips.parquet",
         faces=TABLES_DIR / "faces.parquet",
         expressions=TABLES_DIR / "expressions.parquet",
-        arrays=clip_outputs("qc.json"),
     output:
         **model_files("{guided_family}_au_guided"),
     log:
@@ -26,6 +25,7 @@ rule train_au_guided:
         mem_mb=8000,
         runtime=240,
     params:
+        clips_dir=CLIPS_DIR_PARAM,
         family=lambda wildcards: wildcards.guided_family,
         model=lambda wildcards: wildcards.guided_family + layout.GUIDED_SUFFIX,
         settings=guided_params,

@@ -9,7 +9,6 @@ rule train_image:
     input:
         clips=TABLES_DIR / "clips.parquet",
         frames=TABLES_DIR / "frames.parquet",
-        arrays=clip_outputs("qc.json"),  # stands for the clip folder (see common.smk)
     output:
         **model_files("image"),
     log:
@@ -24,6 +23,7 @@ rule train_image:
         mem_mb=8000,
         runtime=240,
     params:
+        clips_dir=CLIPS_DIR_PARAM,
         family="image",
         settings=lambda wildcards: train_params(wildcards, "image"),
     script:
@@ -35,7 +35,6 @@ rule train_face:
     input:
         clips=TABLES_DIR / "clips.parquet",
         frames=TABLES_DIR / "faces.parquet",
-        arrays=clip_outputs("qc.json"),
     output:
         **model_files("face"),
     log:
@@ -50,6 +49,7 @@ rule train_face:
         mem_mb=8000,
         runtime=240,
     params:
+        clips_dir=CLIPS_DIR_PARAM,
         family="face",
         settings=lambda wildcards: train_params(wildcards, "face"),
     script:

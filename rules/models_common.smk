@@ -19,6 +19,12 @@ DATASET_NOTE = (
 )
 
 
+# Training reads the per-clip arrays under this folder. The rules name the gathered tables, not the
+# 10,000 per-clip files: gather_clips rewrites the tables whenever a clip's job re-runs, so a changed
+# clip still retrains, and each per-clip input a rule names costs planning time.
+CLIPS_DIR_PARAM = str(CLIPS_DIR)
+
+
 wildcard_constraints:
     audio_model="audio|audio_fbank",
     fusion_model="fusion|fusion_handcrafted",

@@ -128,3 +128,18 @@ def test_audio_models_and_fusion(data, tmp_path):
     assert pl.read_parquet(fused.predictions).height == 12
     with pytest.raises(ValueError, match="no features given"):
         train(data, tmp_path, "fusion", {"inputs": ["face"]}, features=features)
+
+
+def test_clip_folders_hold_only_finished_clips(tmp_path):
+    from impressions import logs
+
+    for clip, done in (("a.000", True), ("b.000", False)):
+        (tmp_path / clip).mkdir()
+        if done:
+            (tmp_path / clip / "qc.json").write_text("{}")
+    folders = training.Inputs.from_files({"clips": "c.parquet"}, tmp_path).clip_dirs
+    assert isinstance(folders, logs.ClipFolders)
+    assert "a.000" in folders and "b.000" not in folders and list(folders) == ["a.000"]
+    assert folders["a.000"] == tmp_path / "a.000"
+    with pytest.raises(KeyError):
+        folders["b.000"]

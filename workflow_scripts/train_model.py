@@ -6,7 +6,9 @@ with logs.to_file(snakemake.log[0]):
     settings = snakemake.params.settings
     training.train_family(
         snakemake.params.family,
-        training.Inputs.from_files(dict(snakemake.input.items())),
+        training.Inputs.from_files(
+            dict(snakemake.input.items()), getattr(snakemake.params, "clips_dir", None)
+        ),
         layout.Outputs(**{kind: Path(path) for kind, path in snakemake.output.items()}),
         {**settings["common"], "threads": snakemake.threads},
         settings["options"],
