@@ -1,5 +1,8 @@
 """The clip index (built when the workflow is planned, without opening any video) and input functions."""
 
+import json
+import os
+import sys
 from pathlib import Path
 
 from impressions import clip_index, shards
@@ -15,6 +18,20 @@ INDEX = clip_index.for_config(config)
 CLIP_PATHS = INDEX.paths
 AUDIO_SHARDS = shards.assign(CLIP_PATHS, config["audio"]["shards"])
 EXPRESSION_SHARDS = shards.assign(CLIP_PATHS, config["expressions"]["shards"])
+
+# `python` in shell commands is the one running Snakemake, as for `script:` (`.venv/bin/snakemake` does
+# not put .venv/bin on the PATH by itself), or under --sdm conda the rule's environment's own (its
+# activation comes first).
+_PYTHON_BIN = os.path.dirname(sys.executable)
+if os.environ.get("PATH", "").split(os.pathsep)[0] != _PYTHON_BIN:
+    os.environ.update(PATH=_PYTHON_BIN + os.pathsep + os.environ.get("PATH", ""))
+
+
+class JsonParam(dict):
+    """A dict param that a shell command gets as JSON (`{params.name:q}`); recorded like a plain dict."""
+
+    def __str__(self):
+        return json.dumps(self)
 
 
 wildcard_constraints:

@@ -19,10 +19,15 @@ rule preprocess_clip:
         mem_mb=lambda wildcards, attempt: 1000 * attempt,
         runtime=10,
     params:
-        settings={key: config[key] for key in ("frames", "faces")}
-        | {"audio": {k: config["audio"][k] for k in ("seconds", "sample_rate")}},
-    script:
-        "../workflow_scripts/preprocess_clip.py"
+        settings=JsonParam(
+            {key: config[key] for key in ("frames", "faces")}
+            | {"audio": {k: config["audio"][k] for k in ("seconds", "sample_rate")}}
+        ),
+    # A command, not a `script:`: Snakemake reads a script's source for every job it plans, which is
+    # seconds at 10,000 clips (benchmarks/README.md). `=` and `--`: clip ids may start with a dash.
+    shell:
+        "python -m impressions.preprocess --clip-id={wildcards.clip:q} --settings={params.settings:q}"
+        " --log={log:q} -- {input.video:q} {output.qc:q}"
 
 
 rule audio_shard:
