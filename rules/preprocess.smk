@@ -14,9 +14,11 @@ rule preprocess_clip:
         BENCH / "preprocess_clip" / "{clip}.tsv"
     conda:
         "../envs/preprocess.yaml"
+    # Static values: Snakemake evaluates a callable or expression resource for every job it plans.
+    # profiles/slurm makes memory grow with each retry (`1000 * attempt`).
     resources:
-        # grows with each retry (`retries`, e.g. in profiles/slurm): an OOM kill gets more memory
-        mem_mb=lambda wildcards, attempt: 1000 * attempt,
+        **static_tmpdir(),
+        mem_mb=1000,
         runtime=10,
     params:
         settings=JsonParam(
