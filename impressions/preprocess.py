@@ -6,15 +6,18 @@ second) and because frames are decoded once for both the image model and the fac
 that needs heavy imports (librosa's spectral features, torch networks) runs per shard of clips
 instead, where the import cost is paid once.
 
-Outputs, all in one folder per clip (see `ClipOutputs`): the sampled frames resized for the image
+Outputs, all in one folder per clip (see `OUTPUT_FILES`): the sampled frames resized for the image
 model, the aligned face crops, a per-frame table, the raw waveform and a QC record. A bad clip never
 raises: it gets empty arrays and a QC status with a reason.
+
+The workflow runs one clip per job as `python -m impressions.preprocess` (see `main`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -224,3 +227,40 @@ def _write_table(rows: list[dict], path: Path) -> None:
 
     schema = {**polars_schema("frames"), **polars_schema("faces")}
     pl.DataFrame(rows, schema=schema).write_parquet(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """One clip as the workflow's per-clip job runs it (rules/preprocess.smk).
+
+    A command rather than a Snakemake `script:`, because Snakemake reads a script's source once for
+    every job it plans: seconds at 10,000 clips.
+    """
+    import argparse
+    import contextlib
+
+    from impressions import logs
+
+    ap = argparse.ArgumentParser(
+        prog="python -m impressions.preprocess", description=main.__doc__.splitlines()[0]
+    )
+    ap.add_argument("video", help="the clip's video file")
+    ap.add_argument(
+        "qc", type=Path, help="the clip's qc.json; every output goes into its folder, qc.json last"
+    )
+    ap.add_argument("--clip-id", help="default: the name of the output folder")
+    ap.add_argument(
+        "--settings", type=json.loads, default=None,
+        help="the `frames`, `faces` and `audio` config sections as JSON (default: the defaults)",
+    )  # fmt: skip
+    ap.add_argument("--log", help="write everything the step prints to this file")
+    args = ap.parse_args(argv)
+    if args.qc.name != OUTPUT_FILES["qc"]:
+        ap.error(f"the QC record must be named {OUTPUT_FILES['qc']}, not {args.qc.name}")
+    settings = Settings.from_config(args.settings) if args.settings else Settings()
+    with logs.to_file(args.log) if args.log else contextlib.nullcontext():
+        preprocess_clip(args.clip_id or args.qc.parent.name, args.video, args.qc.parent, settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,5 +1,9 @@
 """The clip index (built when the workflow is planned, without opening any video) and input functions."""
 
+import json
+import os
+import sys
+import tempfile
 from pathlib import Path
 
 from impressions import clip_index, shards
@@ -15,6 +19,37 @@ INDEX = clip_index.for_config(config)
 CLIP_PATHS = INDEX.paths
 AUDIO_SHARDS = shards.assign(CLIP_PATHS, config["audio"]["shards"])
 EXPRESSION_SHARDS = shards.assign(CLIP_PATHS, config["expressions"]["shards"])
+
+# `python` in shell commands is the one running Snakemake, as for `script:` (`.venv/bin/snakemake` does
+# not put .venv/bin on the PATH by itself), or under --sdm conda the rule's environment's own (its
+# activation comes first).
+_PYTHON_BIN = os.path.dirname(sys.executable)
+if os.environ.get("PATH", "").split(os.pathsep)[0] != _PYTHON_BIN:
+    os.environ.update(PATH=_PYTHON_BIN + os.pathsep + os.environ.get("PATH", ""))
+
+
+class JsonParam(dict):
+    """A dict param that a shell command gets as JSON (`{params.name:q}`); recorded like a plain dict."""
+
+    def __str__(self):
+        return json.dumps(self)
+
+
+def static_tmpdir():
+    """Snakemake's default `tmpdir` resource as a static one, for rules with a job per clip.
+
+    The default is the expression `system_tmpdir`, which Snakemake evaluates anew for every job it
+    plans (about 2 s at 10,000 clips); this is its value, computed once. Each SLURM job parses the
+    workflow again on its node, so it gets that node's. A tmpdir from --default-resources is left alone.
+    """
+    defaults = workflow.resource_settings.default_resources
+    if (
+        defaults is not None
+        and "tmpdir" in defaults
+        and defaults["tmpdir"].raw != "system_tmpdir"
+    ):
+        return {}
+    return {"tmpdir": tempfile.gettempdir()}
 
 
 wildcard_constraints:

@@ -3,10 +3,10 @@ rule preprocess_clip:
     input:
         video=clip_video,
     output:
-        frames=CLIPS_DIR / "{clip}" / "frames.npy",
-        faces=CLIPS_DIR / "{clip}" / "faces.npy",
-        table=CLIPS_DIR / "{clip}" / "frames.parquet",
-        waveform=CLIPS_DIR / "{clip}" / "waveform.npy",
+        # The one declared output: the job writes the rest of the clip's folder (frames.npy, faces.npy,
+        # frames.parquet, waveform.npy: impressions.preprocess.OUTPUT_FILES) before it, so qc.json
+        # stands for the folder, as it does for every consumer. Each declared file per clip costs
+        # planning time: four more made a 10,000-clip dry run 11 s slower (benchmarks/README.md).
         qc=CLIPS_DIR / "{clip}" / "qc.json",
     log:
         LOGS / "preprocess_clip" / "{clip}.log",
@@ -14,15 +14,22 @@ rule preprocess_clip:
         BENCH / "preprocess_clip" / "{clip}.tsv"
     conda:
         "../envs/preprocess.yaml"
+    # Static values: Snakemake evaluates a callable or expression resource for every job it plans.
+    # profiles/slurm makes memory grow with each retry (`1000 * attempt`).
     resources:
-        # grows with each retry (`retries`, e.g. in profiles/slurm): an OOM kill gets more memory
-        mem_mb=lambda wildcards, attempt: 1000 * attempt,
+        **static_tmpdir(),
+        mem_mb=1000,
         runtime=10,
     params:
-        settings={key: config[key] for key in ("frames", "faces")}
-        | {"audio": {k: config["audio"][k] for k in ("seconds", "sample_rate")}},
-    script:
-        "../workflow_scripts/preprocess_clip.py"
+        settings=JsonParam(
+            {key: config[key] for key in ("frames", "faces")}
+            | {"audio": {k: config["audio"][k] for k in ("seconds", "sample_rate")}}
+        ),
+    # A command, not a `script:`: Snakemake reads a script's source for every job it plans, which is
+    # seconds at 10,000 clips (benchmarks/README.md). `=` and `--`: clip ids may start with a dash.
+    shell:
+        "python -m impressions.preprocess --clip-id={wildcards.clip:q} --settings={params.settings:q}"
+        " --log={log:q} -- {input.video:q} {output.qc:q}"
 
 
 rule audio_shard:

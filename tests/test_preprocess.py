@@ -88,3 +88,23 @@ def test_unexpected_failure_becomes_error_record(tmp_path, bad_media, monkeypatc
     monkeypatch.setattr(preprocess, "_frames_and_faces", boom)
     qc = preprocess.preprocess_clip("x", bad_media["good"], tmp_path, preprocess.Settings())
     assert qc["status"] == "error" and "simulated bug" in qc["reason"]
+
+
+def test_command_runs_one_clip_as_the_workflow_job_does(bad_media, tmp_path):
+    # FI clip ids may start with a dash (YouTube ids do)
+    qc_path, log = tmp_path / "-my.clip" / "qc.json", tmp_path / "logs" / "-my.clip.log"
+    settings = {
+        "frames": {"per_clip": 3, "size": 32, "max_side": 640},
+        "faces": {"upsample": 0, "min_score": 0.0, "size": 48, "padding": 0.25},
+        "audio": {"seconds": 1.0, "sample_rate": 8000},
+    }
+    args = ["--settings", json.dumps(settings), f"--log={log}", "--", str(bad_media["good"]), str(qc_path)]
+    assert preprocess.main(args) == 0
+    qc = json.loads(qc_path.read_text())
+    assert qc["clip_id"] == "-my.clip" and qc["status"] == "ok"  # the id defaults to the folder's name
+    assert np.load(qc_path.parent / "frames.npy").shape == (3, 32, 32, 3)
+    assert np.load(qc_path.parent / "faces.npy").shape == (3, 48, 48, 3)
+    assert np.load(qc_path.parent / "waveform.npy").shape == (8000,)
+    assert log.is_file()
+    with pytest.raises(SystemExit):
+        preprocess.main([str(bad_media["good"]), str(tmp_path / "other.json")])
