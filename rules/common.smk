@@ -67,9 +67,9 @@ def clip_outputs(name, clip_ids=None):
     return [str(CLIPS_DIR / clip_id / name) for clip_id in ids]
 
 
-# Consumers of per-clip work (shards, gathers, model training) name only each clip's qc.json: it is
-# written last, so it stands for the whole folder, and every extra per-clip input costs planning time
-# at 10,000 clips.
+# Consumers of per-clip work (shards, gather_clips) name only each clip's qc.json: it is written
+# last, so it stands for the whole folder, and every extra per-clip input costs planning time at
+# 10,000 clips. Model and interpretation rules name the gathered tables instead (models_common.smk).
 def audio_shard_inputs(wildcards):
     return clip_outputs("qc.json", AUDIO_SHARDS[int(wildcards.shard)])
 
