@@ -110,6 +110,7 @@ def _clip_inputs(videos: Sequence[Path], work: Path, prep: dict, need_expression
         dirs[clip_id] = work / "clips" / clip_id
         record = preprocess.preprocess_clip(clip_id, video, dirs[clip_id], settings)
         log.info("%s: %s", clip_id, record.get("reason") or record.get("status"))
+    # Checkpoints from before `shards` became a top-level setting carry it in these two sections.
     audio_options = {k: v for k, v in prep["audio"].items() if k != "shards"}
     shards.audio_shard(dirs, audio_options, work / "audio.parquet", work / "audio.npz")
     out = {"dirs": dirs, "audio": dict(np.load(work / "audio.npz"))}

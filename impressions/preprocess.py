@@ -106,8 +106,20 @@ class ClipRecord:
             reason = "; ".join(reason for _, reason in self.problems)
         else:
             worst, reason = "ok", "all sampled frames have a face and the audio window is complete"
-        self.row.update(status=worst, reason=reason, seconds=round(time.perf_counter() - started, 3))
+        # What Snakemake's per-job benchmark file would say, kept in the QC table instead: one file
+        # per clip costs planning time at 10,000 clips (benchmarks/README.md).
+        self.row.update(
+            status=worst, reason=reason, seconds=round(time.perf_counter() - started, 3), peak_mb=_peak_mb()
+        )
         return self.row
+
+
+def _peak_mb() -> float:
+    """Peak resident memory of this process so far, MB (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
 
 
 def preprocess_clip(clip_id: str, video_path: str | Path, clip_dir: str | Path, settings: Settings) -> dict:

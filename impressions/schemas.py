@@ -61,13 +61,14 @@ TABLES: dict[str, dict[str, str]] = {
         "clip_id": "str", "status": "str", "reason": "str", "split": "str",
         "duration_s": "f64", "fps": "f64", "width": "i32", "height": "i32", "has_video": "bool",
         "has_audio": "bool", "frames_requested": "i32", "frames_decoded": "i32", "frames_with_face": "i32",
-        "audio_samples": "i64", "seconds": "f64",
+        "audio_samples": "i64", "seconds": "f64", "peak_mb": "f64",
     },
 }  # fmt: skip
 """Per-frame tables are keyed by (clip_id, frame_index); the others by clip_id."""
 
 UNITS: dict[str, str] = {
-    "time_s": "s", "duration_s": "s", "seconds": "s (processing wall time)", "fps": "frames/s",
+    "time_s": "s", "duration_s": "s", "seconds": "s (processing wall time)",
+    "peak_mb": "MB (peak resident memory of the process that ran the clip)", "fps": "frames/s",
     "width": "px", "height": "px", "box_left": "px", "box_top": "px", "box_right": "px", "box_bottom": "px",
     "landmarks": "px, 68 (x, y) pairs flattened, frame coordinates",
     "landmarks_aligned": "px, 68 (x, y) pairs flattened, aligned-crop coordinates",

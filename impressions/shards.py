@@ -31,6 +31,14 @@ def assign(clip_ids: Iterable[str], n_shards: int) -> dict[int, list[str]]:
     return shards
 
 
+def clip_folders(qc_shard: str | Path, clips_dir: str | Path) -> dict[str, Path]:
+    """Per-clip folders by clip id for the clips of a shard, from its QC table (`clip_shard`)."""
+    import polars as pl
+
+    ids = pl.read_parquet(qc_shard, columns=["clip_id"])["clip_id"]
+    return {clip_id: Path(clips_dir) / clip_id for clip_id in ids}
+
+
 def audio_shard(clip_dirs: Mapping[str, str | Path], audio_options: dict, out_table: Path, out_arrays: Path):
     """Spectral features and loudness/pitch for a shard's clips, from their saved waveforms.
 

@@ -36,28 +36,44 @@ def write_index(index: ClipIndex, clips_out: Path, index_qc_out: Path) -> None:
     frame("qc", rows).write_parquet(index_qc_out)
 
 
-def gather_frames(clip_dirs: Mapping[str, str | Path], frames_out: Path, faces_out: Path) -> None:
-    """Concatenate per-clip frame tables and split them into the `frames` and `faces` tables."""
+def clip_shard(clip_dirs: Mapping[str, str | Path], frames_out: Path, qc_out: Path) -> None:
+    """One shard's clips: their frame tables (frames and faces columns) and QC records, concatenated.
+
+    What `gather_clips` and the audio and expression shards read, instead of every clip's files.
+    """
     import polars as pl
 
+    ids = sorted(clip_dirs)
+    parts = [pl.read_parquet(output_paths(clip_dirs[c])["table"]) for c in ids]
     schema = {**polars_schema("frames"), **polars_schema("faces")}
-    parts = [pl.read_parquet(output_paths(d)["table"]) for _, d in sorted(clip_dirs.items())]
-    table = pl.concat(parts) if parts else pl.DataFrame(schema=schema)
+    (pl.concat(parts) if parts else pl.DataFrame(schema=schema)).write_parquet(frames_out)
+    records = [json.loads(output_paths(clip_dirs[c])["qc"].read_text()) for c in ids]
+    frame("qc", records).write_parquet(qc_out)
+
+
+def gather_clips(
+    frame_shards: Iterable[Path],
+    qc_shards: Iterable[Path],
+    clips_table: Path,
+    index_qc: Path,
+    frames_out: Path,
+    faces_out: Path,
+    qc_out: Path,
+) -> None:
+    """The `frames`, `faces` and `qc` tables from the clip shards and the index's QC rows.
+
+    Rows are ordered by clip id (then frame index), whatever the shard count; QC rows get the
+    clip's split from the clips table.
+    """
+    import polars as pl
+
+    table = pl.concat([pl.read_parquet(p) for p in frame_shards]).sort("clip_id", "frame_index")
     table.select(list(TABLES["frames"])).write_parquet(frames_out)
     table.select(list(TABLES["faces"])).write_parquet(faces_out)
-
-
-def gather_qc(clip_dirs: Mapping[str, str | Path], clips_table: Path, index_qc: Path, out: Path) -> None:
-    """One QC row per clip: processed clips' records plus the index's missing and unannotated ones."""
-    import polars as pl
-
-    splits = dict(pl.read_parquet(clips_table, columns=["clip_id", "split"]).iter_rows())
-    rows = []
-    for clip_id, clip_dir in sorted(clip_dirs.items()):
-        record = json.loads(output_paths(clip_dir)["qc"].read_text())
-        record["split"] = splits.get(clip_id)
-        rows.append(record)
-    pl.concat([frame("qc", rows), pl.read_parquet(index_qc)]).sort("clip_id").write_parquet(out)
+    splits = pl.read_parquet(clips_table, columns=["clip_id", "split"])
+    qc = pl.concat([pl.read_parquet(p) for p in qc_shards])
+    qc = qc.drop("split").join(splits, on="clip_id", how="left").select(list(TABLES["qc"]))
+    pl.concat([qc, pl.read_parquet(index_qc)]).sort("clip_id").write_parquet(qc_out)
 
 
 def gather_audio(

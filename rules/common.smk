@@ -17,8 +17,8 @@ DEMO_ROOT = clip_index.demo_root(config)
 
 INDEX = clip_index.for_config(config)
 CLIP_PATHS = INDEX.paths
-AUDIO_SHARDS = shards.assign(CLIP_PATHS, config["audio"]["shards"])
-EXPRESSION_SHARDS = shards.assign(CLIP_PATHS, config["expressions"]["shards"])
+SHARDS = shards.assign(CLIP_PATHS, config["shards"])
+SHARDS_DIR = RESULTS / "shards"
 
 # `python` in shell commands is the one running Snakemake, as for `script:` (`.venv/bin/snakemake` does
 # not put .venv/bin on the PATH by itself), or under --sdm conda the rule's environment's own (its
@@ -29,10 +29,15 @@ if os.environ.get("PATH", "").split(os.pathsep)[0] != _PYTHON_BIN:
 
 
 class JsonParam(dict):
-    """A dict param that a shell command gets as JSON (`{params.name:q}`); recorded like a plain dict."""
+    """A dict param that a shell command gets as JSON (`{params.name:q}`); recorded like a plain dict.
+
+    Its JSON is computed once: Snakemake formats a command several times for every job it plans.
+    """
 
     def __str__(self):
-        return json.dumps(self)
+        if not hasattr(self, "_json"):
+            self._json = json.dumps(self)
+        return self._json
 
 
 def static_tmpdir():
@@ -67,19 +72,16 @@ def clip_outputs(name, clip_ids=None):
     return [str(CLIPS_DIR / clip_id / name) for clip_id in ids]
 
 
-# Consumers of per-clip work (shards, gather_clips) name only each clip's qc.json: it is written
-# last, so it stands for the whole folder, and every extra per-clip input costs planning time at
-# 10,000 clips. Model and interpretation rules name the gathered tables instead (models_common.smk).
-def audio_shard_inputs(wildcards):
-    return clip_outputs("qc.json", AUDIO_SHARDS[int(wildcards.shard)])
+# Only clip_shard names per-clip files, and only each clip's qc.json: it is written last, so it stands
+# for the whole folder. Everything after it names shard or gathered tables: each rule that named
+# 10,000 per-clip files added about 2 s to planning FI (benchmarks/README.md).
+def clip_shard_inputs(wildcards):
+    return clip_outputs("qc.json", SHARDS[int(wildcards.shard)])
 
 
-def expression_shard_inputs(wildcards):
-    return clip_outputs("qc.json", EXPRESSION_SHARDS[int(wildcards.shard)])
-
-
-def shard_files(pattern, n):
-    return [pattern.format(shard=k) for k in range(n)]
+def shard_files(kind, suffix="parquet"):
+    """One per-shard file of each shard, e.g. shard_files("audio") -> results/shards/audio/<k>.parquet."""
+    return [str(SHARDS_DIR / kind / f"{k}.{suffix}") for k in range(config["shards"])]
 
 
 def index_inputs(wildcards):

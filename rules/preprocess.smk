@@ -7,11 +7,11 @@ rule preprocess_clip:
         # frames.parquet, waveform.npy: impressions.preprocess.OUTPUT_FILES) before it, so qc.json
         # stands for the folder, as it does for every consumer. Each declared file per clip costs
         # planning time: four more made a 10,000-clip dry run 11 s slower (benchmarks/README.md).
+        # For the same reason no per-clip `benchmark:` file: the QC record keeps the job's wall
+        # seconds and peak memory (`seconds`, `peak_mb` in the qc table).
         qc=CLIPS_DIR / "{clip}" / "qc.json",
     log:
         LOGS / "preprocess_clip" / "{clip}.log",
-    benchmark:
-        BENCH / "preprocess_clip" / "{clip}.tsv"
     conda:
         "../envs/preprocess.yaml"
     # Static values: Snakemake evaluates a callable or expression resource for every job it plans.
@@ -26,19 +26,41 @@ rule preprocess_clip:
             | {"audio": {k: config["audio"][k] for k in ("seconds", "sample_rate")}}
         ),
     # A command, not a `script:`: Snakemake reads a script's source for every job it plans, which is
-    # seconds at 10,000 clips (benchmarks/README.md). `=` and `--`: clip ids may start with a dash.
+    # seconds at 10,000 clips (benchmarks/README.md). Snakemake formats the command three times per job
+    # it plans, so it names no more than it must (the clip id is the output folder's name). `=` and
+    # `--`: clip ids may start with a dash.
     shell:
-        "python -m impressions.preprocess --clip-id={wildcards.clip:q} --settings={params.settings:q}"
-        " --log={log:q} -- {input.video:q} {output.qc:q}"
+        "python -m impressions.preprocess --settings={params.settings:q} --log={log:q}"
+        " -- {input.video:q} {output.qc:q}"
+
+
+# Only this rule names per-clip files (common.smk); the shards after it read its QC table for their
+# clip ids, so adding or re-running a clip re-runs its clip_shard, and through it its audio and
+# expression shards, and nothing else up to the gathers.
+rule clip_shard:
+    """The frame tables and QC records of one shard's clips, concatenated."""
+    input:
+        clip_shard_inputs,
+    output:
+        frames=SHARDS_DIR / "frames" / "{shard}.parquet",
+        qc=SHARDS_DIR / "qc" / "{shard}.parquet",
+    log:
+        LOGS / "clip_shard" / "{shard}.log",
+    benchmark:
+        BENCH / "clip_shard" / "{shard}.tsv"
+    conda:
+        "../envs/preprocess.yaml"
+    script:
+        "../workflow_scripts/clip_shard.py"
 
 
 rule audio_shard:
     """Log-mel and log-filterbank features, loudness and pitch for one shard of clips."""
     input:
-        audio_shard_inputs,
+        qc=SHARDS_DIR / "qc" / "{shard}.parquet",
     output:
-        table=RESULTS / "shards" / "audio" / "{shard}.parquet",
-        arrays=RESULTS / "shards" / "audio" / "{shard}.npz",
+        table=SHARDS_DIR / "audio" / "{shard}.parquet",
+        arrays=SHARDS_DIR / "audio" / "{shard}.npz",
     log:
         LOGS / "audio_shard" / "{shard}.log",
     benchmark:
@@ -49,7 +71,8 @@ rule audio_shard:
         mem_mb=lambda wildcards, attempt: 2000 * attempt,
         runtime=60,
     params:
-        options={k: v for k, v in config["audio"].items() if k != "shards"},
+        clips_dir=str(CLIPS_DIR),
+        options=config["audio"],
     script:
         "../workflow_scripts/audio_shard.py"
 
@@ -57,9 +80,9 @@ rule audio_shard:
 rule expression_shard:
     """17 AU intensities and 7 emotion probabilities per face frame, for one shard of clips."""
     input:
-        expression_shard_inputs,
+        qc=SHARDS_DIR / "qc" / "{shard}.parquet",
     output:
-        RESULTS / "shards" / "expressions" / "{shard}.parquet",
+        SHARDS_DIR / "expressions" / "{shard}.parquet",
     log:
         LOGS / "expression_shard" / "{shard}.log",
     benchmark:
@@ -71,6 +94,7 @@ rule expression_shard:
         mem_mb=lambda wildcards, attempt: 4000 * attempt,
         runtime=120,
     params:
-        options={k: v for k, v in config["expressions"].items() if k != "shards"},
+        clips_dir=str(CLIPS_DIR),
+        options=config["expressions"],
     script:
         "../workflow_scripts/expression_shard.py"

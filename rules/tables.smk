@@ -4,7 +4,7 @@ rule clip_index:
         index_inputs,
     output:
         clips=TABLES_DIR / "clips.parquet",
-        index_qc=RESULTS / "shards" / "index_qc.parquet",
+        index_qc=SHARDS_DIR / "index_qc.parquet",
     log:
         LOGS / "clip_index.log",
     benchmark:
@@ -15,14 +15,13 @@ rule clip_index:
         "../workflow_scripts/clip_index.py"
 
 
-# Rules with per-clip inputs name other rules' outputs by path, not as rules.X.output: Snakemake
-# then hashes the whole input list once per file, which made planning 10,000 clips take minutes.
 rule gather_clips:
-    """The frames, faces and QC tables from every clip's outputs and the index's QC rows."""
+    """The frames, faces and QC tables from the clip shards and the index's QC rows."""
     input:
-        records=clip_outputs("qc.json"),
+        frames=shard_files("frames"),
+        qc=shard_files("qc"),
         clips=TABLES_DIR / "clips.parquet",
-        index_qc=RESULTS / "shards" / "index_qc.parquet",
+        index_qc=SHARDS_DIR / "index_qc.parquet",
     output:
         frames=TABLES_DIR / "frames.parquet",
         faces=TABLES_DIR / "faces.parquet",
@@ -40,12 +39,8 @@ rule gather_clips:
 rule gather_audio:
     """The audio table, and its arrays as memory-mappable .npy files in table row order."""
     input:
-        tables=shard_files(
-            str(RESULTS / "shards/audio/{shard}.parquet"), config["audio"]["shards"]
-        ),
-        arrays=shard_files(
-            str(RESULTS / "shards/audio/{shard}.npz"), config["audio"]["shards"]
-        ),
+        tables=shard_files("audio"),
+        arrays=shard_files("audio", "npz"),
     output:
         table=TABLES_DIR / "audio.parquet",
         arrays=[
@@ -65,10 +60,7 @@ rule gather_audio:
 rule gather_expressions:
     """The expressions table from every expression shard."""
     input:
-        shard_files(
-            str(RESULTS / "shards/expressions/{shard}.parquet"),
-            config["expressions"]["shards"],
-        ),
+        shard_files("expressions"),
     output:
         TABLES_DIR / "expressions.parquet",
     log:

@@ -29,8 +29,8 @@ INTERPRET = {
     "au_guidance": {"weight": 1.0, "models": ["face"]},
     "manifold": {"models": ["image", "face", "audio"], "method": "tsne", "perplexity": 10, "neighbors": 5},
 }  # fmt: skip
-PREPROCESSING = {"preprocess_clip", "audio_shard", "expression_shard", "gather_clips", "gather_audio",
-                 "gather_expressions", "clip_index", "build_demo"}  # fmt: skip
+PREPROCESSING = {"preprocess_clip", "clip_shard", "audio_shard", "expression_shard", "gather_clips",
+                 "gather_audio", "gather_expressions", "clip_index", "build_demo"}  # fmt: skip
 
 
 def configure(work, root, **changes):
@@ -102,14 +102,14 @@ def test_training_setting_reruns_no_preprocessing(done):
 
 def test_expression_backend_reruns_expressions_and_what_follows_only(done):
     root, work = done
-    configure(work, root, expressions={"shards": 2, "device": "cpu", "backend": "pyfeat"})
+    configure(work, root, expressions={"device": "cpu", "backend": "pyfeat"})
     try:
         jobs = rules(planned(work))
     finally:
         configure(work, root)
     assert jobs["expression_shard"] == 2 and jobs["gather_expressions"] == 1
     # Frames, faces and audio do not depend on expressions; neither do the image, face and audio models.
-    untouched = {"preprocess_clip", "audio_shard", "gather_clips", "gather_audio", "clip_index",
+    untouched = {"preprocess_clip", "clip_shard", "audio_shard", "gather_clips", "gather_audio", "clip_index",
                  "train_image", "train_face", "train_audio"}  # fmt: skip
     assert not untouched & set(jobs)
     assert {"train_au_linear", "train_fusion", "train_au_guided", "report"} <= set(jobs)
@@ -129,7 +129,7 @@ def test_added_clip_reruns_its_own_jobs_then_gathering_training_and_report(done)
     per_clip = [job for job in jobs if job[0] == "preprocess_clip"]
     assert per_clip == [("preprocess_clip", f"clip={new_id}")]
     counted = rules(jobs)
-    assert counted["audio_shard"] == counted["expression_shard"] == 1
+    assert counted["clip_shard"] == counted["audio_shard"] == counted["expression_shard"] == 1
     assert {"clip_index", "gather_clips", "gather_audio", "gather_expressions"} <= set(counted)
     assert {"train_image", "train_face", "train_audio", "train_au_linear", "train_fusion",
             "train_au_guided", "report"} <= set(counted)  # fmt: skip

@@ -25,8 +25,11 @@ def dataset(tmp_path_factory):
     return root
 
 
+MEASURED = ["seconds", "peak_mb"]  # differ from run to run
+
+
 def outputs(work):
-    """Every table (QC minus its wall-time column) and every array the run wrote."""
+    """Every table (QC minus its measured columns: wall time, peak memory) and every array the run wrote."""
     found = {}
     for path in sorted((work / "out").rglob("*")):
         rel = str(path.relative_to(work / "out"))
@@ -34,11 +37,11 @@ def outputs(work):
             continue
         if path.suffix == ".parquet":
             table = pl.read_parquet(path)
-            found[rel] = table.drop("seconds") if "seconds" in table.columns else table
+            found[rel] = table.drop(MEASURED, strict=False)
         elif path.suffix == ".npy":
             found[rel] = np.load(path)
         elif path.suffix == ".json":
-            found[rel] = {k: v for k, v in json.loads(path.read_text()).items() if k != "seconds"}
+            found[rel] = {k: v for k, v in json.loads(path.read_text()).items() if k not in MEASURED}
     return found
 
 

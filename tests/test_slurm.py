@@ -217,7 +217,7 @@ def test_every_job_ran_under_slurm_and_completed(fi_run):
     ran = set(re.findall(r"Finished jobid: \S+ \(Rule: (\w+)\)", fi_run.log))
     submitted = {re.sub(r"_wildcards_.*", "", c) for c in by_comment(rows)}
     assert submitted == {f"rule_{r}" for r in ran - {"preprocess_clip"}} | {"rule_preprocess_preprocess_clip"}
-    assert {"rule_clip_index", "rule_audio_shard", "rule_expression_shard"} < submitted
+    assert {"rule_clip_index", "rule_clip_shard", "rule_audio_shard", "rule_expression_shard"} < submitted
 
 
 def test_per_clip_jobs_are_bundled_into_group_jobs(fi_run, slurm):

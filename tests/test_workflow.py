@@ -104,7 +104,7 @@ def test_nothing_to_do_after_a_complete_run(done):
 
 def test_expression_setting_reruns_only_expressions(done):
     root, work, _ = done
-    write_config(work, data_root=str(root), results_dir="out", expressions={"shards": 2, "batch_size": 7})
+    write_config(work, data_root=str(root), results_dir="out", expressions={"device": "cpu", "batch_size": 7})
     try:
         assert rules(planned(work)) == {"expression_shard": 2, "gather_expressions": 1, "all": 1}
     finally:
@@ -113,7 +113,7 @@ def test_expression_setting_reruns_only_expressions(done):
 
 def test_audio_feature_setting_reruns_only_audio_features(done):
     _, work, _ = done
-    write_config(work, data_root=str(done[0]), results_dir="out", audio={"shards": 2, "n_mels": 40})
+    write_config(work, data_root=str(done[0]), results_dir="out", audio={"n_mels": 40})
     try:
         assert rules(planned(work)) == {"audio_shard": 2, "gather_audio": 1, "all": 1}
     finally:
@@ -127,11 +127,12 @@ def test_replaced_clip_file_reruns_only_its_own_jobs(done):
     cid = clip_id(media["good"])
     jobs = planned(work)
     assert rules(jobs) == {
-        "preprocess_clip": 1, "audio_shard": 1, "expression_shard": 1,
+        "preprocess_clip": 1, "clip_shard": 1, "audio_shard": 1, "expression_shard": 1,
         "gather_clips": 1, "gather_audio": 1, "gather_expressions": 1, "all": 1,
     }  # fmt: skip
     assert ("preprocess_clip", f"clip={cid}") in jobs
-    assert ("audio_shard", f"shard={shards.shard_of(cid, 2)}") in jobs
+    for rule in ("clip_shard", "audio_shard", "expression_shard"):
+        assert (rule, f"shard={shards.shard_of(cid, 2)}") in jobs
     run(work)  # bring the results up to date for the tests after this one
 
 
@@ -144,20 +145,19 @@ def test_added_clip_reruns_only_its_own_jobs(done, tmp_path):
     write_fi_annotations(root, ids)
     jobs = planned(work)
     assert rules(jobs) == {
-        "clip_index": 1, "preprocess_clip": 1, "audio_shard": 1, "expression_shard": 1,
+        "clip_index": 1, "preprocess_clip": 1, "clip_shard": 1, "audio_shard": 1, "expression_shard": 1,
         "gather_clips": 1, "gather_audio": 1, "gather_expressions": 1, "all": 1,
     }  # fmt: skip
     assert ("preprocess_clip", "clip=new_clip.007") in jobs
-    assert ("expression_shard", f"shard={shards.shard_of('new_clip.007', 2)}") in jobs
+    for rule in ("clip_shard", "audio_shard", "expression_shard"):
+        assert (rule, f"shard={shards.shard_of('new_clip.007', 2)}") in jobs
 
 
 def test_bad_config_key_and_value_are_named(tmp_path):
     write_config(tmp_path, data_root="demo", frams={"per_clip": 3})
     proc = run(tmp_path, "--dry-run", check=False)
     assert proc.returncode != 0 and "frams" in proc.stdout + proc.stderr
-    write_config(
-        tmp_path, data_root="demo", expressions={"backend": "openface", "device": "cpu", "shards": 1}
-    )
+    write_config(tmp_path, data_root="demo", expressions={"backend": "openface", "device": "cpu"})
     proc = run(tmp_path, "--dry-run", check=False)
     assert proc.returncode != 0 and "openface" in proc.stdout + proc.stderr
 

@@ -18,8 +18,8 @@ SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 # (tests/test_models_workflow.py covers the model rules, tests/test_demo_workflow.py everything).
 FAST = {
     "frames": {"per_clip": 4, "size": 64, "max_side": 640},
-    "audio": {"shards": 2},
-    "expressions": {"shards": 2, "device": "cpu"},
+    "shards": 2,
+    "expressions": {"device": "cpu"},
     "models": {"families": []},
     "interpret": {
         "models": [],

@@ -4,7 +4,7 @@ from impressions import logs, shards
 
 with logs.to_file(snakemake.log[0]):
     shards.audio_shard(
-        logs.clip_dirs(snakemake.input),
+        shards.clip_folders(snakemake.input.qc, snakemake.params.clips_dir),
         dict(snakemake.params.options),
         Path(snakemake.output.table),
         Path(snakemake.output.arrays),

@@ -8,4 +8,5 @@ with logs.to_file(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)  # torch would otherwise take every core of the node
     options = dict(snakemake.params.options)
     backend = expressions.get_backend(options.pop("backend"), **options)
-    shards.expression_shard(logs.clip_dirs(snakemake.input), backend, Path(snakemake.output[0]))
+    folders = shards.clip_folders(snakemake.input.qc, snakemake.params.clips_dir)
+    shards.expression_shard(folders, backend, Path(snakemake.output[0]))

@@ -1,0 +1,64 @@
+import json
+
+import polars as pl
+import pytest
+
+from impressions import shards, tables
+from impressions.preprocess import _write_table, output_paths
+from impressions.schemas import TABLES, frame
+
+CLIPS = {"-dash.000": "train", "b.001": "train", "c.002": "val", "d.003": "test", "e.004": "test"}
+
+
+@pytest.fixture
+def clip_folders(tmp_path):
+    """Five processed clips (clip k has k + 1 frames) and the index's QC row for a missing one."""
+    folders = {}
+    for k, clip_id in enumerate(CLIPS):
+        folder = tmp_path / "clips" / clip_id
+        folder.mkdir(parents=True)
+        rows = [{"clip_id": clip_id, "frame_index": i, "has_face": i % 2 == 0} for i in range(k + 1)]
+        _write_table(rows, output_paths(folder)["table"])
+        record = {"clip_id": clip_id, "status": "ok", "reason": "fine", "seconds": 1.5, "peak_mb": 100.0 + k}
+        output_paths(folder)["qc"].write_text(json.dumps(record))
+        folders[clip_id] = folder
+    pl.DataFrame({"clip_id": [*CLIPS, "gone.005"], "split": [*CLIPS.values(), "val"]}).write_parquet(
+        tmp_path / "clips.parquet"
+    )
+    missing = {"clip_id": "gone.005", "status": "missing_file", "reason": "no file", "split": "val"}
+    frame("qc", [missing]).write_parquet(tmp_path / "index_qc.parquet")
+    return tmp_path, folders
+
+
+def gathered(root, folders, n_shards):
+    out = root / f"shards{n_shards}"
+    out.mkdir()
+    frame_shards, qc_shards = [], []
+    for k, ids in shards.assign(folders, n_shards).items():
+        frame_shards.append(out / f"frames{k}.parquet")
+        qc_shards.append(out / f"qc{k}.parquet")
+        tables.clip_shard({c: folders[c] for c in ids}, frame_shards[-1], qc_shards[-1])
+        # what the audio and expression shards read their clips from
+        assert shards.clip_folders(qc_shards[-1], root / "clips") == {c: folders[c] for c in ids}
+    names = ("frames", "faces", "qc")
+    tables.gather_clips(frame_shards, qc_shards, root / "clips.parquet", root / "index_qc.parquet",
+                        *(out / f"{n}.parquet" for n in names))  # fmt: skip
+    return {n: pl.read_parquet(out / f"{n}.parquet") for n in names}
+
+
+def test_gathered_tables_do_not_depend_on_the_shard_count(clip_folders):
+    root, folders = clip_folders
+    one, three, seven = (gathered(root, folders, n) for n in (1, 3, 7))  # 7 shards: some are empty
+    assert sum(1 for ids in shards.assign(folders, 7).values() if not ids) > 0
+    for name in one:
+        assert one[name].equals(three[name]) and one[name].equals(seven[name]), name
+    frames, faces, qc = one["frames"], one["faces"], one["qc"]
+    assert frames.columns == list(TABLES["frames"]) and faces.columns == list(TABLES["faces"])
+    assert frames.height == 1 + 2 + 3 + 4 + 5
+    keys = frames.select("clip_id", "frame_index").rows()
+    assert keys == sorted(keys)
+    # every processed clip's record with its split from the clips table, plus the index's row
+    assert qc.columns == list(TABLES["qc"])
+    assert dict(qc.select("clip_id", "split").iter_rows()) == {**CLIPS, "gone.005": "val"}
+    assert qc["clip_id"].to_list() == sorted(qc["clip_id"])
+    assert qc.filter(pl.col("clip_id") == "e.004")["peak_mb"].item() == 104.0

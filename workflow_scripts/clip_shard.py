@@ -1,0 +1,8 @@
+from pathlib import Path
+
+from impressions import logs, tables
+
+with logs.to_file(snakemake.log[0]):
+    tables.clip_shard(
+        logs.clip_dirs(snakemake.input), Path(snakemake.output.frames), Path(snakemake.output.qc)
+    )
