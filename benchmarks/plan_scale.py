@@ -1,15 +1,18 @@
 """Time and memory of planning the workflow (`snakemake --dry-run`) at First Impressions scale.
 
     .venv/bin/python benchmarks/plan_scale.py [--annotations DIR] [--sizes 1000 3000 10000]
-        [--repeats 3] [--floor] [--fail-fast-scontrol]
+        [--repeats 3] [--compare floor reference] [--fail-fast-scontrol] [--replan]
 
 Builds FI layouts of N clips (real FI clip names when an annotation folder is given, else
 synthetic FI-style names) whose videos are empty files - planning must never open a video - and
 runs a dry run of the whole workflow on each, reporting the median wall seconds and peak memory of
-`--repeats` runs and the planned jobs. `--floor` also plans, in turn with it, a one-rule workflow
-with one job per clip (Snakemake's own cost per job) and prints the ratio. `--fail-fast-scontrol`
+`--repeats` runs and the planned jobs. `--compare` also plans, in turn with it, a one-rule workflow
+with one job per clip (`floor`: Snakemake's own cost per job) and the plain 4-rules-per-clip DAG the
+20 s target was set against (`reference`), and prints the ratios. `--fail-fast-scontrol`
 puts an `scontrol` that exits at once first on the PATH: on a machine with SLURM's client tools but
 no controller, the SLURM executor plugin otherwise waits about 9 s at every Snakemake start.
+`--replan` then makes the run look finished (every planned output created) and times re-planning it,
+as is and after one clip's video is replaced, with the jobs that replacement re-runs.
 """
 
 from __future__ import annotations
@@ -34,18 +37,38 @@ sys.path.insert(0, str(REPO / "tests"))
 from media import write_fi_annotations  # noqa: E402
 
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
-# Snakemake's floor: one job per clip with an input, an output, a log and a shell command.
-ONE_RULE = """
+_VIDEOS = """
 import pathlib
 VIDEOS = {p.stem: str(p) for p in pathlib.Path(config["data_root"]).rglob("*.mp4")}
 rule all:
     input: expand("out/clips/{clip}/qc.json", clip=VIDEOS)
+"""
+# Workflows planned in turn with the real one over the same layout, so that their ratios hold when
+# the machine's speed drifts (it does here, by a third from one hour to the next).
+COMPARED = {
+    # about the least Snakemake can plan per clip: an input, an output, a log and a shell command
+    "floor": _VIDEOS + """
 rule preprocess_clip:
     input: lambda w: VIDEOS[w.clip]
     output: "out/clips/{clip}/qc.json"
     log: "out/logs/{clip}.log"
     shell: "touch {output:q}"
-"""
+""",
+    # the reference of the planning target: a plain DAG of 4 rules per clip (54 s and 665 MB for
+    # 10,000 clips when the target was set)
+    "reference": _VIDEOS + "".join(f"""
+rule {name}:
+    input: {source}
+    output: "out/clips/{{clip}}/{name}.out"
+    shell: "touch {{output:q}}"
+""" for name, source in [("frames", "lambda w: VIDEOS[w.clip]"), ("faces", '"out/clips/{clip}/frames.out"'),
+                         ("audio", "lambda w: VIDEOS[w.clip]")]) + """
+rule qc:
+    input: "out/clips/{clip}/faces.out", "out/clips/{clip}/audio.out"
+    output: "out/clips/{clip}/qc.json"
+    shell: "touch {output:q}"
+""",
+}  # fmt: skip
 
 
 def clip_names(annotations: Path | None, n: int) -> list[str]:
@@ -71,10 +94,10 @@ def layout(root: Path, names: list[str]) -> None:
                                 "test": names[k * 8 // 10 :]})  # fmt: skip
 
 
-def dry_run(snakefile: Path, work: Path, config: Path, env: dict) -> tuple[float, float, int]:
-    """Wall seconds, peak MB and planned jobs of one `snakemake --dry-run` in `work`."""
+def dry_run(snakefile: Path, work: Path, config: Path, env: dict, quiet: bool = True):
+    """Wall seconds, peak MB, planned jobs and output of one `snakemake --dry-run` in `work`."""
     cmd = [SNAKEMAKE, "-s", str(snakefile), "--directory", str(work), "--configfile", str(config),
-           "--dry-run", "--quiet", "rules", "--cores", "2"]  # fmt: skip
+           "--dry-run", "--cores", "2", *(["--quiet", "rules"] if quiet else [])]  # fmt: skip
     with tempfile.TemporaryFile("w+") as out:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True, env=env)
@@ -87,7 +110,23 @@ def dry_run(snakefile: Path, work: Path, config: Path, env: dict) -> tuple[float
     if proc.returncode:
         raise SystemExit(text[-5000:])
     total = re.search(r"^total\s+(\d+)", text, re.M)
-    return wall, usage.ru_maxrss / 1024, int(total[1]) if total else -1
+    return wall, usage.ru_maxrss / 1024, int(total[1]) if total else 0, text
+
+
+def pretend_finished(work: Path, config: Path, env: dict) -> None:
+    """Create every planned output, empty and with one mtime, as if the whole run had finished.
+
+    Snakemake then has no provenance records for them (it would after a real run, and would read
+    them when re-planning), so this measures the file-date checks of a re-plan, not those reads.
+    """
+    text = dry_run(REPO / "Snakefile", work, config, env, quiet=False)[3]
+    now = time.time()
+    for line in re.findall(r"^\s+output: (.*)$", text, re.M):
+        for name in line.split(", "):
+            path = work / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+            os.utime(path, (now, now))
 
 
 def environment(fail_fast_scontrol: bool, tmp: Path) -> dict:
@@ -105,36 +144,63 @@ def main() -> None:
     parser.add_argument("--annotations", type=Path, default=REPO.parent / "shared" / "fi_annotations")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 3000, 10000])
     parser.add_argument("--repeats", type=int, default=3, help="runs per size; medians are printed")
-    parser.add_argument("--floor", action="store_true", help="also plan a one-rule workflow, in turn")
+    parser.add_argument(
+        "--compare", nargs="+", choices=sorted(COMPARED), default=[],
+        help="also plan these workflows in turn: `floor` (one rule per clip), `reference` (4 per clip)",
+    )  # fmt: skip
     parser.add_argument("--fail-fast-scontrol", action="store_true", help="see the module docstring")
+    parser.add_argument(
+        "--replan", action="store_true",
+        help="then pretend the run finished and re-plan it, as is and with one clip's video replaced",
+    )  # fmt: skip
     args = parser.parse_args()
     header = "clips   planned jobs   wall s (median [range])   peak MB"
-    print(header + ("   one-rule floor s   workflow / floor" if args.floor else ""))
+    print(header + "".join(f"   {name} s   workflow / {name}" for name in args.compare))
+    replans = []
     for n in sorted(args.sizes):
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
-            root, work, floor_work = tmp / "fi", tmp / "work", tmp / "floor"
+            root, work = tmp / "fi", tmp / "work"
             work.mkdir()
-            floor_work.mkdir()
             layout(root, clip_names(args.annotations, n))
             env = environment(args.fail_fast_scontrol, tmp)
             config = work / "scale.yaml"
             config.write_text(yaml.safe_dump({"data_root": str(root), "results_dir": "out",
                                               "shards": max(1, n // 100)}))  # fmt: skip
-            floor_snakefile = floor_work / "Snakefile"
-            floor_snakefile.write_text(ONE_RULE)
-            runs, floors = [], []
-            for _ in range(args.repeats):  # in turn, so that drifts in machine speed hit both alike
+            snakefiles = {}
+            for name in args.compare:
+                (tmp / name).mkdir()
+                snakefiles[name] = tmp / name / "Snakefile"
+                snakefiles[name].write_text(COMPARED[name])
+            runs, compared = [], {name: [] for name in args.compare}
+            for _ in range(args.repeats):  # in turn, so that drifts in machine speed hit all alike
                 runs.append(dry_run(REPO / "Snakefile", work, config, env))
-                if args.floor:
-                    floors.append(dry_run(floor_snakefile, floor_work, config, env)[0])
+                for name, snakefile in snakefiles.items():
+                    compared[name].append(dry_run(snakefile, snakefile.parent, config, env)[0])
             walls = [r[0] for r in runs]
             spread = f"{statistics.median(walls):6.1f} [{min(walls):.1f}-{max(walls):.1f}]"
             line = f"{n:6d}   {runs[0][2]:12d}   {spread:26s}{max(r[1] for r in runs):7.0f}"
-            if args.floor:
-                ratios = [w / f for w, f in zip(walls, floors)]
-                line += f"   {statistics.median(floors):16.1f}   {statistics.median(ratios):16.2f}"
+            for name, times in compared.items():
+                ratio = statistics.median(w / t for w, t in zip(walls, times))
+                line += f"   {statistics.median(times):{len(name) + 2}.1f}   {ratio:{len(name) + 11}.2f}"
             print(line, flush=True)
+            if args.replan:
+                replans.append((n, *replan(root, work, config, env)))
+    for n, finished, replaced, jobs in replans:
+        print(f"{n:6d} clips, finished run: re-plan {finished:.1f} s (nothing to do); one clip's video "
+              f"replaced: {replaced:.1f} s, {jobs} jobs")  # fmt: skip
+
+
+def replan(root: Path, work: Path, config: Path, env: dict) -> tuple[float, float, int]:
+    """Seconds to re-plan a finished run, and to plan after replacing one clip's video (and its jobs)."""
+    pretend_finished(work, config, env)
+    finished = dry_run(REPO / "Snakefile", work, config, env)
+    if finished[2]:
+        raise SystemExit(f"a finished run planned {finished[2]} jobs:\n{finished[3][-3000:]}")
+    video = sorted(root.rglob("*.mp4"))[0]
+    os.utime(video)  # newer than every output: as if the file had been replaced
+    replaced = dry_run(REPO / "Snakefile", work, config, env)
+    return finished[0], replaced[0], replaced[2]
 
 
 if __name__ == "__main__":
