@@ -74,7 +74,8 @@ def clip_outputs(name, clip_ids=None):
 
 # Only clip_shard names per-clip files, and only each clip's qc.json: it is written last, so it stands
 # for the whole folder. Everything after it names shard or gathered tables: each rule that named
-# 10,000 per-clip files added about 2 s to planning FI (benchmarks/README.md).
+# 10,000 per-clip files added about 2 s to planning FI (benchmarks/README.md). By path, never as
+# rules.X.output: Snakemake then hashes the whole input list once per file (minutes at 10,000 clips).
 def clip_shard_inputs(wildcards):
     return clip_outputs("qc.json", SHARDS[int(wildcards.shard)])
 
