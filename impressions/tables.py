@@ -72,8 +72,10 @@ def gather_clips(
     table.select(list(TABLES["faces"])).write_parquet(faces_out)
     splits = pl.read_parquet(clips_table, columns=["clip_id", "split"])
     qc = pl.concat([pl.read_parquet(p) for p in qc_shards])
-    qc = qc.drop("split").join(splits, on="clip_id", how="left").select(list(TABLES["qc"]))
-    pl.concat([qc, pl.read_parquet(index_qc)]).sort("clip_id").write_parquet(qc_out)
+    qc = qc.drop("split").join(splits, on="clip_id", how="left")
+    # by column name: an index QC table from an earlier version may lack a newer column (null here)
+    qc = pl.concat([qc, pl.read_parquet(index_qc)], how="diagonal_relaxed").select(list(TABLES["qc"]))
+    qc.sort("clip_id").write_parquet(qc_out)
 
 
 def gather_audio(
