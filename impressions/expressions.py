@@ -187,10 +187,11 @@ def _clamp_rotation(rotation: np.ndarray) -> np.ndarray:
     return out
 
 
-def head_pose(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def head_pose(landmarks: np.ndarray, *, clamp: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Scaled-orthographic pose of TEMPLATE fitted to the rigid points: rotation (N,3,3), scale, shift.
 
     `landmarks` (N, 68, 2) ~ scale * (rotation @ TEMPLATE.T)[:2].T + shift, in least squares over RIGID.
+    `clamp=False` keeps rotations beyond MAX_ANGLE (what a pose *measurement* needs; see head_pose.py).
     """
     points = np.asarray(landmarks, dtype=np.float64)[:, RIGID]
     centre = points.mean(axis=1)
@@ -199,7 +200,8 @@ def head_pose(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     rows = u @ vt  # nearest pair of orthonormal rows
     scale = s.mean(axis=1)
     rotation = np.concatenate([rows, np.cross(rows[:, 0], rows[:, 1])[:, None]], axis=1)
-    rotation = _clamp_rotation(rotation)
+    if clamp:
+        rotation = _clamp_rotation(rotation)
     shift = centre - scale[:, None] * np.einsum("ncj,j->nc", rotation[:, :2], TEMPLATE[RIGID].mean(axis=0))
     return rotation, scale, shift
 

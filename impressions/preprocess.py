@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from impressions import faces, video
+from impressions import faces, head_pose, tracking, video
 from impressions.schemas import QC_STATUSES, TABLES
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ OUTPUT_FILES = {
     "table": "frames.parquet",  # one row per sampled frame: `frames` and `faces` table columns
     "waveform": "waveform.npy",  # (seconds * rate,) float32 mono, zero-padded
     "qc": "qc.json",  # the clip's QC record (`qc` table columns)
+    "identity": "identity.npy",  # (128,) float32 dlib face descriptor of the tracked person; NaN: none
 }
 
 
@@ -52,6 +53,7 @@ class Settings:
     face_padding: float = 0.25
     audio_seconds: float = 5.0
     sample_rate: int = 16000
+    identity: bool = True  # compute the tracked person's 128-d face descriptor (impressions.identity)
 
     @classmethod
     def from_config(cls, config: dict) -> Settings:
@@ -66,6 +68,7 @@ class Settings:
             face_padding=faces["padding"],
             audio_seconds=audio["seconds"],
             sample_rate=audio["sample_rate"],
+            identity=faces.get("identity", True),
         )
 
 
@@ -96,6 +99,7 @@ class ClipRecord:
             clip_id=clip_id, frames_requested=frames_requested, frames_decoded=0, frames_with_face=0
         )
         self.problems: list[tuple[str, str]] = []
+        self.identity = np.full(128, np.nan, np.float32)  # the tracked person's face descriptor
 
     def flag(self, status: str, reason: str) -> None:
         self.problems.append((status, reason))
@@ -150,6 +154,7 @@ def preprocess_clip(clip_id: str, video_path: str | Path, clip_dir: str | Path, 
     np.save(paths["faces"], crops)
     np.save(paths["waveform"], waveform)
     _write_table(rows, paths["table"])
+    np.save(paths["identity"], record.identity)
     qc = record.finish(started)
     paths["qc"].write_text(json.dumps(qc, indent=1, allow_nan=False, default=_json_default))
     return qc
@@ -177,22 +182,39 @@ def _frames_and_faces(clip_id, video_path, info, settings, record):
         upsample=settings.upsample, min_score=settings.min_score, size=settings.face_size,
         padding=settings.face_padding,
     )  # fmt: skip
-    crops = np.zeros((len(images), settings.face_size, settings.face_size, 3), np.uint8)
-    rows = []
     height, width = images.shape[1:3]
-    for i, (image, number) in enumerate(zip(images, numbers)):
-        found = detector.detect(image)
-        if found.found:
-            crops[i] = found.crop
+    detections = [detector.candidates(image) for image in images]
+    tracks = tracking.track_clip(detections, width, height)
+    found = [detector.frame_faces(image, d, k) for image, d, k in zip(images, detections, tracks.chosen)]
+    crops = np.zeros((len(images), settings.face_size, settings.face_size, 3), np.uint8)
+    with_face = [i for i, f in enumerate(found) if f.found]
+    pose = head_pose.estimate(np.array([found[i].landmarks for i in with_face]).reshape(-1, 68, 2))
+    per_frame = {i: {key: float(values[j]) for key, values in pose.items()} for j, i in enumerate(with_face)}
+    rows = []
+    for i, (face, number) in enumerate(zip(found, numbers)):
+        if face.found:
+            crops[i] = face.crop
+        p = per_frame.get(i, {})
         rows.append({
             "clip_id": clip_id, "frame_index": i, "source_frame": int(number),
             "time_s": float(number / info.fps) if info.fps else None, "width": width, "height": height,
-            "has_face": found.found, "n_faces": found.n_faces, "chosen_face": found.chosen,
-            "score": found.score,
-            **dict(zip(("box_left", "box_top", "box_right", "box_bottom"), found.box or (None,) * 4)),
-            "landmarks": found.landmarks.ravel().tolist() if found.found else None,
-            "landmarks_aligned": found.landmarks_aligned.ravel().tolist() if found.found else None,
+            "has_face": face.found, "n_faces": face.n_faces, "chosen_face": face.chosen,
+            "score": face.score,
+            **dict(zip(("box_left", "box_top", "box_right", "box_bottom"), face.box or (None,) * 4)),
+            "landmarks": face.landmarks.ravel().tolist() if face.found else None,
+            "landmarks_aligned": face.landmarks_aligned.ravel().tolist() if face.found else None,
+            "track_id": tracks.target if face.found else None, "top_face": tracks.top_face[i],
+            "confidence": float(head_pose.confidence(face.score if face.found else np.nan)),
+            "success": bool(head_pose.success(face.found, p.get("fit_error"), p.get("off_axis"))),
+            **{key: p.get(key) for key in ("pitch", "yaw", "roll", "fit_error")},
         })  # fmt: skip
+    record.row.update(
+        n_tracks=tracks.n_tracks, multi_person=tracks.multi_person,
+        top_face_frames=sum(bool(t) for t in tracks.top_face),
+        frames_success=sum(row["success"] for row in rows),
+    )  # fmt: skip
+    if settings.identity:
+        record.identity = _identity(images, detections, tracks, rows)
     with_face = sum(row["has_face"] for row in rows)
     record.row["frames_with_face"] = with_face
     if with_face == 0:
@@ -200,6 +222,17 @@ def _frames_and_faces(clip_id, video_path, info, settings, record):
     elif with_face < len(rows):
         record.flag("partial_face", f"no face in {len(rows) - with_face} of {len(rows)} sampled frames")
     return resize(images, settings.frame_size), crops, rows
+
+
+def _identity(images, detections, tracks, rows) -> np.ndarray:
+    """The tracked person's descriptor, from their most confident successful frame (else any)."""
+    from impressions import identity
+
+    frames = [r["frame_index"] for r in rows if r["has_face"]]
+    if not frames:
+        return identity.missing()
+    best = max(frames, key=lambda i: (rows[i]["success"], rows[i]["score"]))
+    return identity.descriptor(images[best], detections[best][tracks.chosen[best]].shape)
 
 
 def _empty_frames(settings):

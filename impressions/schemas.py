@@ -79,6 +79,44 @@ UNITS: dict[str, str] = {
 }  # fmt: skip
 
 
+# Per-frame head pose, confidence and tracking; per-clip tracking flags; identities; voice (README).
+TABLES["faces"].update({
+    "track_id": "i16", "top_face": "bool", "confidence": "f32", "success": "bool",
+    "pitch": "f32", "yaw": "f32", "roll": "f32", "fit_error": "f32",
+})  # fmt: skip
+TABLES["qc"].update({
+    "n_tracks": "i16", "multi_person": "bool", "top_face_frames": "i32", "frames_success": "i32",
+})  # fmt: skip
+TABLES["identities"] = {
+    "clip_id": "str", "youtube_id": "str", "split": "str", "has_identity": "bool", "person": "i32",
+    "descriptor": "list[f32]",
+}  # fmt: skip
+VOICE = (
+    "f0_mean_hz", "f0_sd_st", "f0_range_st", "jitter_local", "shimmer_local_db", "hnr_db",
+    "loudness_mean_db", "loudness_sd_db", "loudness_range_db", "voiced_ratio", "pause_ratio",
+    "voiced_segment_mean_s", "pause_mean_s", "voiced_segments_per_s",
+)  # fmt: skip
+"""Per-clip voice descriptors (impressions.voice defines each)."""
+TABLES["voice"] = {"clip_id": "str", "voice_seconds": "f32", **{name: "f32" for name in VOICE}}
+UNITS.update({
+    "track_id": "id of the tracked person's face track within the clip",
+    "top_face": "true when the tracked face was the detector's top-scoring face",
+    "confidence": "0..1, logistic of the detector margin (impressions.head_pose)",
+    "success": "face found, landmark fit error <= 0.15 IOD, off-axis pose <= 45 deg",
+    "pitch": "deg, + head down", "yaw": "deg, + face turned to image left", "roll": "deg, + clockwise",
+    "fit_error": "IOD (rigid-landmark RMS residual of the 3D template fit)",
+    "n_tracks": "people (face tracks in >= 2 sampled frames)", "multi_person": "n_tracks >= 2",
+    "top_face_frames": "frames", "frames_success": "frames",
+    "person": "identity cluster across clips (-1: no face)", "descriptor": "128-d dlib face descriptor",
+    "voice_seconds": "s", "f0_mean_hz": "Hz", "f0_sd_st": "semitones",
+    "f0_range_st": "semitones (20-80th pct)", "jitter_local": "ratio (mean period change / mean period)",
+    "shimmer_local_db": "dB", "hnr_db": "dB", "loudness_mean_db": "dBFS", "loudness_sd_db": "dB",
+    "loudness_range_db": "dB (20-80th pct)",
+    "voiced_ratio": "share of the window", "pause_ratio": "share of the window",
+    "voiced_segment_mean_s": "s", "pause_mean_s": "s", "voiced_segments_per_s": "1/s",
+})  # fmt: skip
+
+
 def polars_schema(table: str):
     """The polars schema of a named table."""
     import polars as pl

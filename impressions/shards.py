@@ -72,8 +72,9 @@ def audio_shard(clip_dirs: Mapping[str, str | Path], audio_options: dict, out_ta
 def expression_shard(clip_dirs: Mapping[str, str | Path], backend, out_table: Path) -> None:
     """AU intensities and emotions for every face frame of a shard's clips, one clip at a time.
 
-    Frames without a face get no row: the `expressions` table is keyed by (clip_id, frame_index)
-    and joins to `faces` where has_face is true.
+    Frames without a face, or whose face failed (`success` false: a far-off landmark fit or a pose
+    beyond 45 degrees), get no row: the `expressions` table is keyed by (clip_id, frame_index) and
+    joins to `faces` where `success` is true.
     """
     import polars as pl
     from tqdm import tqdm
@@ -81,8 +82,11 @@ def expression_shard(clip_dirs: Mapping[str, str | Path], backend, out_table: Pa
     parts = []
     for clip_id, clip_dir in tqdm(sorted(clip_dirs.items()), desc="expressions", unit="clip", mininterval=5):
         paths = output_paths(clip_dir)
-        faces = pl.read_parquet(paths["table"], columns=["frame_index", "has_face", "landmarks_aligned"])
-        faces = faces.filter(pl.col("has_face"))
+        faces = pl.read_parquet(paths["table"])
+        # OpenFace users drop frames whose face failed (impressions.head_pose.success); tables written
+        # before that flag existed have no `success` column and keep every face frame
+        keep = pl.col("has_face") & (pl.col("success") if "success" in faces.columns else True)
+        faces = faces.filter(keep).select("frame_index", "landmarks_aligned")
         if faces.height == 0:
             continue
         crops = np.load(paths["faces"], mmap_mode="r")[faces["frame_index"].to_numpy()]

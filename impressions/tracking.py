@@ -1,0 +1,137 @@
+"""One tracked person per clip: link faces across the sampled frames, then choose the target person.
+
+Choosing the highest-scoring face in each frame independently lets the chosen face jump between
+people in a clip with two (an interviewer, a photo on the wall). Instead:
+
+1. Linking. Frames are visited in order; every detection is compared with every track so far
+   (including tracks missing from the previous frame) by
+   ``similarity = IOU_WEIGHT * IoU(track's last box, box) + APPEARANCE_WEIGHT * max(0, cos)``, where
+   cos is the cosine similarity of the detection's appearance signature (`faces.signature`: a 16 px
+   eye-aligned thumbnail) and the track's running mean signature. Pairs are linked greedily, most
+   similar first, one detection per track and frame, when similarity >= LINK_MIN; any detection left
+   over starts a new track. Sampled frames are seconds apart, so box overlap alone breaks when a
+   person moves; appearance alone confuses similar faces; together they keep a still interview apart.
+2. Target person: the track seen in the most frames; ties go to the larger mean box area, then to
+   the box centre nearest the frame centre (mean distance). Every frame then uses the target's face,
+   and a frame where the target is not found has no face, even if someone else is visible.
+3. Flags: ``n_tracks`` counts tracks seen in at least ``min(2, frames)`` sampled frames (a one-frame
+   false positive does not count as a person); ``multi_person`` is n_tracks >= 2. Per frame,
+   ``top_face`` says whether the target was the detector's highest-scoring face (what the old
+   per-frame rule would have picked).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+IOU_WEIGHT = 0.5
+APPEARANCE_WEIGHT = 0.5
+LINK_MIN = 0.4
+"""Smallest similarity that links a detection to a track (0..1)."""
+
+
+def iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two (left, top, right, bottom) boxes."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+@dataclass
+class _Track:
+    box: tuple
+    signature: np.ndarray
+    members: dict = field(default_factory=dict)  # frame index -> detection index
+
+    def add(self, frame: int, index: int, detection) -> None:
+        self.members[frame] = index
+        self.box = detection.box
+        total = self.signature * (len(self.members) - 1) + detection.signature
+        self.signature = total / max(float(np.linalg.norm(total)), 1e-6)
+
+
+@dataclass
+class ClipTracks:
+    """Linking result: `track_of[t][i]` is detection i's track in frame t; `chosen[t]` the target's
+    detection index in frame t (-1: not found)."""
+
+    track_of: list[list[int]]
+    target: int | None
+    chosen: list[int]
+    n_tracks: int
+    top_face: list[bool | None]
+
+    @property
+    def multi_person(self) -> bool:
+        return self.n_tracks >= 2
+
+
+def similarity(track: _Track, detection) -> float:
+    cos = float(np.dot(track.signature, detection.signature))
+    return IOU_WEIGHT * iou(track.box, detection.box) + APPEARANCE_WEIGHT * max(0.0, cos)
+
+
+def link(frames: Sequence[Sequence]) -> tuple[list[list[int]], list[_Track]]:
+    """Track id of every detection (`faces.Candidate`-like: box, signature), frame by frame."""
+    tracks: list[_Track] = []
+    track_of: list[list[int]] = []
+    for t, detections in enumerate(frames):
+        pairs = sorted(
+            (
+                (similarity(track, d), k, i)
+                for k, track in enumerate(tracks)
+                for i, d in enumerate(detections)
+            ),
+            key=lambda p: -p[0],
+        )
+        assigned = [-1] * len(detections)
+        used = set()
+        for sim, k, i in pairs:
+            if sim < LINK_MIN:
+                break
+            if k in used or assigned[i] >= 0:
+                continue
+            assigned[i] = k
+            used.add(k)
+        for i, d in enumerate(detections):
+            if assigned[i] < 0:
+                tracks.append(_Track(box=d.box, signature=np.zeros_like(d.signature)))
+                assigned[i] = len(tracks) - 1
+            tracks[assigned[i]].add(t, i, d)
+        track_of.append(assigned)
+    return track_of, tracks
+
+
+def track_clip(frames: Sequence[Sequence], width: int, height: int) -> ClipTracks:
+    """Link a clip's detections and choose its target person (module docstring)."""
+    track_of, tracks = link(frames)
+    if not tracks:
+        return ClipTracks(track_of, None, [-1] * len(frames), 0, [None] * len(frames))
+    centre = np.array([width / 2, height / 2])
+
+    def rank(k: int):
+        boxes = [frames[t][i].box for t, i in tracks[k].members.items()]
+        area = np.mean([(b[2] - b[0]) * (b[3] - b[1]) for b in boxes])
+        middles = np.array([((b[0] + b[2]) / 2, (b[1] + b[3]) / 2) for b in boxes])
+        distance = np.linalg.norm(middles - centre, axis=1).mean()
+        return (len(boxes), area, -distance)
+
+    target = max(range(len(tracks)), key=rank)
+    chosen = [tracks[target].members.get(t, -1) for t in range(len(frames))]
+    top = []
+    for t, i in enumerate(chosen):
+        if i < 0:
+            top.append(None)
+        else:
+            best = max(range(len(frames[t])), key=lambda j: (frames[t][j].score, frames[t][j].area))
+            top.append(best == i)
+    min_frames = min(2, len(frames))
+    n_tracks = sum(len(track.members) >= min_frames for track in tracks)
+    return ClipTracks(track_of, target, chosen, n_tracks, top)
