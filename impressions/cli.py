@@ -2,6 +2,8 @@
 
 impressions baseline ANNOTATION_DIR     train-mean baseline accuracy per split and trait
 impressions leakage ANNOTATION_DIR      YouTube ids of each split that also occur in training
+impressions leakage --faces IDENTITIES  people (face clusters across YouTube ids) also in training
+impressions export-openface RESULTS OUT one OpenFace-style CSV per clip from the dataset tables
 impressions predict CLIP.mp4 [...]      trait scores of new clips from trained models
 """
 
@@ -100,6 +102,34 @@ def _print_leakage(rows: list[dict]) -> None:
         )
 
 
+def _print_face_leakage(path: str | Path, threshold: float | None = None) -> None:
+    """People by face: identity clusters of each split that also occur in training."""
+    import polars as pl
+
+    from impressions import identity
+
+    table = pl.read_parquet(path)
+    if threshold is not None:
+        descriptors = np.array(
+            [d if d is not None else [np.nan] * identity.DIM for d in table["descriptor"].to_list()], float
+        ).reshape(-1, identity.DIM)
+        people = identity.cluster_people(descriptors, table["youtube_id"].to_list(), threshold)
+        table = table.with_columns(person=pl.Series(people, dtype=pl.Int32))
+    used = identity.THRESHOLD if threshold is None else threshold
+    print(f"People by face (YouTube ids' mean dlib descriptors linked below distance {used:g})")
+    for r in identity.leakage_rows(table):
+        if r["split"] == "train":
+            print(f"train: {r['people']:,} people in {r['clips_with_face']:,} clips with a face")
+            continue
+        share = r["in_train"] / r["people"] if r["people"] else 0.0
+        print(
+            f"{r['split']}: {r['in_train']:,} of {r['people']:,} people ({share:.1%}) also appear in train; "
+            f"they cover {r['clips_in_train']:,} of {r['clips_with_face']:,} clips with a face"
+        )
+    several, people = identity.multi_id_people(table)
+    print(f"{several:,} of {people:,} people appear under more than one YouTube id")
+
+
 def _predict(args) -> None:
     from impressions import predict
 
@@ -125,7 +155,22 @@ def parser() -> argparse.ArgumentParser:
                    help="add a 95%% CI of the mean from N bootstrap replicates over YouTube ids")  # fmt: skip
     b.add_argument("--seed", type=int, default=0)
     lk = sub.add_parser("leakage", help="YouTube ids of each split that also occur in training")
-    lk.add_argument("annotation_dir")
+    lk.add_argument("annotation_dir", nargs="?", help="folder of annotation_*.pkl (YouTube-id leakage)")
+    lk.add_argument(
+        "--faces", metavar="IDENTITIES",
+        help="the identities table (results/tables/identities.parquet): leakage of people by face",
+    )  # fmt: skip
+    lk.add_argument(
+        "--threshold", type=float, default=None,
+        help="re-cluster the descriptors at this distance (default: the clusters stored in the table)",
+    )  # fmt: skip
+    ox = sub.add_parser("export-openface", help="one OpenFace-style CSV per clip (impressions.openface)")
+    ox.add_argument("results", help="the workflow's results folder (its tables/ are read)")
+    ox.add_argument("out", help="folder for the CSV files (created)")
+    ox.add_argument(
+        "--threshold", type=float, default=None,
+        help="AU presence threshold on the 0..5 intensity (default: impressions.openface.PRESENCE)",
+    )  # fmt: skip
     p = sub.add_parser("predict", help="trait scores of video clips from trained models")
     p.add_argument("videos", nargs="+", help="video files (.mp4)")
     p.add_argument(
@@ -142,7 +187,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "baseline":
         _print_baseline(baseline_rows(args.annotation_dir, n_boot=args.bootstrap, seed=args.seed))
     elif args.command == "leakage":
-        _print_leakage(leakage_rows(args.annotation_dir))
+        if args.annotation_dir is None and args.faces is None:
+            raise SystemExit("impressions leakage: give ANNOTATION_DIR, --faces IDENTITIES, or both")
+        if args.annotation_dir is not None:
+            _print_leakage(leakage_rows(args.annotation_dir))
+        if args.faces is not None:
+            _print_face_leakage(args.faces, args.threshold)
+    elif args.command == "export-openface":
+        from impressions import openface
+
+        written = openface.export(Path(args.results), Path(args.out), threshold=args.threshold)
+        print(f"{len(written)} OpenFace-style CSV files written to {args.out}")
     elif args.command == "predict":
         _predict(args)
     return 0

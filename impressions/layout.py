@@ -34,8 +34,9 @@ class Outputs:
         return cls(**{kind: Path(folder) / name for kind, name in MODEL_FILES.items()})
 
 
-SPLIT_MODES = ("official", "identity")
-"""`models.split`: the clips table's split column, or an identity-disjoint re-split of it."""
+SPLIT_MODES = ("official", "identity", "identity_faces")
+"""`models.split`: the clips table's split column, or an identity-disjoint re-split of it (by YouTube
+id, or by face clusters joined with YouTube ids: `impressions.identity.identity_groups`)."""
 
 
 def assign_splits(clips, mode: str = "official", seed: int = 0):
@@ -63,7 +64,7 @@ def assign_splits(clips, mode: str = "official", seed: int = 0):
 
     if mode == "official":
         return clips
-    if mode != "identity":
+    if mode not in SPLIT_MODES:
         raise ValueError(f"unknown split mode {mode!r}; known: {SPLIT_MODES}")
     order = ("train", "val", "test")
     labelled = clips.filter(pl.col("split").is_in(order))
@@ -72,6 +73,10 @@ def assign_splits(clips, mode: str = "official", seed: int = 0):
         if "youtube_id" in clips.columns
         else pl.col("clip_id")
     )
+    if mode == "identity_faces":  # the groups come with the table: identity.identity_groups
+        if "identity_group" not in clips.columns:
+            raise ValueError("split identity_faces needs the clips joined with identity.identity_groups")
+        key = pl.col("identity_group")
     groups = labelled.group_by(key.alias("_group")).len()
     targets = {s: labelled.filter(pl.col("split") == s).height for s in order}
 

@@ -155,6 +155,27 @@ def _dataset_summary(clips, qc, faces) -> tuple[list[str], list[list], list[str]
     return ["split", "clips"], split_rows, ["QC status", "clips"], qc_rows, note
 
 
+def tracking_note(qc, faces) -> str:
+    """One sentence on the tracked person (impressions.tracking): multi-person clips, top-face share,
+    frames that failed (impressions.head_pose.success); empty for tables without those columns."""
+    import polars as pl
+
+    if "multi_person" not in qc.columns or "top_face" not in faces.columns:
+        return ""
+    processed = qc.filter(pl.col("n_tracks").is_not_null())
+    multi = int(processed["multi_person"].fill_null(False).sum())
+    tracked = faces.filter(pl.col("has_face"))
+    top = int(tracked["top_face"].fill_null(False).sum())
+    share = top / tracked.height if tracked.height else float("nan")
+    failed = int((tracked["success"].fill_null(False) == False).sum())  # noqa: E712
+    return (
+        f"Tracking: {multi} of {processed.height} processed clips show more than one person "
+        f"(multi_person); in {top} of {tracked.height} face frames ({share:.1%}) the tracked person "
+        f"was also the detector's top-scoring face; {failed} face frames failed (landmark fit or pose "
+        "beyond its limit) and have no expression values."
+    )
+
+
 def _breakdown_rows(breakdowns, by: str):
     """One row per group, one column per model: mean accuracy [95% CI]."""
     import polars as pl
@@ -252,6 +273,10 @@ def write_report(
     section("Dataset and quality control", note)
     table_out(split_header, split_rows)
     table_out(qc_header, qc_rows)
+    tracking = tracking_note(qc, faces)
+    if tracking:
+        md.append(tracking + "\n")
+        body.append(f"<p>{html.escape(tracking)}</p>")
 
     method = (
         "Accuracy is 1 - mean absolute error (the ChaLearn First Impressions metric); brackets hold 95% "

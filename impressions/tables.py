@@ -36,14 +36,23 @@ def write_index(index: ClipIndex, clips_out: Path, index_qc_out: Path) -> None:
     frame("qc", rows).write_parquet(index_qc_out)
 
 
-def clip_shard(clip_dirs: Mapping[str, str | Path], frames_out: Path, qc_out: Path) -> None:
+def clip_shard(
+    clip_dirs: Mapping[str, str | Path],
+    frames_out: Path,
+    qc_out: Path,
+    signals_out: Path | None = None,
+    sample_rate: int = 16000,
+) -> None:
     """One shard's clips: their frame tables (frames and faces columns) and QC records, concatenated.
 
     What `gather_clips` and the audio and expression shards read, instead of every clip's files.
+    With `signals_out`, also each clip's voice descriptors and identity descriptor (`clip_signals`).
     """
     import polars as pl
 
     ids = sorted(clip_dirs)
+    if signals_out is not None:
+        clip_signals({c: clip_dirs[c] for c in ids}, sample_rate).write_parquet(signals_out)
     parts = [pl.read_parquet(output_paths(clip_dirs[c])["table"]) for c in ids]
     schema = {**polars_schema("frames"), **polars_schema("faces")}
     (pl.concat(parts) if parts else pl.DataFrame(schema=schema)).write_parquet(frames_out)
@@ -107,3 +116,51 @@ def gather_expressions(shard_tables: Iterable[Path], out: Path) -> None:
     parts = [pl.read_parquet(p) for p in shard_tables]
     table = pl.concat(parts) if parts else frame("expressions", [])
     table.sort("clip_id", "frame_index").write_parquet(out)
+
+
+def clip_signals(clip_dirs: Mapping[str, str | Path], sample_rate: int = 16000):
+    """Per clip: `voice` table columns (from its audio window) and its tracked person's descriptor.
+
+    The voice descriptors are computed here, once per clip, from `waveform.npy` (numpy only, about
+    0.05 CPU-s for 5 s); the descriptor was computed by the clip's job (`identity.npy`).
+    """
+    import polars as pl
+
+    from impressions import voice
+
+    rows = []
+    for clip_id, clip_dir in clip_dirs.items():
+        paths = output_paths(clip_dir)
+        qc = json.loads(paths["qc"].read_text())
+        n = int(qc.get("audio_samples") or 0)
+        waveform = np.load(paths["waveform"])[:n]
+        descriptor = np.load(paths["identity"]) if paths["identity"].exists() else np.full(128, np.nan)
+        rows.append({
+            "clip_id": clip_id, **voice.describe(waveform, sample_rate),
+            "descriptor": None if np.isnan(descriptor).any() else descriptor.astype(np.float32).tolist(),
+        })  # fmt: skip
+    schema = {**polars_schema("voice"), "descriptor": pl.List(pl.Float32)}
+    return pl.DataFrame(rows, schema=schema) if rows else pl.DataFrame(schema=schema)
+
+
+def gather_signals(signal_shards: Iterable[Path], clips_table: Path, voice_out: Path, identities_out: Path):
+    """The `voice` and `identities` tables; people clustered across all clips (`identity.cluster_people`)."""
+    import polars as pl
+
+    from impressions import identity
+
+    table = pl.concat([pl.read_parquet(p) for p in signal_shards]).sort("clip_id")
+    table.select(list(TABLES["voice"])).write_parquet(voice_out)
+    clips = pl.read_parquet(clips_table)
+    youtube = clips["youtube_id"] if "youtube_id" in clips.columns else pl.Series([None] * clips.height)
+    meta = pl.DataFrame({"clip_id": clips["clip_id"], "youtube_id": youtube.cast(pl.String),
+                         "split": clips["split"]})  # fmt: skip
+    ids = table.join(meta, on="clip_id", how="left")
+    descriptors = np.array(
+        [d if d is not None else [np.nan] * identity.DIM for d in ids["descriptor"].to_list()], np.float64
+    ).reshape(-1, identity.DIM)
+    people = identity.cluster_people(descriptors, ids["youtube_id"].to_list())
+    ids = ids.with_columns(
+        has_identity=pl.col("descriptor").is_not_null(), person=pl.Series(people, dtype=pl.Int32)
+    )
+    frame("identities", ids.select(list(TABLES["identities"])).to_dicts()).write_parquet(identities_out)

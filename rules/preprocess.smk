@@ -44,12 +44,16 @@ rule clip_shard:
     output:
         frames=SHARDS_DIR / "frames" / "{shard}.parquet",
         qc=SHARDS_DIR / "qc" / "{shard}.parquet",
+        # voice descriptors and identity descriptors per clip (impressions.tables.clip_signals)
+        signals=SHARDS_DIR / "signals" / "{shard}.parquet",
     log:
         LOGS / "clip_shard" / "{shard}.log",
     benchmark:
         BENCH / "clip_shard" / "{shard}.tsv"
     conda:
         "../envs/preprocess.yaml"
+    params:
+        sample_rate=config["audio"]["sample_rate"],
     script:
         "../workflow_scripts/clip_shard.py"
 

@@ -16,16 +16,20 @@ rule clip_index:
 
 
 rule gather_clips:
-    """The frames, faces and QC tables from the clip shards and the index's QC rows."""
+    """The frames, faces, QC, voice and identities tables from the clip shards and the index's QC rows."""
     input:
         frames=shard_files("frames"),
         qc=shard_files("qc"),
         clips=TABLES_DIR / "clips.parquet",
         index_qc=SHARDS_DIR / "index_qc.parquet",
+        signals=shard_files("signals"),
     output:
         frames=TABLES_DIR / "frames.parquet",
         faces=TABLES_DIR / "faces.parquet",
         qc=TABLES_DIR / "qc.parquet",
+        # voice descriptors per clip and people clustered by face across clips (impressions.identity)
+        voice=TABLES_DIR / "voice.parquet",
+        identities=TABLES_DIR / "identities.parquet",
     log:
         LOGS / "gather_clips.log",
     benchmark:

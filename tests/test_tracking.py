@@ -123,3 +123,24 @@ def test_detect_still_keeps_the_best_scoring_face_for_single_frames():
     image = still("multi_face.jpg")
     found = faces.detector().detect(image)
     assert found.score == pytest.approx(max(c.score for c in faces.detector().candidates(image)))
+
+
+def test_report_counts_multi_person_clips_and_top_face_share():
+    from impressions import report, schemas
+
+    qc = schemas.frame("qc", [
+        {"clip_id": "a", "status": "ok", "n_tracks": 2, "multi_person": True},
+        {"clip_id": "b", "status": "ok", "n_tracks": 1, "multi_person": False},
+        {"clip_id": "c", "status": "missing_file"},
+    ])  # fmt: skip
+    faces = schemas.frame("faces", [
+        {"clip_id": "a", "frame_index": 0, "has_face": True, "top_face": False, "success": True},
+        {"clip_id": "a", "frame_index": 1, "has_face": True, "top_face": True, "success": False},
+        {"clip_id": "b", "frame_index": 0, "has_face": True, "top_face": True, "success": True},
+        {"clip_id": "b", "frame_index": 1, "has_face": False},
+    ])  # fmt: skip
+    note = report.tracking_note(qc, faces)
+    assert "1 of 2 processed clips show more than one person" in note
+    assert "in 2 of 3 face frames (66.7%) the tracked person was also the detector's top-scoring face" in note
+    assert "1 face frames failed" in note
+    assert report.tracking_note(qc.drop("multi_person"), faces) == ""

@@ -12,3 +12,9 @@ with logs.to_file(snakemake.log[0]):
         Path(snakemake.output.faces),
         Path(snakemake.output.qc),
     )
+    tables.gather_signals(
+        [Path(p) for p in snakemake.input.signals],
+        Path(snakemake.input.clips),
+        Path(snakemake.output.voice),
+        Path(snakemake.output.identities),
+    )
