@@ -718,7 +718,7 @@ def read_tables(
     def read(path):
         return pl.read_parquet(path) if path else None
 
-    clips = layout.assign_splits(pl.read_parquet(clips_path), split, seed)
+    clips = layout.split_clips(clips_path, split, seed)
     return clips, read(frames_path), read(faces_path), read(expressions_path)
 
 

@@ -96,6 +96,25 @@ def assign_splits(clips, mode: str = "official", seed: int = 0):
     )
 
 
+def split_clips(clips_path: str | Path, mode: str = "official", seed: int = 0):
+    """The clips table at `clips_path` with the split of `assign_splits`.
+
+    ``identity_faces`` first joins the face clusters of the identities table beside it
+    (`identities.parquet`, written with the faces table; `impressions.identity.identity_groups`).
+    """
+    import polars as pl
+
+    clips = pl.read_parquet(clips_path)
+    if mode == "identity_faces":
+        from impressions import identity
+
+        path = Path(clips_path).with_name("identities.parquet")
+        if not path.is_file():
+            raise FileNotFoundError(f"models.split identity_faces needs {path} (written by gather_clips)")
+        clips = identity.identity_groups(clips, pl.read_parquet(path, columns=["clip_id", "person"]))
+    return assign_splits(clips, mode, seed)
+
+
 FACE_PARTS = ("eyebrows", "eyes", "nose", "mouth")
 """Face parts the unit analysis looks for (impressions.units.FACE_PARTS defines them by landmarks)."""
 

@@ -23,6 +23,9 @@ features (what late fusion consumes):
 - ``au_linear``: ridge regression on per-clip AU statistics (mean, std and max of each of the 17 AUs),
   fitted in closed form (numpy, float64) by `RidgeRegression.fit`, stored as a torch module so that it
   saves, loads and predicts like the others; the ridge penalty is chosen on validation.
+- ``voice_linear``: the same ridge regression on the 14 per-clip voice descriptors (impressions.voice:
+  pitch, jitter, shimmer, HNR, loudness, voicing and pauses). When the voice table is given,
+  ``fusion_handcrafted`` appends the same descriptors to its handcrafted features.
 
 Weights (``weights=`` for the torchvision backbones) are explicit: None (random init), a torchvision
 weight name (``"IMAGENET1K_V1"`` or ``"VGG16_Weights.IMAGENET1K_V1"``), or a local file holding a
@@ -424,6 +427,12 @@ def fusion_handcrafted(in_dim: int, **options) -> FusionMLP:
 
 @register("au_linear", "au_stats")
 def au_linear(in_dim: int = 51, **options) -> RidgeRegression:
+    return RidgeRegression(in_dim, **options)
+
+
+@register("voice_linear", "voice_stats")
+def voice_linear(in_dim: int = 14, **options) -> RidgeRegression:
+    """Ridge regression on the per-clip voice descriptors (impressions.voice)."""
     return RidgeRegression(in_dim, **options)
 
 

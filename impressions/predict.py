@@ -37,7 +37,16 @@ DEFAULT_PREPROCESSING = {
     },
     "expressions": {"backend": "builtin", "device": "auto", "batch_size": 64},
 }
-_ORDER = ("image", "face", "audio", "audio_fbank", "au_linear", "fusion", "fusion_handcrafted")
+_ORDER = (
+    "image",
+    "face",
+    "audio",
+    "audio_fbank",
+    "au_linear",
+    "voice_linear",
+    "fusion",
+    "fusion_handcrafted",
+)
 
 
 def load_models(models_dir: str | Path, names: Sequence[str] | None = None, device: str = "cpu") -> dict:
@@ -77,7 +86,7 @@ def _is_fusion(ckpt: dict) -> bool:
 _SECTION_FAMILIES = {
     "frames": ("image", "face", "au_linear", "fusion_handcrafted"),
     "faces": ("face", "au_linear", "fusion_handcrafted"),
-    "audio": ("audio", "audio_fbank"),
+    "audio": ("audio", "audio_fbank", "voice_linear"),
     "expressions": ("au_linear", "fusion_handcrafted"),
 }
 
@@ -115,6 +124,9 @@ def _clip_inputs(videos: Sequence[Path], work: Path, prep: dict, need_expression
     shards.audio_shard(dirs, audio_options, work / "audio.parquet", work / "audio.npz")
     out = {"dirs": dirs, "audio": dict(np.load(work / "audio.npz"))}
     out["audio_ids"] = out["audio"]["clip_id"].tolist()
+    from impressions import tables  # voice descriptors: voice_linear and fusion_handcrafted use them
+
+    out["voice"] = tables.clip_signals(dirs, settings.sample_rate)
     if need_expressions:
         from impressions import expressions
 
@@ -176,7 +188,7 @@ def predict_videos(
                     x, has_input = _table_input(family, ckpt, clip_id, features, data)
                     with torch.no_grad():
                         score = model(torch.from_numpy(x).to(device)).double().cpu().numpy()[0]
-                    if family == "au_linear" and not has_input:
+                    if family in training.RIDGE_FAMILIES and not has_input:
                         score = train_mean
                 rows.append({"clip_id": clip_id, "model": name, **dict(zip(TRAITS, map(float, score))),
                              "has_input": bool(has_input)})  # fmt: skip
@@ -206,6 +218,15 @@ def _table_input(
     if _is_fusion(ckpt):
         for component in ckpt["summary"]["settings"]["inputs"]:
             blocks.append(np.asarray(features[component], np.float64))
+    # after the component features, before the handcrafted ones: training's column order
+    if family == "voice_linear" or (
+        family == "fusion_handcrafted"
+        and any(n.startswith("voice_") for n in ckpt["summary"].get("feature_names", []))
+    ):
+        ids, values, _ = training.voice_features(data["voice"].filter(pl.col("clip_id") == clip_id))
+        voice = values[0] if ids else np.full(values.shape[1], np.nan)
+        has_input = not np.isnan(voice).any() if family == "voice_linear" else has_input
+        blocks.append(voice)
     if family in ("au_linear", "fusion_handcrafted"):
         expr = data["expressions"].filter(pl.col("clip_id") == clip_id)
         if family == "au_linear":

@@ -31,6 +31,11 @@ SPLIT_NOTES = {
     "identity": "identity-disjoint re-split (models.split: identity, seed {seed}): every YouTube id in one "
     "split only, at the official split proportions",
 }
+SPLIT_NOTES["identity_faces"] = (
+    "identity-disjoint re-split by face (models.split: identity_faces, seed {seed}): YouTube ids whose "
+    "faces cluster as one person, and all clips of a YouTube id, stay in one split, at the official "
+    "split proportions"
+)
 BREAKDOWNS = ("gender", "age_group", "ethnicity", "dominant_emotion")
 
 PUBLISHED = [
@@ -239,7 +244,7 @@ def write_report(
     import polars as pl
 
     clips, qc, faces = (pl.read_parquet(p) for p in (clips_path, qc_path, faces_path))
-    clips = layout.assign_splits(clips, split, seed)  # the split the models were trained and scored on
+    clips = layout.split_clips(clips_path, split, seed)  # the split the models were trained and scored on
     expressions = pl.read_parquet(expressions_path) if expressions_path else None
     predictions = [pl.read_parquet(p) for p in prediction_paths]
     table, breakdowns, comparisons = evaluate(clips, predictions, expressions, n_boot=n_boot, seed=seed)

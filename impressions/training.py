@@ -108,6 +108,7 @@ class Inputs:
     expressions: Path | None = None
     features: Mapping[str, Path] | None = None  # component model -> features.npz (fusion)
     faces: Path | None = None  # faces table: landmarks for AU guidance (the face family's `frames` has them)
+    voice: Path | None = None  # voice table: voice_linear, and fusion_handcrafted's voice columns when given
 
     @classmethod
     def from_files(
@@ -135,6 +136,7 @@ class Inputs:
             expressions=one("expressions"),
             features={Path(f).parent.name: Path(f) for f in features} if features else None,
             faces=one("faces"),
+            voice=one("voice"),
         )
 
 
@@ -462,6 +464,21 @@ def handcrafted_features(clips_table, expressions) -> tuple[list[str], np.ndarra
     return out["clip_id"].to_list(), out.select(names).to_numpy().astype(np.float64), names
 
 
+RIDGE_FAMILIES = ("au_linear", "voice_linear")
+"""Families fitted in closed form (ridge penalty chosen on validation); a clip whose inputs are all
+imputed gets the training mean."""
+
+
+def voice_features(voice) -> tuple[list[str], np.ndarray, list[str]]:
+    """Per clip: the voice table's descriptors (impressions.voice), NaN where undefined (no voiced
+    frame) -> (clip ids, (n, 14), names prefixed `voice_`)."""
+    from impressions.schemas import VOICE
+
+    table = voice.sort("clip_id")
+    values = table.select(list(VOICE)).to_numpy().astype(np.float64)
+    return table["clip_id"].to_list(), values, [f"voice_{v}" for v in VOICE]
+
+
 def _features_matrix(family: str, settings: Settings, inputs: Inputs, clips_table, all_ids):
     """(n_all_clips, d) float matrix with NaN where a component has nothing for a clip, and its names."""
     blocks, names = [], []
@@ -477,6 +494,15 @@ def _features_matrix(family: str, settings: Settings, inputs: Inputs, clips_tabl
             block[rows >= 0] = feats[rows[rows >= 0]]
             blocks.append(block)
             names += [f"{name}_{i}" for i in range(feats.shape[1])]
+    if family == "voice_linear" or (family == "fusion_handcrafted" and inputs.voice is not None):
+        if inputs.voice is None:
+            raise ValueError("voice_linear needs the voice table (results/tables/voice.parquet)")
+        ids, values, cols = voice_features(_read(inputs.voice))
+        rows = datasets.rows_for(all_ids, ids)
+        block = np.full((len(all_ids), values.shape[1]), np.nan)
+        block[rows >= 0] = values[rows[rows >= 0]]
+        blocks.append(block)
+        names += cols
     if family in ("fusion_handcrafted", "au_linear"):
         expressions = _read(inputs.expressions)
         if family == "au_linear":
@@ -631,7 +657,7 @@ def train_family(
     settings, builder = Settings.from_options(common, options)
     seed_everything(settings.seed, settings.threads)
     device = resolve_device(settings.device)
-    clips_table = layout.assign_splits(_read(inputs.clips), settings.split, settings.seed)
+    clips_table = layout.split_clips(inputs.clips, settings.split, settings.seed)
     splits = _clips_by_split(clips_table)
     sizes = [len(c) for c in splits.values()]
     if not sizes[0] or not sizes[1]:
@@ -709,7 +735,7 @@ def _train_on_table(family, inputs, clips_table, splits, settings, builder, devi
     per_split = {s: slice(bounds[i], bounds[i + 1]) for i, s in enumerate(SPLITS)}
     matrix, names = _features_matrix(family, settings, inputs, clips_table, all_ids)
     matrix, imputed, col_mean = _impute(matrix, np.arange(bounds[0], bounds[1]))
-    if family == "au_linear":
+    if family in RIDGE_FAMILIES:
         model, history = _fit_ridge(matrix, per_split, splits, settings)
         x = "alpha"
     else:
@@ -731,7 +757,7 @@ def _train_on_table(family, inputs, clips_table, splits, settings, builder, devi
             feats[s] = model.embed(xs).numpy()
             # au_linear: a clip without any face frame has nothing but imputed inputs. Fusion models
             # always have their components' features (themselves the training mean where missing).
-            filled[s] = imputed[per_split[s]] if family == "au_linear" else np.zeros(len(splits[s]), bool)
+            filled[s] = imputed[per_split[s]] if family in RIDGE_FAMILIES else np.zeros(len(splits[s]), bool)
             preds[s] = np.where(filled[s][:, None], train_mean, model(xs).double().numpy())
     builder = {"in_dim": int(matrix.shape[1]), **builder}
     fills = {"input_fill": col_mean.astype(float).tolist()}

@@ -31,8 +31,8 @@ Descriptors (column, unit, definition; the eGeMAPS v01b parameter each matches, 
 - ``voiced_ratio``, ``pause_ratio`` (share of the window): voiced frames and silent frames over all
   frames of the real (unpadded) signal. No direct eGeMAPS counterpart.
 - ``voiced_segment_mean_s``, ``pause_mean_s`` (s): mean length of runs of voiced frames and of
-  silent frames; match MeanVoicedSegmentLengthSec and (for pauses, with silence in place of
-  "unvoiced") MeanUnvoicedSegmentLength.
+  silent frames, 0 when there is none; match MeanVoicedSegmentLengthSec and (for pauses, with
+  silence in place of "unvoiced") MeanUnvoicedSegmentLength.
 - ``voiced_segments_per_s`` (1/s): voiced runs per second of signal, a speech-rate proxy (about one
   per syllable or word in running speech); matches VoicedSegmentsPerSec. eGeMAPS's other rate,
   loudnessPeaksPerSec, is not computed.
@@ -132,12 +132,13 @@ def describe(samples: np.ndarray, sample_rate: int = 16000) -> dict[str, float]:
     y = np.asarray(samples, dtype=np.float64)
     out = dict.fromkeys(
         ("f0_mean_hz", "f0_sd_st", "f0_range_st", "jitter_local", "shimmer_local_db", "hnr_db",
-         "loudness_mean_db", "loudness_sd_db", "loudness_range_db", "voiced_segment_mean_s", "pause_mean_s"),
+         "loudness_mean_db", "loudness_sd_db", "loudness_range_db"),
         float("nan"),
     )  # fmt: skip
     out.update(
-        voice_seconds=y.size / sample_rate, voiced_ratio=0.0, pause_ratio=1.0, voiced_segments_per_s=0.0
-    )
+        voice_seconds=y.size / sample_rate, voiced_ratio=0.0, pause_ratio=1.0, voiced_segments_per_s=0.0,
+        voiced_segment_mean_s=0.0, pause_mean_s=0.0,
+    )  # fmt: skip
     frames = _frames(y, sample_rate)
     if len(frames) == 0:
         return out

@@ -85,6 +85,7 @@ rule train_audio:
 rule train_au_linear:
     """Ridge regression on per-clip AU statistics (closed form, CPU, seconds)."""
     input:
+        unpack(split_inputs),
         clips=TABLES_DIR / "clips.parquet",
         expressions=TABLES_DIR / "expressions.parquet",
     output:
@@ -101,6 +102,30 @@ rule train_au_linear:
     params:
         family="au_linear",
         settings=lambda wildcards: train_params(wildcards, "au_linear"),
+    script:
+        "../workflow_scripts/train_model.py"
+
+
+rule train_voice_linear:
+    """Ridge regression on the per-clip voice descriptors (closed form, CPU, seconds)."""
+    input:
+        unpack(split_inputs),
+        clips=TABLES_DIR / "clips.parquet",
+        voice=TABLES_DIR / "voice.parquet",
+    output:
+        **model_files("voice_linear"),
+    log:
+        LOGS / "train" / "voice_linear.log",
+    benchmark:
+        BENCH / "train" / "voice_linear.tsv"
+    conda:
+        "../envs/models.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        family="voice_linear",
+        settings=lambda wildcards: train_params(wildcards, "voice_linear"),
     script:
         "../workflow_scripts/train_model.py"
 

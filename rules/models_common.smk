@@ -69,7 +69,8 @@ def train_params(wildcards, family):
 
 def audio_inputs(wildcards):
     kind = AUDIO_ARRAY[wildcards.audio_model]
-    return {"audio_array": str(RESULTS / "arrays" / f"audio_{kind}.npy")}
+    array = str(RESULTS / "arrays" / f"audio_{kind}.npy")
+    return {"audio_array": array} | split_inputs(wildcards)
 
 
 def fusion_inputs(wildcards):
@@ -81,4 +82,12 @@ def fusion_inputs(wildcards):
     }
     if wildcards.fusion_model == "fusion_handcrafted":
         inputs["expressions"] = str(TABLES_DIR / "expressions.parquet")
-    return inputs
+        inputs["voice"] = str(TABLES_DIR / "voice.parquet")
+    return inputs | split_inputs(wildcards)
+
+
+def split_inputs(wildcards):
+    """The identities table when `models.split` is identity_faces (impressions.layout.split_clips)."""
+    if MODELS_CFG["split"] == "identity_faces":
+        return {"identities": str(TABLES_DIR / "identities.parquet")}
+    return {}

@@ -1,0 +1,105 @@
+"""voice_linear, voice columns in fusion_handcrafted, and the identity_faces split in training."""
+
+import model_data
+import numpy as np
+import polars as pl
+import pytest
+from test_training import COMMON, _baseline, _val_test_accuracy, inputs_for
+
+from impressions import layout, models, schemas, training
+from impressions.schemas import VOICE
+
+NO_VOICE_CLIP = "test00.000"
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """The synthetic results folder plus a voice table whose mean pitch carries the label cue."""
+    data = model_data.build(tmp_path_factory.mktemp("results"))
+    clips = pl.read_parquet(data["tables"] / "clips.parquet")
+    cue = (clips["extraversion"].to_numpy() - 0.5) / 0.5 + 0.5
+    rng = np.random.default_rng(0)
+    rows = {"clip_id": clips["clip_id"].to_list(), "voice_seconds": np.full(clips.height, 5.0)}
+    rows |= {name: rng.normal(0, 1, clips.height) for name in VOICE}
+    rows["f0_mean_hz"] = 100 + 100 * cue + rng.normal(0, 2, clips.height)
+    voice = schemas.frame("voice", rows)
+    voice = voice.with_columns(
+        pl.when(pl.col("clip_id") == NO_VOICE_CLIP).then(None).otherwise(pl.col(c)).alias(c)
+        for c in ("f0_mean_hz", "f0_sd_st", "jitter_local")
+    )
+    voice.write_parquet(data["tables"] / "voice.parquet")
+    return data
+
+
+def _inputs(data, family, features=None):
+    inputs = inputs_for(data, family, features)
+    inputs.voice = data["tables"] / "voice.parquet"
+    return inputs
+
+
+def test_voice_linear_finds_the_pitch_cue(data, tmp_path):
+    out = training.Outputs.in_folder(tmp_path / "voice_linear")
+    summary = training.train_family(
+        "voice_linear", _inputs(data, "voice_linear"), out, COMMON, {"alphas": [0.01, 1.0, 1e6]}
+    )
+    assert _val_test_accuracy(data, out) > _baseline(data) + 0.03
+    assert summary["feature_names"] == [f"voice_{v}" for v in VOICE]
+    assert summary["filled_with_train_mean"]["test"] == [NO_VOICE_CLIP]  # no voice: the training mean
+    _, ckpt = models.load_checkpoint(out.checkpoint)
+    assert ckpt["family"] == "voice_linear"
+
+
+def test_fusion_handcrafted_takes_the_voice_columns_when_given(data, tmp_path):
+    audio = training.Outputs.in_folder(tmp_path / "audio")
+    training.train_family(
+        "audio", inputs_for(data, "audio"), audio, COMMON, {"width": 4, "stages": 2, "epochs": 1}
+    )
+    options = {"inputs": ["audio"], "hidden": [4, 4], "epochs": 1}
+    features = {"audio": audio.features}
+    with_voice = training.train_family(
+        "fusion_handcrafted", _inputs(data, "fusion_handcrafted", features),
+        training.Outputs.in_folder(tmp_path / "fh"), COMMON, options,
+    )  # fmt: skip
+    without = training.train_family(
+        "fusion_handcrafted", inputs_for(data, "fusion_handcrafted", features),
+        training.Outputs.in_folder(tmp_path / "fh0"), COMMON, options,
+    )  # fmt: skip
+    voice_names = [f"voice_{v}" for v in VOICE]
+    assert set(voice_names) <= set(with_voice["feature_names"])
+    assert not set(voice_names) & set(without["feature_names"])
+    assert len(with_voice["feature_names"]) == len(without["feature_names"]) + len(VOICE)
+
+
+def test_identity_faces_split_reads_the_identities_beside_the_clips(data, tmp_path):
+    clips = pl.read_parquet(data["tables"] / "clips.parquet")
+    folder = tmp_path / "tables"
+    folder.mkdir()
+    clips.write_parquet(folder / "clips.parquet")
+    with pytest.raises(FileNotFoundError, match="identities.parquet"):
+        layout.split_clips(folder / "clips.parquet", "identity_faces")
+    # two YouTube ids per person (each id is one clip here): pairs of ids cluster together
+    person = [i // 2 for i in range(clips.height)]
+    pl.DataFrame({"clip_id": clips["clip_id"], "person": person}).write_parquet(folder / "identities.parquet")
+    split = layout.split_clips(folder / "clips.parquet", "identity_faces", seed=3)
+    by_person = (
+        split.with_columns(person=pl.Series(person)).group_by("person").agg(pl.col("split").n_unique())
+    )
+    assert (by_person["split"] == 1).all()
+    assert split["split"].is_in(["train", "val", "test"]).all() and split.height == clips.height
+    assert layout.split_clips(folder / "clips.parquet").equals(clips)  # official: unchanged
+
+
+def test_predict_uses_voice_linear_on_a_new_clip(data, tmp_path):
+    from media import face_clip
+
+    from impressions import predict
+
+    models_dir = tmp_path / "models"
+    out = training.Outputs.in_folder(models_dir / "voice_linear")
+    training.train_family("voice_linear", _inputs(data, "voice_linear"), out, COMMON, {"alphas": [1.0]})
+    video = tmp_path / "new.000.mp4"
+    face_clip(video, start=12.0, seconds=3.0)  # a 220 Hz tone: voiced throughout
+    table = predict.predict_videos([video], models_dir)
+    row = table.row(0, named=True)
+    assert row["model"] == "voice_linear" and row["has_input"]
+    assert 0 <= row["extraversion"] <= 1
