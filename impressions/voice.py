@@ -52,6 +52,9 @@ F0_MIN, F0_MAX = 60.0, 500.0
 VOICING_THRESHOLD = 0.45
 """Smallest normalised autocorrelation peak of a voiced frame (Praat's default is 0.45)."""
 SOUND_RANGE_DB = 35.0
+MAX_PULSES = 300
+"""Jitter and shimmer read the pulses of the voiced runs in time order until this many are counted
+(about 2 s of voice at 150 Hz): enough for a stable mean, and it bounds the per-pulse Python loop."""
 SILENCE_DB = -60.0
 """Frames quieter than both the loudest frame minus SOUND_RANGE_DB and this (dBFS) are silent."""
 
@@ -65,14 +68,15 @@ def _frames(y: np.ndarray, sr: int) -> np.ndarray:
     return y[idx]
 
 
-def _autocorrelation(frames: np.ndarray) -> np.ndarray:
-    """Normalised autocorrelation per frame, divided by the window's own (Boersma 1993)."""
+def _autocorrelation(frames: np.ndarray, max_lag: int) -> np.ndarray:
+    """Normalised autocorrelation per frame for lags 0..max_lag, divided by the window's own
+    (Boersma 1993). The FFT only needs win + max_lag points to keep those lags free of wrap-around."""
     win = frames.shape[1]
     hann = np.hanning(win)
     x = (frames - frames.mean(axis=1, keepdims=True)) * hann
-    n_fft = 1 << (2 * win - 1).bit_length()
-    r = np.fft.irfft(np.abs(np.fft.rfft(x, n_fft)) ** 2, n_fft)[:, :win]
-    rw = np.fft.irfft(np.abs(np.fft.rfft(hann, n_fft)) ** 2, n_fft)[:win]
+    n_fft = 1 << (win + max_lag).bit_length()
+    r = np.fft.irfft(np.abs(np.fft.rfft(x, n_fft)) ** 2, n_fft)[:, : max_lag + 1]
+    rw = np.fft.irfft(np.abs(np.fft.rfft(hann, n_fft)) ** 2, n_fft)[: max_lag + 1]
     r = r / np.maximum(r[:, :1], 1e-20)
     return r / np.maximum(rw / rw[0], 1e-3)
 
@@ -144,8 +148,9 @@ def describe(samples: np.ndarray, sample_rate: int = 16000) -> dict[str, float]:
         return out
     level = 10 * np.log10(np.maximum((frames**2).mean(axis=1), 1e-12))
     sound = (level > level.max() - SOUND_RANGE_DB) & (level > SILENCE_DB)
-    r = _autocorrelation(frames)
     lag_lo, lag_hi = int(sample_rate / F0_MAX), int(np.ceil(sample_rate / F0_MIN))
+    r = np.zeros((len(frames), lag_hi + 2))
+    r[sound] = _autocorrelation(frames[sound], lag_hi + 1)  # silent frames are never voiced
     lag, peak = _best_lags(r, lag_lo, lag_hi)
     voiced = sound & (peak >= VOICING_THRESHOLD)
     seconds = y.size / sample_rate
@@ -178,11 +183,15 @@ def describe(samples: np.ndarray, sample_rate: int = 16000) -> dict[str, float]:
     periods, ratios = [], []
     hop, win = int(round(HOP_S * sample_rate)), frames.shape[1]
     period_of = dict(zip(rows, sample_rate / f0))
+    n_pulses = 0
     for start, stop in voiced_runs:
         if stop - start < 3:
             continue  # too short for several periods
+        if n_pulses >= MAX_PULSES:
+            break
         period = float(np.median([period_of[k] for k in range(start, stop)]))
         times, amps = _pulses(y, sample_rate, start * hop, min(stop * hop + win, y.size), period)
+        n_pulses += times.size
         p = np.diff(times)
         if p.size >= 2:
             periods.append(p)
