@@ -30,7 +30,9 @@ def two_people(folder: Path) -> Path:
     path = folder / "two.000.mp4"
     ffmpeg(
         "-loop", "1", "-t", "15", "-r", "24", "-i", src("multi_face.jpg"),
+        "-f", "lavfi", "-t", "15", "-i", "sine=frequency=180:sample_rate=16000",
         "-vf", "crop=380:260:490:260,scale=640:-2,noise=alls=25:allf=t,format=yuv420p",
+        "-map", "0:v:0", "-map", "1:a:0", "-c:a", "aac", "-shortest",
         "-c:v", "libx264", "-preset", "ultrafast", out(path),
     )  # fmt: skip
     return path
