@@ -81,3 +81,24 @@ def test_a_head_turning_one_way_gives_monotone_yaw_and_its_mirror_the_opposite(t
     # the mirror turns the other way by as much (up to a constant: the template is not exactly symmetric)
     assert np.all(np.diff(mirrored) > 0), mirrored
     assert np.allclose(np.diff(mirrored), -np.diff(yaw), atol=3.0), (yaw, mirrored)
+
+
+def test_expression_stage_skips_frames_that_failed(tmp_path):
+    import polars as pl
+
+    from impressions import expressions, preprocess, shards
+
+    video = tmp_path / "good.000.mp4"
+    face_clip(video, start=12, seconds=3, audio=False)
+    folder = tmp_path / "good.000"
+    preprocess.preprocess_clip(
+        "good.000", video, folder, preprocess.Settings(frames_per_clip=3, identity=False)
+    )
+    table_path = preprocess.output_paths(folder)["table"]
+    table = pl.read_parquet(table_path)
+    assert table["success"].all()  # a frontal, well-lit face
+    # mark the middle frame failed, as a far-off landmark fit or a turned-away head would
+    table.with_columns(success=pl.Series([True, False, True])).write_parquet(table_path)
+    out = tmp_path / "expressions.parquet"
+    shards.expression_shard({"good.000": folder}, expressions.get_backend("builtin", device="cpu"), out)
+    assert pl.read_parquet(out)["frame_index"].to_list() == [0, 2]
