@@ -83,6 +83,23 @@ def test_interpretation_sections_figures_and_tables(done):
     assert "face_au_guided" in metrics["model"].to_list()
 
 
+def test_tracking_voice_and_identity_tables_on_the_demo(done):
+    import json
+    import re
+
+    _, work = done
+    out = work / "out"
+    report = (out / "report" / "report.md").read_text()
+    assert re.search(r"Tracking: \d+ of \d+ processed clips show more than one person", report)
+    qc = pl.read_parquet(out / "tables" / "qc.parquet").filter(pl.col("n_tracks").is_not_null())
+    voice = pl.read_parquet(out / "tables" / "voice.parquet")
+    assert sorted(voice["clip_id"]) == sorted(qc["clip_id"])
+    people = pl.read_parquet(out / "tables" / "identities.parquet").filter(pl.col("person") >= 0)
+    assert people["person"].n_unique() == 8  # the demo's eight people, under eleven YouTube ids
+    summary = json.loads((out / "models" / "fusion_handcrafted" / "summary.json").read_text())
+    assert "voice_f0_mean_hz" in summary["feature_names"]
+
+
 def test_nothing_to_do_after_a_complete_run(done):
     _, work = done
     assert not planned(work)
