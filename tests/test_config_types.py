@@ -3,7 +3,6 @@
 import subprocess
 
 import pytest
-import yaml
 from workflow import REPO, SNAKEMAKE
 
 from impressions.config_types import coerce, coerce_file
