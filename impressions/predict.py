@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from impressions import datasets, models, training
+from impressions import datasets, degenerate, models, training
 from impressions.schemas import TRAITS
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def load_models(models_dir: str | Path, names: Sequence[str] | None = None, devi
         found = {n: found[n] for n in names}
     if not found:
         raise FileNotFoundError(f"no trained models (*/checkpoint.pt) under {models_dir}")
-    loaded = {name: models.load_checkpoint(path, map_location=device) for name, path in found.items()}
+    loaded = {name: _load(path, device) for name, path in found.items()}
     # Fusion models need their components' features: load those too, even when not asked for.
     for name, (_, ckpt) in list(loaded.items()):
         for component in (
@@ -70,8 +70,16 @@ def load_models(models_dir: str | Path, names: Sequence[str] | None = None, devi
                     raise FileNotFoundError(
                         f"{name} fuses {component}, but {models_dir / component} has no checkpoint"
                     )
-                loaded[component] = models.load_checkpoint(models_dir / component / "checkpoint.pt", device)
+                loaded[component] = _load(models_dir / component / "checkpoint.pt", device)
     return dict(sorted(loaded.items(), key=lambda kv: _ORDER.index(kv[1][1]["family"])))
+
+
+def _load(path: Path, device: str) -> tuple:
+    """(model, checkpoint); model is None for a family the workflow could not train (see degenerate)."""
+    ckpt = torch.load(path, map_location=device, weights_only=True)
+    if degenerate.NOT_TRAINED in ckpt:
+        return None, ckpt
+    return models.load_checkpoint(path, map_location=device)
 
 
 def _is_fusion(ckpt: dict) -> bool:
@@ -235,9 +243,13 @@ def predict_paths(
             for name, (model, ckpt) in loaded.items():
                 family = ckpt["family"]
                 kind = models.INPUTS[family]
-                model.to(device).eval()
+                if model is not None:
+                    model.to(device).eval()
                 score, has_input, note = None, False, None
-                if kind in ("frames", "faces", "waveform", "logfbank"):
+                if model is None:  # not trained: say why, and give fusion no features from it
+                    features[name] = np.zeros(0, np.float32)
+                    missing[name] = note = f"not trained: {ckpt[degenerate.NOT_TRAINED]}"
+                elif kind in ("frames", "faces", "waveform", "logfbank"):
                     x = _raw_input(kind, clip_id, clip_dir, frames_table, data)
                     if kind in ("waveform", "logfbank") and not qc.get("audio_samples"):
                         x = None  # silence stands in for a missing track in training; not a prediction
