@@ -83,3 +83,20 @@ def test_report_marks_a_missing_or_broken_analysis_and_goes_on(trained, tmp_path
     assert "## Analysis not available: cam_face/section.json" in md and "JSONDecodeError" in md
     assert "## Analysis not available: units_face/section.json" in md and "FileNotFoundError" in md
     assert "## Accuracy on test" in md and "What this dataset does not allow" not in md
+
+
+def test_predict_says_a_model_was_not_trained(no_val, tmp_path, bad_media):
+    inputs = training.Inputs(
+        clips=no_val["tables"] / "clips.parquet", expressions=no_val["tables"] / "expressions.parquet"
+    )
+    degenerate.train_or_explain(
+        "au_linear",
+        inputs,
+        layout.Outputs.in_folder(tmp_path / "au_linear"),
+        {"device": "cpu"},
+        {"alphas": [1.0]},
+    )
+    result = predict.predict_paths([bad_media["good"]], tmp_path, device="cpu")
+    row = result.table.row(0, named=True)
+    assert row["model"] == "au_linear" and not row["has_input"] and row["openness"] is None
+    assert row["note"].startswith("not trained: no labelled val clip") and row["status"] == "ok"
