@@ -175,6 +175,18 @@ def statements(clips, qc, faces, summaries=(), audio=None) -> list[str]:
             )
             out.append(f"No labelled {split} clip with a video file ({why}): {_split_consequence(split)}")
             continue
+        unusable = _unusable(labelled, qc)
+        if unusable == labelled.height:
+            out.append(
+                f"None of the {labelled.height} labelled {split} clips could be decoded (QC corrupt, "
+                f"no_video or error): every model's {split} predictions are the training mean, so its "
+                f"{split} scores equal the baseline's and say nothing about the model."
+            )
+        elif unusable:
+            out.append(
+                f"{unusable} of {labelled.height} labelled {split} clips could not be decoded (QC corrupt, "
+                f"no_video or error): every model scores them with the training mean."
+            )
         people = labelled["youtube_id"].fill_null(labelled["clip_id"]).n_unique()
         if split in ("val", "test") and people < 2:
             out.append(
@@ -210,6 +222,19 @@ def statements(clips, qc, faces, summaries=(), audio=None) -> list[str]:
         if s.get(NOT_TRAINED):
             out.append(f"Model {s['model']} was not trained: {s[NOT_TRAINED]}.")
     return out
+
+
+UNUSABLE = ("corrupt", "no_video", "error")
+"""QC statuses of clips no model has any input for."""
+
+
+def _unusable(clips, qc) -> int:
+    import polars as pl
+
+    if "status" not in qc.columns or not clips.height:
+        return 0
+    bad = qc.filter(pl.col("status").is_in(UNUSABLE))["clip_id"]
+    return clips.filter(pl.col("clip_id").is_in(bad.to_list())).height
 
 
 def _split_consequence(split: str) -> str:

@@ -100,3 +100,19 @@ def test_predict_says_a_model_was_not_trained(no_val, tmp_path, bad_media):
     row = result.table.row(0, named=True)
     assert row["model"] == "au_linear" and not row["has_input"] and row["openness"] is None
     assert row["note"].startswith("not trained: no labelled val clip") and row["status"] == "ok"
+
+
+def test_statements_say_when_a_split_could_not_be_decoded(no_val):
+    t = no_val["tables"]
+    clips, qc, faces = (pl.read_parquet(t / f"{n}.parquet") for n in ("clips", "qc", "faces"))
+    test_ids = clips.filter(pl.col("split") == "test")["clip_id"].to_list()
+    all_bad = qc.with_columns(
+        pl.when(pl.col("clip_id").is_in(test_ids)).then(pl.lit("corrupt")).otherwise("status").alias("status")
+    )
+    assert any(line.startswith("None of the 6 labelled test clips could be decoded") for line in
+               degenerate.statements(clips, all_bad, faces))  # fmt: skip
+    one_bad = qc.with_columns(
+        pl.when(pl.col("clip_id") == test_ids[0]).then(pl.lit("no_video")).otherwise("status").alias("status")
+    )
+    assert any(line.startswith("1 of 6 labelled test clips could not be decoded") for line in
+               degenerate.statements(clips, one_bad, faces))  # fmt: skip
