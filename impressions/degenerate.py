@@ -54,6 +54,10 @@ def why_not_trainable(
         found = table.filter(pl.col("has_face")).height if "has_face" in table.columns else table.height
         if not found:
             return "no face found in any sampled frame of the train clips"
+    if float(options.get("au_guidance_weight") or 0) > 0 and inputs.expressions is not None:
+        expressions = pl.read_parquet(inputs.expressions).filter(pl.col("clip_id").is_in(train_ids))
+        if not expressions.height:
+            return "AU guidance needs facial expressions, and no train clip has any (no face found)"
     if family in ("audio", "audio_fbank"):
         audio = pl.read_parquet(inputs.audio_table).filter(pl.col("clip_id").is_in(train_ids))
         if not audio.filter(pl.col("has_audio")).height:

@@ -116,3 +116,25 @@ def test_statements_say_when_a_split_could_not_be_decoded(no_val):
     )
     assert any(line.startswith("1 of 6 labelled test clips could not be decoded") for line in
                degenerate.statements(clips, one_bad, faces))  # fmt: skip
+
+
+def test_au_guidance_without_any_expressions_is_not_trained(no_val, tmp_path):
+    t = no_val["tables"]
+    clips = pl.read_parquet(t / "clips.parquet")
+    labelled = clips.with_columns(*[pl.col(t).fill_null(0.5) for t in model_data.TRAITS])
+    labelled.write_parquet(tmp_path / "clips.parquet")
+    pl.read_parquet(t / "expressions.parquet").head(0).write_parquet(tmp_path / "expressions.parquet")
+    inputs = training.Inputs(
+        clips=tmp_path / "clips.parquet", frames=t / "faces.parquet", faces=t / "faces.parquet",
+        expressions=tmp_path / "expressions.parquet",
+    )  # fmt: skip
+    outputs = layout.Outputs.in_folder(tmp_path / "face_au_guided")
+    summary = degenerate.train_or_explain(
+        "face",
+        inputs,
+        outputs,
+        {"device": "cpu"},
+        {"au_guidance_weight": 1.0, "epochs": 1},
+        name="face_au_guided",
+    )
+    assert summary[degenerate.NOT_TRAINED].startswith("AU guidance needs facial expressions")
