@@ -4,6 +4,8 @@ import os
 
 from snakemake.utils import min_version, validate
 
+from impressions.config_types import coerce_file as coerce_config
+
 min_version("9.0")
 
 
@@ -11,6 +13,8 @@ min_version("9.0")
 configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
+# Nested `--config` values arrive as strings ('{per_clip: 20}' gives '20'): type them by the schema first.
+coerce_config(config, os.path.join(workflow.basedir, "impressions/config.schema.yaml"))
 validate(config, "impressions/config.schema.yaml")
 
 

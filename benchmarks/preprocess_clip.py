@@ -77,7 +77,7 @@ def stages(clip: Path, count: int, results: dict, detector, backend, out: Path) 
     with timed(results, "probe header"):
         info = video.probe(clip)
     with timed(results, "decode sampled frames (one pass)"):
-        images, numbers = video.sample_frames(clip, info, count)
+        images = video.sample_frames(clip, info, count).frames
     with timed(results, "faces: detect + landmarks + align"):
         found = [detector.detect(image) for image in images]
     with timed(results, "resize frames for image model"):
@@ -119,7 +119,7 @@ def storage(clip: Path, folder: Path, repeats: int) -> list[tuple[str, float, fl
 
     from impressions import preprocess, video
 
-    frames = preprocess.resize(video.sample_frames(clip, video.probe(clip), 10)[0], 224)
+    frames = preprocess.resize(video.sample_frames(clip, video.probe(clip), 10).frames, 224)
     rows = []
     np.save(folder / "f.npy", frames)
     for name, write, read in (

@@ -44,7 +44,7 @@ def measure(clip: Path, frames: int, results: dict, out: Path) -> None:
     detector = faces.detector()
     info = video.probe(clip)
     with timed(results, "decode sampled frames"):
-        images, _ = video.sample_frames(clip, info, frames, 640)
+        images = video.sample_frames(clip, info, frames, 640).frames
     with timed(results, "faces: HOG detect + 68 landmarks, every face (+ signature)"):
         found = [detector.candidates(image) for image in images]
     with timed(results, "  added: appearance signatures alone"):

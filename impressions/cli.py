@@ -4,7 +4,7 @@ impressions baseline ANNOTATION_DIR     train-mean baseline accuracy per split a
 impressions leakage ANNOTATION_DIR      YouTube ids of each split that also occur in training
 impressions leakage --faces IDENTITIES  people (face clusters across YouTube ids) also in training
 impressions export-openface RESULTS OUT one OpenFace-style CSV per clip from the dataset tables
-impressions predict CLIP.mp4 [...]      trait scores of new clips from trained models
+impressions predict CLIP.mp4|FOLDER ... trait scores of new clips from trained models
 """
 
 from __future__ import annotations
@@ -130,20 +130,31 @@ def _print_face_leakage(path: str | Path, threshold: float | None = None) -> Non
     print(f"{several:,} of {people:,} people appear under more than one YouTube id")
 
 
-def _predict(args) -> None:
+def _predict(args) -> int:
+    """Scores per clip and model with the clip's QC status; one line per unusable input; exit 1 if any."""
     from impressions import predict
 
-    table = predict.predict_videos(
-        [Path(v) for v in args.videos], Path(args.models), names=args.model or None, device=args.device
+    def progress(i: int, n: int, clip_id: str) -> None:
+        print(f"[{i}/{n}] {clip_id}: preprocessing", file=sys.stderr, flush=True)
+
+    result = predict.predict_paths(
+        args.videos, Path(args.models), names=args.model or None, device=args.device, progress=progress
     )
+    table = result.table
     if args.output and args.output.endswith(".parquet"):
         table.write_parquet(args.output)
     elif args.output:
         table.write_csv(args.output)
-    with_cols = ["clip_id", "model", *TRAITS]
-    for row in table.select(with_cols).iter_rows(named=True):
-        scores = "  ".join(f"{metrics.SHORT[t]} {row[t]:.3f}" for t in TRAITS)
-        print(f"{row['clip_id']}  {row['model']:<20} {scores}")
+    for row in table.iter_rows(named=True):
+        if row["has_input"]:
+            shown = "  ".join(f"{metrics.SHORT[t]} {row[t]:.3f}" for t in TRAITS)
+            shown += f"  ({row['note']})" if row["note"] else ""
+        else:
+            shown = f"{row['note']}: no scores"
+        print(f"{row['clip_id']}  {row['model']:<20} {shown}  [qc: {row['status']}]")
+    for video, reason in result.failures:
+        print(f"{video}: cannot predict: {reason}", file=sys.stderr)
+    return 1 if result.failures else 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -172,13 +183,18 @@ def parser() -> argparse.ArgumentParser:
         help="AU presence threshold on the 0..5 intensity (default: impressions.openface.PRESENCE)",
     )  # fmt: skip
     p = sub.add_parser("predict", help="trait scores of video clips from trained models")
-    p.add_argument("videos", nargs="+", help="video files (.mp4)")
+    p.add_argument("videos", nargs="+", help="video files, or folders searched for video files")
     p.add_argument(
         "--models", default="results/models", help="folder of trained models (default: %(default)s)"
     )
     p.add_argument("--model", action="append", help="use only this model (repeatable); default: all found")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--output", help="also write the table to this .csv or .parquet file")
+    p.add_argument(
+        "--output",
+        help="also write the table to this .csv or .parquet file (models without input: empty scores, "
+        "has_input false and a note)",
+    )
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return ap
 
 
@@ -199,7 +215,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         written = openface.export(Path(args.results), Path(args.out), threshold=args.threshold)
         print(f"{len(written)} OpenFace-style CSV files written to {args.out}")
     elif args.command == "predict":
-        _predict(args)
+        try:
+            return _predict(args)
+        except Exception as err:  # one clear line; the traceback only on request
+            if args.debug:
+                raise
+            print(f"impressions predict: error: {err}", file=sys.stderr)
+            return 2
     return 0
 
 

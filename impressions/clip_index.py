@@ -11,8 +11,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from impressions import annotations
-from impressions.schemas import LABELS, SPLITS, TABLES, frame
+from impressions import annotations, manifest
+from impressions.schemas import LABELS, TABLES, frame
 
 VIDEO_SUFFIXES = (".mp4",)
 
@@ -75,6 +75,11 @@ def from_fi_layout(root: str | Path) -> ClipIndex:
     if not labelled:
         names = ", ".join(annotations.ANNOTATION_FILES.values())
         raise IndexError_(f"no annotation file in {root}: expected at least one of {names}")
+    files = {split: str(root / name) for split, name in annotations.ANNOTATION_FILES.items()}
+    try:
+        manifest.check_fi_labels(labelled, files)
+    except manifest.ManifestError as err:
+        raise IndexError_(str(err)) from None
     demographics = annotations.load_demographics(root)
     videos = find_videos(root)
     index = ClipIndex()
@@ -97,28 +102,22 @@ def from_fi_layout(root: str | Path) -> ClipIndex:
 
 
 def from_manifest(path: str | Path) -> ClipIndex:
-    """Index a manifest: CSV or Parquet with `path` and `split` per clip, and optional label columns.
+    """Index a manifest: CSV or Parquet with `path` and `split` per clip, and label columns.
+
+    Every row is checked first (`impressions.manifest`, `manifest.schema.yaml`): a bad label stops
+    indexing with a list of every problem.
 
     Relative paths are relative to the manifest's folder. Optional columns: `clip_id` (default: the
     file name without suffix), the six FI labels, `gender`, `ethnicity`, `age_group`, `youtube_id`.
     """
-    import polars as pl
-
     path = Path(path)
-    table = (
-        pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_csv(path, infer_schema_length=None)
-    )
-    for required in ("path", "split"):
-        if required not in table.columns:
-            raise IndexError_(f"manifest {path} has no {required!r} column (columns: {table.columns})")
-    bad_splits = set(table["split"].unique().to_list()) - set(SPLITS)
-    if bad_splits:
-        raise IndexError_(
-            f"manifest {path}: unknown split values {sorted(map(str, bad_splits))}; use {SPLITS}"
-        )
+    try:
+        rows = manifest.read(path)
+    except manifest.ManifestError as err:
+        raise IndexError_(str(err)) from None
     index = ClipIndex()
     seen: set[str] = set()
-    for row in table.iter_rows(named=True):
+    for row in rows:
         video = Path(row["path"])
         video = video if video.is_absolute() else path.parent / video
         clip_id = row.get("clip_id") or video.stem
@@ -127,7 +126,7 @@ def from_manifest(path: str | Path) -> ClipIndex:
         seen.add(clip_id)
         out = {col: row.get(col) for col in TABLES["clips"]}
         out.update(clip_id=clip_id, path=str(video) if video.is_file() else None)
-        out.update({label: (float(row[label]) if row.get(label) is not None else None) for label in LABELS})
+        out.update({label: row.get(label) for label in LABELS})  # checked floats or None
         out["youtube_id"] = row.get("youtube_id") or youtube_id(clip_id)
         (index.clips if out["path"] else index.missing_files).append(out)
     index.clips.sort(key=lambda row: row["clip_id"])

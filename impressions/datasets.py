@@ -28,7 +28,13 @@ class Clips:
 
     def __init__(self, clip_ids: Sequence[str], labels: np.ndarray):
         self.ids = list(clip_ids)
-        self.labels = np.asarray(labels, dtype=np.float32).reshape(len(self.ids), -1)
+        labels = np.asarray(labels, dtype=np.float32)
+        # A split without clips has (0,) or (0, k) labels; reshape(0, -1) cannot infer the width.
+        if labels.ndim == 2:
+            width = labels.shape[1]
+        else:
+            width = labels.size // len(self.ids) if self.ids else len(TRAITS)
+        self.labels = labels.reshape(len(self.ids), width)
         self.position = {c: i for i, c in enumerate(self.ids)}
 
     def __len__(self) -> int:

@@ -3,8 +3,9 @@
 Each clip goes through the same preprocessing as training (settings stored in the checkpoints):
 frames, faces and the audio window (`preprocess.preprocess_clip`), spectral features
 (`shards.audio_shard`) and, when a model needs them, AUs and emotions (`shards.expression_shard`),
-all in a temporary folder. A model with no input for a clip (no face, say) gives the training mean,
-exactly as in evaluation, and `has_input` says so. Fusion models use the features of the component
+all in a temporary folder. A model with no input for a clip (no face, say) gives no scores and a
+note saying what was missing (evaluation scores such clips with the training mean; a prediction for
+one clip must not pass that off as its own). Fusion models use the features of the component
 models found beside them; age group and gender are unknown for a new clip (all-zero one-hots).
 """
 
@@ -13,12 +14,13 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from impressions import datasets, models, training
+from impressions import datasets, degenerate, models, training
 from impressions.schemas import TRAITS
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,10 @@ DEFAULT_PREPROCESSING = {
     },
     "expressions": {"backend": "builtin", "device": "auto", "batch_size": 64},
 }
+VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm")
+"""What a folder given to `impressions predict` is searched for (a file given by name is always tried)."""
+UNUSABLE = ("corrupt", "no_video", "error")
+"""QC statuses of clips that cannot be predicted at all."""
 _ORDER = (
     "image",
     "face",
@@ -62,7 +68,7 @@ def load_models(models_dir: str | Path, names: Sequence[str] | None = None, devi
         found = {n: found[n] for n in names}
     if not found:
         raise FileNotFoundError(f"no trained models (*/checkpoint.pt) under {models_dir}")
-    loaded = {name: models.load_checkpoint(path, map_location=device) for name, path in found.items()}
+    loaded = {name: _load(path, device) for name, path in found.items()}
     # Fusion models need their components' features: load those too, even when not asked for.
     for name, (_, ckpt) in list(loaded.items()):
         for component in (
@@ -73,8 +79,16 @@ def load_models(models_dir: str | Path, names: Sequence[str] | None = None, devi
                     raise FileNotFoundError(
                         f"{name} fuses {component}, but {models_dir / component} has no checkpoint"
                     )
-                loaded[component] = models.load_checkpoint(models_dir / component / "checkpoint.pt", device)
+                loaded[component] = _load(models_dir / component / "checkpoint.pt", device)
     return dict(sorted(loaded.items(), key=lambda kv: _ORDER.index(kv[1][1]["family"])))
+
+
+def _load(path: Path, device: str) -> tuple:
+    """(model, checkpoint); model is None for a family the workflow could not train (see degenerate)."""
+    ckpt = torch.load(path, map_location=device, weights_only=True)
+    if degenerate.NOT_TRAINED in ckpt:
+        return None, ckpt
+    return models.load_checkpoint(path, map_location=device)
 
 
 def _is_fusion(ckpt: dict) -> bool:
@@ -104,25 +118,44 @@ def _preprocessing(loaded: dict) -> dict:
     return prep
 
 
-def _clip_inputs(videos: Sequence[Path], work: Path, prep: dict, need_expressions: bool) -> dict:
-    """Run the preprocessing stages on each video; returns per-clip folders and gathered tables."""
+def clip_name(video: Path) -> str:
+    return video.name[: -len(video.suffix)] if video.suffix else video.name
+
+
+def _clip_inputs(
+    videos: Sequence[Path], work: Path, prep: dict, need_expressions: bool, progress=None
+) -> dict:
+    """Run the preprocessing stages on each video; returns per-clip folders, QC records and tables.
+
+    Clips that cannot be used at all (QC status in `UNUSABLE`) are left out of `dirs` and listed in
+    `failures` as (video, reason).
+    """
     import polars as pl
 
     from impressions import preprocess, shards
 
     settings = preprocess.Settings.from_config(prep)
-    dirs = {}
-    for video in videos:
-        clip_id = video.name[: -len(video.suffix)] if video.suffix else video.name
-        if clip_id in dirs:
+    dirs, qc, failures = {}, {}, []
+    for i, video in enumerate(videos):
+        clip_id = clip_name(video)
+        if clip_id in qc:
             raise ValueError(f"two videos named {clip_id}: give clips with distinct names")
-        dirs[clip_id] = work / "clips" / clip_id
-        record = preprocess.preprocess_clip(clip_id, video, dirs[clip_id], settings)
+        if progress:
+            progress(i + 1, len(videos), clip_id)
+        folder = work / "clips" / clip_id
+        record = preprocess.preprocess_clip(clip_id, video, folder, settings)
         log.info("%s: %s", clip_id, record.get("reason") or record.get("status"))
+        qc[clip_id] = record
+        if record["status"] in UNUSABLE:
+            failures.append((video, f"{record['status']}: {record['reason']}"))
+        else:
+            dirs[clip_id] = folder
+    if not dirs:
+        return {"dirs": dirs, "qc": qc, "failures": failures}
     # Checkpoints from before `shards` became a top-level setting carry it in these two sections.
     audio_options = {k: v for k, v in prep["audio"].items() if k != "shards"}
     shards.audio_shard(dirs, audio_options, work / "audio.parquet", work / "audio.npz")
-    out = {"dirs": dirs, "audio": dict(np.load(work / "audio.npz"))}
+    out = {"dirs": dirs, "qc": qc, "failures": failures, "audio": dict(np.load(work / "audio.npz"))}
     out["audio_ids"] = out["audio"]["clip_id"].tolist()
     from impressions import tables  # voice descriptors: voice_linear and fusion_handcrafted use them
 
@@ -155,44 +188,117 @@ def predict_videos(
     names: Sequence[str] | None = None,
     device: str = "auto",
 ):
-    """A table of trait scores: one row per clip and model (clip_id, model, 5 traits, has_input)."""
-    import polars as pl
-
-    device = training.resolve_device(device)
+    """A table of trait scores: one row per clip and model (see `predict_paths`); every file must exist."""
     videos = [Path(v) for v in videos]
     for v in videos:
         if not v.is_file():
             raise FileNotFoundError(f"no video file {v}")
+    return predict_paths(videos, models_dir, names, device).table
+
+
+@dataclass
+class Prediction:
+    """Scores of the clips that could be used, and one line for each input that could not."""
+
+    table: object  # polars DataFrame: clip_id, model, traits (null without input), has_input, note, qc
+    failures: list[tuple[Path, str]]  # (input, reason)
+
+
+def video_files(paths: Sequence[str | Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The video files named by `paths` (files as given, folders searched for video suffixes)."""
+    found, problems = [], []
+    for path in map(Path, paths):
+        if path.is_dir():
+            inside = sorted(p for p in path.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+            if not inside:
+                problems.append((path, f"no video files ({', '.join(VIDEO_SUFFIXES)}) in this folder"))
+            found += inside
+        elif path.is_file():
+            found.append(path)
+        else:
+            problems.append((path, "no such file or folder"))
+    return found, problems
+
+
+def predict_paths(
+    paths: Sequence[str | Path],
+    models_dir: str | Path,
+    names: Sequence[str] | None = None,
+    device: str = "auto",
+    progress=None,
+) -> Prediction:
+    """Trait scores for the video files and folders in `paths`.
+
+    One row per usable clip and model. A model with no input for a clip (no face, no audio) gets
+    null scores, `has_input` false and a `note` ("no face found"), never the training mean passed
+    off as a prediction; a fusion model that imputed a missing component says which in `note`.
+    Every row carries the clip's QC `status` and `qc_reason`. Inputs that are missing, not videos,
+    or unreadable are returned in `failures` with a one-line reason.
+    """
+    import polars as pl
+
+    device = training.resolve_device(device)
+    videos, failures = video_files(paths)
     loaded = load_models(models_dir, names, device)
     prep = _preprocessing(loaded)
     need_expr = any(ckpt["family"] in ("au_linear", "fusion_handcrafted") for _, ckpt in loaded.values())
     rows = []
     with tempfile.TemporaryDirectory(prefix="impressions-predict-") as tmp:
-        data = _clip_inputs(videos, Path(tmp), prep, need_expr)
-        for clip_id, clip_dir in data["dirs"].items():
+        data = _clip_inputs(videos, Path(tmp), prep, need_expr, progress) if videos else None
+        if data:
+            failures += data["failures"]
+        for clip_id, clip_dir in (data["dirs"] if data else {}).items():
+            qc = data["qc"][clip_id]
             frames_table = pl.read_parquet(clip_dir / "frames.parquet")
             features: dict[str, np.ndarray] = {}
+            missing: dict[str, str] = {}  # model -> what it lacked
             for name, (model, ckpt) in loaded.items():
-                family, train_mean = ckpt["family"], np.asarray(ckpt["train_mean"])
+                family = ckpt["family"]
                 kind = models.INPUTS[family]
-                model.to(device).eval()
-                score, has_input = train_mean, False
-                if kind in ("frames", "faces", "waveform", "logfbank"):
+                if model is not None:
+                    model.to(device).eval()
+                score, has_input, note = None, False, None
+                if model is None:  # not trained: say why, and give fusion no features from it
+                    features[name] = np.zeros(0, np.float32)
+                    missing[name] = note = f"not trained: {ckpt[degenerate.NOT_TRAINED]}"
+                elif kind in ("frames", "faces", "waveform", "logfbank"):
                     x = _raw_input(kind, clip_id, clip_dir, frames_table, data)
+                    if kind in ("waveform", "logfbank") and not qc.get("audio_samples"):
+                        x = None  # silence stands in for a missing track in training; not a prediction
                     if x is not None and len(x):
                         score, features[name] = _network_scores(model, ckpt, x, kind, device)
                         has_input = True
                     else:
                         features[name] = np.asarray(ckpt.get("feature_fill", []), np.float32)
+                        missing[name] = note = _LACKS[kind]
                 else:
                     x, has_input = _table_input(family, ckpt, clip_id, features, data)
-                    with torch.no_grad():
-                        score = model(torch.from_numpy(x).to(device)).double().cpu().numpy()[0]
                     if family in training.RIDGE_FAMILIES and not has_input:
-                        score = train_mean
-                rows.append({"clip_id": clip_id, "model": name, **dict(zip(TRAITS, map(float, score))),
-                             "has_input": bool(has_input)})  # fmt: skip
-    return pl.DataFrame(rows)
+                        missing[name] = note = _LACKS["faces" if family == "au_linear" else "waveform"]
+                    else:
+                        with torch.no_grad():
+                            score = model(torch.from_numpy(x).to(device)).double().cpu().numpy()[0]
+                        has_input = True
+                        lacking = [f"{c}: {missing[c]}" for c in _components(ckpt) if c in missing]
+                        if family == "fusion_handcrafted" and not qc.get("frames_with_face"):
+                            lacking.append(f"AUs: {_LACKS['faces']}")
+                        if lacking:
+                            note = "imputed with training means (" + "; ".join(lacking) + ")"
+                values = dict(zip(TRAITS, map(float, score))) if score is not None else dict.fromkeys(TRAITS)
+                rows.append({"clip_id": clip_id, "model": name, **values, "has_input": bool(has_input),
+                             "note": note, "status": qc["status"], "qc_reason": qc["reason"]})  # fmt: skip
+    schema = {"clip_id": pl.String, "model": pl.String, **dict.fromkeys(TRAITS, pl.Float64),
+              "has_input": pl.Boolean, "note": pl.String, "status": pl.String,
+              "qc_reason": pl.String}  # fmt: skip
+    return Prediction(pl.DataFrame(rows, schema=schema), failures)
+
+
+_LACKS = {"faces": "no face found", "waveform": "no audio found", "logfbank": "no audio found",
+          "frames": "no frame decoded"}  # fmt: skip
+
+
+def _components(ckpt: dict) -> list[str]:
+    return ckpt.get("summary", {}).get("settings", {}).get("inputs", []) if _is_fusion(ckpt) else []
 
 
 def _raw_input(kind: str, clip_id: str, clip_dir: Path, frames_table, data: dict):

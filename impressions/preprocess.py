@@ -170,14 +170,18 @@ def _frames_and_faces(clip_id, video_path, info, settings, record):
     if not info.has_video:
         record.flag("no_video", "the file has no video stream (audio only)")
         return _empty_frames(settings) + ([],)
-    images, numbers = video.sample_frames(video_path, info, settings.frames_per_clip, settings.max_side)
+    sample = video.sample_frames(video_path, info, settings.frames_per_clip, settings.max_side)
+    images, numbers, times = sample.frames, sample.numbers, sample.times
     record.row["frames_decoded"] = len(images)
     if len(images) == 0:
         record.flag("corrupt", "no frame could be decoded")
         return _empty_frames(settings) + ([],)
-    expected = len(video.frame_numbers(info.n_frames or 0, settings.frames_per_clip))
-    if len(images) < expected:
-        record.flag("truncated", f"only {len(images)} of {expected} sampled frames could be decoded")
+    # `truncated` is about frames that exist but cannot be read, never the header's estimate (which
+    # counts the audio too): a still image with audio has one frame, and that is all it has.
+    if len(images) < sample.wanted:
+        record.flag("truncated", f"only {len(images)} of {sample.wanted} sampled frames could be decoded")
+    elif sample.read_error:
+        record.flag("truncated", f"the file ends early or is damaged ({sample.read_error})")
     detector = faces.detector(
         upsample=settings.upsample, min_score=settings.min_score, size=settings.face_size,
         padding=settings.face_padding,
@@ -191,13 +195,13 @@ def _frames_and_faces(clip_id, video_path, info, settings, record):
     pose = head_pose.estimate(np.array([found[i].landmarks for i in with_face]).reshape(-1, 68, 2))
     per_frame = {i: {key: float(values[j]) for key, values in pose.items()} for j, i in enumerate(with_face)}
     rows = []
-    for i, (face, number) in enumerate(zip(found, numbers)):
+    for i, (face, number, time_s) in enumerate(zip(found, numbers, times)):
         if face.found:
             crops[i] = face.crop
         p = per_frame.get(i, {})
         rows.append({
             "clip_id": clip_id, "frame_index": i, "source_frame": int(number),
-            "time_s": float(number / info.fps) if info.fps else None, "width": width, "height": height,
+            "time_s": float(time_s), "width": width, "height": height,
             "has_face": face.found, "n_faces": face.n_faces, "chosen_face": face.chosen,
             "score": face.score,
             **dict(zip(("box_left", "box_top", "box_right", "box_bottom"), face.box or (None,) * 4)),

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from impressions import layout, metrics
+from impressions import degenerate, layout, metrics
 from impressions.schemas import TRAITS
 
 BASELINE = "train_mean"
@@ -54,6 +54,8 @@ def _baseline_predictions(clips):
     train = clips.filter(pl.col("split") == "train").select(TRAITS).drop_nulls()
     mean = train.mean().row(0) if train.height else (np.nan,) * len(TRAITS)
     rest = clips.filter(pl.col("split").is_in(["val", "test"])).select("clip_id", "split")
+    if not train.height:  # no training mean, no baseline (degenerate.statements says so)
+        rest = rest.head(0)
     return rest.with_columns(
         pl.lit(BASELINE).alias("model"), *[pl.lit(v).alias(t) for t, v in zip(TRAITS, mean)]
     )
@@ -234,6 +236,25 @@ def _relative(path: Path, report_dir: Path) -> Path:
     )
 
 
+def _readable_sections(interpret, paths: Sequence[Path]) -> list[dict]:
+    """The interpretation sections, with one saying so in place of each missing or unreadable file.
+
+    An analysis that could not run must not take the rest of the report with it."""
+    good, bad = [], []
+    for path in paths:
+        try:
+            good.append(Path(path))
+            interpret.read_sections([path])
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            good.pop()
+            bad.append({
+                "title": f"Analysis not available: {Path(path).parent.name}/{Path(path).name}",
+                "text": f"This analysis wrote no readable section ({type(err).__name__}: {err}); "
+                "see its log under results/logs/interpret/.", "figures": [], "tables": [], "order": 99,
+            })  # fmt: skip
+    return interpret.read_sections(good) + bad
+
+
 def write_report(
     clips_path: Path, qc_path: Path, faces_path: Path, expressions_path: Path | None,
     prediction_paths: Sequence[Path], summary_paths: Sequence[Path], curve_paths: Sequence[Path],
@@ -282,6 +303,11 @@ def write_report(
     if tracking:
         md.append(tracking + "\n")
         body.append(f"<p>{html.escape(tracking)}</p>")
+    limits = degenerate.statements(clips, qc, faces, summaries)
+    if limits:
+        section("What this dataset does not allow")
+        md.append("\n".join(f"- {line}" for line in limits) + "\n")
+        body.append("<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in limits) + "</ul>")
 
     method = (
         "Accuracy is 1 - mean absolute error (the ChaLearn First Impressions metric); brackets hold 95% "
@@ -291,13 +317,19 @@ def write_report(
         "report evaluates the official FI test split."
     )
     for split in ("test", "val"):
-        section(f"Accuracy on {split} (O C E A N, mean)", method if split == "test" else "")
-        table_out(*_results_rows(table, split))
+        unscored = degenerate.unscored_note(split, table)
+        section(f"Accuracy on {split} (O C E A N, mean)", unscored or (method if split == "test" else ""))
+        if not unscored:
+            table_out(*_results_rows(table, split))
     section(
         "Correlation metrics on test",
         "Mean over traits of Pearson's r, Lin's CCC and R2 (n/a: a constant prediction).",
     )
-    table_out(*_other_metrics_rows(table, "test"))
+    if degenerate.unscored_note("test", table):
+        md.append(degenerate.unscored_note("test", table) + "\n")
+        body.append(f"<p>{html.escape(degenerate.unscored_note('test', table))}</p>")
+    else:
+        table_out(*_other_metrics_rows(table, "test"))
     if comparisons.height:
         section("Against the baseline (paired bootstrap, test)",
                 "Difference in mean accuracy, model minus train-mean baseline, on the same clips; "
@@ -320,6 +352,8 @@ def write_report(
         selected = ", ".join(
             f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in s["selected"].items()
         )
+        if s.get(degenerate.NOT_TRAINED):
+            selected = f"not trained: {s[degenerate.NOT_TRAINED]}"
         rows.append(
             [
                 s["model"],
@@ -352,7 +386,7 @@ def write_report(
 
         md.append("\n# What the networks look at\n")
         body.append("<h1>What the networks look at</h1>")
-        for sec in interpret.read_sections(sections):
+        for sec in _readable_sections(interpret, sections):
             section(sec["title"], sec["text"])
             for fig in sec["figures"]:
                 path = Path(fig["path"])

@@ -22,7 +22,7 @@ QC_STATUSES = (
     "ok",
     "partial_face",  # some sampled frames have no face
     "short",  # shorter than the audio window: audio zero-padded
-    "truncated",  # fewer frames decoded than the header promised (file ends early or is damaged)
+    "truncated",  # frames the video stream lists could not be read or decoded (ends early, damaged)
     "no_audio",  # no audio stream: silent features
     "no_face",  # no sampled frame has a face
     "no_video",  # audio-only file

@@ -1,8 +1,10 @@
 """Video decoding with the ffmpeg binary from imageio-ffmpeg: header probe, frame sampling, audio.
 
 There is no ffprobe in that wheel, so `probe` reads the stream header ffmpeg prints for `-i`. Frames
-are sampled in ONE decode pass: a `select` filter keeps the wanted frame numbers and the result is
-piped as raw RGB to numpy (seeking once per frame was 7x slower for 10 frames). Paths are passed
+are sampled by presentation timestamp: a demux-only pass lists every video frame's timestamp (no
+decoding; the header's duration and average rate are wrong for variable-rate clips and cover the
+audio too), then ONE decode pass keeps the wanted frames with a `select` filter on their timestamps
+and pipes them as raw RGB to numpy (seeking once per frame was 7x slower for 10 frames). Paths are passed
 absolute with the `file:` protocol, so clip names starting with `-` or holding `:` are never read as
 options or protocols.
 
@@ -82,6 +84,7 @@ def _ffmpeg_error(stderr: bytes) -> str:
     """The most telling line of ffmpeg's complaint (its last lines repeat generic failures)."""
     lines = [ln.strip() for ln in stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
     for needle in (
+        "partial file",
         "moov atom not found",
         "Invalid data found",
         "does not contain any stream",
@@ -130,25 +133,117 @@ def frame_numbers(n_frames: int, count: int) -> np.ndarray:
     return np.unique(((np.arange(count) + 0.5) * n_frames / count).astype(np.int64))
 
 
-def sample_frames(path: str | Path, info: VideoInfo, count: int, max_side: int = 640):
-    """Decode `count` evenly spaced frames in one pass.
+@dataclass(frozen=True)
+class FrameTimes:
+    """Presentation timestamps of every frame of the video stream, in presentation order."""
 
-    Returns (frames, numbers): frames is (k, H, W, 3) uint8 RGB with the longer side at most
-    `max_side`, upright (ffmpeg applies the rotation flag), and numbers the source frame numbers of
-    the k frames actually decoded (k < count when the file ends early or is damaged mid-stream).
+    starts: np.ndarray  # (n,) s, ascending
+    end: float  # s: the last frame's start plus its duration
+    read_error: str | None  # the demuxer stopped early: packets the index lists are missing
+
+    @property
+    def duration(self) -> float:
+        return self.end - float(self.starts[0]) if self.starts.size else 0.0
+
+
+_TIMEBASE = re.compile(r"^#tb 0: (\d+)/(\d+)", re.M)
+
+
+def frame_times(path: str | Path) -> FrameTimes:
+    """Every video frame's timestamp from the packets alone (demuxing, no decoding: milliseconds).
+
+    The container header's duration covers every stream (a still image with 5 s of audio "lasts" 5 s)
+    and its frame rate is an average (wrong for variable-rate clips), so sampling reads the video
+    stream's own timestamps instead.
     """
-    wanted = frame_numbers(info.n_frames or 0, count)
-    if not info.has_video or wanted.size == 0:
-        return np.zeros((0, 0, 0, 3), np.uint8), wanted
-    select = "+".join(f"eq(n\\,{n})" for n in wanted)
+    proc = _run(
+        ["-i", ffmpeg_input(path), "-map", "0:v:0", "-c", "copy", "-f", "framemd5", "pipe:1"], check=False
+    )
+    text = proc.stdout.decode("utf-8", "replace")
+    base = _TIMEBASE.search(text)
+    if base is None:
+        raise VideoError(_ffmpeg_error(proc.stderr))
+    tb = int(base[1]) / int(base[2])
+    pts, durations = [], []
+    for line in text.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        fields = [f.strip() for f in line.split(",")]
+        pts.append(int(fields[2]))
+        durations.append(int(fields[3]))
+    order = np.argsort(np.asarray(pts, dtype=np.int64), kind="stable")
+    starts = np.asarray(pts, dtype=np.float64)[order] * tb
+    end = float(max(p + d for p, d in zip(pts, durations)) * tb) if pts else 0.0
+    error = None
+    if proc.returncode != 0 or b"partial file" in proc.stderr or b"Invalid data" in proc.stderr:
+        error = _ffmpeg_error(proc.stderr) + f"; {len(pts)} frames could be read"
+    return FrameTimes(starts, max(end, float(starts[-1]) if starts.size else 0.0), error)
+
+
+def wanted_frames(times: FrameTimes, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """(frame numbers, targets): the frame on screen at each of `count` evenly spaced instants.
+
+    Targets sit at the centre of each 1/count share of the stream's real span; the frame shown at a
+    target is the last one starting at or before it, so its timestamp is within one frame interval
+    of the target whatever the frame rate. A frame shown at several targets is taken once.
+    """
+    n = times.starts.size
+    if n == 0 or count <= 0:
+        return np.zeros(0, np.int64), np.zeros(0)
+    targets = times.starts[0] + (np.arange(count) + 0.5) * times.duration / count
+    numbers = np.clip(np.searchsorted(times.starts, targets, side="right") - 1, 0, n - 1)
+    return np.unique(numbers), targets
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Frames decoded in one pass, with their frame numbers and own timestamps."""
+
+    frames: np.ndarray  # (k, H, W, 3) uint8 RGB
+    numbers: np.ndarray  # (k,) frame numbers in presentation order
+    times: np.ndarray  # (k,) s, each frame's presentation timestamp
+    wanted: int  # distinct frames asked for; k < wanted means some could not be decoded
+    read_error: str | None = None  # the demuxer stopped early (see FrameTimes)
+
+
+def _any_of(terms: list[str]) -> str:
+    """`a+b+...` as a balanced tree: ffmpeg's expression parser fails on a flat sum of ~100 calls."""
+    if len(terms) == 1:
+        return terms[0]
+    half = len(terms) // 2
+    return f"({_any_of(terms[:half])}+{_any_of(terms[half:])})"
+
+
+_SHOWINFO = re.compile(r"\[Parsed_showinfo.*?\] n:\s*\d+ pts:\s*-?\d+\s+pts_time:(-?[\d.e+-]+)")
+
+
+def sample_frames(path: str | Path, info: VideoInfo, count: int, max_side: int = 640) -> Sample:
+    """Decode `count` frames evenly spaced in time over the video stream, in one decode pass.
+
+    Frames come upright (ffmpeg applies the rotation flag) with the longer side at most `max_side`.
+    A `select` filter keeps the wanted frames by timestamp and `showinfo` reports each kept frame's
+    own timestamp, so a frame that fails to decode is missing from the result, never misdated.
+    """
+    empty = np.zeros((0, 0, 0, 3), np.uint8)
+    if not info.has_video:
+        return Sample(empty, np.zeros(0, np.int64), np.zeros(0), 0)
+    times = frame_times(path)
+    numbers, _ = wanted_frames(times, count)
+    if numbers.size == 0:
+        raise VideoError(times.read_error or "the video stream has no frames")
+    chosen = times.starts[numbers]
+    gaps = np.diff(times.starts)
+    tol = min(0.5 * float(gaps[gaps > 0].min()), 1e-3) if (gaps > 0).any() else 1e-3
+    select = _any_of([f"between(t\\,{t - tol:.6f}\\,{t + tol:.6f})" for t in chosen])
     # iw/ih are the upright size here: autorotation runs before user filters.
     scale = f"scale=w='if(gte(iw,ih),min({max_side},iw),-2)':h='if(gte(iw,ih),-2,min({max_side},ih))'"
     proc = _run(
-        ["-i", ffmpeg_input(path), "-map", "0:v:0", "-vf", f"select='{select}',{scale}",
+        ["-i", ffmpeg_input(path), "-map", "0:v:0", "-vf", f"select='{select}',showinfo,{scale}",
          "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"],
         check=False,
     )  # fmt: skip
-    size = _OUTPUT_SIZE.search(proc.stderr.decode("utf-8", "replace"))
+    stderr = proc.stderr.decode("utf-8", "replace")
+    size = _OUTPUT_SIZE.search(stderr)
     if size is None:
         raise VideoError(_ffmpeg_error(proc.stderr))
     width, height = int(size[1]), int(size[2])
@@ -156,7 +251,12 @@ def sample_frames(path: str | Path, info: VideoInfo, count: int, max_side: int =
     if k == 0 and proc.returncode != 0:
         raise VideoError(_ffmpeg_error(proc.stderr))
     frames = np.frombuffer(proc.stdout, np.uint8, count=k * width * height * 3).reshape(k, height, width, 3)
-    return frames, wanted[:k]
+    shown = np.array([float(t) for t in _SHOWINFO.findall(stderr)][:k])
+    if shown.size < k:  # no showinfo line (should not happen): fall back to the wanted times
+        shown = chosen[:k]
+    got = np.searchsorted(times.starts, shown - tol)  # each decoded frame's number, by its timestamp
+    got = np.clip(got, 0, times.starts.size - 1)
+    return Sample(frames, got.astype(np.int64), shown, int(numbers.size), times.read_error)
 
 
 def read_audio(path: str | Path, seconds: float, sample_rate: int = 16000) -> np.ndarray:

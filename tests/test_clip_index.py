@@ -41,7 +41,9 @@ def test_manifest_csv(tmp_path):
     (tmp_path / "v").mkdir()
     (tmp_path / "v" / "one.mp4").write_bytes(b"")
     pl.DataFrame(
-        {"path": ["v/one.mp4", "v/two.mp4"], "split": ["train", "test"], "openness": [0.2, 0.7]}
+        {"path": ["v/one.mp4", "v/two.mp4"], "split": ["train", "test"]}
+        | {t: [0.5, None] for t in ("extraversion", "neuroticism", "agreeableness", "conscientiousness")}
+        | {"openness": [0.2, None]}
     ).write_csv(tmp_path / "m.csv")
     index = clip_index.build(manifest=tmp_path / "m.csv")
     assert index.table()["clip_id"].to_list() == ["one"]

@@ -64,7 +64,7 @@ def test_confidence_mapping_is_monotone_and_documented():
 
 def _yaws(path):
     info = video.probe(path)
-    images, _ = video.sample_frames(path, info, 6, 640)
+    images = video.sample_frames(path, info, 6, 640).frames
     found = [faces.detector().detect(image) for image in images]
     assert all(f.found for f in found)
     return head_pose.estimate(np.stack([f.landmarks for f in found]))["yaw"]

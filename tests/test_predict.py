@@ -58,3 +58,66 @@ def test_predict_errors(models_dir, tmp_path):
         predict.predict_videos([tmp_path / "missing.mp4"], models_dir)
     with pytest.raises(FileNotFoundError, match="no checkpoint for"):
         predict.load_models(models_dir, ["transformer"])
+
+
+def _run(argv, capsys):
+    code = cli.main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_predict_text_file_and_missing_file_fail_with_one_line_each(models_dir, tmp_path, capsys):
+    text, missing = tmp_path / "notes.mp4", tmp_path / "gone.mp4"
+    text.write_text("this is not a video\n")
+    code, out, err = _run(["predict", str(text), str(missing), "--models", str(models_dir)], capsys)
+    assert code == 1 and out == ""
+    lines = [ln for ln in err.splitlines() if not ln.startswith("[")]  # progress lines start with [i/n]
+    assert len(lines) == 2 and lines[0] == f"{missing}: cannot predict: no such file or folder"
+    assert lines[1].startswith(f"{text}: cannot predict: corrupt: ffmpeg cannot read the file: "), err
+    assert "Traceback" not in err
+
+
+def test_predict_face_less_clip_says_so_instead_of_scores(models_dir, bad_media, tmp_path, capsys):
+    out_csv = tmp_path / "scores.csv"
+    argv = ["predict", str(bad_media["no_face"]), "--models", str(models_dir), "--output", str(out_csv)]
+    code, out, err = _run(argv, capsys)
+    assert code == 0, err
+    lines = {ln.split()[1]: ln for ln in out.splitlines()}
+    assert lines["face"].endswith("face                 no face found: no scores  [qc: no_face]")
+    assert "no face found: no scores" in lines["au_linear"]
+    assert "E 0." in lines["image"] and lines["image"].endswith("[qc: no_face]")
+    assert (
+        "imputed with training means (face: no face found; AUs: no face found)" in lines["fusion_handcrafted"]
+    )
+    assert "[1/1] noface.000: preprocessing" in err
+    table = pl.read_csv(out_csv)
+    face = table.filter(pl.col("model") == "face").row(0, named=True)
+    assert face["has_input"] is False and face["note"] == "no face found" and face["openness"] is None
+    assert set(table["status"]) == {"no_face"} and "no face found in any" in face["qc_reason"]
+
+
+def test_predict_a_folder_reports_each_clip_and_each_bad_file(models_dir, bad_media, tmp_path, capsys):
+    folder = tmp_path / "batch"
+    (folder / "sub").mkdir(parents=True)
+    for kind, name in (("good", "a.mp4"), ("no_audio", "sub/b.mp4")):
+        (folder / name).write_bytes(bad_media[kind].read_bytes())
+    (folder / "c.mp4").write_text("not a video")
+    (folder / "readme.txt").write_text("ignored: not a video suffix")
+    code, out, err = _run(["predict", str(folder), "--models", str(models_dir), "--model", "audio"], capsys)
+    assert code == 1
+    assert (
+        out.splitlines()[0].startswith("a  audio                E 0.") and "[qc: ok]" in out.splitlines()[0]
+    )
+    assert out.splitlines()[1] == "b  audio                no audio found: no scores  [qc: no_audio]"
+    assert "[1/3] a: preprocessing" in err and "[2/3] c: preprocessing" in err  # sorted by path
+    assert f"{folder / 'c.mp4'}: cannot predict: corrupt" in err and "readme" not in err + out
+
+
+def test_predict_setup_errors_are_one_line_unless_debug(tmp_path, bad_media, capsys):
+    code, out, err = _run(["predict", str(bad_media["good"]), "--models", str(tmp_path)], capsys)
+    assert (
+        code == 2
+        and err.strip() == f"impressions predict: error: no trained models (*/checkpoint.pt) under {tmp_path}"
+    )
+    with pytest.raises(FileNotFoundError):
+        cli.main(["predict", str(bad_media["good"]), "--models", str(tmp_path), "--debug"])

@@ -108,3 +108,23 @@ def test_command_runs_one_clip_as_the_workflow_job_does(bad_media, tmp_path):
     assert log.is_file()
     with pytest.raises(SystemExit):
         preprocess.main([str(bad_media["good"]), str(tmp_path / "other.json")])
+
+
+def test_frame_timing_comes_from_the_video_stream(tmp_path, bad_media):
+    """A still with longer audio keeps its one frame; a cut file is `truncated`, not misdated."""
+    from media import ffmpeg, out
+
+    still, fast, cut = tmp_path / "still.mp4", tmp_path / "fast.mp4", tmp_path / "cut.000.mp4"
+    one = tmp_path / "one.mp4"
+    ffmpeg("-ss", "1", "-i", out(bad_media["good"]), "-frames:v", "1", "-an", "-c:v", "libx264", out(one))
+    ffmpeg("-i", out(one), "-f", "lavfi", "-t", "5", "-i", "sine=frequency=220", "-map", "0:v", "-map", "1:a",
+           "-c:v", "copy", "-c:a", "aac", out(still))  # fmt: skip
+    qc = preprocess.preprocess_clip("still", still, tmp_path / "s", preprocess.Settings(frames_per_clip=6))
+    assert qc["status"] not in ("corrupt", "truncated"), qc["reason"]
+    assert qc["frames_decoded"] == 1 and "could be decoded" not in qc["reason"]
+    ffmpeg("-i", out(bad_media["good"]), "-c", "copy", "-movflags", "+faststart", out(fast))
+    cut.write_bytes(fast.read_bytes()[: fast.stat().st_size // 2])
+    qc = preprocess.preprocess_clip("cut", cut, tmp_path / "c", preprocess.Settings(frames_per_clip=6))
+    assert qc["status"] == "truncated" and "the file ends early or is damaged" in qc["reason"]
+    table = pl.read_parquet(tmp_path / "c" / "frames.parquet")
+    assert table["time_s"].max() < 3.5  # only the first half is there; samples spread over it

@@ -1,10 +1,12 @@
 from pathlib import Path
 
-from impressions import layout, logs, training
+from impressions import degenerate, layout, logs, training
 
 with logs.to_file(snakemake.log[0]):
     settings = snakemake.params.settings
-    training.train_family(
+    # Trains the family, or, where the data cannot (no labelled val clip, no face anywhere...), writes
+    # its outputs as "not trained" with the reason so that the report is still written.
+    degenerate.train_or_explain(
         snakemake.params.family,
         training.Inputs.from_files(
             dict(snakemake.input.items()), getattr(snakemake.params, "clips_dir", None)

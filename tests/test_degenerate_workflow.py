@@ -1,0 +1,192 @@
+"""Degenerate datasets run to a report that says plainly what could not be computed and why.
+
+Each case is a tiny dataset: the video-free ones start from ready-made dataset tables
+(`model_data.build`, edited into the case) and run the model rules and the report; one case starts
+from real face clips in an FI layout whose test videos are all missing and runs the whole workflow.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import model_data
+import numpy as np
+import polars as pl
+import pytest
+from workflow import run, write_config
+
+from impressions import schemas
+from impressions.schemas import TRAITS
+
+pytestmark = pytest.mark.workflow
+
+FAMILIES = ["face", "audio", "au_linear", "fusion_handcrafted"]
+TINY = {
+    "families": FAMILIES, "bootstrap": 20, "threads": 1,
+    "face": {"width": 4, "input_size": 16, "epochs": 1},
+    "audio": {"width": 4, "stages": 2, "epochs": 1},
+    "au_linear": {"alphas": [1.0]},
+    "fusion_handcrafted": {"inputs": ["face", "audio"], "hidden": [4, 4], "epochs": 1},
+}  # fmt: skip
+MODEL_RULES = ["train_face", "train_audio", "train_au_linear", "train_fusion", "report"]
+
+
+def _edit(case: str, tables, clips_dir, arrays) -> None:
+    """Turn the synthetic dataset into one degenerate case, in place."""
+    read = {
+        n: pl.read_parquet(tables / f"{n}.parquet") for n in ("clips", "qc", "faces", "expressions", "audio")
+    }
+    clips, qc = read["clips"], read["qc"]
+    if case == "train_val_only":
+        clips = clips.filter(pl.col("split") != "test")
+    elif case == "one_per_split":
+        keep = clips.group_by("split", maintain_order=True).first()["clip_id"]
+        clips = clips.filter(pl.col("clip_id").is_in(keep.to_list()))
+    if case in ("single_person", "single_person_constant_labels"):
+        clips = clips.with_columns(pl.lit("the-one").alias("youtube_id"))
+    if case in ("constant_labels", "single_person_constant_labels"):
+        clips = clips.with_columns(*[pl.lit(0.5).alias(t) for t in TRAITS])
+    if case in ("no_audio", "no_audio_no_faces"):
+        audio = read["audio"].with_columns(
+            pl.lit(False).alias("has_audio"), pl.lit(0).cast(pl.Int64).alias("n_samples")
+        )
+        audio.write_parquet(tables / "audio.parquet")
+        for name in ("audio_waveform.npy", "audio_logfbank.npy"):
+            np.save(arrays / name, np.zeros_like(np.load(arrays / name)))
+        qc = qc.with_columns(pl.lit("no_audio").alias("status"), pl.lit(False).alias("has_audio"))
+    if case in ("no_faces", "no_audio_no_faces"):
+        read["faces"].with_columns(pl.lit(False).alias("has_face")).write_parquet(tables / "faces.parquet")
+        schemas.empty("expressions").write_parquet(tables / "expressions.parquet")
+        for folder in clips_dir.iterdir():
+            np.save(folder / "faces.npy", np.zeros_like(np.load(folder / "faces.npy")))
+        qc = qc.with_columns(
+            pl.lit("no_face").alias("status"), pl.lit(0).cast(pl.Int32).alias("frames_with_face")
+        )
+    qc = qc.with_columns(pl.lit(True).alias("has_video"), pl.col("has_audio").fill_null(True))
+    qc.filter(pl.col("clip_id").is_in(clips["clip_id"].to_list())).write_parquet(tables / "qc.parquet")
+    clips.write_parquet(tables / "clips.parquet")
+
+
+# Two pairs of cases share a run to keep the matrix cheap (each run costs about a minute of model jobs);
+# every case still has its own statements asserted.
+# Each case trains only the families its statements are about (a model job costs 10-60 s of start-up).
+CASES = {
+    "train_val_only": ["face", "audio", "au_linear"],
+    "one_per_split": ["face", "au_linear"],
+    "single_person_constant_labels": ["au_linear"],
+    "no_audio_no_faces": FAMILIES,
+}
+
+
+@pytest.fixture(scope="session")
+def degenerate_runs(tmp_path_factory):
+    """{case: (results folder, exit status)}: every synthetic case run once per session."""
+    template = model_data.build(tmp_path_factory.mktemp("template") / "out")
+    done = {}
+    for case, families in CASES.items():
+        work = tmp_path_factory.mktemp(case)
+        out = work / "out"
+        shutil.copytree(template["root"], out)
+        _edit(case, out / "tables", out / "clips", out / "arrays")
+        clips = pl.read_parquet(out / "tables" / "clips.parquet")
+        # The manifest is what the workflow plans with; its rows match the edited clips table.
+        (work / "v").mkdir()
+        for c in clips["clip_id"]:
+            (work / "v" / f"{c}.mp4").write_bytes(b"placeholder: never decoded here")
+        manifest = clips.select(pl.concat_str(pl.lit("v/"), "clip_id", pl.lit(".mp4")).alias("path"),
+                                "clip_id", "split", *TRAITS, "youtube_id")  # fmt: skip
+        manifest.write_csv(work / "manifest.csv")
+        models = {**TINY, "families": families}
+        write_config(work, manifest=str(work / "manifest.csv"), results_dir="out", models=models)
+        proc = run(work, "--nolock", "out/report/index.html", "--allowed-rules", *MODEL_RULES, check=False)
+        done[case] = (out, proc)
+    return done
+
+
+def _report(runs, case) -> str:
+    out, proc = runs[case]
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return (out / "report" / "report.md").read_text()
+
+
+def test_train_val_only_reports_val_and_says_test_is_missing(degenerate_runs):
+    text = _report(degenerate_runs, "train_val_only")
+    assert "The dataset has no test split: test accuracy, correlations" in text
+    assert "Nothing could be scored on test" in text
+    val = text.split("## Accuracy on val")[1].split("##")[0]
+    for model in ["train-mean baseline", *CASES["train_val_only"]]:
+        assert f"| {model} | 0." in val, model
+
+
+def test_one_clip_per_split_says_intervals_and_correlations_mean_nothing(degenerate_runs):
+    text = _report(degenerate_runs, "one_per_split")
+    assert "test has 1 labelled clip(s) of a single person: the 95% intervals resample people" in text
+    assert "test has one labelled clip: correlations (PCC, CCC, R2) need two or more (n/a)" in text
+    assert "| face | 0." in text.split("## Accuracy on test")[1]
+
+
+def test_single_person_says_scores_do_not_measure_generalisation(degenerate_runs):
+    text = _report(degenerate_runs, "single_person_constant_labels")
+    assert "Every clip shows the same person (one YouTube id)" in text
+    assert "val has 6 labelled clip(s) of a single person" in text
+
+
+def test_constant_labels_make_correlations_undefined(degenerate_runs):
+    text = _report(degenerate_runs, "single_person_constant_labels")
+    assert "Labels are constant in test for extraversion, neuroticism" in text
+    assert "| train-mean baseline | 1.0000" in text  # the training mean is exact
+
+
+def test_no_audio_anywhere_leaves_audio_models_untrained(degenerate_runs):
+    text = _report(degenerate_runs, "no_audio_no_faces")
+    assert "No clip has an audio track" in text
+    assert "Model audio was not trained: no train clip has an audio track" in text
+    assert "| audio | not trained: no train clip has an audio track" in text
+
+
+def test_no_faces_anywhere_leaves_face_and_au_models_untrained(degenerate_runs):
+    text = _report(degenerate_runs, "no_audio_no_faces")
+    assert "No face was found in any sampled frame" in text
+    for model in ("face", "au_linear"):
+        assert f"Model {model} was not trained: no face found in any sampled frame of the train clips" in text
+    test = text.split("## Accuracy on test")[1].split("## ")[0]
+    # fusion still trains on what is left (age group and gender); the untrained models have no row
+    assert "| fusion_handcrafted | 0." in test and "| face |" not in test and "| audio |" not in test
+
+
+@pytest.fixture(scope="session")
+def missing_test_videos(tmp_path_factory):
+    """The whole workflow, from real face clips: an FI layout whose test videos are all missing."""
+    from media import face_clip, write_fi_annotations
+
+    root = tmp_path_factory.mktemp("fi_no_test")
+    ids = {
+        "train": [f"p{i}.000" for i in range(4)],
+        "val": ["q0.000", "q1.000"],
+        "test": ["r0.000", "r1.000"],
+    }
+    for k, clip in enumerate(ids["train"] + ids["val"]):
+        face_clip(root / "videos" / f"{clip}.mp4", start=1.0 + 2.2 * k, seconds=1.0)
+    write_fi_annotations(root, ids)
+    work = tmp_path_factory.mktemp("work_no_test")
+    write_config(
+        work, data_root=str(root), results_dir="out", shards=1,
+        frames={"per_clip": 2, "size": 32, "max_side": 320},
+        models={**TINY, "families": ["face", "audio", "au_linear"]},
+    )  # fmt: skip
+    proc = run(work, check=False)
+    return work / "out", proc
+
+
+def test_split_without_usable_clips_runs_from_videos_to_the_report(missing_test_videos):
+    out, proc = missing_test_videos
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    text = (out / "report" / "report.md").read_text()
+    assert "No labelled test clip with a video file (all 2 annotated test clips lack a video file)" in text
+    assert "Nothing could be scored on test" in text
+    assert "| missing_file | 2 |" in text
+    val = text.split("## Accuracy on val")[1].split("##")[0]
+    for model in ("train-mean baseline", "face", "audio", "au_linear"):
+        assert f"| {model} | 0." in val, model
+    preds = pl.read_parquet(out / "models" / "face" / "predictions.parquet")
+    assert set(preds["split"]) == {"val"} and preds.height == 2
