@@ -178,11 +178,11 @@ rule train_cam_twin:
         clips=TABLES_DIR / "clips.parquet",
         frames=TABLES_DIR / "frames.parquet",
     output:
-        **model_files("image" + layout.CAM_SUFFIX),
+        **model_files(f"image{layout.CAM_SUFFIX}"),
     log:
-        LOGS / "train" / ("image" + layout.CAM_SUFFIX + ".log"),
+        LOGS / "train" / f"image{layout.CAM_SUFFIX}.log",
     benchmark:
-        BENCH / "train" / ("image" + layout.CAM_SUFFIX + ".tsv")
+        BENCH / "train" / f"image{layout.CAM_SUFFIX}.tsv"
     conda:
         "../envs/models.yaml"
     threads: MODELS_CFG["threads"]
@@ -193,7 +193,7 @@ rule train_cam_twin:
     params:
         clips_dir=CLIPS_DIR_PARAM,
         family="image",
-        model="image" + layout.CAM_SUFFIX,
+        model=f"image{layout.CAM_SUFFIX}",
         settings=cam_twin_params,
     script:
         "../workflow_scripts/train_model.py"

@@ -20,7 +20,7 @@ CAM_OVERLAP = (
     else (
         ["image"]
         if MODELS_CFG["image"].get("head") == "cam"
-        else ["image" + layout.CAM_SUFFIX]
+        else [f"image{layout.CAM_SUFFIX}"]
     )
 )
 # The weight sweep trains the first AU-guided family once per weight (off without guided models).

@@ -14,7 +14,10 @@ with logs.to_file(snakemake.log[0]):
     )
     files = {key: Path(path) for key, path in snakemake.output.items()}
     interpret.guarded(
-        "guidance", "", files, interpret.guidance_effect,
+        "guidance",
+        "",
+        files,
+        interpret.guidance_effect,
         snakemake.params.pairs,
         by_model(snakemake.input.correlations),
         by_model(snakemake.input.predictions),
