@@ -888,7 +888,9 @@ def guidance_effect(
         "AU guidance: its effect on accuracy and on where the model looks",
         "A model trained with au_guidance_weight > 0 adds to its loss the squared distance between its last "
         "conv layer's attention (mean squared activation over channels, L2-normalised) and the frame's "
-        "AU-codebook map; its twin is the same family and settings trained without it. "
+        "AU-codebook map, times the weight and (au_guidance_scale init, the default) the ratio of trait loss "
+        "to that term on the first batch, so weight 1 weighs it like the trait loss at the start; its twin "
+        "is the same family and settings trained without it. The sweep over weights is its own section. "
         + "; ".join(lines)
         + ". Accuracy is the mean over traits of 1 - MAE; the report's accuracy tables hold its confidence "
         "intervals.",
