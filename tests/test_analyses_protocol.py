@@ -145,3 +145,24 @@ def test_large_part_collects_random_peaks_but_is_no_detector_against_chance():
     rows = units.find_detectors(values, xy, masks, top=50, threshold=0.5, chance=chance, margin=0.25)
     assert rows[0]["part"] is None and rows[0]["lift_big"] == pytest.approx(rows[0]["mass_big"] / (5 / 6))
     assert rows[1]["part"] == "small" and rows[1]["lift_small"] == pytest.approx(36.0)
+
+
+def test_guidance_sweep_verdict_per_weight():
+    from impressions import guidance_sweep
+
+    a = np.linspace(0.8, 0.9, 50)
+    assert guidance_sweep.paired_bootstrap(a, a) == (0.0, 0.0)
+    low, high = guidance_sweep.paired_bootstrap(a, a - 0.02)
+    assert low == pytest.approx(0.02) and high == pytest.approx(0.02)
+    rows = [
+        {"weight": 0.0, "cam_au_r": 0.10, "delta_accuracy": 0.0, "delta_low": 0.0, "delta_high": 0.0},
+        {"weight": 1.0, "cam_au_r": 0.30, "delta_accuracy": -0.002, "delta_low": -0.01, "delta_high": 0.004},
+        {"weight": 3.0, "cam_au_r": 0.40, "delta_accuracy": -0.03, "delta_low": -0.05, "delta_high": -0.01},
+        {"weight": 0.1, "cam_au_r": 0.05, "delta_accuracy": 0.0, "delta_low": -0.01, "delta_high": 0.01},
+    ]
+    judged = guidance_sweep.judge(rows, tolerance=0.005)
+    assert [(r["interpretability_improves"], r["accuracy_kept"]) for r in judged] == [
+        (None, None), (True, True), (True, False), (False, True)
+    ]  # fmt: skip
+    text = guidance_sweep.verdict(judged, tolerance=0.005)
+    assert text.startswith("The claim holds at 1 of 3 weights") and "weight 3: " in text
