@@ -8,9 +8,9 @@ everything else equal; per weight we measure test accuracy (mean over traits of 
 bootstrap interval of its difference from weight 0, resampling clips) and the mean Pearson r between
 each trait's CAM and the frame's AU map on test frames with a non-neutral emotion.
 
-The claim is judged per weight: interpretability improves when r exceeds weight 0's; accuracy is not
-degraded when the upper end of the 95% interval of (accuracy - accuracy at weight 0) is above
--`tolerance` (a difference we cannot tell from no loss of more than the tolerance).
+The claim is judged per weight: interpretability improves when r exceeds weight 0's; accuracy is kept
+(non-inferiority) when the lower end of the 95% interval of (accuracy - accuracy at weight 0) is above
+-`tolerance`: the data rule out a loss larger than the tolerance.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def judge(rows: list[dict], tolerance: float = 0.005) -> list[dict]:
             if np.isfinite(r["cam_au_r"]) and np.isfinite(base["cam_au_r"])
             else None
         )
-        r["accuracy_kept"] = bool(r["delta_high"] > -tolerance) if np.isfinite(r["delta_high"]) else None
+        r["accuracy_kept"] = bool(r["delta_low"] > -tolerance) if np.isfinite(r["delta_low"]) else None
     return rows
 
 
@@ -91,7 +91,7 @@ def verdict(rows: list[dict], tolerance: float = 0.005) -> str:
         if any(holds)
         else "The claim is not supported at any weight tried"
     )
-    return f"{summary} (accuracy kept: the 95% interval's upper end above -{tolerance:g}). " + "; ".join(
+    return f"{summary} (accuracy kept: the 95% interval's lower end above -{tolerance:g}). " + "; ".join(
         lines
     )
 
@@ -205,7 +205,7 @@ def sweep_analysis(
         table,
         "One row per weight: accuracy on val (selected epoch) and test, the difference from weight 0 with "
         "its 95% paired bootstrap interval over test clips, CAM-AU r on test frames, and the verdicts "
-        f"(accuracy_kept: interval upper end above -{tolerance:g}).",
+        f"(accuracy_kept: interval lower end above -{tolerance:g}: a larger loss is ruled out).",
         files["table"],
     )
     section.write(files["section"])

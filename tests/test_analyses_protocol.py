@@ -156,13 +156,16 @@ def test_guidance_sweep_verdict_per_weight():
     assert low == pytest.approx(0.02) and high == pytest.approx(0.02)
     rows = [
         {"weight": 0.0, "cam_au_r": 0.10, "delta_accuracy": 0.0, "delta_low": 0.0, "delta_high": 0.0},
-        {"weight": 1.0, "cam_au_r": 0.30, "delta_accuracy": -0.002, "delta_low": -0.01, "delta_high": 0.004},
+        {"weight": 1.0, "cam_au_r": 0.30, "delta_accuracy": -0.001, "delta_low": -0.004, "delta_high": 0.002},
         {"weight": 3.0, "cam_au_r": 0.40, "delta_accuracy": -0.03, "delta_low": -0.05, "delta_high": -0.01},
         {"weight": 0.1, "cam_au_r": 0.05, "delta_accuracy": 0.0, "delta_low": -0.01, "delta_high": 0.01},
     ]
+    rows.append(
+        {"weight": 0.3, "cam_au_r": 0.2, "delta_accuracy": -0.004, "delta_low": -0.009, "delta_high": 0.001}
+    )
     judged = guidance_sweep.judge(rows, tolerance=0.005)
     assert [(r["interpretability_improves"], r["accuracy_kept"]) for r in judged] == [
-        (None, None), (True, True), (True, False), (False, True)
+        (None, None), (True, True), (True, False), (False, False), (True, False)
     ]  # fmt: skip
     text = guidance_sweep.verdict(judged, tolerance=0.005)
-    assert text.startswith("The claim holds at 1 of 3 weights") and "weight 3: " in text
+    assert text.startswith("The claim holds at 1 of 4 weights") and "weight 3: " in text
