@@ -661,8 +661,9 @@ def units_analysis(
         f"Units of the last {len(acts)} conv layers of the {name} model ({n_units} units) on {len(faces)} "
         f"{what} from {len(set(faces.clip_ids))} clips. {int(counts['detectors'].sum())} units are face-part "
         f"detectors: their top-{top} images peak inside one part at least {threshold:.0%} of the time AND "
-        f"{margin:.0%} more often than the part's chance share (the share of the layer's peak cells the part "
-        f"covers, averaged over images). AUs with a unit beyond chance (Benjamini-Hochberg across "
+        f"that share exceeds the part's chance share by at least {margin:g} (the chance share is the share "
+        "of the layer's peak cells the part covers, averaged over images). AUs with a unit beyond chance "
+        "(Benjamini-Hochberg across "
         f"{n_units} units x {len(AUS)} AUs, q < 0.05): frame level {significant('frame')}, clip level "
         f"{significant('clip')} ({n_clips} clips). " + " ".join(notes),
         order=30 + (images.kind == "faces"),
