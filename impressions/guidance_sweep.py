@@ -178,7 +178,7 @@ def sweep_analysis(
         r["delta_low"], r["delta_high"] = paired_bootstrap(a, b, n_boot, seed)
     rows = judge(rows, tolerance)
     table = pl.DataFrame(rows, schema=interpret._schema(SCHEMA)).select(list(SCHEMA))
-    plot(table, files["figure"], title=f"{family}: AU guidance weight sweep (demo or given data)")
+    plot(table, files["figure"], title=f"{family}: AU guidance weight sweep (test split)")
     note = (
         ""
         if len(usable)
