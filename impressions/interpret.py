@@ -226,6 +226,71 @@ def read_sections(paths: Sequence[str | Path]) -> list[dict]:
     return sorted(sections, key=lambda s: s.get("order", 50))
 
 
+class NotComputable(ValueError):
+    """The inputs cannot support an analysis (too few clips, no faces in a split ...): its section says
+    why instead of failing the workflow."""
+
+
+TITLES = {
+    "cam": ("Class activation maps: {model}", 20),
+    "cam_overlap": ("CAM regions on the face (Ventura et al. 2017): {model}", 25),
+    "units": ("Units as face-part and Action-Unit detectors: {model}", 30),
+    "au_maps": ("AU-codebook maps against CAM: {model}", 40),
+    "guidance": ("AU guidance: its effect on accuracy and on where the model looks", 45),
+    "guidance_sweep": ("AU guidance weight sweep", 46),
+    "manifold": ("Manifold view of the learned features", 60),
+}
+"""Analysis -> (section title, report order): also the title of its section when it is not computed."""
+
+
+def _placeholder(path: Path, reason: str) -> None:
+    """A declared output that could not be computed: a figure or a one-row table saying why."""
+    import polars as pl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".png":
+        _empty_figure(path, "not computed:\n" + "\n".join(_wrap(reason, 60)))
+    elif path.suffix == ".csv":
+        pl.DataFrame({"not_computed": [reason]}).write_csv(path)
+    elif path.suffix == ".parquet":
+        pl.DataFrame({"not_computed": [reason]}).write_parquet(path)
+    elif path.suffix != ".json":
+        path.write_text(f"not computed: {reason}\n")
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width)[:6] or [""]
+
+
+def not_computed(analysis: str, model: str, reason: str, files: Mapping[str, Path]) -> Section:
+    """Write the section of an analysis that could not run, and a placeholder for each declared output
+    (so that the rest of the workflow and the report go on and show the gap)."""
+    title, order = TITLES.get(analysis, (analysis, 90))
+    section = Section(
+        title.format(model=model) + " (not computed)",
+        f"This analysis could not be computed: {reason}. Its figures and tables are placeholders.",
+        order=order,
+    )
+    for kind, path in files.items():
+        if kind != "section":
+            _placeholder(Path(path), reason)
+    section.write(files["section"])
+    return section
+
+
+def guarded(analysis: str, model: str, files: Mapping[str, Path], fn, *args, **kwargs) -> Section:
+    """Run one analysis; if it fails, log the traceback and write its not-computed section instead."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as error:  # any failure: the report must still be written, saying what is missing
+        reason = str(error) if isinstance(error, NotComputable) else f"{type(error).__name__}: {error}"
+        log.exception("%s of %s not computed: %s", analysis, model, reason)
+        return not_computed(analysis, model, reason, files)
+
+
 # ----------------------------------------------------------------------------------------------------
 # Class activation maps and Grad-CAM
 
@@ -239,9 +304,10 @@ def _clip_scores(clip_ids: Sequence[str], logits: np.ndarray) -> dict[str, np.nd
 
 def cam_analysis(
     name: str, checkpoint: Path, images: Images, files: Mapping[str, Path], *, top_k: int = 3,
-    threshold: float = 0.2, min_overlap: float = 0.9, compare_frames: int = 4,
+    compare_frames: int = 4,
 ) -> Section:  # fmt: skip
-    """CAM overlays of the top-K clips per trait, CAM against Grad-CAM, and (frames) CAM on the face."""
+    """CAM overlays of the top-K clips per trait and CAM against Grad-CAM (the face-overlap test is
+    `cam_overlap_analysis`)."""
     import polars as pl
 
     from impressions import cam
@@ -252,7 +318,6 @@ def cam_analysis(
     x = model_input(images.images, input_size)
     cams, logits = _batched(lambda b: cam.class_activation_maps(model, b), x)
     grads = _batched(lambda b: cam.grad_cam(model, b), x)
-    size = images.size
     what = "whole frames" if images.kind == "frames" else "aligned faces"
 
     # Overlays: per trait the K clips the model scores highest, each at its highest-scoring frame.
@@ -310,56 +375,130 @@ def cam_analysis(
         files["gradcam"],
     )
     if images.kind == "frames":
-        region_rows = []
-        for i in np.flatnonzero(~np.isnan(images.boxes[:, 0])):
-            up = cam.upsample(cams[i], size)  # one frame at a time: all at once is N x 5 x S x S floats
-            for t, trait in enumerate(TRAITS):
-                masks = cam.cam_regions(up[t], threshold)
-                _, _, overlaps = cam.face_overlap(up[t], images.boxes[i], threshold, min_overlap)
-                for k, (mask, overlap) in enumerate(zip(masks, overlaps)):
-                    region_rows.append({
-                        "model": name, "clip_id": images.clip_ids[i],
-                        "frame_index": int(images.frame_index[i]), "trait": trait, "region": k,
-                        "area_px": int(mask.sum()), "overlap": float(overlap),
-                        "on_face": bool(overlap >= min_overlap),
-                    })  # fmt: skip
-        regions = pl.DataFrame(
-            region_rows,
-            schema={"model": pl.String, "clip_id": pl.String, "frame_index": pl.Int64, "trait": pl.String,
-                    "region": pl.Int64, "area_px": pl.Int64, "overlap": pl.Float64, "on_face": pl.Boolean},
-        )  # fmt: skip
-        regions.write_parquet(files["regions"])
-        summary = (
-            regions.group_by("trait")
-            .agg(pl.len().alias("regions"), pl.col("on_face").sum().alias("on_face"))
-            .with_columns((pl.col("on_face") / pl.col("regions")).alias("share"))
-        )
-        order = {t: i for i, t in enumerate(TRAITS)}
-        summary = summary.sort(pl.col("trait").replace_strict(order, return_dtype=pl.Int64))
-        total = pl.DataFrame({"trait": ["all"], "regions": [regions.height],
-                              "on_face": [int(regions["on_face"].sum())]}).with_columns(
-            (pl.col("on_face") / pl.col("regions")).alias("share"))  # fmt: skip
-        summary = pl.concat([summary, total], how="vertical_relaxed").with_columns(
-            pl.lit(name).alias("model")
-        )
-        frames_used = int((~np.isnan(images.boxes[:, 0])).sum())
-        share = total["share"][0] if regions.height else float("nan")
         section.text += (
-            f" On {frames_used} frames with a detected face, {share:.1%} of the CAM regions lie on the face "
-            f"(Ventura et al. 2017 report 72.8% on First Impressions)."
+            " The share of CAM regions on the face (Ventura et al. 2017) is measured as published, on a "
+            "GAP (cam head) model and test frames only, in the section 'CAM regions on the face'."
         )
-        section.table(
-            summary.select("model", "trait", "regions", "on_face", "share"),
-            f"CAM regions on the face: each trait's CAM upsampled to the frame, thresholded at "
-            f"{threshold:g} x its maximum, split into connected components; a region is on the face when "
-            f"at least {min_overlap:.0%} of its pixels lie in the detected face box. Per-region rows: "
-            f"{Path(files['regions']).name}.",
-            files["overlap"],
+    section.write(files["section"])
+    return section
+
+
+REGION_SCHEMA = {
+    "model": "String", "clip_id": "String", "frame_index": "Int64", "trait": "String", "region": "Int64",
+    "area_px": "Int64", "largest": "Boolean",
+}  # fmt: skip
+"""cam_regions.parquet: one row per CAM region, plus overlap_<scale> (Float64) per face-box scale."""
+
+
+def cam_overlap_analysis(
+    name: str, checkpoint: Path, images: Images, files: Mapping[str, Path], *, threshold: float = 0.2,
+    min_overlap: float = 0.9, scales: Sequence[float] = (1.0, 1.25, 1.5), dataset: str = "",
+) -> Section:  # fmt: skip
+    """Ventura et al.'s share of CAM regions on the face, as published (`impressions.cam_overlap`).
+
+    `images` are the test split's frames; frames without a detected face are counted, not used."""
+    import polars as pl
+
+    from impressions import cam, cam_overlap
+
+    model, input_size, ckpt = load_model(checkpoint)
+    if images.kind != "frames":
+        raise NotComputable("the face-overlap test needs whole frames (the image family), not aligned faces")
+    if not len(images):
+        raise NotComputable("the test split has no frames")
+    has_box = ~np.isnan(images.boxes[:, 0])
+    if not has_box.any():
+        raise NotComputable(f"none of the {len(images)} test frames has a detected face")
+    frames = images.subset(has_box)
+    x = model_input(frames.images, input_size)
+    cams, _ = _batched(lambda b: cam.class_activation_maps(model, b), x)
+    scales = [float(s) for s in scales]
+    schema = _schema(REGION_SCHEMA) | {cam_overlap.overlap_column(s): pl.Float64 for s in scales}
+    rows = []
+    for i in range(len(frames)):
+        up = cam.upsample(cams[i], frames.size)  # one frame at a time: all at once is N x 5 x S x S floats
+        for t, trait in enumerate(TRAITS):
+            for row in cam_overlap.frame_regions(up[t], frames.boxes[i], threshold, scales):
+                rows.append({"model": name, "clip_id": frames.clip_ids[i],
+                             "frame_index": int(frames.frame_index[i]), "trait": trait, **row})  # fmt: skip
+    regions = pl.DataFrame(rows, schema=schema)
+    regions.write_parquet(files["regions"])
+    summary = cam_overlap.summarise(regions, min_overlap, scales).with_columns(pl.lit(name).alias("model"))
+    summary = summary.select("model", *[c for c in summary.columns if c != "model"])
+    summary.write_csv(files["overlap"])
+    title = f"{name}: CAM region overlap with the face box (test frames)"
+    cam_overlap.plot_histogram(regions, files["histogram"], min_overlap, title=title)
+    cam_overlap.plot_scale_sensitivity(summary, files["scales"], title=f"{name}: face-box scale")
+
+    def pooled(variant, scale=1.0):
+        row = summary.filter((pl.col("variant") == variant) & (pl.col("box_scale") == scale)
+                             & (pl.col("trait") == "all")).row(0, named=True)  # fmt: skip
+        return row["share"], row["regions"]
+
+    every, n_every = pooled("every")
+    largest, n_largest = pooled("largest")
+    head = getattr(model, "head", None)
+    clips = len(set(frames.clip_ids))
+    comparison = pl.DataFrame(
+        [{"source": "published: Ventura et al. 2017 (First Impressions; not measured here)",
+          "variant": "not stated", "box_scale": 1.0, "regions": None, "share": cam_overlap.PUBLISHED_SHARE},
+         {"source": f"measured: {name} ({dataset or 'this dataset'})", "variant": "every", "box_scale": 1.0,
+          "regions": n_every, "share": every},
+         {"source": f"measured: {name} ({dataset or 'this dataset'})", "variant": "largest", "box_scale": 1.0,
+          "regions": n_largest, "share": largest}],
+        schema={"source": pl.String, "variant": pl.String, "box_scale": pl.Float64, "regions": pl.Int64,
+                "share": pl.Float64},
+    )  # fmt: skip
+    comparison.write_csv(files["comparison"])
+    if head == "cam":
+        protocol = (
+            "Protocol: it matches what the paper states - CAM of a GAP -> linear (cam head) image model, "
+            f"regions of the map thresholded at {threshold:.0%} of its maximum after min-max normalisation, "
+            f"a region on the face when at least {min_overlap:.0%} of it lies in the detected face box, "
+            "test frames only. The paper does not state its face detector (here dlib HOG), what a region "
+            "is (both readings are reported), nor which frames and traits (here all five traits of every "
+            "sampled test frame with a face)."
         )
     else:
-        # Keep the declared outputs of the rule identical for both kinds: an empty table.
-        pl.DataFrame(schema={"model": pl.String, "trait": pl.String}).write_parquet(files["regions"])
-        pl.DataFrame(schema={"model": pl.String, "trait": pl.String}).write_csv(files["overlap"])
+        protocol = (
+            f"Protocol DEVIATES: the {name} model has the {head!r} head, not the GAP (cam) head CAM is "
+            "defined on; its maps include the max-pooled half's peaks. Train it with head: cam to match."
+        )
+    section = Section(
+        TITLES["cam_overlap"][0].format(model=name),
+        f"How much of where the {name} model looks lies on the face, on {len(frames)} test frames with a "
+        f"detected face from {clips} clips ({len(images) - len(frames)} test frames without a face are left "
+        f"out). Every connected region: {every:.1%} of {n_every} regions on the face; largest region per "
+        f"map: {largest:.1%} of {n_largest}. Published (Ventura et al. 2017, First Impressions, NOT measured "
+        f"here): {cam_overlap.PUBLISHED_SHARE:.1%}. {protocol} The numbers are comparable with the published "
+        "one only on the FI test split.",
+        order=TITLES["cam_overlap"][1],
+    )
+    section.figure(
+        files["histogram"],
+        f"Distribution of the share of each CAM region inside the detected face box (box scale 1.0), every "
+        f"connected region (left) and the largest region of each map (right); the dashed line is the "
+        f"{min_overlap:g} cut-off. Maps: per trait, upsampled to the frame, min-max normalised, thresholded "
+        f"at {threshold:g}.",
+    )
+    section.figure(
+        files["scales"],
+        "Sensitivity to the face box: share of regions on the face when the detected box is enlarged about "
+        "its centre by 1.0, 1.25 and 1.5 (pooled over traits). The dotted line is the published 72.8% "
+        "(Ventura et al. 2017, First Impressions), shown for reference, not measured here.",
+    )
+    section.table(
+        comparison,
+        "Measured shares (box scale 1.0) beside the published figure, which is labelled as published.",
+        files["comparison"],
+    )
+    section.table(
+        summary,
+        f"Share of CAM regions on the face per variant, face-box scale and trait (all: pooled); "
+        f"median_overlap is the median share of a region inside the box. Per-region rows: "
+        f"{Path(files['regions']).name}.",
+        files["overlap"],
+    )
     section.write(files["section"])
     return section
 
@@ -368,58 +507,110 @@ def cam_analysis(
 # Units: face-part detectors and Action-Unit emergence
 
 
+def _unit_schema(parts, with_chance: bool) -> dict:
+    """Column types of the units table, fixed up front: never inferred from the first rows."""
+    import polars as pl
+
+    schema = {"model": pl.String, "layer": pl.String, "unit": pl.Int64, "top_value": pl.Float64}
+    schema |= {f"mass_{p}": pl.Float64 for p in parts}
+    if with_chance:
+        schema |= {f"chance_{p}": pl.Float64 for p in parts} | {f"lift_{p}": pl.Float64 for p in parts}
+    return schema | {"part": pl.String}
+
+
+EMERGENCE_SCHEMA = {
+    "model": "String", "level": "String", "au": "String", "layer": "String", "unit": "Int64",
+    "i_max": "Int64", "n_top": "Int64", "n": "Int64", "expected": "Float64", "p_value": "Float64",
+    "p_corrected": "Float64", "p_bonferroni": "Float64", "tests": "Int64",
+}  # fmt: skip
+"""au_emergence.csv: one row per level (frame, clip) and AU; n is frames or clips."""
+
+
+TRUST_SCHEMA = {
+    "model": "String", "method": "String", "clips": "Int64", "dimensions": "Int64", "neighbors": "Int64",
+    "trustworthiness": "Float64",
+}  # fmt: skip
+
+
+def _schema(spec: Mapping[str, str]) -> dict:
+    import polars as pl
+
+    return {k: getattr(pl, v) for k, v in spec.items()}
+
+
 def units_analysis(
     name: str, checkpoint: Path, images: Images, files: Mapping[str, Path], *, n_layers: int = 2,
     top: int = 20, threshold: float = 0.5, au_top_n: int = 50, gallery_units: int = 4,
+    margin: float = 0.25, clip_top_n: int = 10,
 ) -> Section:  # fmt: skip
-    """Face-part detectors among the last conv layers' units, and which units track which AU."""
+    """Face-part detectors against their chance share, and which units track which AU (frame and clip
+    level). Parts that cannot be computed are said so in the section; the tables keep their columns."""
     import polars as pl
 
-    from impressions import units
+    from impressions import emergence, units
 
+    parts = list(units.FACE_PARTS)
     model, input_size, _ = load_model(checkpoint)
     faces = images.subset(images.has_face)
     if len(faces) < 2:
-        raise ValueError(f"{name}: unit analysis needs frames with faces (found {len(faces)})")
+        raise NotComputable(
+            f"{len(faces)} of {len(images)} {images.kind} have a detected face; the unit analysis needs 2"
+        )
     x = model_input(faces.images, input_size)
     layers = units.unit_layers(model, n_layers)
     acts = units.unit_activations(model, layers, x)
     size = faces.size
-    masks_per_image = [units.part_masks(lm, size) for lm in faces.landmarks]
-    masks = {part: np.stack([m[part] for m in masks_per_image]) for part in units.FACE_PARTS}
+    masks = units.part_masks(faces.landmarks, size)
     top = min(top, len(faces))
     what = "aligned faces" if images.kind == "faces" else "frames with a face"
 
-    unit_rows, hists, gallery = [], {}, {part: [] for part in units.FACE_PARTS}
+    unit_rows, chance_rows, hists, gallery = [], [], {}, {part: [] for part in parts}
     peak_values = {}
     for layer, a in acts.items():
         values, xy = units.peaks(a, size)
         peak_values[layer] = values
-        for row in units.find_detectors(values, xy, masks, top=top, threshold=threshold):
+        chance = units.chance_shares(masks, a.shape[-2:])
+        layer_rows = units.find_detectors(values, xy, masks, top=top, threshold=threshold, chance=chance,
+                                          margin=margin)  # fmt: skip
+        for row in layer_rows:
             unit_rows.append({"model": name, "layer": layer, **row})
             if row["part"]:
                 gallery[row["part"]].append((row[f"mass_{row['part']}"], layer, row["unit"]))
-        # Peak locations of each layer's units' top images, pooled over units.
+        for p in parts:
+            found = [r for r in layer_rows if r["part"] == p]
+            chance_rows.append({
+                "model": name, "layer": layer, "part": p, "units": len(layer_rows), "chance_share": chance[p],
+                "required_share": max(threshold, chance[p] + margin), "detectors": len(found),
+                "mean_share": float(np.mean([r[f"mass_{p}"] for r in found])) if found else float("nan"),
+                "mean_lift": float(np.mean([r[f"lift_{p}"] for r in found])) if found else float("nan"),
+                "best_lift": float(max(r[f"lift_{p}"] for r in layer_rows)) if layer_rows else float("nan"),
+            })  # fmt: skip
         order = units.top_images(values, top)
         top_xy = np.take_along_axis(xy, order[:, :, None], axis=0).reshape(-1, 2)
         # No more bins than the layer has cells: finer bins only show the cell grid as gaps.
         hists[layer] = units.peak_histogram(top_xy, size, bins=min(16, a.shape[-1]))
-    table = pl.DataFrame(unit_rows).with_columns(pl.col("part").cast(pl.String))
+    table = pl.DataFrame(unit_rows, schema=_unit_schema(parts, True))
     table.write_parquet(files["units"])
-    counts = (
-        table.group_by("layer", maintain_order=True)
-        .agg(pl.len().alias("units"),
-             *[(pl.col("part") == p).sum().alias(p) for p in units.FACE_PARTS],
-             pl.col("part").is_not_null().sum().alias("detectors"))
+    counts = table.group_by("layer", maintain_order=True).agg(
+        pl.len().alias("units"),
+        *[(pl.col("part") == p).sum().cast(pl.Int64).alias(p) for p in parts],
+        pl.col("part").is_not_null().sum().cast(pl.Int64).alias("detectors"),
+    )
+    chance_table = pl.DataFrame(
+        chance_rows,
+        schema={"model": pl.String, "layer": pl.String, "part": pl.String, "units": pl.Int64,
+                "chance_share": pl.Float64, "required_share": pl.Float64, "detectors": pl.Int64,
+                "mean_share": pl.Float64, "mean_lift": pl.Float64, "best_lift": pl.Float64},
     )  # fmt: skip
+    _plot_detector_lift(chance_table, files["detector_figure"], f"{name}: face-part detectors against chance")
     units.plot_histograms(
         hists, files["histograms"], masks_mean={p: m.mean(axis=0) for p, m in masks.items()}
     )
-    # The strongest units of the last layer (by top peak value), with their top images segmented.
     last = list(acts)[-1]
     strongest = np.argsort(-peak_values[last].max(axis=0), kind="stable")[: max(gallery_units, 1)]
     units.plot_top_units(faces.images, acts[last], peak_values[last], list(strongest), files["top_units"])
-    for part in units.FACE_PARTS:
+    notes = []
+    for part in parts:
         chosen = sorted(gallery[part], reverse=True)[:gallery_units]
         if chosen:
             layer = chosen[0][1]
@@ -428,35 +619,67 @@ def units_analysis(
                                     files[f"gallery_{part}"])  # fmt: skip
         else:
             _empty_figure(files[f"gallery_{part}"], f"no {part} detector among the units tested")
+    missing = [p for p in parts if not gallery[p]]
+    if missing:
+        notes.append(f"No unit is a detector of: {', '.join(missing)} (their galleries are empty).")
 
-    # AU emergence on frames with expressions.
+    # AU emergence on frames with expressions, at frame and at clip level.
     with_aus = ~np.isnan(faces.aus).any(axis=1)
     unit_names = [(layer, u) for layer, v in peak_values.items() for u in range(v.shape[1])]
     all_values = np.concatenate([peak_values[layer] for layer in peak_values], axis=1)[with_aus]
-    n_top = int(min(au_top_n, max(with_aus.sum() // 4, 1)))
+    clip_ids = [c for c, keep in zip(faces.clip_ids, with_aus) if keep]
     emergence_rows = []
-    if with_aus.sum() >= 4:
-        for row in units.au_emergence(faces.aus[with_aus], all_values, n_top):
-            layer, unit = unit_names[row["unit"]]
-            emergence_rows.append({"model": name, "au": AUS[row["au_index"]], "layer": layer, "unit": unit,
-                                   **{k: row[k] for k in ("i_max", "n_top", "frames", "expected", "p_value",
-                                                          "p_corrected")}})  # fmt: skip
-    emergence = pl.DataFrame(
-        emergence_rows,
-        schema={"model": pl.String, "au": pl.String, "layer": pl.String, "unit": pl.Int64, "i_max": pl.Int64,
-                "n_top": pl.Int64, "frames": pl.Int64, "expected": pl.Float64, "p_value": pl.Float64,
-                "p_corrected": pl.Float64},
-    )  # fmt: skip
+    if with_aus.sum() < 4:
+        notes.append(f"AU emergence not computed: {int(with_aus.sum())} frames have expressions (needs 4).")
+        skipped = ""
+    else:
+        frame_rows, clip_rows, skipped = emergence.both_levels(
+            clip_ids, faces.aus[with_aus], all_values, au_top_n, clip_top_n
+        )
+        for level, level_rows in (("frame", frame_rows), ("clip", clip_rows)):
+            for row in level_rows:
+                layer, unit = unit_names[row["unit"]]
+                known = {k: row[k] for k in EMERGENCE_SCHEMA if k in row}
+                emergence_rows.append(
+                    {"model": name, "level": level, "au": AUS[row["au_index"]], "layer": layer, "unit": unit}
+                    | known
+                )
+        if skipped:
+            notes.append(f"Clip-level AU emergence not computed: {skipped}.")
+    em = pl.DataFrame(emergence_rows, schema=_schema(EMERGENCE_SCHEMA))
+    em.write_csv(files["emergence"])
+    emergence.plot_levels(em, files["emergence_figure"], title=f"{name}: AU emergence, frame vs clip level")
     n_units = len(unit_names)
-    significant = int((emergence["p_corrected"] < 0.05).sum()) if emergence.height else 0
 
+    def significant(level):
+        part = em.filter(pl.col("level") == level)
+        return f"{int((part['p_corrected'] < 0.05).sum())} of {part.height}" if part.height else "none"
+
+    n_clips = len(set(clip_ids))
     section = Section(
         f"Units as face-part and Action-Unit detectors: {name}",
         f"Units of the last {len(acts)} conv layers of the {name} model ({n_units} units) on {len(faces)} "
-        f"{what}. {int(counts['detectors'].sum())} units are face-part detectors; {significant} of "
-        f"{emergence.height} AUs have a unit whose top frames overlap the AU's beyond chance "
-        "(Bonferroni-corrected p < 0.05).",
+        f"{what} from {len(set(faces.clip_ids))} clips. {int(counts['detectors'].sum())} units are face-part "
+        f"detectors: their top-{top} images peak inside one part at least {threshold:.0%} of the time AND "
+        f"that share exceeds the part's chance share by at least {margin:g} (the chance share is the share "
+        "of the layer's peak cells the part covers, averaged over images). AUs with a unit beyond chance "
+        "(Benjamini-Hochberg across "
+        f"{n_units} units x {len(AUS)} AUs, q < 0.05): frame level {significant('frame')}, clip level "
+        f"{significant('clip')} ({n_clips} clips). " + " ".join(notes),
         order=30 + (images.kind == "faces"),
+    )
+    section.figure(
+        files["detector_figure"],
+        f"Detectors per face part and layer (bars) and the chance share of each part (the share of peaks "
+        f"a unit with uniformly placed peaks would collect there; text: mean lift = share / chance of the "
+        f"detectors found). A detector needs share >= max({threshold:g}, chance + {margin:g}).",
+    )
+    section.figure(
+        files["emergence_figure"],
+        "AU emergence at frame level (top-N frames, frames treated as exchangeable) beside clip level "
+        "(top-N clips: a clip's mean AU intensity against the unit's largest peak over the clip's frames): "
+        "-log10 of the best unit's Benjamini-Hochberg corrected p per AU; bars above the dashed line are "
+        "significant at q = 0.05.",
     )
     section.figure(
         files["top_units"],
@@ -469,33 +692,69 @@ def units_analysis(
         f"Where units peak: per layer, a 2-D histogram of the peak-activation locations of every unit's "
         f"top-{top} images, with the mean face-part regions drawn from the landmarks.",
     )
-    for part in units.FACE_PARTS:
+    for part in parts:
         section.figure(
             files[f"gallery_{part}"],
-            f"{part.capitalize()} detectors: the units (up to {gallery_units}, strongest first) whose "
-            f"top-{top} images peak inside the {part} region in at least {threshold:.0%} of cases, with "
-            "those images segmented by the unit's receptive field.",
+            f"{part.capitalize()} detectors: the units (up to {gallery_units}, strongest first) passing the "
+            "detector rule for this part, with their top images segmented by the unit's receptive field.",
         )
     section.table(
         counts,
         f"Face-part detectors per layer. Regions come from each image's 68 landmarks (eyebrows 17-26, eyes "
-        f"36-47, nose 27-35, mouth 48-67: convex hulls dilated by 0.1 x the inter-ocular distance); a unit "
-        f"detects a part when at least {threshold:.0%} of its top-{top} images (by peak activation) peak "
-        f"inside it. Per-unit masses: {Path(files['units']).name}.",
+        f"36-47, nose 27-35, mouth 48-67: convex hulls dilated by 0.1 x the inter-ocular distance). "
+        f"Per-unit shares, chance and lift: {Path(files['units']).name}.",
         files["counts"],
     )
     section.table(
-        emergence,
-        f"Action-Unit emergence: for each AU the {n_top} frames with its highest intensity against each "
-        f"unit's {n_top} frames with the highest peak activation, over {int(with_aus.sum())} frames; I_max "
-        f"is the largest intersection (by the unit named), `expected` the chance intersection n^2/F, p the "
-        f"hypergeometric probability of an intersection at least I_max, corrected for the {n_units} units "
-        "tested (Bonferroni). Frames of one clip are alike, and the test treats frames as exchangeable, so p "
-        "is optimistic when a few clips supply many of the top frames.",
+        chance_table,
+        f"Chance baseline per layer and part: chance_share is the share of peak mass a part collects by its "
+        f"area alone; required_share = max(threshold {threshold:g}, chance + margin {margin:g}); mean_lift "
+        "is the detectors' mean share / chance, best_lift the largest lift of any unit of the layer.",
+        files["chance"],
+    )
+    section.table(
+        em,
+        "Action-Unit emergence, frame level and clip level. For each AU, I_max is the largest intersection "
+        "of the AU's top-N set with a unit's top-N set (the unit named), `expected` the chance intersection "
+        "N^2/n, p_value the hypergeometric P(X >= I_max) with n frames or clips, p_corrected "
+        f"{emergence.CORRECTION} ({n_units * len(AUS)} tests per level), p_bonferroni the family-wise "
+        "bound. Frames of one clip are alike: the frame-level p is optimistic when a few clips supply the "
+        "top frames; the clip level is the one to trust.",
         files["emergence"],
     )
     section.write(files["section"])
     return section
+
+
+def _plot_detector_lift(chance_table, path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import polars as pl
+
+    layers = list(dict.fromkeys(chance_table["layer"].to_list()))
+    fig, axes = plt.subplots(1, max(len(layers), 1), figsize=(4 * max(len(layers), 1), 3), dpi=FIGURE_DPI,
+                             squeeze=False)  # fmt: skip
+    for ax, layer in zip(axes[0], layers):
+        part = chance_table.filter(pl.col("layer") == layer)
+        x = np.arange(part.height)
+        ax.bar(x, part["detectors"].to_list(), color="tab:blue")
+        ax.set_xticks(x, part["part"].to_list(), fontsize=8)
+        ax.set_ylabel("detectors", fontsize=8)
+        twin = ax.twinx()
+        twin.plot(x, part["chance_share"].to_list(), "o", color="tab:orange", label="chance share")
+        twin.set_ylim(0, 1)
+        twin.set_ylabel("chance share", fontsize=8)
+        for xi, lift in zip(x, part["mean_lift"].to_list()):
+            if lift is not None and np.isfinite(lift):
+                ax.text(xi, 0, f"x{lift:.1f}", ha="center", va="bottom", fontsize=7, color="white")
+        ax.set_title(f"{layer} ({int(part['units'][0])} units)", fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def _empty_figure(path, text: str) -> None:
@@ -630,7 +889,9 @@ def guidance_effect(
         "AU guidance: its effect on accuracy and on where the model looks",
         "A model trained with au_guidance_weight > 0 adds to its loss the squared distance between its last "
         "conv layer's attention (mean squared activation over channels, L2-normalised) and the frame's "
-        "AU-codebook map; its twin is the same family and settings trained without it. "
+        "AU-codebook map, times the weight and (au_guidance_scale init, the default) the ratio of trait loss "
+        "to that term on the first batch, so weight 1 weighs it like the trait loss at the start; its twin "
+        "is the same family and settings trained without it. The sweep over weights is its own section. "
         + "; ".join(lines)
         + ". Accuracy is the mean over traits of 1 - MAE; the report's accuracy tables hold its confidence "
         "intervals.",
@@ -647,13 +908,16 @@ def guidance_effect(
 
 def manifold_analysis(
     feature_files: Mapping[str, Path], clips, expressions, files: Mapping[str, Path], *, method: str = "tsne",
-    perplexity: float = 30.0, neighbors: int = 5, seed: int = 0,
+    perplexity: float = 30.0, neighbors: int = 5, seed: int = 0, splits: Sequence[str] = ("test",),
 ) -> Section:  # fmt: skip
-    """t-SNE (or PCA) of each model's per-clip penultimate features, coloured by trait, gender, emotion."""
+    """t-SNE (or PCA) of each model's per-clip penultimate features on held-out clips (`splits`: training
+    clips would show how well the model fitted them, not how traits separate), coloured by trait,
+    gender and emotion. A model with too few held-out clips gets a note, not an embedding."""
     import polars as pl
 
     from impressions import manifold, metrics
 
+    held_out = set(clips.filter(pl.col("split").is_in(list(splits)))["clip_id"].to_list())
     info = clips.select("clip_id", *TRAITS, "gender")
     if expressions is not None and expressions.height:
         info = info.join(metrics.dominant_emotion(expressions), on="clip_id", how="left")
@@ -662,7 +926,8 @@ def manifold_analysis(
     rows, coords = [], []
     section = Section(
         "Manifold view of the learned features",
-        f"Per-clip penultimate features of each model (what late fusion consumes), standardised and embedded "
+        f"Per-clip penultimate features of each model (what late fusion consumes) on the {'/'.join(splits)} "
+        f"split only ({len(held_out)} clips), standardised and embedded "
         f"in 2-D by {method.upper() if method == 'pca' else 't-SNE'} (seed {seed}), coloured by each trait's "
         f"label, gender and the clip's dominant emotion. Trustworthiness (scikit-learn; Venna & Kaski 2001) "
         f"measures how many of each point's {neighbors} nearest 2-D neighbours are true neighbours in the "
@@ -674,8 +939,16 @@ def manifold_analysis(
             ids = data["clip_id"].tolist()
             feats = data["features"].astype(np.float64)
             has = data["has_input"] if "has_input" in data else np.ones(len(ids), bool)
-        ids = [c for c, h in zip(ids, has) if h]
-        feats = feats[has]
+        keep = np.array([bool(h) and c in held_out for c, h in zip(ids, has)], dtype=bool)
+        ids = [c for c, k in zip(ids, keep) if k]
+        feats = feats[keep]
+        if len(ids) < 4:
+            reason = f"{name}: {len(ids)} held-out clips with input (a manifold view needs 4)"
+            section.text += f" Not computed for {reason}."
+            _placeholder(files[f"figure_{name}"], reason)
+            rows.append({"model": name, "method": method, "clips": len(ids), "dimensions": feats.shape[1],
+                         "neighbors": neighbors, "trustworthiness": float("nan")})  # fmt: skip
+            continue
         meta = pl.DataFrame({"clip_id": ids}).join(info, on="clip_id", how="left")
         emb = manifold.embed_2d(feats, method, seed, perplexity)
         trust = manifold.trustworthiness(feats, emb, neighbors)
@@ -695,9 +968,10 @@ def manifold_analysis(
             f"{name}: {len(ids)} clips with input, {feats.shape[1]} features; trustworthiness {trust:.3f}. "
             "Grey points have no value for that colouring.",
         )
-    pl.concat(coords).write_parquet(files["coordinates"])
+    coord_schema = {"model": pl.String, "clip_id": pl.String, "x": pl.Float32, "y": pl.Float32}
+    (pl.concat(coords) if coords else pl.DataFrame(schema=coord_schema)).write_parquet(files["coordinates"])
     section.table(
-        pl.DataFrame(rows),
+        pl.DataFrame(rows, schema=_schema(TRUST_SCHEMA)),
         f"Trustworthiness of each embedding; 2-D coordinates per clip: {Path(files['coordinates']).name}.",
         files["table"],
     )
@@ -724,7 +998,7 @@ def read_tables(
 
 def explained_kind(model_name: str) -> str:
     """frames for the image family (and its guided twin), faces for the face family."""
-    family = model_name.removesuffix(layout.GUIDED_SUFFIX)
+    family = model_name.removesuffix(layout.GUIDED_SUFFIX).removesuffix(layout.CAM_SUFFIX)
     if family not in ("image", "face"):
         raise ValueError(f"{model_name}: only image and face models can be explained")
     return "frames" if family == "image" else "faces"
@@ -733,34 +1007,48 @@ def explained_kind(model_name: str) -> str:
 def run(
     analysis: str, model_name: str, inputs: Mapping[str, str], outputs: Mapping[str, str], options: Mapping
 ):
-    """One per-model analysis (cam, units or au_maps) as the workflow calls it.
+    """One per-model analysis (cam, cam_overlap, units or au_maps) as the workflow calls it.
 
     `inputs`: checkpoint, clips, frames, faces, expressions; `options`: the config's `interpret`
-    section plus clips_dir, split and seed.
+    section plus clips_dir, split and seed. An analysis that cannot be computed writes its section
+    saying why (and placeholders for its other outputs) instead of failing the workflow.
     """
+    files = {k: Path(v) for k, v in outputs.items()}
+    for path in files.values():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    if analysis not in layout.INTERPRET_FILES:
+        raise ValueError(f"unknown analysis {analysis!r}; known: {list(layout.INTERPRET_FILES)}")
+    return guarded(analysis, model_name, files, _run, analysis, model_name, inputs, files, options)
+
+
+def _run(analysis: str, model_name: str, inputs: Mapping[str, str], files: Mapping[str, Path], options):
     clips, frames, faces, expressions = read_tables(
         inputs["clips"], inputs["frames"], inputs["faces"], inputs.get("expressions"),
         options.get("split", "official"), options.get("seed", 0),
     )  # fmt: skip
+    kind = explained_kind(model_name)
+    # The published face-overlap test uses held-out frames only, whatever `splits` says.
+    splits = ["test"] if analysis == "cam_overlap" else options["splits"]
     images = load_images(
-        explained_kind(model_name), clips, frames, faces, expressions, options["clips_dir"],
-        splits=options["splits"], max_frames=options["max_frames"],
+        kind, clips, frames, faces, expressions, options["clips_dir"], splits=splits,
+        max_frames=options["max_frames"],
     )  # fmt: skip
     log.info("%s of %s on %d %s", analysis, model_name, len(images), images.kind)
-    files = {k: Path(v) for k, v in outputs.items()}
-    for path in files.values():
-        path.parent.mkdir(parents=True, exist_ok=True)
     checkpoint = Path(inputs["checkpoint"])
     if analysis == "cam":
-        return cam_analysis(
-            model_name, checkpoint, images, files, top_k=options["top_k"], threshold=options["cam_threshold"],
-            min_overlap=options["face_overlap"],
+        if not len(images):
+            raise NotComputable(f"no {images.kind} of the splits {', '.join(splits)} to explain")
+        return cam_analysis(model_name, checkpoint, images, files, top_k=options["top_k"])
+    if analysis == "cam_overlap":
+        return cam_overlap_analysis(
+            model_name, checkpoint, images, files, threshold=options["cam_threshold"],
+            min_overlap=options["face_overlap"], scales=options.get("box_scales", (1.0, 1.25, 1.5)),
+            dataset=options.get("dataset", ""),
         )  # fmt: skip
     if analysis == "units":
         return units_analysis(
             model_name, checkpoint, images, files, n_layers=options["unit_layers"], top=options["unit_top"],
             threshold=options["detector_threshold"], au_top_n=options["au_top_n"],
+            margin=options.get("detector_margin", 0.25), clip_top_n=options.get("au_top_clips", 10),
         )  # fmt: skip
-    if analysis == "au_maps":
-        return au_map_analysis(model_name, checkpoint, images, files)
-    raise ValueError(f"unknown analysis {analysis!r}; known: {list(layout.INTERPRET_FILES)}")
+    return au_map_analysis(model_name, checkpoint, images, files)

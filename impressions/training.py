@@ -20,6 +20,10 @@ dominant emotion in the expressions table), and each batch's loss adds weight * 
 the CAM layer's attention and that map (`au_maps.guidance_loss`; frames without a face, without
 expressions or with a neutral face have no map and add nothing). Maps flip with their images. The
 per-epoch mean of the term is the history's `guidance_loss`; `train_loss` stays the trait loss.
+With `au_guidance_scale` "init" (the default) the term is normalised at initialisation: multiplied by
+(trait loss / guidance term) of the first training batch, so that the weight is relative to the trait
+loss (about 0.01 for sigmoid MSE against a term of about 1, which a raw weight of 1 would swamp); the
+factor is the history's `guidance_scale`.
 
 Reproducibility: one seed drives Python, numpy, torch, weight init, shuffling, augmentation and the
 DataLoader workers; `torch.use_deterministic_algorithms` is on (warn-only, since a few CUDA kernels
@@ -56,7 +60,7 @@ PREDICTION_COLUMNS = {"clip_id": "str", "split": "str", "model": "str", **{t: "f
 
 TRAIN_KEYS = frozenset(
     {"epochs", "batch_size", "lr", "weight_decay", "patience", "loss", "input_size", "augment", "alphas",
-     "inputs", "eval_batch_size", "au_guidance_weight"}
+     "inputs", "eval_batch_size", "au_guidance_weight", "au_guidance_scale"}
 )  # fmt: skip
 """Per-family config keys that configure training; every other key is a builder option."""
 
@@ -86,6 +90,9 @@ class Settings:
     alphas: list[float] = field(default_factory=lambda: [0.1, 1.0, 10.0, 100.0, 1000.0])  # au_linear
     inputs: list[str] = field(default_factory=lambda: ["image", "face", "audio"])  # fusion components
     au_guidance_weight: float = 0.0  # image / face: weight of the attention-to-AU-map term (0: off)
+    # init: the term is multiplied by trait loss / guidance term on the first batch (at initialisation),
+    # so weight 1 weighs it like the trait loss when training starts; none: the raw term.
+    au_guidance_scale: str = "init"
 
     @classmethod
     def from_options(cls, common: Mapping, family_options: Mapping) -> tuple[Settings, dict]:
@@ -264,6 +271,7 @@ def fit(
     fill = train_set.clips.labels.mean(axis=0)  # what clips without samples get, as in the final predictions
     history: list[dict] = []
     best_acc, best_state, stale = -np.inf, None, 0
+    scale = None  # the guidance term's normalisation, fixed on the first batch that has AU maps
     bar = tqdm(range(1, settings.epochs + 1), desc="epochs", unit="epoch", mininterval=5)
     for epoch in bar:
         start = time.perf_counter()
@@ -287,7 +295,13 @@ def fit(
             objective = loss
             if guided:
                 guidance = au_maps.guidance_loss(features, maps)
-                objective = loss + weight * guidance
+                if scale is None and float(guidance.detach()) > 0:
+                    scale = (
+                        float(loss.detach()) / float(guidance.detach())
+                        if settings.au_guidance_scale == "init"
+                        else 1.0
+                    )
+                objective = loss + weight * (1.0 if scale is None else scale) * guidance
                 n_guided = int(au_maps.has_target(maps).sum())
                 guide_total += float(guidance.detach()) * n_guided
                 guide_seen += n_guided
@@ -308,7 +322,12 @@ def fit(
         )
         pred = np.where(has[:, None], pred, fill)
         acc = metrics.accuracy(val_clips.labels, pred)
-        guide = {"guidance_loss": guide_total / guide_seen if guide_seen else float("nan")} if guided else {}
+        guide = (
+            {"guidance_loss": guide_total / guide_seen if guide_seen else float("nan"),
+             "guidance_scale": float("nan") if scale is None else scale}
+            if guided
+            else {}
+        )  # fmt: skip
         row = {"epoch": epoch, "train_loss": total / max(seen, 1), **guide, "val_loss": val_loss,
                **{f"val_{t}": float(a) for t, a in zip(TRAITS, acc)}, "val_mean": float(acc.mean()),
                "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - start}  # fmt: skip
@@ -665,6 +684,8 @@ def train_family(
     log.info("%s (%s): %s clips train/val/test (%s split) on %s", name, family, sizes, settings.split, device)
     if settings.au_guidance_weight < 0:
         raise ValueError(f"au_guidance_weight must be >= 0, not {settings.au_guidance_weight}")
+    if settings.au_guidance_scale not in ("init", "none"):
+        raise ValueError(f"au_guidance_scale must be init or none, not {settings.au_guidance_scale!r}")
     if settings.au_guidance_weight > 0 and models.INPUTS[family] not in ("frames", "faces"):
         raise ValueError(f"{family}: au_guidance_weight applies to the image and face families only")
     start = time.perf_counter()

@@ -179,12 +179,38 @@ def top_images(values: np.ndarray, top: int) -> np.ndarray:
     return np.argsort(-np.asarray(values), axis=0, kind="stable")[:top]
 
 
+def chance_shares(masks: Mapping[str, np.ndarray], grid: tuple[int, int]) -> dict[str, float]:
+    """Part -> the share of peaks a part collects by its area alone.
+
+    A unit's peak lies at the centre of one cell of its layer's (h, w) grid (`peaks`); a unit whose
+    peak cell is uniform over the grid lands in a part with probability equal to the share of cell
+    centres inside the part's mask. That share, averaged over the images (masks part -> (N, S, S)),
+    is the chance baseline a detector's mass must clear. Images without a face (empty masks) count 0.
+    """
+    h, w = (int(v) for v in grid)
+    out = {}
+    for part, mask in masks.items():
+        mask = np.asarray(mask)
+        if mask.ndim == 2:
+            mask = mask[None]
+        n, size_y, size_x = mask.shape
+        if n == 0:
+            out[part] = float("nan")
+            continue
+        iy = np.clip(np.floor((np.arange(h) + 0.5) * size_y / h).astype(int), 0, size_y - 1)
+        ix = np.clip(np.floor((np.arange(w) + 0.5) * size_x / w).astype(int), 0, size_x - 1)
+        out[part] = float(mask[:, iy][:, :, ix].mean())
+    return out
+
+
 def find_detectors(
     values: np.ndarray,
     xy: np.ndarray,
     masks: Mapping[str, np.ndarray],
     top: int = 20,
     threshold: float = 0.5,
+    chance: Mapping[str, float] | None = None,
+    margin: float = 0.0,
 ) -> list[dict]:
     """One row per unit: which face part (if any) its peaks on its `top` images fall in.
 
@@ -193,6 +219,11 @@ def find_detectors(
     peak lies in that image's part mask; ``part`` is the best part when its mass reaches `threshold`
     (None otherwise, and for a unit that never fires). ``top_value`` is the unit's highest peak value.
     Images without a face have empty masks and count as misses: drop them first.
+
+    With `chance` (part -> share expected by area, `chance_shares`) each row also has chance_<part>
+    and lift_<part> (mass / chance), the best part is the one with the largest excess mass - chance,
+    and it is a detector only when, besides reaching `threshold`, its mass exceeds its chance share by
+    at least `margin` (a share, e.g. 0.25).
     """
     values = np.asarray(values)
     n, c = values.shape
@@ -208,9 +239,18 @@ def find_detectors(
     for u in range(c):
         top_value = float(values[order[0, u], u])
         row = {"unit": u, "top_value": top_value, **{f"mass_{p}": float(mass[p][u]) for p in parts}}
-        best = max(parts, key=lambda p: mass[p][u]) if parts else None  # first part on ties
         fires = np.isfinite(top_value) and top_value > 0
-        row["part"] = best if best is not None and fires and mass[best][u] >= threshold else None
+        if chance is None:
+            best = max(parts, key=lambda p: mass[p][u]) if parts else None  # first part on ties
+            clears = best is not None and mass[best][u] >= threshold
+        else:
+            for p in parts:
+                row[f"chance_{p}"] = float(chance[p])
+                row[f"lift_{p}"] = float(mass[p][u] / chance[p]) if chance[p] > 0 else float("nan")
+            excess = {p: mass[p][u] - (chance[p] if np.isfinite(chance[p]) else 1.0) for p in parts}
+            best = max(parts, key=lambda p: excess[p]) if parts else None
+            clears = best is not None and mass[best][u] >= threshold and excess[best] >= margin
+        row["part"] = best if fires and clears else None
         rows.append(row)
     return rows
 

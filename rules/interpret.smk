@@ -170,3 +170,109 @@ rule interpret_manifold:
         seed=MODELS_CFG["seed"],
     script:
         "../workflow_scripts/interpret_manifold.py"
+
+
+rule train_cam_twin:
+    """The image model trained again with the GAP (cam) head, for the published CAM face-overlap test."""
+    input:
+        clips=TABLES_DIR / "clips.parquet",
+        frames=TABLES_DIR / "frames.parquet",
+    output:
+        **model_files(f"image{layout.CAM_SUFFIX}"),
+    log:
+        LOGS / "train" / f"image{layout.CAM_SUFFIX}.log",
+    benchmark:
+        BENCH / "train" / f"image{layout.CAM_SUFFIX}.tsv"
+    conda:
+        "../envs/models.yaml"
+    threads: MODELS_CFG["threads"]
+    resources:
+        gpu=MODELS_CFG["gpus"],
+        mem_mb=8000,
+        runtime=240,
+    params:
+        clips_dir=CLIPS_DIR_PARAM,
+        family="image",
+        model=f"image{layout.CAM_SUFFIX}",
+        settings=cam_twin_params,
+    script:
+        "../workflow_scripts/train_model.py"
+
+
+rule interpret_cam_overlap:
+    """Ventura et al.'s share of CAM regions on the face, as published: GAP model, test frames only."""
+    input:
+        **INTERPRET_INPUTS,
+        checkpoint=MODELS_DIR / "{explained}" / "checkpoint.pt",
+    output:
+        **interpret_files("cam_overlap", "{explained}"),
+    log:
+        LOGS / "interpret" / "cam_overlap_{explained}.log",
+    benchmark:
+        BENCH / "interpret" / "cam_overlap_{explained}.tsv"
+    conda:
+        "../envs/models.yaml"
+    threads: MODELS_CFG["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    params:
+        analysis="cam_overlap",
+        options=interpret_options("cam_overlap"),
+    script:
+        "../workflow_scripts/interpret.py"
+
+
+rule train_guidance_sweep:
+    """The first AU-guided family trained at one weight of the sweep (interpret.au_guidance.sweep)."""
+    input:
+        unpack(sweep_inputs),
+        clips=TABLES_DIR / "clips.parquet",
+        faces=TABLES_DIR / "faces.parquet",
+        expressions=TABLES_DIR / "expressions.parquet",
+    output:
+        **sweep_model_files("{sweep_weight}"),
+    log:
+        LOGS / "train" / "au_guidance_sweep_w{sweep_weight}.log",
+    benchmark:
+        BENCH / "train" / "au_guidance_sweep_w{sweep_weight}.tsv"
+    conda:
+        "../envs/models.yaml"
+    threads: MODELS_CFG["threads"]
+    resources:
+        gpu=MODELS_CFG["gpus"],
+        mem_mb=8000,
+        runtime=240,
+    params:
+        clips_dir=CLIPS_DIR_PARAM,
+        family=SWEEP_FAMILY,
+        model=lambda wildcards: f"{SWEEP_FAMILY}_w{wildcards.sweep_weight}",
+        settings=sweep_params,
+    script:
+        "../workflow_scripts/train_model.py"
+
+
+rule au_guidance_sweep:
+    """Accuracy and CAM-AU correlation per AU-guidance weight, and the paper's claim checked."""
+    input:
+        **INTERPRET_INPUTS,
+        checkpoints=[sweep_model_files(w)["checkpoint"] for w in sweep_weights()],
+        predictions=[sweep_model_files(w)["predictions"] for w in sweep_weights()],
+        histories=[sweep_model_files(w)["metrics"] for w in sweep_weights()],
+    output:
+        **sweep_files(),
+    log:
+        LOGS / "interpret" / "au_guidance_sweep.log",
+    benchmark:
+        BENCH / "interpret" / "au_guidance_sweep.tsv"
+    conda:
+        "../envs/models.yaml"
+    threads: MODELS_CFG["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    params:
+        family=SWEEP_FAMILY,
+        options=interpret_options("au_maps") | {"n_boot": MODELS_CFG["bootstrap"]},
+    script:
+        "../workflow_scripts/au_guidance_sweep.py"

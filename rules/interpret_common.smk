@@ -11,11 +11,28 @@ GUIDED = (
     else []
 )
 EXPLAINED = list(INTERPRET_CFG["models"])
+CAM_OVERLAP_CFG = INTERPRET_CFG.get("cam_overlap", {})
+# The published face-overlap test runs on the image family with the GAP (cam) head: the configured
+# image model when its head is cam, else a twin trained with head: cam (image_cam).
+CAM_OVERLAP = (
+    []
+    if "image" not in EXPLAINED or not CAM_OVERLAP_CFG.get("enabled", True)
+    else (
+        ["image"]
+        if MODELS_CFG["image"].get("head") == "cam"
+        else [f"image{layout.CAM_SUFFIX}"]
+    )
+)
+# The weight sweep trains the first AU-guided family once per weight (off without guided models).
+SWEEP = list(GUIDANCE.get("sweep", [])) if GUIDANCE["models"] else []
+SWEEP_FAMILY = GUIDANCE["models"][0] if GUIDANCE["models"] else None
+SWEEP_DIR = INTERPRET_DIR / "au_guidance_sweep"
 
 
 wildcard_constraints:
-    explained="(image|face)(_au_guided)?",
+    explained="(image|face)(_au_guided|_cam)?",
     guided_family="image|face",
+    sweep_weight="[0-9.]+",
 
 
 def interpret_files(analysis, model):
@@ -60,21 +77,80 @@ def interpret_sections():
         sections.append(guidance_files()["section"])
     if INTERPRET_CFG["manifold"]["models"]:
         sections.append(manifold_files()["section"])
+    sections += [interpret_files("cam_overlap", m)["section"] for m in CAM_OVERLAP]
+    if SWEEP:
+        sections.append(sweep_files()["section"])
     return sections
+
+
+def sweep_files():
+    return {
+        "section": str(SWEEP_DIR / "section.json"),
+        "table": str(SWEEP_DIR / "au_guidance_sweep.csv"),
+        "figure": str(SWEEP_DIR / "au_guidance_sweep.png"),
+    }
+
+
+def sweep_model_files(weight):
+    """One sweep weight's trained model files (under au_guidance_sweep/w<weight>/)."""
+    return {
+        kind: str(SWEEP_DIR / f"w{weight}" / file)
+        for kind, file in layout.MODEL_FILES.items()
+    }
+
+
+def sweep_weights():
+    return [f"{float(w):g}" for w in SWEEP]
+
+
+def sweep_inputs(wildcards):
+    table = "frames" if SWEEP_FAMILY == "image" else "faces"
+    return {"frames": str(TABLES_DIR / f"{table}.parquet")}
+
+
+def sweep_params(wildcards):
+    settings = train_params(wildcards, SWEEP_FAMILY)
+    settings["options"] = settings["options"] | {
+        "au_guidance_weight": float(wildcards.sweep_weight)
+    }
+    return settings
+
+
+def cam_twin_params(wildcards):
+    settings = train_params(wildcards, "image")
+    settings["options"] = settings["options"] | {"head": "cam"}
+    return settings
 
 
 # Only the settings an analysis uses, so that changing one re-runs only that analysis.
 ANALYSIS_KEYS = {
-    "cam": ("top_k", "cam_threshold", "face_overlap"),
-    "units": ("unit_layers", "unit_top", "detector_threshold", "au_top_n"),
+    "cam": ("top_k",),
+    "cam_overlap": ("cam_threshold", "face_overlap"),
+    "units": (
+        "unit_layers",
+        "unit_top",
+        "detector_threshold",
+        "au_top_n",
+        "detector_margin",
+        "au_top_clips",
+    ),
     "au_maps": (),
 }
 
 
 def interpret_options(analysis):
     keys = ("splits", "max_frames") + ANALYSIS_KEYS[analysis]
+    extra = (
+        {
+            "box_scales": CAM_OVERLAP_CFG.get("box_scales", [1.0, 1.25, 1.5]),
+            "dataset": DATASET_NOTE,
+        }
+        if analysis == "cam_overlap"
+        else {}
+    )
     return {
-        **{k: INTERPRET_CFG[k] for k in keys},
+        **{k: INTERPRET_CFG[k] for k in keys if k in INTERPRET_CFG},
+        **extra,
         "clips_dir": str(CLIPS_DIR),
         "split": MODELS_CFG["split"],
         "seed": MODELS_CFG["seed"],

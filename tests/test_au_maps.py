@@ -305,7 +305,9 @@ def _guidance_on_train_faces(data, out):
 
 def test_guided_face_model_attends_to_the_au_map(data, tmp_path):
     plain, plain_summary = _train(data, tmp_path / "plain", "face", GUIDED_CNN)
-    guided, summary = _train(data, tmp_path / "guided", "face", {**GUIDED_CNN, "au_guidance_weight": 1.0})
+    # The raw term (no normalisation): this test is about the mechanism, at a weight that dominates.
+    raw = {**GUIDED_CNN, "au_guidance_weight": 1.0, "au_guidance_scale": "none"}
+    guided, summary = _train(data, tmp_path / "guided", "face", raw)
     assert summary["au_guidance_weight"] == 1.0 and plain_summary["au_guidance_weight"] == 0.0
     assert json.loads(guided.summary.read_text())["settings"]["au_guidance_weight"] == 1.0
     # Frames 0 and 1 of each training clip with a face there (frame 2 is neutral).
@@ -320,6 +322,23 @@ def test_guided_face_model_attends_to_the_au_map(data, tmp_path):
     assert loss_guided < 0.5 * loss_plain
     # It still learns the traits.
     assert history["train_loss"][-1] < history["train_loss"][0]
+
+
+def test_guidance_term_is_normalised_at_initialisation(data, tmp_path):
+    options = {**GUIDED_CNN, "epochs": 2, "input_size": 16}
+    init, _ = _train(data, tmp_path / "init", "face", {**options, "au_guidance_weight": 1.0})
+    raw, _ = _train(
+        data, tmp_path / "raw", "face", {**options, "au_guidance_weight": 1.0, "au_guidance_scale": "none"}
+    )
+    scale = pl.read_csv(init.metrics)["guidance_scale"]
+    # One factor for the whole run: trait loss / guidance term on the first batch (MSE of sigmoid
+    # scores, a few hundredths, against a term near 1).
+    assert scale.n_unique() == 1 and 0 < scale[0] < 0.5
+    assert pl.read_csv(raw.metrics)["guidance_scale"].to_list() == [1.0, 1.0]
+    with pytest.raises(ValueError, match="au_guidance_scale"):
+        _train(
+            data, tmp_path / "bad", "face", {**options, "au_guidance_weight": 1.0, "au_guidance_scale": "x"}
+        )
 
 
 def test_guided_training_is_reproducible_with_workers(data, tmp_path):

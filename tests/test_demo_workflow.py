@@ -26,7 +26,7 @@ MODELS = {
 }  # fmt: skip
 INTERPRET = {
     "max_frames": 200, "top_k": 2, "unit_top": 5, "au_top_n": 10,
-    "au_guidance": {"weight": 1.0, "models": ["face"]},
+    "au_guidance": {"weight": 1.0, "models": ["face"], "sweep": [0, 1]},
     "manifold": {"models": ["image", "face", "audio"], "method": "tsne", "perplexity": 10, "neighbors": 5},
 }  # fmt: skip
 PREPROCESSING = {"preprocess_clip", "clip_shard", "audio_shard", "expression_shard", "gather_clips",
@@ -54,6 +54,8 @@ def test_interpretation_sections_figures_and_tables(done):
     report = (out / "report" / "report.md").read_text()
     for model in ("image", "face"):
         for analysis, files in layout.INTERPRET_FILES.items():
+            if analysis == "cam_overlap":
+                continue  # on the GAP (cam head) twin of the image model only, below
             for name in files.values():
                 assert (out / "interpret" / analysis / model / name).stat().st_size > 0, (analysis, name)
         assert f"Class activation maps: {model}" in report
@@ -63,13 +65,26 @@ def test_interpretation_sections_figures_and_tables(done):
     html = (out / "report" / "index.html").read_text()
     assert html.count("<figure>") == html.count("<figcaption>") >= 20
 
-    overlap = pl.read_csv(out / "interpret" / "cam" / "image" / "cam_face_overlap.csv")
-    assert overlap["trait"].to_list() == [*TRAITS, "all"]
-    total = overlap.row(-1, named=True)
-    assert total["regions"] > 0 and 0 <= total["share"] <= 1
+    twin = out / "interpret" / "cam_overlap" / "image_cam"
+    for name in layout.INTERPRET_FILES["cam_overlap"].values():
+        assert (twin / name).stat().st_size > 0, name
+    assert "CAM regions on the face (Ventura et al. 2017): image_cam" in report
+    overlap = pl.read_csv(twin / "cam_face_overlap.csv")
+    assert overlap.height == 2 * 3 * (len(TRAITS) + 1)  # variants x box scales x (traits + all)
+    total = overlap.filter((pl.col("variant") == "every") & (pl.col("box_scale") == 1.0)).row(-1, named=True)
+    assert total["trait"] == "all" and total["regions"] > 0 and 0 <= total["share"] <= 1
+    regions = pl.read_parquet(twin / "cam_regions.parquet")
+    clips = pl.read_parquet(out / "tables" / "clips.parquet")
+    assert set(regions["clip_id"]) <= set(clips.filter(pl.col("split") == "test")["clip_id"])
     emergence = pl.read_csv(out / "interpret" / "units" / "face" / "au_emergence.csv")
-    assert emergence["au"].to_list() == list(AUS)
+    assert emergence.filter(pl.col("level") == "frame")["au"].to_list() == list(AUS)
+    assert emergence.filter(pl.col("level") == "clip")["au"].to_list() == list(AUS)
     assert ((emergence["p_corrected"] >= emergence["p_value"]) & (emergence["p_corrected"] <= 1)).all()
+    chance = pl.read_csv(out / "interpret" / "units" / "face" / "detector_chance.csv")
+    assert chance["chance_share"].is_between(0, 1).all()
+    sweep = pl.read_csv(out / "interpret" / "au_guidance_sweep" / "au_guidance_sweep.csv")
+    assert sweep["weight"].to_list() == [0.0, 1.0] and sweep["test_accuracy"].is_between(0, 1).all()
+    assert "AU guidance weight sweep" in report
     counts = pl.read_csv(out / "interpret" / "units" / "face" / "detector_counts.csv")
     assert counts.height == 2 and (counts["detectors"] <= counts["units"]).all()
     guidance = pl.read_csv(out / "interpret" / "au_guidance" / "au_guidance.csv")

@@ -249,3 +249,21 @@ def test_plots_write_pngs(tmp_path):
     units.plot_histograms(hists, tmp_path / "h2.png", masks_mean=masks["mouth"].mean(0))
     for path in [*paths, tmp_path / "h2.png"]:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_mouth_detector_and_random_unit_against_the_chance_baseline():
+    images, landmarks, _ = synthetic_faces()
+    net = colour_net()
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+    acts = units.unit_activations(net, {"pool": net[2]}, x, batch_size=16)["pool"]
+    values, xy = units.peaks(acts, SIZE)
+    masks = units.part_masks(landmarks, SIZE)
+    chance = units.chance_shares(masks, acts.shape[-2:])
+    assert 0 < chance["mouth"] < 0.2 and all(0 <= c < 1 for c in chance.values())
+    rows = units.find_detectors(values, xy, masks, top=20, threshold=0.5, chance=chance, margin=0.25)
+    red, green, blue = rows
+    assert red["part"] == "mouth" and red["lift_mouth"] == pytest.approx(1 / chance["mouth"])
+    assert red["lift_mouth"] > 5
+    # The green dot lands anywhere: its shares stay near chance, so no part.
+    assert green["part"] is None and blue["part"] is None
+    assert max(green[f"mass_{p}"] - chance[p] for p in units.FACE_PARTS) < 0.25

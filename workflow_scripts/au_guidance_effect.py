@@ -12,11 +12,16 @@ with logs.to_file(snakemake.log[0]):
     clips, _, _, _ = interpret.read_tables(
         snakemake.input.clips, None, None, None, snakemake.params.split, snakemake.params.seed
     )
-    interpret.guidance_effect(
+    files = {key: Path(path) for key, path in snakemake.output.items()}
+    interpret.guarded(
+        "guidance",
+        "",
+        files,
+        interpret.guidance_effect,
         snakemake.params.pairs,
         by_model(snakemake.input.correlations),
         by_model(snakemake.input.predictions),
         by_model(snakemake.input.summaries),
         clips,
-        {key: Path(path) for key, path in snakemake.output.items()},
+        files,
     )

@@ -7,10 +7,9 @@ with logs.to_file(snakemake.log[0]):
         snakemake.input.clips, None, None, snakemake.input.expressions,
         snakemake.params.split, snakemake.params.seed,
     )  # fmt: skip
-    interpret.manifold_analysis(
-        {Path(p).parent.name: Path(p) for p in snakemake.input.features},
-        clips,
-        expressions,
-        {key: Path(path) for key, path in snakemake.output.items()},
+    files = {key: Path(path) for key, path in snakemake.output.items()}
+    interpret.guarded(
+        "manifold", "", files, interpret.manifold_analysis,
+        {Path(p).parent.name: Path(p) for p in snakemake.input.features}, clips, expressions, files,
         **snakemake.params.options,
-    )
+    )  # fmt: skip

@@ -1,0 +1,198 @@
+"""Every interpretation analysis on degenerate inputs: it completes, or writes its section saying what
+could not be computed and why, with every declared output present; never an exception."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from impressions import interpret, layout, models, schemas
+from impressions.schemas import AUS, EMOTIONS, TRAITS
+
+SIZE = 32
+
+
+def landmarks(size=SIZE):
+    """A frontal 68-point layout in a size x size image (as in tests/test_units.py, coarser)."""
+    pts = np.zeros((68, 2))
+    t = np.linspace(0, np.pi, 17)
+    pts[0:17] = np.c_[0.5 - 0.4 * np.cos(t), 0.35 + 0.6 * np.sin(t)]
+    pts[17:27] = np.c_[np.r_[np.linspace(0.2, 0.42, 5), np.linspace(0.58, 0.8, 5)], np.full(10, 0.28)]
+    pts[27:36] = np.c_[
+        np.r_[np.full(4, 0.5), np.linspace(0.42, 0.58, 5)], np.r_[np.linspace(0.4, 0.56, 4), [0.6] * 5]
+    ]
+    e = np.linspace(0, 2 * np.pi, 6, endpoint=False)
+    pts[36:42] = np.c_[0.32 - 0.06 * np.cos(e), 0.42 - 0.02 * np.sin(e)]
+    pts[42:48] = np.c_[0.68 - 0.06 * np.cos(e), 0.42 - 0.02 * np.sin(e)]
+    m = np.linspace(0, 2 * np.pi, 20, endpoint=False)
+    pts[48:68] = np.c_[0.5 - 0.12 * np.cos(m), 0.78 - 0.05 * np.sin(m)]
+    return pts * size
+
+
+def dataset(tmp_path, splits, faces_in_test=True, frames_per_clip=3, seed=0):
+    """Clips with the given splits, random frames, a face on every frame (none in the test split when
+    `faces_in_test` is False), expressions on the frames with a face. Returns the run() inputs."""
+    rng = np.random.default_rng(seed)
+    frames, faces, expressions, clip_rows = [], [], [], []
+    lm = landmarks()
+    for c, split in enumerate(splits):
+        clip = f"clip{c:02d}"
+        (tmp_path / "clips" / clip).mkdir(parents=True)
+        images = rng.integers(0, 255, (frames_per_clip, SIZE, SIZE, 3), dtype=np.uint8)
+        np.save(tmp_path / "clips" / clip / "frames.npy", images)
+        np.save(tmp_path / "clips" / clip / "faces.npy", images)
+        clip_rows.append({"clip_id": clip, "split": split, **{t: float(rng.random()) for t in TRAITS},
+                          "gender": ["male", "female"][c % 2]})  # fmt: skip
+        for k in range(frames_per_clip):
+            face = faces_in_test or split != "test"
+            frames.append({"clip_id": clip, "frame_index": k, "width": SIZE, "height": SIZE})
+            faces.append({
+                "clip_id": clip, "frame_index": k, "has_face": face, "n_faces": int(face),
+                "box_left": 4.0 if face else None, "box_top": 4.0 if face else None,
+                "box_right": 27.0 if face else None, "box_bottom": 30.0 if face else None,
+                "landmarks": lm.ravel().tolist() if face else None,
+                "landmarks_aligned": lm.ravel().tolist() if face else None,
+            })  # fmt: skip
+            if face:
+                probs = np.eye(len(EMOTIONS))[EMOTIONS.index("happiness")]
+                expressions.append({"clip_id": clip, "frame_index": k,
+                                    **{a: float(rng.random()) for a in AUS},
+                                    **dict(zip(EMOTIONS, probs.tolist()))})  # fmt: skip
+    paths = {}
+    for name, rows in (("frames", frames), ("faces", faces), ("expressions", expressions)):
+        paths[name] = tmp_path / f"{name}.parquet"
+        schemas.frame(name, rows).write_parquet(paths[name])
+    paths["clips"] = tmp_path / "clips.parquet"
+    pl.DataFrame(clip_rows).write_parquet(paths["clips"])
+    return paths
+
+
+def checkpoint(tmp_path, dead=False):
+    """A tiny GAP (cam head) image model; `dead`: every conv weight and bias zero, so no unit fires."""
+    torch.manual_seed(0)
+    options = {"backbone": "small", "head": "cam", "width": 4}
+    model = models.build("image", **options)
+    if dead:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.zero_()
+    path = tmp_path / "checkpoint.pt"
+    models.save_checkpoint(path, model, "image", options)
+    return path
+
+
+OPTIONS = {
+    "splits": ["train", "val", "test"], "max_frames": 200, "top_k": 2, "cam_threshold": 0.2,
+    "face_overlap": 0.9, "unit_layers": 2, "unit_top": 4, "detector_threshold": 0.5, "au_top_n": 5,
+    "detector_margin": 0.25, "au_top_clips": 2, "box_scales": [1.0, 1.25, 1.5],
+}  # fmt: skip
+
+
+def run(tmp_path, analysis, inputs, ckpt, model="image_cam"):
+    outputs = {
+        k: str(tmp_path / "out" / analysis / name) for k, name in layout.INTERPRET_FILES[analysis].items()
+    }
+    section = interpret.run(
+        analysis, model, {**{k: str(v) for k, v in inputs.items()}, "checkpoint": str(ckpt)}, outputs,
+        {**OPTIONS, "clips_dir": str(tmp_path / "clips")},
+    )  # fmt: skip
+    for kind, path in outputs.items():
+        assert Path(path).stat().st_size > 0, kind
+    return section, json.loads((tmp_path / "out" / analysis / "section.json").read_text()), outputs
+
+
+@pytest.mark.parametrize("analysis", ["cam", "cam_overlap", "units", "au_maps"])
+def test_one_test_clip_every_analysis_completes(tmp_path, analysis):
+    inputs = dataset(tmp_path, ["train", "train", "val", "test"])
+    _, data, outputs = run(tmp_path, analysis, inputs, checkpoint(tmp_path))
+    assert "not computed" not in data["title"], data["text"]
+    if analysis == "cam_overlap":
+        summary = pl.read_csv(outputs["overlap"])
+        assert set(summary["variant"]) == {"every", "largest"}
+        assert set(summary["box_scale"]) == {1.0, 1.25, 1.5}
+        assert "published" in data["text"].lower() and "matches what the paper states" in data["text"]
+        regions = pl.read_parquet(outputs["regions"])
+        assert set(regions["clip_id"]) == {"clip03"}  # test frames only
+    if analysis == "units":
+        em = pl.read_csv(outputs["emergence"])
+        assert set(em["level"]) == {"frame", "clip"}
+        assert set(em.filter(pl.col("level") == "clip")["n"]) == {4}  # one test clip among 4
+        chance = pl.read_csv(outputs["chance"])
+        assert chance["chance_share"].is_between(0, 1).all() and "lift" in " ".join(chance.columns)
+
+
+def test_units_with_too_few_clips_skip_the_clip_level_and_say_why(tmp_path):
+    inputs = dataset(tmp_path, ["train", "test"], frames_per_clip=4)
+    _, data, outputs = run(tmp_path, "units", inputs, checkpoint(tmp_path))
+    assert set(pl.read_csv(outputs["emergence"])["level"]) == {"frame"}
+    assert "Clip-level AU emergence not computed: only 2 clip(s)" in data["text"]
+
+
+def test_no_faces_in_the_test_split_the_overlap_section_says_so(tmp_path):
+    inputs = dataset(tmp_path, ["train", "val", "test", "test"], faces_in_test=False)
+    _, data, outputs = run(tmp_path, "cam_overlap", inputs, checkpoint(tmp_path))
+    assert data["title"].endswith("(not computed)")
+    assert "none of the 6 test frames has a detected face" in data["text"]
+    assert pl.read_csv(outputs["overlap"])["not_computed"][0].startswith("none of the")
+
+
+def test_model_with_no_detector_units_and_parts_without_units(tmp_path):
+    inputs = dataset(tmp_path, ["train"] * 6 + ["test"] * 2)
+    _, data, outputs = run(tmp_path, "units", inputs, checkpoint(tmp_path, dead=True))
+    assert "not computed" not in data["title"]
+    table = pl.read_parquet(outputs["units"])
+    assert table["part"].null_count() == table.height and table.schema["part"] == pl.String
+    counts = pl.read_csv(outputs["counts"])
+    assert counts["detectors"].sum() == 0
+    assert "No unit is a detector of: eyebrows, eyes, nose, mouth" in data["text"]
+
+
+def test_units_table_schema_does_not_depend_on_the_first_rows():
+    parts = ["eyebrows", "eyes", "nose", "mouth"]
+    row = {"model": "m", "layer": "conv1", "unit": 0, "top_value": 1.0}
+    row |= {f"{k}_{p}": 0.1 for k in ("mass", "chance", "lift") for p in parts} | {"part": None}
+    rows = [dict(row, unit=u) for u in range(150)] + [dict(row, unit=150, part="eyebrows")]
+    with pytest.raises(pl.exceptions.ComputeError):  # the crash: types inferred from the first rows
+        pl.DataFrame(rows, infer_schema_length=100)
+    table = pl.DataFrame(rows, schema=interpret._unit_schema(parts, True))
+    assert table["part"].to_list()[-1] == "eyebrows"
+
+
+def test_a_failing_analysis_writes_its_section_and_placeholders(tmp_path):
+    inputs = dataset(tmp_path, ["train", "test"])
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    _, data, outputs = run(tmp_path, "units", inputs, bad, model="face")
+    assert data["title"] == "Units as face-part and Action-Unit detectors: face (not computed)"
+    assert "could not be computed" in data["text"]
+
+
+def test_manifold_on_test_clips_only_and_too_few_is_said(tmp_path):
+    splits = ["train"] * 10 + ["test"] * 6
+    clips = pl.DataFrame({"clip_id": [f"c{i}" for i in range(16)], "split": splits, "gender": ["m", "f"] * 8,
+                          **{t: np.linspace(0, 1, 16) for t in TRAITS}})  # fmt: skip
+    rng = np.random.default_rng(0)
+    feats = {}
+    for name, n in (("image", 16), ("audio", 16)):
+        path = tmp_path / name / "features.npz"
+        path.parent.mkdir()
+        has = np.ones(n, bool)
+        if name == "audio":
+            has[10:13] = False  # only 3 test clips with input: too few to embed
+        np.savez(path, clip_id=np.array(clips["clip_id"].to_list()), features=rng.normal(size=(n, 8)),
+                 has_input=has)  # fmt: skip
+        feats[name] = path
+    files = {"section": tmp_path / "m" / "section.json", "table": tmp_path / "m" / "trust.csv",
+             "coordinates": tmp_path / "m" / "coords.parquet",
+             **{f"figure_{n}": tmp_path / "m" / f"{n}.png" for n in feats}}  # fmt: skip
+    interpret.manifold_analysis(feats, clips, None, files, perplexity=2, neighbors=2)
+    coords = pl.read_parquet(files["coordinates"])
+    assert set(coords["clip_id"]) == {f"c{i}" for i in range(10, 16)}  # held-out clips only
+    trust = pl.read_csv(files["table"])
+    assert trust["clips"].to_list() == [6, 3] and np.isnan(trust["trustworthiness"][1])
+    assert 0 <= trust["trustworthiness"][0] <= 1
+    assert "Not computed for audio: 3 held-out clips" in json.loads(files["section"].read_text())["text"]
+    assert files["figure_audio"].stat().st_size > 0

@@ -1,0 +1,171 @@
+"""Known answers for the interpretation analyses as the papers ran them: the normalised CAM threshold
+and its regions, clip-level AU emergence with its correction, and detectors against chance."""
+
+from math import comb
+
+import numpy as np
+import polars as pl
+import pytest
+
+from impressions import cam, cam_overlap, emergence, units
+
+
+def hand_map():
+    """40 x 40, raw values all positive: background 3, block A (rows/cols 5-14, 100 px) 10, block B
+    (rows 20-24, cols 5-9, 25 px) 8. Face box rows/cols 0..19."""
+    m = np.full((40, 40), 3.0)
+    m[5:15, 5:15] = 10.0
+    m[20:25, 5:10] = 8.0
+    return m, (0.0, 0.0, 19.0, 19.0)
+
+
+def test_normalised_threshold_regions_and_overlaps_are_known():
+    m, box = hand_map()
+    # The raw-maximum rule keeps the whole positive background: one region covering the map.
+    assert len(cam.cam_regions(m, 0.2)) == 1
+    # Min-max normalised: background 0, A 1, B 5/7 -> two regions, largest first.
+    regions = cam_overlap.regions(m, 0.2)
+    assert [int(r.sum()) for r in regions] == [100, 25]
+    rows = cam_overlap.frame_regions(m, box, 0.2, scales=(1.0, 1.25, 1.5))
+    a, b = rows
+    assert a["largest"] and not b["largest"] and (a["area_px"], b["area_px"]) == (100, 25)
+    assert a["overlap_1"] == a["overlap_1.25"] == a["overlap_1.5"] == 1.0
+    # Box scaled about its centre (9.5, 9.5), half side 9.5: 1.25 -> bottom 21.375 (rows 20-21 of B
+    # inside), 1.5 -> bottom 23.75 (rows 20-23).
+    assert b["overlap_1"] == 0.0
+    assert b["overlap_1.25"] == pytest.approx(10 / 25) and b["overlap_1.5"] == pytest.approx(20 / 25)
+    # A threshold above B's normalised value (5/7) leaves only A.
+    assert [int(r.sum()) for r in cam_overlap.regions(m, 0.75)] == [100]
+    assert cam_overlap.regions(np.ones((8, 8))) == [] and cam_overlap.normalise(np.ones(3)) is None
+    with pytest.raises(ValueError, match="no face"):
+        cam_overlap.frame_regions(m, (np.nan,) * 4)
+
+
+def test_eight_connected_specks_join_and_largest_variant_counts_one_per_map():
+    m = np.zeros((10, 10))
+    m[2, 2] = m[3, 3] = 1.0  # diagonal neighbours: one 8-connected region
+    m[7, 7] = 1.0
+    assert sorted(int(r.sum()) for r in cam_overlap.regions(m)) == [1, 2]
+
+
+def test_summary_per_variant_scale_and_trait():
+    m, box = hand_map()
+    rows = [{"trait": "openness", **r} for r in cam_overlap.frame_regions(m, box)]
+    summary = cam_overlap.summarise(pl.DataFrame(rows), 0.9)
+
+    def share(variant, scale, trait="all"):
+        return summary.filter((pl.col("variant") == variant) & (pl.col("box_scale") == scale)
+                              & (pl.col("trait") == trait)).row(0, named=True)  # fmt: skip
+
+    assert share("every", 1.0)["share"] == 0.5 and share("every", 1.0)["regions"] == 2
+    assert share("largest", 1.0)["share"] == 1.0 and share("largest", 1.0)["regions"] == 1
+    assert share("every", 1.5)["share"] == 0.5  # B at 0.8 stays under 0.9
+    assert share("every", 1.0, "openness")["share"] == 0.5
+    assert share("every", 1.0, "neuroticism")["regions"] == 0 and np.isnan(
+        share("every", 1.0, "neuroticism")["share"]
+    )
+
+
+def test_benjamini_hochberg_hand_values():
+    adjusted = emergence.benjamini_hochberg(np.array([0.01, 0.04, 0.03, 0.5]))
+    np.testing.assert_allclose(adjusted, [0.04, 0.04 * 4 / 3, 0.04 * 4 / 3, 0.5])
+
+
+def test_unit_copying_an_au_at_clip_level_has_a_tiny_corrected_p():
+    rng = np.random.default_rng(0)
+    n_clips, per_clip, n_units = 60, 5, 50
+    clip_ids = [f"c{c:02d}" for c in range(n_clips) for _ in range(per_clip)]
+    au = rng.random((n_clips * per_clip, 17))
+    unit = rng.random((n_clips * per_clip, n_units))
+    clip_mean = au[:, 3].reshape(n_clips, per_clip).mean(axis=1)
+    unit[:, 7] = np.repeat(clip_mean, per_clip)  # the unit's clip maximum is the clip's mean AU 3
+    _, clip_rows, skipped = emergence.both_levels(clip_ids, au, unit, frame_top=50, clip_top=10)
+    assert not skipped
+    row = clip_rows[3]
+    assert row["unit"] == 7 and row["i_max"] == 10 and row["n"] == n_clips and row["tests"] == 17 * n_units
+    # Both top-10 sets identical: p = 1 / C(60, 10); the smallest of 850 p values, so BH = Bonferroni.
+    assert row["p_value"] == pytest.approx(1 / comb(60, 10))
+    assert row["p_corrected"] == pytest.approx(850 / comb(60, 10)) and row["p_corrected"] < 1e-7
+    assert all(r["p_corrected"] > 0.05 for a, r in enumerate(clip_rows) if a != 3)
+
+
+def test_unit_firing_on_one_clips_frames_is_significant_per_frame_not_per_clip():
+    rng = np.random.default_rng(1)
+    n_clips, per_clip = 40, 10
+    clip_ids = [f"c{c:02d}" for c in range(n_clips) for _ in range(per_clip)]
+    au = rng.random((n_clips * per_clip, 1))
+    unit = rng.random((n_clips * per_clip, 1))
+    au[:per_clip] += 5  # clip c00: the AU at its strongest on all ten frames ...
+    unit[:per_clip] += 5  # ... and the unit fires on those frames only
+    frame_rows, clip_rows, _ = emergence.both_levels(clip_ids, au, unit, frame_top=10, clip_top=10)
+    assert frame_rows[0]["i_max"] == 10 and frame_rows[0]["p_corrected"] < 1e-10
+    assert clip_rows[0]["n"] == n_clips and clip_rows[0]["p_corrected"] > 0.05
+
+
+def test_clip_scores_mean_au_and_max_unit():
+    clips, au, unit = emergence.clip_scores(["b", "a", "b"], np.array([[1.0], [5.0], [3.0]]),
+                                            np.array([[0.2], [0.9], [0.7]]))  # fmt: skip
+    assert clips == ["b", "a"]
+    np.testing.assert_allclose(au[:, 0], [2.0, 5.0])
+    np.testing.assert_allclose(unit[:, 0], [0.7, 0.9])
+
+
+def test_too_few_clips_skip_the_clip_level_with_a_reason():
+    frame_rows, clip_rows, why = emergence.both_levels(
+        ["a"] * 8, np.random.rand(8, 2), np.random.rand(8, 3), 2, 2
+    )
+    assert len(frame_rows) == 2 and clip_rows == [] and "1 clip" in why
+
+
+def test_chance_share_is_the_share_of_peak_cells_a_part_covers():
+    mask = np.zeros((1, 48, 48), bool)
+    mask[0, :, :24] = True  # left half: 2 of 4 cell-centre columns on a 4 x 4 grid
+    assert units.chance_shares({"left": mask}, (4, 4))["left"] == 0.5
+    mask2 = np.zeros((2, 48, 48), bool)
+    mask2[0, :12, :12] = True  # one of 16 cells in the first image, none in the second
+    assert units.chance_shares({"corner": mask2}, (4, 4))["corner"] == pytest.approx(1 / 32)
+
+
+def test_large_part_collects_random_peaks_but_is_no_detector_against_chance():
+    rng = np.random.default_rng(0)
+    n, size, grid = 200, 48, 6
+    big = np.zeros((n, size, size), bool)
+    big[:, :, : int(size * 0.8)] = True  # 80% of the image
+    small = np.zeros((n, size, size), bool)
+    small[:, :8, 40:] = True  # top-right corner: one cell of 36
+    masks = {"big": big, "small": small}
+    cells = rng.integers(0, grid, (n, 2, 2))
+    xy = ((cells + 0.5) * size / grid).astype(np.float32)  # unit 0: peaks uniform over the grid
+    xy[:, 1] = [(5 + 0.5) * size / grid, 0.5 * size / grid]  # unit 1: always the corner cell
+    values = rng.random((n, 2)).astype(np.float32) + 0.1
+    plain = units.find_detectors(values, xy, masks, top=50, threshold=0.5)
+    assert plain[0]["part"] == "big"  # without a baseline, area alone makes a "detector"
+    chance = units.chance_shares(masks, (grid, grid))
+    assert chance["big"] == pytest.approx(5 / 6) and chance["small"] == pytest.approx(1 / 36)
+    rows = units.find_detectors(values, xy, masks, top=50, threshold=0.5, chance=chance, margin=0.25)
+    assert rows[0]["part"] is None and rows[0]["lift_big"] == pytest.approx(rows[0]["mass_big"] / (5 / 6))
+    assert rows[1]["part"] == "small" and rows[1]["lift_small"] == pytest.approx(36.0)
+
+
+def test_guidance_sweep_verdict_per_weight():
+    from impressions import guidance_sweep
+
+    a = np.linspace(0.8, 0.9, 50)
+    assert guidance_sweep.paired_bootstrap(a, a) == (0.0, 0.0)
+    low, high = guidance_sweep.paired_bootstrap(a, a - 0.02)
+    assert low == pytest.approx(0.02) and high == pytest.approx(0.02)
+    rows = [
+        {"weight": 0.0, "cam_au_r": 0.10, "delta_accuracy": 0.0, "delta_low": 0.0, "delta_high": 0.0},
+        {"weight": 1.0, "cam_au_r": 0.30, "delta_accuracy": -0.001, "delta_low": -0.004, "delta_high": 0.002},
+        {"weight": 3.0, "cam_au_r": 0.40, "delta_accuracy": -0.03, "delta_low": -0.05, "delta_high": -0.01},
+        {"weight": 0.1, "cam_au_r": 0.05, "delta_accuracy": 0.0, "delta_low": -0.01, "delta_high": 0.01},
+    ]
+    rows.append(
+        {"weight": 0.3, "cam_au_r": 0.2, "delta_accuracy": -0.004, "delta_low": -0.009, "delta_high": 0.001}
+    )
+    judged = guidance_sweep.judge(rows, tolerance=0.005)
+    assert [(r["interpretability_improves"], r["accuracy_kept"]) for r in judged] == [
+        (None, None), (True, True), (True, False), (False, False), (True, False)
+    ]  # fmt: skip
+    text = guidance_sweep.verdict(judged, tolerance=0.005)
+    assert text.startswith("The claim holds at 1 of 4 weights") and "weight 3: " in text
