@@ -134,7 +134,36 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--model", action="append", help="use only this model (repeatable); default: all found")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--output", help="also write the table to this .csv or .parquet file")
+    _add_convert_vggface(sub)
     return ap
+
+
+def _add_convert_vggface(sub) -> None:
+    from impressions import vggface
+
+    v = sub.add_parser(
+        "convert-vggface",
+        help="convert a published VGG-Face file (vgg_face_dag.pth, ...) to torchvision vgg16 layout",
+        description=vggface.__doc__.split("\n\n")[0],
+    )
+    v.add_argument(
+        "source", help="e.g. vgg_face_dag.pth (" + vggface.KNOWN_FILES["vgg_face_dag.pth"]["url"] + ")"
+    )
+    v.add_argument(
+        "-o", "--output", default=vggface.DEFAULT_OUTPUT, help="converted file (default: %(default)s)"
+    )
+    v.add_argument("--channel-order", choices=["rgb", "bgr"], help="input order the source weights expect")
+    v.add_argument("--sha256", help="refuse the source unless its SHA-256 is this")
+
+
+def _convert_vggface(args) -> None:
+    from impressions import vggface
+
+    meta = vggface.convert(args.source, args.output, args.channel_order, args.sha256)
+    src = meta["source"]
+    print(f"{args.output}: torchvision vgg16 keys, input transform {meta['input_transform']}")
+    verified = "verified" if src["checksum_verified"] else "not verified: no checksum given"
+    print(f"source {src['file']} sha256 {src['sha256']} ({verified})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -145,6 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _print_leakage(leakage_rows(args.annotation_dir))
     elif args.command == "predict":
         _predict(args)
+    elif args.command == "convert-vggface":
+        _convert_vggface(args)
     return 0
 
 

@@ -80,9 +80,12 @@ def resolve_weights(arch: str, weights: str | None):
     path = Path(weights).expanduser()
     if path.suffix in (".pt", ".pth", ".bin", ".ckpt") or path.exists():
         if not path.is_file():
-            raise WeightsError(
-                f"weights file {path} not found (give an existing file, a torchvision name or none)"
-            )
+            hint = "give an existing file, a torchvision name or none"
+            if "vgg" in path.name.lower() and "face" in path.name.lower():
+                from impressions.vggface import where_from
+
+                hint = f"VGG-Face is never downloaded at run time: {where_from()}"
+            raise WeightsError(f"weights file {path} not found ({hint})")
         return None, path
     enum = _torchvision_weights(arch, weights)
     hub = Path(torch.hub.get_dir()) / "checkpoints"
