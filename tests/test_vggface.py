@@ -82,8 +82,8 @@ def test_converted_network_reproduces_the_original(tmp_path, naming, order):
     assert float((pool5 - ref_pool5).abs().max() / ref_pool5.abs().max()) < 1e-5
 
     # ... and so does a checkpoint of it (what prediction and interpretation load).
-    models.save_checkpoint(tmp_path / "ckpt.pt", model, "face", {"backbone": "vgg16", "head": "dan_plus",
-                                                                 "weights": str(tmp_path / "converted.pth")})  # fmt: skip
+    options = {"backbone": "vgg16", "head": "dan_plus", "weights": str(tmp_path / "converted.pth")}
+    models.save_checkpoint(tmp_path / "ckpt.pt", model, "face", options)
     loaded, _ = models.load_checkpoint(tmp_path / "ckpt.pt")
     torch.testing.assert_close(loaded.mean, mean)
     torch.testing.assert_close(loaded.std, std)
