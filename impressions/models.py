@@ -509,14 +509,23 @@ def audio_fbank(**options) -> FbankRegressor:
     return FbankRegressor(**options)
 
 
-@register("fusion", "features")
-def fusion(in_dim: int, **options) -> FusionMLP:
+def _fusion(in_dim: int, members: int = 1, **options) -> nn.Module:
+    """One FusionMLP, or (``members`` > 1) the k cross-fitted ones of `impressions.fusion`."""
+    if members > 1:
+        from impressions.fusion import FoldEnsemble
+
+        return FoldEnsemble([FusionMLP(in_dim, **options) for _ in range(members)])
     return FusionMLP(in_dim, **options)
+
+
+@register("fusion", "features")
+def fusion(in_dim: int, **options) -> nn.Module:
+    return _fusion(in_dim, **options)
 
 
 @register("fusion_handcrafted", "features+handcrafted")
-def fusion_handcrafted(in_dim: int, **options) -> FusionMLP:
-    return FusionMLP(in_dim, **options)
+def fusion_handcrafted(in_dim: int, **options) -> nn.Module:
+    return _fusion(in_dim, **options)
 
 
 @register("au_linear", "au_stats")

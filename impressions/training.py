@@ -56,7 +56,7 @@ PREDICTION_COLUMNS = {"clip_id": "str", "split": "str", "model": "str", **{t: "f
 
 TRAIN_KEYS = frozenset(
     {"epochs", "batch_size", "lr", "weight_decay", "patience", "loss", "input_size", "augment", "alphas",
-     "inputs", "eval_batch_size", "au_guidance_weight"}
+     "inputs", "eval_batch_size", "au_guidance_weight", "fit_on", "folds"}
 )  # fmt: skip
 """Per-family config keys that configure training; every other key is a builder option."""
 
@@ -86,6 +86,10 @@ class Settings:
     alphas: list[float] = field(default_factory=lambda: [0.1, 1.0, 10.0, 100.0, 1000.0])  # au_linear
     inputs: list[str] = field(default_factory=lambda: ["image", "face", "audio"])  # fusion components
     au_guidance_weight: float = 0.0  # image / face: weight of the attention-to-AU-map term (0: off)
+    # fusion: fit on held-out component outputs (val, cross-fitted in `folds` group folds) or, leaky and
+    # for comparison only, on the training split's (impressions.fusion)
+    fit_on: str = "heldout"
+    folds: int = 5
 
     @classmethod
     def from_options(cls, common: Mapping, family_options: Mapping) -> tuple[Settings, dict]:
@@ -717,9 +721,23 @@ def _train_on_table(family, inputs, clips_table, splits, settings, builder, devi
     per_split = {s: slice(bounds[i], bounds[i + 1]) for i, s in enumerate(SPLITS)}
     matrix, names = _features_matrix(family, settings, inputs, clips_table, all_ids)
     matrix, imputed, col_mean = _impute(matrix, np.arange(bounds[0], bounds[1]))
+    oof, fit_extra = None, {}
     if family == "au_linear":
         model, history = _fit_ridge(matrix, per_split, splits, settings)
         x = "alpha"
+    elif settings.fit_on == "heldout":
+        # No fusion weight sees a component's output for a clip it trained on (impressions.fusion).
+        from impressions import fusion
+
+        youtube = dict(zip(clips_table["clip_id"].to_list(), clips_table["youtube_id"].to_list()))
+        groups = [youtube.get(c) or c for c in splits["val"].ids]
+        model, history, oof, fit_extra = fusion.fit_heldout(
+            lambda: models.build(family, in_dim=matrix.shape[1], **builder), matrix[per_split["val"]],
+            splits["val"], groups, settings, device, settings.folds,
+        )  # fmt: skip
+        x = "epoch"
+    elif settings.fit_on != "train":
+        raise ValueError(f"{family}: fit_on must be heldout or train, not {settings.fit_on!r}")
     else:
         model = models.build(family, in_dim=matrix.shape[1], **builder)
         model.scale.fit(matrix[per_split["train"]])
@@ -741,9 +759,14 @@ def _train_on_table(family, inputs, clips_table, splits, settings, builder, devi
             # always have their components' features (themselves the training mean where missing).
             filled[s] = imputed[per_split[s]] if family == "au_linear" else np.zeros(len(splits[s]), bool)
             preds[s] = np.where(filled[s][:, None], train_mean, model(xs).double().numpy())
+    if oof is not None:
+        preds["val"] = oof  # each validation clip scored by the fold member that did not fit on it
     builder = {"in_dim": int(matrix.shape[1]), **builder}
+    if isinstance(model, nn.Module) and hasattr(model, "members"):
+        builder["members"] = len(model.members)
     fills = {"input_fill": col_mean.astype(float).tolist()}
-    return _Trained(model, builder, history, preds, feats, filled, fills, {"feature_names": names}, x)
+    extra = {"feature_names": names, **fit_extra}
+    return _Trained(model, builder, history, preds, feats, filled, fills, extra, x)
 
 
 def _fit_ridge(matrix: np.ndarray, per_split: dict, splits: dict, settings: Settings):
