@@ -104,6 +104,14 @@ def fit_heldout(
 
     if folds < 2:
         raise ValueError(f"folds must be at least 2, not {folds}")
+    people = len(set(groups))
+    if people < folds:
+        if people < 2:
+            raise ValueError(
+                f"cross-fitting the fusion needs at least 2 people in the validation split, not {people}"
+            )
+        log.warning("only %d people in the validation split: %d folds instead of %d", people, people, folds)
+        folds = people
     fold = group_folds(groups, folds, settings.seed)
     members, histories, selected = [], [], []
     oof = np.full((len(clips), len(TRAITS)), np.nan)

@@ -21,9 +21,11 @@ features (what late fusion consumes):
 - ``fusion`` / ``fusion_handcrafted``: late fusion; the trained audio and visual models' per-clip
   penultimate features (and, for the handcrafted variant, age group, gender and mean emotion
   probabilities) are standardised with training statistics and pass three dense layers.
-- ``au_linear``: ridge regression on per-clip AU statistics (mean, std and max of each of the 17 AUs),
-  fitted in closed form (numpy, float64) by `RidgeRegression.fit`, stored as a torch module so that it
-  saves, loads and predicts like the others; the ridge penalty is chosen on validation.
+- ``au_linear_published``: Ventura et al.'s AU model, least squares on the 17 per-clip mean AUs.
+- ``au_linear``: the richer variant, ridge regression on per-clip AU statistics (mean, std and max of
+  each of the 17 AUs), fitted in closed form (numpy, float64) by `RidgeRegression.fit`, stored as a
+  torch module so that it saves, loads and predicts like the others; the ridge penalty is chosen on
+  validation.
 
 Weights (``weights=`` for the torchvision backbones) are explicit: None (random init), a torchvision
 weight name (``"IMAGENET1K_V1"`` or ``"VGG16_Weights.IMAGENET1K_V1"``), or a local file holding a
@@ -456,7 +458,10 @@ class RidgeRegression(nn.Module):
         z = (np.asarray(x, np.float64) - self.scale.mean.double().numpy()) / self.scale.std.double().numpy()
         y = np.asarray(y, np.float64)
         y_mean = y.mean(axis=0)
-        w = np.linalg.solve(z.T @ z + alpha * np.eye(z.shape[1]), z.T @ (y - y_mean))
+        if alpha == 0:  # ordinary least squares (minimum-norm where a column is constant)
+            w = np.linalg.lstsq(z, y - y_mean, rcond=None)[0]
+        else:
+            w = np.linalg.solve(z.T @ z + alpha * np.eye(z.shape[1]), z.T @ (y - y_mean))
         with torch.no_grad():
             self.fc.weight.copy_(torch.from_numpy(w.T))
             self.fc.bias.copy_(torch.from_numpy(y_mean))
@@ -530,6 +535,13 @@ def fusion_handcrafted(in_dim: int, **options) -> nn.Module:
 
 @register("au_linear", "au_stats")
 def au_linear(in_dim: int = 51, **options) -> RidgeRegression:
+    return RidgeRegression(in_dim, **options)
+
+
+@register("au_linear_published", "au_means")
+def au_linear_published(in_dim: int = 17, **options) -> RidgeRegression:
+    """Ventura et al. (2017): linear least squares on the 17 per-clip mean AU intensities (no penalty;
+    outputs clipped to 0..1 like every model here)."""
     return RidgeRegression(in_dim, **options)
 
 

@@ -37,7 +37,8 @@ DEFAULT_PREPROCESSING = {
     },
     "expressions": {"backend": "builtin", "device": "auto", "batch_size": 64},
 }
-_ORDER = ("image", "face", "audio", "audio_fbank", "au_linear", "fusion", "fusion_handcrafted")
+_ORDER = ("image", "face", "audio", "audio_fbank", "au_linear", "au_linear_published", "fusion",
+          "fusion_handcrafted")  # fmt: skip
 
 
 def load_models(models_dir: str | Path, names: Sequence[str] | None = None, device: str = "cpu") -> dict:
@@ -75,10 +76,10 @@ def _is_fusion(ckpt: dict) -> bool:
 # Which families' checkpoints are authoritative for a preprocessing section: a face model retrained after
 # an audio setting changed carries the old audio settings, the audio models the new ones.
 _SECTION_FAMILIES = {
-    "frames": ("image", "face", "au_linear", "fusion_handcrafted"),
-    "faces": ("face", "au_linear", "fusion_handcrafted"),
+    "frames": ("image", "face", *training.AU_FAMILIES, "fusion_handcrafted"),
+    "faces": ("face", *training.AU_FAMILIES, "fusion_handcrafted"),
     "audio": ("audio", "audio_fbank"),
-    "expressions": ("au_linear", "fusion_handcrafted"),
+    "expressions": (*training.AU_FAMILIES, "fusion_handcrafted"),
 }
 
 
@@ -153,7 +154,9 @@ def predict_videos(
             raise FileNotFoundError(f"no video file {v}")
     loaded = load_models(models_dir, names, device)
     prep = _preprocessing(loaded)
-    need_expr = any(ckpt["family"] in ("au_linear", "fusion_handcrafted") for _, ckpt in loaded.values())
+    need_expr = any(
+        ckpt["family"] in (*training.AU_FAMILIES, "fusion_handcrafted") for _, ckpt in loaded.values()
+    )
     rows = []
     with tempfile.TemporaryDirectory(prefix="impressions-predict-") as tmp:
         data = _clip_inputs(videos, Path(tmp), prep, need_expr)
@@ -176,7 +179,7 @@ def predict_videos(
                     x, has_input = _table_input(family, ckpt, clip_id, features, data)
                     with torch.no_grad():
                         score = model(torch.from_numpy(x).to(device)).double().cpu().numpy()[0]
-                    if family == "au_linear" and not has_input:
+                    if family in training.AU_FAMILIES and not has_input:
                         score = train_mean
                 rows.append({"clip_id": clip_id, "model": name, **dict(zip(TRAITS, map(float, score))),
                              "has_input": bool(has_input)})  # fmt: skip
@@ -206,12 +209,13 @@ def _table_input(
     if _is_fusion(ckpt):
         for component in ckpt["summary"]["settings"]["inputs"]:
             blocks.append(np.asarray(features[component], np.float64))
-    if family in ("au_linear", "fusion_handcrafted"):
+    if family in (*training.AU_FAMILIES, "fusion_handcrafted"):
         expr = data["expressions"].filter(pl.col("clip_id") == clip_id)
-        if family == "au_linear":
+        if family in training.AU_FAMILIES:
             ids, values, _ = training.au_statistics(expr)
             has_input = bool(ids)
-            blocks.append(values[0] if ids else np.full(3 * 17, np.nan))
+            width = 17 if family == "au_linear_published" else 3 * 17  # the 17 means come first
+            blocks.append(values[0, :width] if ids else np.full(width, np.nan))
         else:
             unknown = {"clip_id": [clip_id], "age_group": [None], "gender": [None]}
             clips = pl.DataFrame(unknown, schema=dict.fromkeys(unknown, pl.String))

@@ -60,6 +60,9 @@ TRAIN_KEYS = frozenset(
 )  # fmt: skip
 """Per-family config keys that configure training; every other key is a builder option."""
 
+AU_FAMILIES = ("au_linear", "au_linear_published")
+"""Closed-form linear models on per-clip AU features."""
+
 HANDCRAFTED_AGE = ("0-6", "7-13", "14-18", "19-24", "25-32", "33-45", "46-60", "61+")
 HANDCRAFTED_GENDER = ("male", "female")
 
@@ -489,9 +492,12 @@ def _features_matrix(family: str, settings: Settings, inputs: Inputs, clips_tabl
             block[rows >= 0] = feats[rows[rows >= 0]]
             blocks.append(block)
             names += [f"{name}_{i}" for i in range(feats.shape[1])]
-    if family in ("fusion_handcrafted", "au_linear"):
+    if family in ("fusion_handcrafted", *AU_FAMILIES):
         expressions = _read(inputs.expressions)
-        if family == "au_linear":
+        if family == "au_linear_published":  # the 17 per-clip means only (Ventura et al. 2017)
+            ids, values, cols = au_statistics(expressions)
+            values, cols = values[:, : len(AUS)], cols[: len(AUS)]
+        elif family == "au_linear":
             ids, values, cols = au_statistics(expressions)
         else:
             ids, values, cols = handcrafted_features(clips_table, expressions)
@@ -552,7 +558,7 @@ def plot_history(table, png_path: Path, x: str = "epoch") -> None:
     for col, style in (("train_loss", "-"), ("val_loss", "--")):
         if col in table.columns:
             ax.plot(xs, table[col].to_numpy(), style, label=col.replace("_", " "))
-    if x == "alpha":
+    if x == "alpha" and (xs > 0).all():
         ax.set_xscale("log")
     ax.set_xlabel(x)
     ax.set_ylabel("loss")
@@ -722,7 +728,9 @@ def _train_on_table(family, inputs, clips_table, splits, settings, builder, devi
     matrix, names = _features_matrix(family, settings, inputs, clips_table, all_ids)
     matrix, imputed, col_mean = _impute(matrix, np.arange(bounds[0], bounds[1]))
     oof, fit_extra = None, {}
-    if family == "au_linear":
+    if family in AU_FAMILIES:
+        if family == "au_linear_published":
+            settings = Settings(**{**asdict(settings), "alphas": [0.0]})  # plain least squares
         model, history = _fit_ridge(matrix, per_split, splits, settings)
         x = "alpha"
     elif settings.fit_on == "heldout":
@@ -757,7 +765,7 @@ def _train_on_table(family, inputs, clips_table, splits, settings, builder, devi
             feats[s] = model.embed(xs).numpy()
             # au_linear: a clip without any face frame has nothing but imputed inputs. Fusion models
             # always have their components' features (themselves the training mean where missing).
-            filled[s] = imputed[per_split[s]] if family == "au_linear" else np.zeros(len(splits[s]), bool)
+            filled[s] = imputed[per_split[s]] if family in AU_FAMILIES else np.zeros(len(splits[s]), bool)
             preds[s] = np.where(filled[s][:, None], train_mean, model(xs).double().numpy())
     if oof is not None:
         preds["val"] = oof  # each validation clip scored by the fold member that did not fit on it

@@ -64,7 +64,7 @@ def train_params(wildcards, family):
     common = {k: MODELS_CFG[k] for k in ("seed", "device", "amp", "num_workers")}
     if MODELS_CFG["split"] != "official":
         common["split"] = MODELS_CFG["split"]
-    return {"common": common, "options": MODELS_CFG[family]}
+    return {"common": common, "options": MODELS_CFG.get(family) or {}}
 
 
 def audio_inputs(wildcards):
