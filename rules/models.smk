@@ -175,3 +175,32 @@ rule late_average:
         runtime=10,
     script:
         "../workflow_scripts/late_average.py"
+
+
+rule train_seeded:
+    """A family trained again with another seed (models.seeds), saved as <family>_seed<k>."""
+    input:
+        unpack(seeded_inputs),
+    output:
+        **model_files("{seeded_family}_seed{seed}"),
+    log:
+        LOGS / "train" / "{seeded_family}_seed{seed}.log",
+    benchmark:
+        BENCH / "train" / "{seeded_family}_seed{seed}.tsv"
+    wildcard_constraints:
+        seeded_family="image|face|audio|audio_fbank|fusion|fusion_handcrafted",
+        seed=r"\d+",
+    conda:
+        "../envs/models.yaml"
+    threads: MODELS_CFG["threads"]
+    resources:
+        gpu=MODELS_CFG["gpus"],
+        mem_mb=8000,
+        runtime=240,
+    params:
+        clips_dir=CLIPS_DIR_PARAM,
+        family=lambda wildcards: wildcards.seeded_family,
+        model=lambda wildcards: f"{wildcards.seeded_family}_seed{wildcards.seed}",
+        settings=seeded_params,
+    script:
+        "../workflow_scripts/train_model.py"

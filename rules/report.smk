@@ -1,9 +1,11 @@
 """The evaluation report: model results, then every interpretation section (impressions/report.py)."""
 
 # The configured families and the AU-guided twins the interpretation trains.
-REPORTED = list(MODELS_CFG["families"]) + [
-    m for m in GUIDED if m not in MODELS_CFG["families"]
-]
+REPORTED = (
+    list(MODELS_CFG["families"])
+    + [m for m in GUIDED if m not in MODELS_CFG["families"]]
+    + SEEDED
+)
 
 
 rule report:
