@@ -30,6 +30,7 @@ rule report:
         metrics=REPORT_DIR / "metrics.parquet",
         breakdowns=REPORT_DIR / "breakdowns.parquet",
         comparisons=REPORT_DIR / "comparisons.parquet",
+        forest=REPORT_DIR / "forest.png",
     log:
         LOGS / "report.log",
     benchmark:
@@ -44,5 +45,7 @@ rule report:
         seed=MODELS_CFG["seed"],
         split=MODELS_CFG["split"],
         dataset=DATASET_NOTE,
+        reproduce=(config.get("experiment") or {}).get("reproduce", []),
+        experiment=(config.get("experiment") or {}).get("title", ""),
     script:
         "../workflow_scripts/report.py"

@@ -59,7 +59,7 @@ def test_report_tables_and_pages(trained):
     assert "(published" in md and "train-mean baseline" in md and "synthetic test data" in md
     assert "Split: official" in md  # models.split, the default
     page = outputs["html"].read_text()
-    assert page.count("data:image/png;base64,") == 2 and "<table>" in page
+    assert page.count("data:image/png;base64,") == 3 and "<table>" in page  # forest plot + 2 curves
 
 
 def test_interpretation_sections_follow_the_results_in_order(trained, tmp_path):
