@@ -221,8 +221,10 @@ def _result_first(section, table_out, md, body, table, outputs, reproduce, exper
             "(its interval shaded). A model whose interval overlaps the shaded band is not "
             "distinguishable from the baseline on these clips.")  # fmt: skip
     md.append(f"![forest plot of every model's test mean accuracy]({forest.name})\n")
-    body.append(f"<figure><img alt='forest plot' src='{_data_uri(forest)}'><figcaption>Test mean accuracy "
-                "of every model (95% bootstrap intervals) against the train-mean baseline.</figcaption></figure>")  # fmt: skip
+    caption = "Test mean accuracy of every model (95% bootstrap intervals) against the train-mean baseline."
+    body.append(
+        f"<figure><img alt='forest plot' src='{_data_uri(forest)}'><figcaption>{caption}</figcaption></figure>"
+    )
     if reproduce:
         title = f"Reproduction: {experiment}" if experiment else "Reproduction"
         section(title, "Published rows are figures reported by the authors on First Impressions (test "
