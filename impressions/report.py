@@ -223,7 +223,8 @@ def _result_first(section, table_out, md, body, table, outputs, reproduce, exper
     md.append(f"![forest plot of every model's test mean accuracy]({forest.name})\n")
     caption = "Test mean accuracy of every model (95% bootstrap intervals) against the train-mean baseline."
     body.append(
-        f"<figure><img alt='forest plot' src='{_data_uri(forest)}'><figcaption>{caption}</figcaption></figure>"
+        f"<figure><img alt='forest plot' src='{_data_uri(forest)}'>"
+        f"<figcaption>{caption}</figcaption></figure>"
     )
     if reproduce:
         title = f"Reproduction: {experiment}" if experiment else "Reproduction"
