@@ -132,6 +132,12 @@ def _network_scores(model, ckpt, x: torch.Tensor, kind: str, device: str) -> tup
     if kind in ("frames", "faces"):
         size = ckpt["summary"].get("input_size") or ckpt["summary"]["settings"].get("input_size")
         x = datasets.prepare_images(x, size)
+    crop = ckpt.get("summary", {}).get("settings", {}).get("crop_seconds")
+    if kind == "waveform" and crop:
+        # Trained on crops, scored on whole clips: drop the window's zero padding, as in evaluation.
+        nonzero = torch.nonzero(x[0]).flatten()
+        rate = int(ckpt["summary"].get("preprocessing", {}).get("audio", {}).get("sample_rate", 16000))
+        x = x[:, : max(int(nonzero[-1]) + 1 if len(nonzero) else 0, int(round(crop * rate)))]
     x = x.to(device)
     emb = model.embed(x)
     out = torch.sigmoid(model.fc(emb))

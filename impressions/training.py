@@ -56,7 +56,7 @@ PREDICTION_COLUMNS = {"clip_id": "str", "split": "str", "model": "str", **{t: "f
 
 TRAIN_KEYS = frozenset(
     {"epochs", "batch_size", "lr", "weight_decay", "patience", "loss", "input_size", "augment", "alphas",
-     "inputs", "eval_batch_size", "au_guidance_weight", "fit_on", "folds"}
+     "inputs", "eval_batch_size", "au_guidance_weight", "fit_on", "folds", "crop_seconds"}
 )  # fmt: skip
 """Per-family config keys that configure training; every other key is a builder option."""
 
@@ -93,6 +93,9 @@ class Settings:
     # for comparison only, on the training split's (impressions.fusion)
     fit_on: str = "heldout"
     folds: int = 5
+    # audio (waveform): train on random crops of this many seconds and score whole clips (their real
+    # samples); None trains and scores on the stored window as is (the thesis's first 5 s)
+    crop_seconds: float | None = None
 
     @classmethod
     def from_options(cls, common: Mapping, family_options: Mapping) -> tuple[Settings, dict]:
@@ -428,15 +431,28 @@ def guidance_maps(
     return au_maps.frame_maps(points, emotions, size, sigma).astype(np.float16)
 
 
-def _audio_sets(inputs: Inputs, splits: dict[str, datasets.Clips]) -> dict:
-    row_ids = _read(inputs.audio_table)["clip_id"].to_list()
+def _audio_sets(inputs: Inputs, splits: dict[str, datasets.Clips], crop_seconds: float | None = None) -> dict:
+    """Audio rows per split; with `crop_seconds`, random crops for training and whole clips elsewhere."""
+    table = _read(inputs.audio_table)
+    row_ids = table["clip_id"].to_list()
     array = np.load(inputs.audio_array, mmap_mode="r")
     if array.shape[0] != len(row_ids):
         raise ValueError(f"{inputs.audio_array} has {array.shape[0]} rows, the audio table {len(row_ids)}")
-    return {
+    sets = {
         s: datasets.RowDataset(c, inputs.audio_array, datasets.rows_for(c.ids, row_ids))
         for s, c in splits.items()
     }
+    if crop_seconds:
+        if array.ndim != 2:
+            raise ValueError("crop_seconds applies to the waveform model (audio) only")
+        rate = int(table["sample_rate"][0]) if table.height else 16000
+        crop = int(round(crop_seconds * rate))
+        lengths = table["n_samples"].to_list()
+        sets = {
+            s: datasets.RandomCrop(d, lengths, crop) if s == "train" else datasets.WholeClip(d, lengths, crop)
+            for s, d in sets.items()
+        }
+    return sets
 
 
 def au_statistics(expressions) -> tuple[list[str], np.ndarray, list[str]]:
@@ -678,7 +694,12 @@ def train_family(
 def _train_on_samples(family, inputs, splits, settings, builder, device) -> _Trained:
     """Networks on frames, faces or audio arrays: fit, then per-clip means over each clip's samples."""
     kind = models.INPUTS[family]
-    sets = _frame_sets(family, inputs, splits) if kind in ("frames", "faces") else _audio_sets(inputs, splits)
+    if kind in ("frames", "faces"):
+        sets = _frame_sets(family, inputs, splits)
+    else:
+        sets = _audio_sets(inputs, splits, settings.crop_seconds)
+        if settings.crop_seconds:  # whole clips differ in length: score them one at a time
+            settings = Settings(**{**asdict(settings), "eval_batch_size": 1})
     if kind == "logfbank":
         n_filters, n_frames = np.load(inputs.audio_array, mmap_mode="r").shape[1:]
         builder = {"n_filters": int(n_filters), "n_frames": int(n_frames), **builder}
@@ -687,6 +708,12 @@ def _train_on_samples(family, inputs, splits, settings, builder, device) -> _Tra
     model = models.build(family, **builder)
     prepare = Prepare(kind, settings.input_size, settings.augment, settings.seed)
     extra: dict = {}
+    if kind == "waveform":
+        extra["audio_samples"] = (
+            f"random {settings.crop_seconds:g} s crops for training, whole clips (one at a time) for scoring"
+            if settings.crop_seconds
+            else "the stored window for training and scoring"
+        )
     train_set = sets["train"]
     if kind in ("frames", "faces"):
         extra["au_guidance_weight"] = float(settings.au_guidance_weight)
