@@ -196,3 +196,25 @@ def forest_plot(metrics_table, path: str | Path, baseline: str = "train_mean", s
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def summarize(paths: Sequence[str | Path]) -> str:
+    """Per report metrics table: each model's test mean accuracy [95% CI] and, for families trained on
+    several seeds, the mean and SD over seeds (what benchmarks/demo_comparison/README.md quotes)."""
+    import polars as pl
+
+    lines = []
+    for path in paths:
+        table = pl.read_parquet(path)
+        lines.append(f"## {Path(path).stem}")
+        for model, r in sorted(_mean_rows(table).items()):
+            lines.append(f"{model:28s} {r['value']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}]")
+        for row in seed_rows(table)[1]:
+            lines.append(f"{row[0]:28s} over {row[1]} seeds: mean {row[2]}, SD {row[3]}, range {row[4]}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(summarize(sys.argv[1:]))
