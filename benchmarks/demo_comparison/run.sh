@@ -6,8 +6,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 work=${1:?working folder}
 mkdir -p "$work/tables"
-for run in head_dan_plus head_dan head_cam fusion fusion_leaky audio_whole; do
-  "$repo/.venv/bin/snakemake" -s "$repo/Snakefile" --directory "$work" --cores 2 \
+for run in ${RUNS:-head_dan_plus head_dan head_cam fusion fusion_leaky audio_whole}; do
+  "$repo/.venv/bin/snakemake" -s "$repo/Snakefile" --directory "$work" --cores 2 --rerun-incomplete \
     --configfile "$here/base.yaml" "$here/$run.yaml"
   cp "$work/results/report/metrics.parquet" "$work/tables/$run.parquet"
 done
