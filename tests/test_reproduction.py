@@ -58,6 +58,7 @@ def test_reproduction_table_sets_published_beside_measured(page):
     md = page["markdown"].read_text()
     assert "## Reproduction: Ventura et al. 2017" in md
     assert "published (FI test): image only, 10 frames per clip (DAN+)" in md and "0.9090" in md
+    assert reproduction.published_label("thesis_audio").startswith("published (FI, split not stated)")
     assert "| 0.9130 |" in md  # the challenge entry's published mean
     assert "| face |" in md and "not run" in md  # a mapped model this run did not train
     assert "RAF-DB" in md  # an experiment without a FI figure says so
