@@ -3,6 +3,13 @@
 Two spectral views serve the two published audio models: a 64-band log-mel spectrogram (25 ms
 window, 10 ms hop) for CNNs, and a 26-filter log filterbank with the same framing, the features of the
 DAN+ audio model. Clips shorter than the window are zero-padded at the end and flagged.
+
+The window (`window_seconds`): ``seconds`` (the thesis's first 5 s) or, with ``seconds: null``, the
+whole clip. Arrays stay rectangular, so a whole clip is stored in a window of ``max_seconds``
+(default 20 s; First Impressions clips last about 15.3 s): shorter clips are zero-padded at the end
+(not flagged: that is expected), longer ones are cut at ``max_seconds``. Each clip's real length is
+kept (``n_samples`` in the audio table): the waveform model crops and tests inside it
+(`impressions.datasets.RandomCrop`, `impressions.datasets.WholeClip`).
 """
 
 from __future__ import annotations
@@ -13,6 +20,14 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
+
+WHOLE_CLIP_MAX_SECONDS = 20.0
+"""The window that holds a whole clip (``seconds: null``) when ``max_seconds`` is not set."""
+
+
+def window_seconds(seconds: float | None, max_seconds: float | None = None) -> float:
+    """The stored window: `seconds`, or `max_seconds` for the whole clip (`seconds` None)."""
+    return float(seconds) if seconds is not None else float(max_seconds or WHOLE_CLIP_MAX_SECONDS)
 
 
 @dataclass
@@ -78,17 +93,18 @@ def features(
     samples: np.ndarray,
     *,
     sample_rate: int = 16000,
-    seconds: float = 5.0,
+    seconds: float | None = 5.0,
     n_mels: int = 64,
     n_fbank: int = 26,
     win_ms: float = 25.0,
     hop_ms: float = 10.0,
+    max_seconds: float | None = None,
 ) -> ClipAudio:
-    """Pad/trim decoded samples to `seconds` and compute the spectral features."""
+    """Pad/trim decoded samples to the window (`window_seconds`) and compute the spectral features."""
     import librosa
 
     _warm_librosa()
-    length = int(round(seconds * sample_rate))
+    length = int(round(window_seconds(seconds, max_seconds) * sample_rate))
     n_real = min(samples.size, length)
     waveform = np.zeros(length, np.float32)
     waveform[:n_real] = samples[:n_real]
@@ -106,10 +122,10 @@ def features(
         logfbank=logs[1],
         sample_rate=sample_rate,
         n_samples=n_real,
-        padded=n_real < length,
+        padded=n_real < length and seconds is not None,  # a whole clip's window is padded by design
     )
 
 
-def silent(*, sample_rate: int = 16000, seconds: float = 5.0, **kwargs) -> ClipAudio:
+def silent(*, sample_rate: int = 16000, seconds: float | None = 5.0, **kwargs) -> ClipAudio:
     """The features of silence: what a clip without an audio stream gets, flagged by n_samples == 0."""
     return features(np.zeros(0, np.float32), sample_rate=sample_rate, seconds=seconds, **kwargs)

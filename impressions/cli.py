@@ -195,7 +195,36 @@ def parser() -> argparse.ArgumentParser:
         "has_input false and a note)",
     )
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    _add_convert_vggface(sub)
     return ap
+
+
+def _add_convert_vggface(sub) -> None:
+    from impressions import vggface
+
+    v = sub.add_parser(
+        "convert-vggface",
+        help="convert a published VGG-Face file (vgg_face_dag.pth, ...) to torchvision vgg16 layout",
+        description=vggface.__doc__.split("\n\n")[0],
+    )
+    v.add_argument(
+        "source", help="e.g. vgg_face_dag.pth (" + vggface.KNOWN_FILES["vgg_face_dag.pth"]["url"] + ")"
+    )
+    v.add_argument(
+        "-o", "--output", default=vggface.DEFAULT_OUTPUT, help="converted file (default: %(default)s)"
+    )
+    v.add_argument("--channel-order", choices=["rgb", "bgr"], help="input order the source weights expect")
+    v.add_argument("--sha256", help="refuse the source unless its SHA-256 is this")
+
+
+def _convert_vggface(args) -> None:
+    from impressions import vggface
+
+    meta = vggface.convert(args.source, args.output, args.channel_order, args.sha256)
+    src = meta["source"]
+    print(f"{args.output}: torchvision vgg16 keys, input transform {meta['input_transform']}")
+    verified = "verified" if src["checksum_verified"] else "not verified: no checksum given"
+    print(f"source {src['file']} sha256 {src['sha256']} ({verified})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -222,6 +251,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise
             print(f"impressions predict: error: {err}", file=sys.stderr)
             return 2
+    elif args.command == "convert-vggface":
+        _convert_vggface(args)
     return 0
 
 

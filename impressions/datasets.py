@@ -222,3 +222,48 @@ def clip_means(
     means = sums / counts.clamp_min(1).unsqueeze(1)
     means[counts == 0] = float("nan")
     return means, counts
+
+
+class RandomCrop(Dataset):
+    """Training waveforms: a random `crop`-sample window inside each clip's real samples (Guclu-turk
+    et al. 2016 trained on random audio crops). A clip shorter than the crop gives its start, zero-
+    padded as stored. Crops are drawn from torch's generator, seeded by `training.seed_everything`."""
+
+    def __init__(self, base: RowDataset, n_samples: Sequence[int], crop: int):
+        self.base, self.clips, self.crop = base, base.clips, int(crop)
+        self.lengths = [int(n_samples[row]) for _, row in base.items]
+        if self.crop < 1:
+            raise ValueError(f"crop must be at least one sample, not {crop}")
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int):
+        x, y, pos = self.base[i]
+        if x.shape[0] < self.crop:
+            raise ValueError(
+                f"the stored window ({x.shape[0]} samples) is shorter than the crop ({self.crop})"
+            )
+        spare = self.lengths[i] - self.crop
+        start = int(torch.randint(0, spare + 1, ())) if spare > 0 else 0
+        return x[start : start + self.crop], y, pos
+
+
+class WholeClip(Dataset):
+    """Test waveforms: each clip's real samples only (no padding; at least `min_samples`), so a
+    network with global pooling scores the whole clip. Lengths differ: load with batch size 1."""
+
+    def __init__(self, base: RowDataset, n_samples: Sequence[int], min_samples: int):
+        self.base, self.clips, self.min_samples = base, base.clips, int(min_samples)
+        self.lengths = [int(n_samples[row]) for _, row in base.items]
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int):
+        x, y, pos = self.base[i]
+        return x[: max(self.lengths[i], self.min_samples)], y, pos
+
+    @property
+    def clip_positions(self) -> np.ndarray:
+        return self.base.clip_positions

@@ -3,14 +3,15 @@
 Every model maps its input to five trait scores in 0..1 and exposes `embed(x)`, its penultimate
 features (what late fusion consumes):
 
-- ``image`` / ``face``: DAN+-style CNNs (Wei et al., 2017): backbone conv features -> global
-  average and global max pooled descriptors, concatenated (and L2-normalised as in DAN) -> dropout ->
-  linear -> sigmoid. Backbones: ``vgg16`` (DAN used VGG-Face; its last max pool is dropped so the
-  map stays 14x14 at 224 px), ``resnet18``, and ``small``, a four-block CNN that trains from scratch
-  on a CPU. ``head="cam"`` keeps only the average pool: exactly the GAP -> linear -> sigmoid network
-  class activation maps (CAM) need (Ventura et al., 2017). Both heads are CAM-ready: `cam_layer` is
-  the module whose output is the pooled map, `forward_features` returns that map, and
-  `activation_maps` decomposes each trait's logit exactly over it (see there).
+- ``image`` / ``face``: the CNNs of Zhang et al. (2016, "DAN"/"DAN+"): backbone conv features ->
+  pooled descriptors, each L2-normalised on its own -> dropout -> linear -> sigmoid. ``head`` picks
+  the descriptor (`DANPlus`): ``dan`` ([max, avg] of the last map), ``dan_plus`` (+ [avg, max] of the
+  stage before: relu5_2 and pool5 of VGG) or ``cam`` (GAP -> linear: what class activation maps
+  need, Ventura et al. 2017). Backbones: ``vgg16`` (the papers used VGG-Face: convert it with
+  `impressions convert-vggface`), ``resnet18``, and ``small``, a four-block CNN that trains from
+  scratch on a CPU. Every head is CAM-ready: `cam_layer` is the module whose output is the last map,
+  `forward_features` returns that map, and `activation_maps` decomposes each trait's logit exactly
+  over it (see there).
 - ``audio``: a 1-D residual CNN on the raw 16 kHz waveform (after Guclu-turk et al., 2016: a wide,
   strided first convolution, then residual blocks of width-9 convolutions, global average pooling).
   The waveform is not normalised per clip: loudness is a cue.
@@ -20,9 +21,11 @@ features (what late fusion consumes):
 - ``fusion`` / ``fusion_handcrafted``: late fusion; the trained audio and visual models' per-clip
   penultimate features (and, for the handcrafted variant, age group, gender and mean emotion
   probabilities) are standardised with training statistics and pass three dense layers.
-- ``au_linear``: ridge regression on per-clip AU statistics (mean, std and max of each of the 17 AUs),
-  fitted in closed form (numpy, float64) by `RidgeRegression.fit`, stored as a torch module so that it
-  saves, loads and predicts like the others; the ridge penalty is chosen on validation.
+- ``au_linear_published``: Ventura et al.'s AU model, least squares on the 17 per-clip mean AUs.
+- ``au_linear``: the richer variant, ridge regression on per-clip AU statistics (mean, std and max of
+  each of the 17 AUs), fitted in closed form (numpy, float64) by `RidgeRegression.fit`, stored as a
+  torch module so that it saves, loads and predicts like the others; the ridge penalty is chosen on
+  validation.
 - ``voice_linear``: the same ridge regression on the 14 per-clip voice descriptors (impressions.voice:
   pitch, jitter, shimmer, HNR, loudness, voicing and pauses). When the voice table is given,
   ``fusion_handcrafted`` appends the same descriptors to its handcrafted features.
@@ -82,9 +85,12 @@ def resolve_weights(arch: str, weights: str | None):
     path = Path(weights).expanduser()
     if path.suffix in (".pt", ".pth", ".bin", ".ckpt") or path.exists():
         if not path.is_file():
-            raise WeightsError(
-                f"weights file {path} not found (give an existing file, a torchvision name or none)"
-            )
+            hint = "give an existing file, a torchvision name or none"
+            if "vgg" in path.name.lower() and "face" in path.name.lower():
+                from impressions.vggface import where_from
+
+                hint = f"VGG-Face is never downloaded at run time: {where_from()}"
+            raise WeightsError(f"weights file {path} not found ({hint})")
         return None, path
     enum = _torchvision_weights(arch, weights)
     hub = Path(torch.hub.get_dir()) / "checkpoints"
@@ -101,17 +107,25 @@ def resolve_weights(arch: str, weights: str | None):
     return enum, None
 
 
-def _load_local(module: nn.Module, path: Path) -> None:
+def _load_local(module: nn.Module, path: Path) -> dict | None:
+    """Load a backbone state dict from `path`; return the input transform it carries, if any.
+
+    A file written by `impressions.vggface.convert` holds ``{"state_dict", "input_transform"}``;
+    the transform (``mean``, ``std`` in 0..1 RGB terms) replaces the ImageNet default."""
     state = torch.load(path, map_location="cpu", weights_only=True)
+    transform = state.get("input_transform") if isinstance(state, dict) else None
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     state = {k.removeprefix("module."): v for k, v in state.items()}
+    # The classifier is not used: drop it, so that another size (VGG-Face's 2622 identities) loads.
+    state = {k: v for k, v in state.items() if not k.startswith(("fc.", "classifier."))}
     # Extra keys (another classifier) are ignored; the classifier is not used, so only missing backbone
     # parameters are an error.
     missing = [k for k in module.load_state_dict(state, strict=False).missing_keys
                if not k.startswith(("fc.", "classifier."))]  # fmt: skip
     if missing:
         raise WeightsError(f"{path} lacks backbone parameters {missing[:5]}... ({len(missing)} missing)")
+    return dict(transform) if transform else None
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -123,8 +137,23 @@ def _conv_block(c_in: int, c_out: int, pool: bool) -> list[nn.Module]:
     return layers + ([nn.MaxPool2d(2)] if pool else [])
 
 
-def _backbone(name: str, weights: str | None, width: int) -> tuple[nn.Sequential, int]:
-    """A conv body ending in the feature map to pool, and its channel count."""
+HEADS = ("dan", "dan_plus", "cam")
+"""Descriptor heads of the image and face models (see `DANPlus`)."""
+
+L2_EPS = 1e-12
+"""Added under the square root of each descriptor's L2 norm (DAN+ used MATLAB eps, 2.2e-16, in
+double precision; float32 needs a larger floor)."""
+
+
+def _backbone(name: str, weights: str | None, width: int, head: str = "dan"):
+    """A conv body ending in the feature map to pool, its channel count, and the DAN+ tap.
+
+    The tap is ``(index, channels)``: the body module whose output is DAN+'s second pooled layer.
+    vgg16: relu5_2 (``features[27]``) and pool5 (``features[30]``, kept for the dan heads; the cam head
+    drops it so its map stays 14x14 at 224 px); resnet18: ``layer3`` and ``layer4``; small: the ReLU
+    of the third block (before its max pool) and the fourth block, i.e. the last two stages, the tap
+    at twice the last map's resolution as relu5_2 is to pool5.
+    """
     if name == "small":
         if weights not in (None, "", "none", "None"):
             raise WeightsError("the small backbone has no pretrained weights; use weights: none")
@@ -133,95 +162,165 @@ def _backbone(name: str, weights: str | None, width: int) -> tuple[nn.Sequential
         for i, c in enumerate(chans):
             layers += _conv_block(c_in, c, pool=i < len(chans) - 1)
             c_in = c
-        return nn.Sequential(*layers), chans[-1]
+        return nn.Sequential(*layers), chans[-1], (10, chans[2])
     import torchvision
 
     if name not in ("vgg16", "resnet18"):
         raise ValueError(f"unknown backbone {name!r}; choose vgg16, resnet18 or small")
     enum, local = resolve_weights(name, weights)
     net = getattr(torchvision.models, name)(weights=enum)
-    if local is not None:
-        _load_local(net, local)
+    transform = _load_local(net, local) if local is not None else None
     if name == "vgg16":
-        body = list(net.features.children())[:-1]  # drop pool5: a 14x14 map at 224 px
+        body = list(net.features.children())
+        if head == "cam":
+            body = body[:-1]  # drop pool5: a 14x14 map at 224 px
+        tap = (27, 512)
     else:
         body = [net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4]
-    # In-place activations break backward hooks on the CAM layer (Grad-CAM): make them out-of-place.
+        tap = (6, 256)
+    # In-place activations break backward hooks on the CAM layer (Grad-CAM) and would overwrite the
+    # DAN+ tap: make them out-of-place.
     for m in body:
         for sub in m.modules():
             if isinstance(sub, nn.ReLU):
                 sub.inplace = False
-    return nn.Sequential(*body), 512
+    return nn.Sequential(*body), 512, tap, transform
+
+
+def l2_normalize(d: torch.Tensor) -> torch.Tensor:
+    """``d / sqrt(sum_k d_k^2 + eps)`` over the channel dimension of one pooled descriptor."""
+    return d / torch.sqrt((d * d).sum(dim=1, keepdim=True) + L2_EPS)
 
 
 class DANPlus(nn.Module):
-    """Backbone -> [GAP, GMP] (head "dan") or GAP (head "cam") -> dropout -> linear -> sigmoid."""
+    """Backbone -> pooled descriptors -> dropout -> linear -> sigmoid, with one of three heads.
+
+    With A the last feature map and B the DAN+ tap (see `_backbone`), each descriptor L2-normalised
+    on its own (`l2_normalize`; `normalize=False` skips it) and then concatenated, in the published
+    order (Zhang et al. 2016, APA code):
+
+    - ``dan``: ``[max(A)', avg(A)']`` (2C);
+    - ``dan_plus``: ``[max(A)', avg(A)', avg(B)', max(B)']`` (2C + 2C_B);
+    - ``cam``: ``avg(A)`` without normalisation (GAP -> linear, what CAM needs).
+
+    Inputs are images in 0..1 RGB; ``mean``/``std`` (buffers, saved with the model) are the weights'
+    input transform: ImageNet statistics by default, or the transform a converted weights file carries
+    (`impressions.vggface`; for VGG-Face ``mean = mu / 255`` and ``std = 1 / 255``, so the network sees
+    0-255 values minus its per-channel mean, exactly as it was trained).
+    """
 
     def __init__(
         self, backbone: str = "small", weights: str | None = None, head: str = "dan", width: int = 16,
         dropout: float = 0.5, normalize: bool = True, n_outputs: int = N_TRAITS,
     ):  # fmt: skip
         super().__init__()
-        if head not in ("dan", "cam"):
-            raise ValueError(f"head must be 'dan' or 'cam', not {head!r}")
-        self.body, channels = _backbone(backbone, weights, width)
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, not {head!r}")
+        built = _backbone(backbone, weights, width, head)
+        self.body, channels, (tap, tap_channels) = built[:3]
+        transform = built[3] if len(built) > 3 else None
         self.head, self.normalize = head, normalize
-        self.feature_dim = 2 * channels if head == "dan" else channels
+        self.tap = tap if head == "dan_plus" else None
+        self.feature_dim = {"dan": 2 * channels, "dan_plus": 2 * channels + 2 * tap_channels}.get(
+            head, channels
+        )
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(self.feature_dim, n_outputs)
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+        mean, std = (transform["mean"], transform["std"]) if transform else (IMAGENET_MEAN, IMAGENET_STD)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
 
     @property
     def cam_layer(self) -> nn.Module:
         """The module whose output is the pooled feature map (hook it for CAM / Grad-CAM)."""
         return self.body[-1]
 
+    def _features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(last feature map, DAN+ tap map or None) of images x in 0..1."""
+        h = (x - self.mean) / self.std
+        if self.tap is None:
+            return self.body(h), None
+        tapped = None
+        for i, layer in enumerate(self.body):
+            h = layer(h)
+            if i == self.tap:
+                tapped = h
+        return h, tapped
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Conv feature maps (N, C, h, w) of images x (N, 3, H, W) with values in 0..1."""
-        return self.body((x - self.mean) / self.std)
+        return self._features(x)[0]
 
-    def _pool(self, maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        gap = maps.mean(dim=(2, 3))
-        pooled = torch.cat([gap, maps.amax(dim=(2, 3))], dim=1) if self.head == "dan" else gap
-        scale = (
-            pooled.norm(dim=1, keepdim=True).clamp_min(1e-6)
-            if self.normalize
-            else torch.ones_like(gap[:, :1])
-        )
-        return pooled / scale, scale
+    def _descriptors(self, maps: torch.Tensor, tapped: torch.Tensor | None) -> list[torch.Tensor]:
+        """The pooled descriptors in concatenation order, before normalisation."""
+        if self.head == "cam":
+            return [maps.mean(dim=(2, 3))]
+        out = [maps.amax(dim=(2, 3)), maps.mean(dim=(2, 3))]
+        if self.head == "dan_plus":
+            out += [tapped.mean(dim=(2, 3)), tapped.amax(dim=(2, 3))]
+        return out
+
+    def _pool(self, maps: torch.Tensor, tapped: torch.Tensor | None = None) -> torch.Tensor:
+        parts = self._descriptors(maps, tapped)
+        if self.normalize and self.head != "cam":
+            parts = [l2_normalize(d) for d in parts]
+        return torch.cat(parts, dim=1)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self._pool(self.forward_features(x))[0]
+        return self._pool(*self._features(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.fc(self.dropout(self.embed(x))))
 
     def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(scores, feature maps) from one pass: what a loss on both (AU guidance) needs."""
-        maps = self.forward_features(x)
-        return torch.sigmoid(self.fc(self.dropout(self._pool(maps)[0]))), maps
+        """(scores, last feature maps) from one pass: what a loss on both (AU guidance) needs."""
+        maps, tapped = self._features(x)
+        return torch.sigmoid(self.fc(self.dropout(self._pool(maps, tapped)))), maps
 
     @torch.no_grad()
     def activation_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-trait maps (N, 5, h, w) that sum, with the bias, to each trait's logit exactly.
+        """Per-trait maps (N, 5, h, w) on the last map's grid that sum, with the bias, to each logit.
 
-        With A the feature map, w the linear weights and s the L2 scale: the average-pooled half
-        contributes ``w_avg . A(x, y) / (h w s)`` at every location (this is CAM), the max-pooled half
-        ``w_max . A(x, y) / s`` only where a channel peaks. Returns (maps, logits); sigmoid(logits) is
-        the prediction (dropout is inactive in eval mode).
+        Each descriptor's contribution is spread over the locations it comes from: an average-pooled
+        descriptor d = avg(A) contributes ``w_d . A(x, y) / (h w |d|)`` at every location (with the cam
+        head and no normalisation this is CAM), a max-pooled one ``w_d . A(x, y) / |d|`` only where a
+        channel peaks. The DAN+ tap's contributions, on a grid an integer multiple of the last map's,
+        are summed over the blocks that fall on each last-map cell, so the total is unchanged.
+        Returns (maps, logits); sigmoid(logits) is the prediction (dropout is inactive in eval mode).
         """
-        maps = self.forward_features(x)
-        n, c, h, w = maps.shape
-        _, scale = self._pool(maps)
+        maps, tapped = self._features(x)
+        n, _, h, w = maps.shape
         weight = self.fc.weight  # (traits, features)
-        out = torch.einsum("tc,nchw->nthw", weight[:, :c], maps) / (h * w)
-        if self.head == "dan":
-            flat = maps.flatten(2)
-            peak = torch.zeros_like(flat).scatter_(2, flat.argmax(dim=2, keepdim=True), 1.0).view_as(maps)
-            out = out + torch.einsum("tc,nchw->nthw", weight[:, c:], maps * peak)
-        out = out / scale.view(n, 1, 1, 1)
-        return out, out.sum(dim=(2, 3)) + self.fc.bias
+        kinds = {"cam": ["avg"], "dan": ["max", "avg"], "dan_plus": ["max", "avg", "avg", "max"]}[self.head]
+        sources = [maps, maps, tapped, tapped][: len(kinds)]
+        descriptors = self._descriptors(maps, tapped)
+        total, start = torch.zeros(n, weight.shape[0], h, w, dtype=maps.dtype), 0
+        for kind, source, d in zip(kinds, sources, descriptors):
+            c = source.shape[1]
+            scale = (
+                torch.sqrt((d * d).sum(dim=1) + L2_EPS)
+                if self.normalize and self.head != "cam"
+                else torch.ones(n, dtype=maps.dtype)
+            )
+            if kind == "avg":
+                part = source / (source.shape[2] * source.shape[3])
+            else:
+                flat = source.flatten(2)
+                peak = torch.zeros_like(flat).scatter_(2, flat.argmax(dim=2, keepdim=True), 1.0)
+                part = source * peak.view_as(source)
+            contrib = torch.einsum("tc,nchw->nthw", weight[:, start : start + c], part) / scale.view(
+                n, 1, 1, 1
+            )
+            if contrib.shape[2:] != (h, w):
+                fy, fx = contrib.shape[2] // h, contrib.shape[3] // w
+                if (fy * h, fx * w) != tuple(contrib.shape[2:]):
+                    raise ValueError(
+                        f"DAN+ tap grid {tuple(contrib.shape[2:])} is not a multiple of {(h, w)}"
+                    )
+                contrib = F.avg_pool2d(contrib, (fy, fx)) * (fy * fx)  # block sums
+            total = total + contrib
+            start += c
+        return total, total.sum(dim=(2, 3)) + self.fc.bias
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -362,7 +461,10 @@ class RidgeRegression(nn.Module):
         z = (np.asarray(x, np.float64) - self.scale.mean.double().numpy()) / self.scale.std.double().numpy()
         y = np.asarray(y, np.float64)
         y_mean = y.mean(axis=0)
-        w = np.linalg.solve(z.T @ z + alpha * np.eye(z.shape[1]), z.T @ (y - y_mean))
+        if alpha == 0:  # ordinary least squares (minimum-norm where a column is constant)
+            w = np.linalg.lstsq(z, y - y_mean, rcond=None)[0]
+        else:
+            w = np.linalg.solve(z.T @ z + alpha * np.eye(z.shape[1]), z.T @ (y - y_mean))
         with torch.no_grad():
             self.fc.weight.copy_(torch.from_numpy(w.T))
             self.fc.bias.copy_(torch.from_numpy(y_mean))
@@ -415,14 +517,23 @@ def audio_fbank(**options) -> FbankRegressor:
     return FbankRegressor(**options)
 
 
-@register("fusion", "features")
-def fusion(in_dim: int, **options) -> FusionMLP:
+def _fusion(in_dim: int, members: int = 1, **options) -> nn.Module:
+    """One FusionMLP, or (``members`` > 1) the k cross-fitted ones of `impressions.fusion`."""
+    if members > 1:
+        from impressions.fusion import FoldEnsemble
+
+        return FoldEnsemble([FusionMLP(in_dim, **options) for _ in range(members)])
     return FusionMLP(in_dim, **options)
+
+
+@register("fusion", "features")
+def fusion(in_dim: int, **options) -> nn.Module:
+    return _fusion(in_dim, **options)
 
 
 @register("fusion_handcrafted", "features+handcrafted")
-def fusion_handcrafted(in_dim: int, **options) -> FusionMLP:
-    return FusionMLP(in_dim, **options)
+def fusion_handcrafted(in_dim: int, **options) -> nn.Module:
+    return _fusion(in_dim, **options)
 
 
 @register("au_linear", "au_stats")
@@ -433,6 +544,13 @@ def au_linear(in_dim: int = 51, **options) -> RidgeRegression:
 @register("voice_linear", "voice_stats")
 def voice_linear(in_dim: int = 14, **options) -> RidgeRegression:
     """Ridge regression on the per-clip voice descriptors (impressions.voice)."""
+    return RidgeRegression(in_dim, **options)
+
+
+@register("au_linear_published", "au_means")
+def au_linear_published(in_dim: int = 17, **options) -> RidgeRegression:
+    """Ventura et al. (2017): linear least squares on the 17 per-clip mean AU intensities (no penalty;
+    outputs clipped to 0..1 like every model here)."""
     return RidgeRegression(in_dim, **options)
 
 

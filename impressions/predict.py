@@ -49,6 +49,7 @@ _ORDER = (
     "audio",
     "audio_fbank",
     "au_linear",
+    "au_linear_published",
     "voice_linear",
     "fusion",
     "fusion_handcrafted",
@@ -98,10 +99,10 @@ def _is_fusion(ckpt: dict) -> bool:
 # Which families' checkpoints are authoritative for a preprocessing section: a face model retrained after
 # an audio setting changed carries the old audio settings, the audio models the new ones.
 _SECTION_FAMILIES = {
-    "frames": ("image", "face", "au_linear", "fusion_handcrafted"),
-    "faces": ("face", "au_linear", "fusion_handcrafted"),
+    "frames": ("image", "face", *training.AU_FAMILIES, "fusion_handcrafted"),
+    "faces": ("face", *training.AU_FAMILIES, "fusion_handcrafted"),
     "audio": ("audio", "audio_fbank", "voice_linear"),
-    "expressions": ("au_linear", "fusion_handcrafted"),
+    "expressions": (*training.AU_FAMILIES, "fusion_handcrafted"),
 }
 
 
@@ -176,6 +177,12 @@ def _network_scores(model, ckpt, x: torch.Tensor, kind: str, device: str) -> tup
     if kind in ("frames", "faces"):
         size = ckpt["summary"].get("input_size") or ckpt["summary"]["settings"].get("input_size")
         x = datasets.prepare_images(x, size)
+    crop = ckpt.get("summary", {}).get("settings", {}).get("crop_seconds")
+    if kind == "waveform" and crop:
+        # Trained on crops, scored on whole clips: drop the window's zero padding, as in evaluation.
+        nonzero = torch.nonzero(x[0]).flatten()
+        rate = int(ckpt["summary"].get("preprocessing", {}).get("audio", {}).get("sample_rate", 16000))
+        x = x[:, : max(int(nonzero[-1]) + 1 if len(nonzero) else 0, int(round(crop * rate)))]
     x = x.to(device)
     emb = model.embed(x)
     out = torch.sigmoid(model.fc(emb))
@@ -241,7 +248,9 @@ def predict_paths(
     videos, failures = video_files(paths)
     loaded = load_models(models_dir, names, device)
     prep = _preprocessing(loaded)
-    need_expr = any(ckpt["family"] in ("au_linear", "fusion_handcrafted") for _, ckpt in loaded.values())
+    need_expr = any(
+        ckpt["family"] in (*training.AU_FAMILIES, "fusion_handcrafted") for _, ckpt in loaded.values()
+    )
     rows = []
     with tempfile.TemporaryDirectory(prefix="impressions-predict-") as tmp:
         data = _clip_inputs(videos, Path(tmp), prep, need_expr, progress) if videos else None
@@ -274,7 +283,8 @@ def predict_paths(
                 else:
                     x, has_input = _table_input(family, ckpt, clip_id, features, data)
                     if family in training.RIDGE_FAMILIES and not has_input:
-                        missing[name] = note = _LACKS["faces" if family == "au_linear" else "waveform"]
+                        lacks = "faces" if family in training.AU_FAMILIES else "waveform"
+                        missing[name] = note = _LACKS[lacks]
                     else:
                         with torch.no_grad():
                             score = model(torch.from_numpy(x).to(device)).double().cpu().numpy()[0]
@@ -333,12 +343,13 @@ def _table_input(
         voice = values[0] if ids else np.full(values.shape[1], np.nan)
         has_input = not np.isnan(voice).any() if family == "voice_linear" else has_input
         blocks.append(voice)
-    if family in ("au_linear", "fusion_handcrafted"):
+    if family in (*training.AU_FAMILIES, "fusion_handcrafted"):
         expr = data["expressions"].filter(pl.col("clip_id") == clip_id)
-        if family == "au_linear":
+        if family in training.AU_FAMILIES:
             ids, values, _ = training.au_statistics(expr)
             has_input = bool(ids)
-            blocks.append(values[0] if ids else np.full(3 * 17, np.nan))
+            width = 17 if family == "au_linear_published" else 3 * 17  # the 17 means come first
+            blocks.append(values[0, :width] if ids else np.full(width, np.nan))
         else:
             unknown = {"clip_id": [clip_id], "age_group": [None], "gender": [None]}
             clips = pl.DataFrame(unknown, schema=dict.fromkeys(unknown, pl.String))

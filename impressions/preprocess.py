@@ -51,9 +51,10 @@ class Settings:
     min_score: float = 0.0
     face_size: int = 224
     face_padding: float = 0.25
-    audio_seconds: float = 5.0
+    audio_seconds: float | None = 5.0  # None: the whole clip, in a window of audio_max_seconds
     sample_rate: int = 16000
     identity: bool = True  # compute the tracked person's 128-d face descriptor (impressions.identity)
+    audio_max_seconds: float | None = None
 
     @classmethod
     def from_config(cls, config: dict) -> Settings:
@@ -69,7 +70,15 @@ class Settings:
             audio_seconds=audio["seconds"],
             sample_rate=audio["sample_rate"],
             identity=faces.get("identity", True),
+            audio_max_seconds=audio.get("max_seconds"),
         )
+
+    @property
+    def audio_window(self) -> float:
+        """Seconds of audio stored per clip (impressions.audio.window_seconds)."""
+        from impressions.audio import window_seconds
+
+        return window_seconds(self.audio_seconds, self.audio_max_seconds)
 
 
 def output_paths(clip_dir: str | Path) -> dict[str, Path]:
@@ -135,7 +144,7 @@ def preprocess_clip(clip_id: str, video_path: str | Path, clip_dir: str | Path, 
     frames = np.zeros((0, settings.frame_size, settings.frame_size, 3), np.uint8)
     crops = np.zeros((0, settings.face_size, settings.face_size, 3), np.uint8)
     rows: list[dict] = []
-    waveform = np.zeros(int(round(settings.audio_seconds * settings.sample_rate)), np.float32)
+    waveform = np.zeros(int(round(settings.audio_window * settings.sample_rate)), np.float32)
     try:
         info = video.probe(video_path)
         record.row.update(
@@ -252,7 +261,7 @@ def _audio(video_path, info, settings, record, waveform):
         record.row["audio_samples"] = 0
         return waveform
     try:
-        samples = video.read_audio(video_path, settings.audio_seconds, settings.sample_rate)
+        samples = video.read_audio(video_path, settings.audio_window, settings.sample_rate)
     except video.VideoError as err:
         record.flag("no_audio", f"the audio stream cannot be decoded ({err}): features are those of silence")
         record.row["audio_samples"] = 0
@@ -260,7 +269,7 @@ def _audio(video_path, info, settings, record, waveform):
     n = min(samples.size, waveform.size)
     waveform[:n] = samples[:n]
     record.row["audio_samples"] = n
-    if n < waveform.size:
+    if n < waveform.size and settings.audio_seconds is not None:  # a whole clip is padded by design
         record.flag(
             "short",
             f"audio ends at {n / settings.sample_rate:.2f} s, "

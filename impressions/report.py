@@ -255,11 +255,47 @@ def _readable_sections(interpret, paths: Sequence[Path]) -> list[dict]:
     return interpret.read_sections(good) + bad
 
 
+def _result_first(section, table_out, md, body, table, outputs, reproduce, experiment, dataset) -> None:
+    """The forest plot, the reproduction table and the spread over seeds (impressions.reproduction)."""
+    from impressions import reproduction
+
+    if not table.height:
+        return
+    report_dir = Path(outputs["html"]).parent
+    forest = reproduction.forest_plot(table, outputs.get("forest") or report_dir / "forest.png")
+    section("Every model against the baseline (test)",
+            "Mean accuracy with 95% bootstrap intervals; dashed: always predicting the training mean "
+            "(its interval shaded). A model whose interval overlaps the shaded band is not "
+            "distinguishable from the baseline on these clips.")  # fmt: skip
+    md.append(f"![forest plot of every model's test mean accuracy]({forest.name})\n")
+    caption = "Test mean accuracy of every model (95% bootstrap intervals) against the train-mean baseline."
+    body.append(
+        f"<figure><img alt='forest plot' src='{_data_uri(forest)}'>"
+        f"<figcaption>{caption}</figcaption></figure>"
+    )
+    if reproduce:
+        title = f"Reproduction: {experiment}" if experiment else "Reproduction"
+        section(title, "Published rows are figures reported by the authors on First Impressions (test "
+                "split unless noted), NOT measured here. This run's rows: test accuracy with 95% "
+                f"bootstrap intervals on {dataset or 'this dataset'}; comparable to the published "
+                "figures only on the official FI test split.")  # fmt: skip
+        header, rows, kinds = reproduction.reproduction_rows(table, reproduce)
+        table_out(header, rows, kinds)
+    header, rows = reproduction.seed_rows(table)
+    if rows:
+        section("Spread across training seeds (test mean accuracy)",
+                "The bootstrap interval covers the sampling of test people for one trained model; the "
+                "spread over seeds covers training randomness (initialisation, order, augmentation). "
+                "Both matter when comparing models.")  # fmt: skip
+        table_out(header, rows)
+
+
 def write_report(
     clips_path: Path, qc_path: Path, faces_path: Path, expressions_path: Path | None,
     prediction_paths: Sequence[Path], summary_paths: Sequence[Path], curve_paths: Sequence[Path],
     outputs: Mapping[str, Path], n_boot: int = 1000, seed: int = 0, dataset: str = "",
-    split: str = "official", sections: Sequence[Path] = (),
+    split: str = "official", sections: Sequence[Path] = (), reproduce: Sequence[Mapping] = (),
+    experiment: str = "",
 ) -> None:  # fmt: skip
     """Evaluate every model and write the HTML and Markdown report and its tables (see the docstring)."""
     import polars as pl
@@ -316,6 +352,7 @@ def write_report(
         "authors on the official FI test split, NOT measured here; they are comparable only when this "
         "report evaluates the official FI test split."
     )
+    _result_first(section, table_out, md, body, table, outputs, reproduce, experiment, dataset)
     for split in ("test", "val"):
         unscored = degenerate.unscored_note(split, table)
         section(f"Accuracy on {split} (O C E A N, mean)", unscored or (method if split == "test" else ""))

@@ -60,9 +60,13 @@ PREDICTION_COLUMNS = {"clip_id": "str", "split": "str", "model": "str", **{t: "f
 
 TRAIN_KEYS = frozenset(
     {"epochs", "batch_size", "lr", "weight_decay", "patience", "loss", "input_size", "augment", "alphas",
-     "inputs", "eval_batch_size", "au_guidance_weight", "au_guidance_scale"}
+     "inputs", "eval_batch_size", "au_guidance_weight", "fit_on", "folds", "crop_seconds",
+     "au_guidance_scale"}
 )  # fmt: skip
 """Per-family config keys that configure training; every other key is a builder option."""
+
+AU_FAMILIES = ("au_linear", "au_linear_published")
+"""Closed-form linear models on per-clip AU features."""
 
 HANDCRAFTED_AGE = ("0-6", "7-13", "14-18", "19-24", "25-32", "33-45", "46-60", "61+")
 HANDCRAFTED_GENDER = ("male", "female")
@@ -84,7 +88,7 @@ class Settings:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     patience: int = 5  # epochs without a better validation accuracy before stopping
-    loss: str = "mse"  # mse or l1 (the challenge metric is an L1 error)
+    loss: str = "mse"  # mse, l1 (the challenge metric is an L1 error) or l2dist (DAN+'s Euclidean loss)
     input_size: int | None = None  # images are resized to this side on the device
     augment: bool = True  # random horizontal flips of training images
     alphas: list[float] = field(default_factory=lambda: [0.1, 1.0, 10.0, 100.0, 1000.0])  # au_linear
@@ -93,6 +97,13 @@ class Settings:
     # init: the term is multiplied by trait loss / guidance term on the first batch (at initialisation),
     # so weight 1 weighs it like the trait loss when training starts; none: the raw term.
     au_guidance_scale: str = "init"
+    # fusion: fit on held-out component outputs (val, cross-fitted in `folds` group folds) or, leaky and
+    # for comparison only, on the training split's (impressions.fusion)
+    fit_on: str = "heldout"
+    folds: int = 5
+    # audio (waveform): train on random crops of this many seconds and score whole clips (their real
+    # samples); None trains and scores on the stored window as is (the thesis's first 5 s)
+    crop_seconds: float | None = None
 
     @classmethod
     def from_options(cls, common: Mapping, family_options: Mapping) -> tuple[Settings, dict]:
@@ -206,10 +217,18 @@ class Prepare:
         return x.float()
 
 
+class EuclideanLoss(nn.Module):
+    """Batch mean of the unsquared Euclidean distance of the 5-d error: DAN+'s ``pdist`` loss (p = 2,
+    root taken; Zhang et al. 2016), whose solver divides the batch sum by the batch size."""
+
+    def forward(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return torch.sqrt(((out - target) ** 2).sum(dim=1).clamp_min(1e-12)).mean()
+
+
 def _loss_fn(name: str) -> nn.Module:
-    if name not in ("mse", "l1"):
-        raise ValueError(f"loss must be mse or l1, not {name!r}")
-    return nn.MSELoss() if name == "mse" else nn.L1Loss()
+    if name not in ("mse", "l1", "l2dist"):
+        raise ValueError(f"loss must be mse, l1 or l2dist, not {name!r}")
+    return {"mse": nn.MSELoss, "l1": nn.L1Loss, "l2dist": EuclideanLoss}[name]()
 
 
 @torch.no_grad()
@@ -434,15 +453,28 @@ def guidance_maps(
     return au_maps.frame_maps(points, emotions, size, sigma).astype(np.float16)
 
 
-def _audio_sets(inputs: Inputs, splits: dict[str, datasets.Clips]) -> dict:
-    row_ids = _read(inputs.audio_table)["clip_id"].to_list()
+def _audio_sets(inputs: Inputs, splits: dict[str, datasets.Clips], crop_seconds: float | None = None) -> dict:
+    """Audio rows per split; with `crop_seconds`, random crops for training and whole clips elsewhere."""
+    table = _read(inputs.audio_table)
+    row_ids = table["clip_id"].to_list()
     array = np.load(inputs.audio_array, mmap_mode="r")
     if array.shape[0] != len(row_ids):
         raise ValueError(f"{inputs.audio_array} has {array.shape[0]} rows, the audio table {len(row_ids)}")
-    return {
+    sets = {
         s: datasets.RowDataset(c, inputs.audio_array, datasets.rows_for(c.ids, row_ids))
         for s, c in splits.items()
     }
+    if crop_seconds:
+        if array.ndim != 2:
+            raise ValueError("crop_seconds applies to the waveform model (audio) only")
+        rate = int(table["sample_rate"][0]) if table.height else 16000
+        crop = int(round(crop_seconds * rate))
+        lengths = table["n_samples"].to_list()
+        sets = {
+            s: datasets.RandomCrop(d, lengths, crop) if s == "train" else datasets.WholeClip(d, lengths, crop)
+            for s, d in sets.items()
+        }
+    return sets
 
 
 def au_statistics(expressions) -> tuple[list[str], np.ndarray, list[str]]:
@@ -483,7 +515,7 @@ def handcrafted_features(clips_table, expressions) -> tuple[list[str], np.ndarra
     return out["clip_id"].to_list(), out.select(names).to_numpy().astype(np.float64), names
 
 
-RIDGE_FAMILIES = ("au_linear", "voice_linear")
+RIDGE_FAMILIES = (*AU_FAMILIES, "voice_linear")
 """Families fitted in closed form (ridge penalty chosen on validation); a clip whose inputs are all
 imputed gets the training mean."""
 
@@ -522,9 +554,12 @@ def _features_matrix(family: str, settings: Settings, inputs: Inputs, clips_tabl
         block[rows >= 0] = values[rows[rows >= 0]]
         blocks.append(block)
         names += cols
-    if family in ("fusion_handcrafted", "au_linear"):
+    if family in ("fusion_handcrafted", *AU_FAMILIES):
         expressions = _read(inputs.expressions)
-        if family == "au_linear":
+        if family == "au_linear_published":  # the 17 per-clip means only (Ventura et al. 2017)
+            ids, values, cols = au_statistics(expressions)
+            values, cols = values[:, : len(AUS)], cols[: len(AUS)]
+        elif family == "au_linear":
             ids, values, cols = au_statistics(expressions)
         else:
             ids, values, cols = handcrafted_features(clips_table, expressions)
@@ -585,7 +620,7 @@ def plot_history(table, png_path: Path, x: str = "epoch") -> None:
     for col, style in (("train_loss", "-"), ("val_loss", "--")):
         if col in table.columns:
             ax.plot(xs, table[col].to_numpy(), style, label=col.replace("_", " "))
-    if x == "alpha":
+    if x == "alpha" and (xs > 0).all():
         ax.set_xscale("log")
     ax.set_xlabel(x)
     ax.set_ylabel("loss")
@@ -707,7 +742,12 @@ def train_family(
 def _train_on_samples(family, inputs, splits, settings, builder, device) -> _Trained:
     """Networks on frames, faces or audio arrays: fit, then per-clip means over each clip's samples."""
     kind = models.INPUTS[family]
-    sets = _frame_sets(family, inputs, splits) if kind in ("frames", "faces") else _audio_sets(inputs, splits)
+    if kind in ("frames", "faces"):
+        sets = _frame_sets(family, inputs, splits)
+    else:
+        sets = _audio_sets(inputs, splits, settings.crop_seconds)
+        if settings.crop_seconds:  # whole clips differ in length: score them one at a time
+            settings = Settings(**{**asdict(settings), "eval_batch_size": 1})
     if kind == "logfbank":
         n_filters, n_frames = np.load(inputs.audio_array, mmap_mode="r").shape[1:]
         builder = {"n_filters": int(n_filters), "n_frames": int(n_frames), **builder}
@@ -716,6 +756,12 @@ def _train_on_samples(family, inputs, splits, settings, builder, device) -> _Tra
     model = models.build(family, **builder)
     prepare = Prepare(kind, settings.input_size, settings.augment, settings.seed)
     extra: dict = {}
+    if kind == "waveform":
+        extra["audio_samples"] = (
+            f"random {settings.crop_seconds:g} s crops for training, whole clips (one at a time) for scoring"
+            if settings.crop_seconds
+            else "the stored window for training and scoring"
+        )
     train_set = sets["train"]
     if kind in ("frames", "faces"):
         extra["au_guidance_weight"] = float(settings.au_guidance_weight)
@@ -756,9 +802,25 @@ def _train_on_table(family, inputs, clips_table, splits, settings, builder, devi
     per_split = {s: slice(bounds[i], bounds[i + 1]) for i, s in enumerate(SPLITS)}
     matrix, names = _features_matrix(family, settings, inputs, clips_table, all_ids)
     matrix, imputed, col_mean = _impute(matrix, np.arange(bounds[0], bounds[1]))
+    oof, fit_extra = None, {}
     if family in RIDGE_FAMILIES:
+        if family == "au_linear_published":
+            settings = Settings(**{**asdict(settings), "alphas": [0.0]})  # plain least squares
         model, history = _fit_ridge(matrix, per_split, splits, settings)
         x = "alpha"
+    elif settings.fit_on == "heldout":
+        # No fusion weight sees a component's output for a clip it trained on (impressions.fusion).
+        from impressions import fusion
+
+        youtube = dict(zip(clips_table["clip_id"].to_list(), clips_table["youtube_id"].to_list()))
+        groups = [youtube.get(c) or c for c in splits["val"].ids]
+        model, history, oof, fit_extra = fusion.fit_heldout(
+            lambda: models.build(family, in_dim=matrix.shape[1], **builder), matrix[per_split["val"]],
+            splits["val"], groups, settings, device, settings.folds,
+        )  # fmt: skip
+        x = "epoch"
+    elif settings.fit_on != "train":
+        raise ValueError(f"{family}: fit_on must be heldout or train, not {settings.fit_on!r}")
     else:
         model = models.build(family, in_dim=matrix.shape[1], **builder)
         model.scale.fit(matrix[per_split["train"]])
@@ -780,9 +842,14 @@ def _train_on_table(family, inputs, clips_table, splits, settings, builder, devi
             # always have their components' features (themselves the training mean where missing).
             filled[s] = imputed[per_split[s]] if family in RIDGE_FAMILIES else np.zeros(len(splits[s]), bool)
             preds[s] = np.where(filled[s][:, None], train_mean, model(xs).double().numpy())
+    if oof is not None:
+        preds["val"] = oof  # each validation clip scored by the fold member that did not fit on it
     builder = {"in_dim": int(matrix.shape[1]), **builder}
+    if isinstance(model, nn.Module) and hasattr(model, "members"):
+        builder["members"] = len(model.members)
     fills = {"input_fill": col_mean.astype(float).tolist()}
-    return _Trained(model, builder, history, preds, feats, filled, fills, {"feature_names": names}, x)
+    extra = {"feature_names": names, **fit_extra}
+    return _Trained(model, builder, history, preds, feats, filled, fills, extra, x)
 
 
 def _fit_ridge(matrix: np.ndarray, per_split: dict, splits: dict, settings: Settings):

@@ -153,3 +153,79 @@ rule train_fusion:
         settings=lambda wildcards: train_params(wildcards, wildcards.fusion_model),
     script:
         "../workflow_scripts/train_model.py"
+
+
+rule train_au_linear_published:
+    """Least squares on the 17 per-clip mean AUs, as Ventura et al. (2017) fitted it."""
+    input:
+        clips=TABLES_DIR / "clips.parquet",
+        expressions=TABLES_DIR / "expressions.parquet",
+    output:
+        **model_files("au_linear_published"),
+    log:
+        LOGS / "train" / "au_linear_published.log",
+    benchmark:
+        BENCH / "train" / "au_linear_published.tsv"
+    conda:
+        "../envs/models.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        family="au_linear_published",
+        settings=lambda wildcards: train_params(wildcards, "au_linear_published"),
+    script:
+        "../workflow_scripts/train_model.py"
+
+
+rule late_average:
+    """The equal-weight mean of the listed models' clip scores (nothing fitted; impressions/fusion.py)."""
+    input:
+        clips=TABLES_DIR / "clips.parquet",
+        predictions=lambda wildcards: [
+            model_files(m)["predictions"] for m in MODELS_CFG["late_average"]["inputs"]
+        ],
+    output:
+        **{
+            k: v
+            for k, v in model_files("late_average").items()
+            if k in ("predictions", "summary", "metrics", "curve")
+        },
+    log:
+        LOGS / "train" / "late_average.log",
+    conda:
+        "../envs/models.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../workflow_scripts/late_average.py"
+
+
+rule train_seeded:
+    """A family trained again with another seed (models.seeds), saved as <family>_seed<k>."""
+    input:
+        unpack(seeded_inputs),
+    output:
+        **model_files("{seeded_family}_seed{seed}"),
+    log:
+        LOGS / "train" / "{seeded_family}_seed{seed}.log",
+    benchmark:
+        BENCH / "train" / "{seeded_family}_seed{seed}.tsv"
+    wildcard_constraints:
+        seeded_family="image|face|audio|audio_fbank|fusion|fusion_handcrafted",
+        seed=r"\d+",
+    conda:
+        "../envs/models.yaml"
+    threads: MODELS_CFG["threads"]
+    resources:
+        gpu=MODELS_CFG["gpus"],
+        mem_mb=8000,
+        runtime=240,
+    params:
+        clips_dir=CLIPS_DIR_PARAM,
+        family=lambda wildcards: wildcards.seeded_family,
+        model=lambda wildcards: f"{wildcards.seeded_family}_seed{wildcards.seed}",
+        settings=seeded_params,
+    script:
+        "../workflow_scripts/train_model.py"

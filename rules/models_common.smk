@@ -64,7 +64,7 @@ def train_params(wildcards, family):
     common = {k: MODELS_CFG[k] for k in ("seed", "device", "amp", "num_workers")}
     if MODELS_CFG["split"] != "official":
         common["split"] = MODELS_CFG["split"]
-    return {"common": common, "options": MODELS_CFG[family]}
+    return {"common": common, "options": MODELS_CFG.get(family) or {}}
 
 
 def audio_inputs(wildcards):
@@ -91,3 +91,42 @@ def split_inputs(wildcards):
     if MODELS_CFG["split"] == "identity_faces":
         return {"identities": str(TABLES_DIR / "identities.parquet")}
     return {}
+
+
+# Repeated training: each family in models.seeds.families is trained again with each seed of
+# models.seeds.values (other than models.seed) as <family>_seed<k>; the report gives the spread.
+SEEDS_CFG = MODELS_CFG.get("seeds") or {}
+SEEDED = [
+    f"{family}_seed{seed}"
+    for family in SEEDS_CFG.get("families", [])
+    for seed in SEEDS_CFG.get("values", [])
+    if seed != MODELS_CFG["seed"]
+]
+
+
+def seeded_inputs(wildcards):
+    """What <family>_seed<k> reads: the same tables as <family> (fusion: the primary components)."""
+    family = wildcards.seeded_family
+    inputs = {"clips": str(TABLES_DIR / "clips.parquet")}
+    if family in ("image", "face"):
+        inputs["frames"] = str(
+            TABLES_DIR / ("frames.parquet" if family == "image" else "faces.parquet")
+        )
+    elif family in AUDIO_ARRAY:
+        inputs["audio_table"] = str(TABLES_DIR / "audio.parquet")
+        inputs["audio_array"] = str(
+            RESULTS / "arrays" / f"audio_{AUDIO_ARRAY[family]}.npy"
+        )
+    else:
+        inputs["features"] = [
+            model_files(m)["features"] for m in MODELS_CFG[family]["inputs"]
+        ]
+        if family == "fusion_handcrafted":
+            inputs["expressions"] = str(TABLES_DIR / "expressions.parquet")
+            inputs["voice"] = str(TABLES_DIR / "voice.parquet")
+    return inputs | split_inputs(wildcards)
+
+
+def seeded_params(wildcards):
+    settings = train_params(wildcards, wildcards.seeded_family)
+    return {**settings, "common": {**settings["common"], "seed": int(wildcards.seed)}}

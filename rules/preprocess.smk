@@ -23,7 +23,13 @@ rule preprocess_clip:
     params:
         settings=JsonParam(
             {key: config[key] for key in ("frames", "faces")}
-            | {"audio": {k: config["audio"][k] for k in ("seconds", "sample_rate")}}
+            | {
+                "audio": {
+                    k: config["audio"][k]
+                    for k in ("seconds", "sample_rate", "max_seconds")
+                    if k in config["audio"]
+                }
+            }
         ),
     # A command, not a `script:`: Snakemake reads a script's source for every job it plans, which is
     # seconds at 10,000 clips (benchmarks/README.md). Snakemake formats the command three times per job

@@ -1,9 +1,11 @@
 """The evaluation report: model results, then every interpretation section (impressions/report.py)."""
 
 # The configured families and the AU-guided twins the interpretation trains.
-REPORTED = list(MODELS_CFG["families"]) + [
-    m for m in GUIDED if m not in MODELS_CFG["families"]
-]
+REPORTED = (
+    list(MODELS_CFG["families"])
+    + [m for m in GUIDED if m not in MODELS_CFG["families"]]
+    + SEEDED
+)
 
 
 rule report:
@@ -28,6 +30,7 @@ rule report:
         metrics=REPORT_DIR / "metrics.parquet",
         breakdowns=REPORT_DIR / "breakdowns.parquet",
         comparisons=REPORT_DIR / "comparisons.parquet",
+        forest=REPORT_DIR / "forest.png",
     log:
         LOGS / "report.log",
     benchmark:
@@ -42,5 +45,7 @@ rule report:
         seed=MODELS_CFG["seed"],
         split=MODELS_CFG["split"],
         dataset=DATASET_NOTE,
+        reproduce=(config.get("experiment") or {}).get("reproduce", []),
+        experiment=(config.get("experiment") or {}).get("title", ""),
     script:
         "../workflow_scripts/report.py"

@@ -97,7 +97,8 @@ def test_grad_cam_is_relu_cam_times_the_sigmoid_slope_on_a_real_body():
     np.testing.assert_allclose(cam.grad_cam(model, x[1:2]), grads[1:2], rtol=1e-4, atol=1e-9)
 
 
-@pytest.mark.parametrize(("backbone", "side"), [("resnet18", 2), ("vgg16", 4)])
+# The dan heads of vgg16 pool pool5 as published (2x2 at 64 px); the cam head drops it (4x4).
+@pytest.mark.parametrize(("backbone", "side"), [("resnet18", 2), ("vgg16", 2)])
 def test_grad_cam_on_torchvision_backbones(backbone, side):
     model = models.build("image", backbone=backbone, weights=None)
     x = torch.rand(1, 3, 64, 64)

@@ -59,7 +59,7 @@ def test_report_tables_and_pages(trained):
     assert "(published" in md and "train-mean baseline" in md and "synthetic test data" in md
     assert "Split: official" in md  # models.split, the default
     page = outputs["html"].read_text()
-    assert page.count("data:image/png;base64,") == 2 and "<table>" in page
+    assert page.count("data:image/png;base64,") == 3 and "<table>" in page  # forest plot + 2 curves
 
 
 def test_interpretation_sections_follow_the_results_in_order(trained, tmp_path):
@@ -91,7 +91,7 @@ def test_interpretation_sections_follow_the_results_in_order(trained, tmp_path):
     md, page = outputs["markdown"].read_text(), outputs["html"].read_text()
     assert md.index("Accuracy on test") < md.index("# What the networks look at")
     assert md.index("## Early") < md.index("## Late") and "*What the small figure shows.*" in md
-    assert page.count("<figure>") == page.count("<figcaption>") == 2
+    assert page.count("<figure>") == page.count("<figcaption>") == 3  # 2 + the forest plot
     assert "<figcaption>What the photo grid shows.</figcaption>" in page and "1e-06" in page
     # Small figures stay PNG; photo grids are embedded as JPEG to keep the page small.
     assert page.count("data:image/jpeg") == 1

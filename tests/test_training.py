@@ -4,9 +4,10 @@ import model_data
 import numpy as np
 import polars as pl
 import pytest
+import torch
 
 from impressions import metrics, models, training
-from impressions.schemas import TRAITS
+from impressions.schemas import AUS, TRAITS
 
 COMMON = {"seed": 0, "device": "cpu", "threads": 1, "patience": 50}
 SMALL_CNN = {"backbone": "small", "width": 4, "input_size": 16, "epochs": 4, "batch_size": 8, "lr": 0.01}
@@ -143,3 +144,22 @@ def test_clip_folders_hold_only_finished_clips(tmp_path):
     assert folders["a.000"] == tmp_path / "a.000"
     with pytest.raises(KeyError):
         folders["b.000"]
+
+
+def test_au_linear_published_is_least_squares_on_the_17_au_means(data, tmp_path):
+    out, summary = train(data, tmp_path, "au_linear_published", {})
+    assert summary["feature_names"] == [f"{a}_mean" for a in AUS] and summary["options"]["in_dim"] == 17
+    assert pl.read_csv(out.metrics)["alpha"].to_list() == [0.0]
+    assert summary["selected"]["val_mean"] > _baseline(data) + 0.03  # AU12's mean carries the labels
+    # Known answer (more clips than features, so the solution is unique): numpy's least squares
+    # with an intercept on raw features equals the fit on standardised ones.
+    rng = np.random.default_rng(0)
+    x, y = rng.uniform(0, 3, (80, 17)), rng.uniform(0.2, 0.8, (80, 5))
+    x[:, 3] = 1.5  # a constant AU: no information, no failure
+    model = models.RidgeRegression(17).fit(x, y, alpha=0.0)
+    coef = np.linalg.lstsq(np.c_[x, np.ones(80)], y, rcond=None)[0]
+    new = rng.uniform(0, 3, (10, 17))
+    new[:, 3] = 1.5
+    with torch.no_grad():
+        got = model(torch.from_numpy(new).float()).double().numpy()
+    np.testing.assert_allclose(got, np.clip(np.c_[new, np.ones(10)] @ coef, 0, 1), atol=1e-5)

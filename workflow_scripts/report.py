@@ -17,4 +17,6 @@ with logs.to_file(snakemake.log[0]):
         split=snakemake.params.split,
         dataset=snakemake.params.dataset,
         sections=[Path(p) for p in snakemake.input.sections],
+        reproduce=getattr(snakemake.params, "reproduce", ()),
+        experiment=getattr(snakemake.params, "experiment", ""),
     )

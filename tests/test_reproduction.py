@@ -1,0 +1,122 @@
+"""The report's result-first sections: forest plot, reproduction table, spread across seeds."""
+
+import base64
+import io
+import re
+from pathlib import Path
+
+import model_data
+import numpy as np
+import polars as pl
+import pytest
+
+from impressions import report, reproduction
+from impressions.schemas import TRAITS
+
+
+def _predictions(clips, name, noise, seed):
+    rng = np.random.default_rng(seed)
+    part = clips.filter(pl.col("split").is_in(["val", "test"]))
+    y = part.select(TRAITS).to_numpy()
+    pred = np.clip(y + rng.normal(0, noise, y.shape), 0, 1)
+    return pl.DataFrame({"clip_id": part["clip_id"], "split": part["split"], "model": [name] * part.height,
+                         **{t: pred[:, i] for i, t in enumerate(TRAITS)}})  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    root = tmp_path_factory.mktemp("repro")
+    data = model_data.build(root)
+    t = data["tables"]
+    clips = pl.read_parquet(t / "clips.parquet")
+    preds, summaries, curves = [], [], []
+    for name, noise, seed in (("image", 0.03, 0), ("image_seed1", 0.05, 1), ("image_seed2", 0.04, 2),
+                              ("late_average", 0.2, 3)):  # fmt: skip
+        folder = root / "models" / name
+        folder.mkdir(parents=True)
+        _predictions(clips, name, noise, seed).write_parquet(folder / "predictions.parquet")
+        (folder / "summary.json").write_text(f'{{"model": "{name}", "selected": {{"epoch": 1}}}}')
+        reproduction.forest_plot(pl.DataFrame(), folder / "curve.png")  # any PNG
+        preds.append(folder / "predictions.parquet")
+        summaries.append(folder / "summary.json")
+        curves.append(folder / "curve.png")
+    out = root / "report"
+    names = {"html": "index.html", "markdown": "report.md", "metrics": "m.parquet", "breakdowns": "b.parquet",
+             "comparisons": "c.parquet", "forest": "forest.png"}  # fmt: skip
+    outputs = {k: out / v for k, v in names.items()}
+    reproduce = [{"published": "ventura2017_img_10", "model": "image"},
+                 {"published": "zhang2016_challenge", "model": "late_average"},
+                 {"published": "ventura2017_face", "model": "face"},
+                 {"published": "belharbi2024"}]  # fmt: skip
+    report.write_report(t / "clips.parquet", t / "qc.parquet", t / "faces.parquet", t / "expressions.parquet",
+                        preds, summaries, curves, outputs, n_boot=100, dataset="synthetic",
+                        reproduce=reproduce, experiment="Ventura et al. 2017")  # fmt: skip
+    return outputs
+
+
+def test_reproduction_table_sets_published_beside_measured(page):
+    md = page["markdown"].read_text()
+    assert "## Reproduction: Ventura et al. 2017" in md
+    assert "published (FI test): image only, 10 frames per clip (DAN+)" in md and "0.9090" in md
+    assert reproduction.published_label("thesis_audio").startswith("published (FI, split not stated)")
+    assert "| 0.9130 |" in md  # the challenge entry's published mean
+    assert "| face |" in md and "not run" in md  # a mapped model this run did not train
+    assert "RAF-DB" in md  # an experiment without a FI figure says so
+    metrics = pl.read_parquet(page["metrics"])
+    image = metrics.filter(
+        (pl.col("model") == "image") & (pl.col("split") == "test") & (pl.col("metric") == "accuracy")
+        & (pl.col("trait") == "mean")
+    ).row(0, named=True)  # fmt: skip
+    assert f"{image['value']:.4f} [{image['ci_low']:.4f}, {image['ci_high']:.4f}]" in md
+
+
+def test_seed_spread_is_the_mean_and_sd_over_seeds(page):
+    metrics = pl.read_parquet(page["metrics"])
+    values = [
+        metrics.filter((pl.col("model") == m) & (pl.col("split") == "test") & (pl.col("metric") == "accuracy")
+                       & (pl.col("trait") == "mean"))["value"][0]
+        for m in ("image", "image_seed1", "image_seed2")
+    ]  # fmt: skip
+    header, rows = reproduction.seed_rows(metrics)
+    assert rows[0][:4] == ["image", 3, f"{np.mean(values):.4f}", f"{np.std(values, ddof=1):.4f}"]
+    assert "Spread across training seeds" in page["markdown"].read_text()
+
+
+def test_every_image_of_the_page_loads(page):
+    """No headless browser here: every <img> of the HTML must decode to a valid image, and every image
+    the Markdown links must exist."""
+    from PIL import Image
+
+    html = page["html"].read_text()
+    sources = re.findall(r"<img [^>]*src='([^']*)'", html)
+    assert len(sources) >= 5  # forest plot + four curves
+    for src in sources:
+        assert src.startswith("data:image/png;base64,"), src[:40]
+        Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).verify()
+    md = page["markdown"].read_text()
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    assert "forest.png" in links
+    for link in links:
+        assert (page["markdown"].parent / link).resolve().is_file(), link
+    assert html.index("forest plot") < html.index("Accuracy on test")  # the result before the tables
+
+
+def test_forest_plot_orders_models_and_marks_the_baseline(tmp_path):
+    table = pl.DataFrame({"model": ["train_mean", "a", "b"], "split": ["test"] * 3,
+                          "metric": ["accuracy"] * 3, "trait": ["mean"] * 3, "value": [0.88, 0.9, 0.87],
+                          "ci_low": [0.87, 0.89, 0.85],
+                          "ci_high": [0.89, 0.91, 0.89], "n": [10] * 3})  # fmt: skip
+    path = reproduction.forest_plot(table, tmp_path / "f.png")
+    from PIL import Image
+
+    assert Image.open(path).size[0] > 300
+    with pytest.raises(KeyError, match="unknown published"):
+        reproduction.reproduction_rows(table, [{"published": "nope", "model": "a"}])
+
+
+def test_published_figures_match_the_methods_tables():
+    # Means are as printed; per-trait published rows average to their mean within rounding.
+    for row in reproduction.PUBLISHED.values():
+        if row["traits"]:
+            assert np.mean(list(row["traits"].values())) == pytest.approx(row["mean"], abs=6e-4)
+    assert Path(reproduction.__file__).is_file()
