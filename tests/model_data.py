@@ -87,5 +87,12 @@ def build(root: Path, seed: int = 0, landmarks: bool = False) -> dict[str, Path]
     schemas.frame("audio", audio_rows).write_parquet(tables / "audio.parquet")
     np.save(arrays / "audio_waveform.npy", wave)
     np.save(arrays / "audio_logfbank.npy", fbank.astype(np.float32))
+    # Voice descriptors: loudness follows the cue; the rest is noise. A separate generator keeps every
+    # number drawn above unchanged.
+    voice_rng = np.random.default_rng(seed + 1)
+    voice_rows = [{"clip_id": c, "voice_seconds": SAMPLES / 16000,
+                   **{name: float(voice_rng.normal(0, 1)) for name in schemas.VOICE},
+                   "loudness_mean_db": float(-30 + 20 * cue[i])} for i, c in enumerate(ids)]  # fmt: skip
+    schemas.frame("voice", voice_rows).write_parquet(tables / "voice.parquet")
     assert set(LABELS) <= set(clip_rows[0])
     return {"root": root, "tables": tables, "clips": clips_dir, "arrays": arrays}

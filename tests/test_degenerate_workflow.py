@@ -53,6 +53,7 @@ def _edit(case: str, tables, clips_dir, arrays) -> None:
         audio.write_parquet(tables / "audio.parquet")
         for name in ("audio_waveform.npy", "audio_logfbank.npy"):
             np.save(arrays / name, np.zeros_like(np.load(arrays / name)))
+        schemas.empty("voice").write_parquet(tables / "voice.parquet")
         qc = qc.with_columns(pl.lit("no_audio").alias("status"), pl.lit(False).alias("has_audio"))
     if case in ("no_faces", "no_audio_no_faces"):
         read["faces"].with_columns(pl.lit(False).alias("has_face")).write_parquet(tables / "faces.parquet")
