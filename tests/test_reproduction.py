@@ -2,9 +2,11 @@
 
 import base64
 import io
+import os
 import re
 from pathlib import Path
 
+import browser
 import model_data
 import numpy as np
 import polars as pl
@@ -83,8 +85,8 @@ def test_seed_spread_is_the_mean_and_sd_over_seeds(page):
 
 
 def test_every_image_of_the_page_loads(page):
-    """No headless browser here: every <img> of the HTML must decode to a valid image, and every image
-    the Markdown links must exist."""
+    """Every <img> of the HTML must decode to a valid image (the browser check below also renders them),
+    and every image the Markdown links must exist."""
     from PIL import Image
 
     html = page["html"].read_text()
@@ -99,6 +101,44 @@ def test_every_image_of_the_page_loads(page):
     for link in links:
         assert (page["markdown"].parent / link).resolve().is_file(), link
     assert html.index("forest plot") < html.index("Accuracy on test")  # the result before the tables
+
+
+def _browser():
+    """The Chromium binary; skip without one unless IMPRESSIONS_REQUIRE_BROWSER=1 (as in CI)."""
+    binary = browser.find()
+    if binary is None:
+        if os.environ.get("IMPRESSIONS_REQUIRE_BROWSER") == "1":
+            pytest.fail("IMPRESSIONS_REQUIRE_BROWSER=1 but no chromium on PATH: install Debian's chromium "
+                        "(apt-get install chromium)")  # fmt: skip
+        pytest.skip("no chromium on PATH (install Debian's chromium to render the report in a browser)")
+    return binary
+
+
+def test_every_figure_renders_in_a_headless_browser(page):
+    """The report as a browser shows it: every image loads with a real size, the forest plot included."""
+    binary = _browser()
+    html = page["html"].read_text()
+    tags = re.findall(r"<img\b", html)
+    result = browser.inspect(page["html"], binary=binary)
+    assert len(result["images"]) >= len(tags) >= 5
+    bad = browser.broken(result)
+    assert not bad, f"broken images: {[(i['alt'], i['src']) for i in bad]}"
+    assert "forest plot" in [i["alt"] for i in result["images"]]
+    assert result["title"] and result["figures"] >= 1
+
+
+def test_the_browser_check_catches_a_broken_image(tmp_path):
+    """A page with one good and one truncated PNG: the helper names exactly the broken one."""
+    binary = _browser()
+    good = reproduction.forest_plot(pl.DataFrame(), tmp_path / "good.png")
+    data = base64.b64encode(good.read_bytes()).decode()
+    page = tmp_path / "page.html"
+    page.write_text(f"<!doctype html><title>t</title><figure><img alt='good' src='data:image/png;base64,"
+                    f"{data}'></figure><img alt='bad' src='data:image/png;base64,AAAA'>")  # fmt: skip
+    result = browser.inspect(page, binary=binary)
+    assert [i["alt"] for i in result["images"]] == ["good", "bad"]
+    assert [i["alt"] for i in browser.broken(result)] == ["bad"]
+    assert result["figures"] == 1
 
 
 def test_forest_plot_orders_models_and_marks_the_baseline(tmp_path):
