@@ -20,9 +20,10 @@ Only test-split frames with a detected face enter the statistic (the caller filt
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
+
+from impressions import figures
 
 PUBLISHED_SHARE = 0.728
 """Ventura et al. 2017: share of CAM regions with overlap >= 0.9 with the face box on FI (published)."""
@@ -141,12 +142,7 @@ def plot_histogram(
         ax.set_title(f"{variant} region(s): {len(values)}, {share:.1%} >= {min_overlap:g}", fontsize=9)
         ax.set_xlabel("share of region inside the face box")
         ax.set_ylabel("regions")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    figures.save(fig, path, title)
 
 
 def plot_scale_sensitivity(summary, path, title: str = "") -> None:
@@ -169,7 +165,4 @@ def plot_scale_sensitivity(summary, path, title: str = "") -> None:
     ax.legend(fontsize=7)
     if title:
         ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    figures.save(fig, path)

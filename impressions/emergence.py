@@ -20,6 +20,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from impressions import figures
+
 LEVELS = ("frame", "clip")
 CORRECTION = "Benjamini-Hochberg across units x AUs"
 
@@ -109,7 +111,6 @@ def plot_levels(table, path, alpha: float = 0.05, title: str = "") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    from pathlib import Path
 
     import matplotlib.pyplot as plt
     import polars as pl
@@ -131,7 +132,4 @@ def plot_levels(table, path, alpha: float = 0.05, title: str = "") -> None:
         ax.text(0.5, 0.5, "no AU could be tested", ha="center", va="center", transform=ax.transAxes)
     if title:
         ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    figures.save(fig, path)

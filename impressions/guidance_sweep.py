@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from impressions import figures
+
 PUBLISHED = (
     "Belharbi et al. 2024 (RAF-DB, ResNet-50, CAM; published, not measured here): accuracy 88.20% -> "
     "88.95%, CAM-AU cosine 0.55 -> 0.70"
@@ -119,12 +121,7 @@ def plot(table, path, title: str = "") -> None:
     for ax in axes:
         ax.set_xticks(x, [f"{v:g}" for v in w])
         ax.set_xlabel("au_guidance_weight (normalised term)")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    figures.save(fig, path, title)
 
 
 def sweep_analysis(

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from impressions import figures
+
 METHODS = ("tsne", "pca")
 
 
@@ -97,9 +99,4 @@ def plot_manifold(
         ax.set_yticks([])
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    figures.save(fig, path, title)
