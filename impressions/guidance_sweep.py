@@ -217,3 +217,23 @@ def weight_name(weight: float) -> str:
 def read_weights(paths: Sequence[str | Path]) -> dict[float, Path]:
     """weight -> path from paths under .../w<weight>/<file>."""
     return {float(Path(p).parent.name.removeprefix("w")): Path(p) for p in paths}
+
+
+def run(family: str, inputs: Mapping, outputs: Mapping[str, str], options: Mapping):
+    """The sweep as the workflow calls it: `inputs` holds the sweep's checkpoints, predictions and
+    histories (one per weight) and the dataset tables; a sweep that cannot run writes its section
+    saying why."""
+    from impressions import interpret
+
+    files = {key: Path(path) for key, path in outputs.items()}
+    checkpoints = read_weights(inputs["checkpoints"])
+    clips, frames, faces, expressions = interpret.read_tables(
+        inputs["clips"], inputs["frames"], inputs["faces"], inputs["expressions"],
+        options["split"], options["seed"],
+    )  # fmt: skip
+    return interpret.guarded(
+        "guidance_sweep", family, files, sweep_analysis, family, list(checkpoints), checkpoints,
+        read_weights(inputs["predictions"]), read_weights(inputs["histories"]), clips, frames, faces,
+        expressions, options["clips_dir"], files, max_frames=options["max_frames"],
+        n_boot=options["n_boot"], seed=options["seed"],
+    )  # fmt: skip
