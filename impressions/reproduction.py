@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-_T = ("openness", "conscientiousness", "extraversion", "agreeableness", "neuroticism")
+from impressions.metrics import PAPER_ORDER as _T  # the order the papers print traits in
 
 
 def _row(key, label, source, values, mean):
@@ -113,7 +113,10 @@ def reproduction_rows(metrics_table, reproduce: Sequence[Mapping], run_label: st
             rows.append([run_label, model, "", "", "", "", "", "not run", ""])
         else:
             cells = [_fmt(values.get(t)) for t in (*_T, "mean")]
-            rows.append([run_label, model, *cells, f"{values['mean']['n']} test clips"])
+            where = f"{values['mean']['n']} test clips"
+            # how this run's model differs from the published one, when it does (experiment configs say)
+            source = f"{where}; differs: {item['note']}" if item.get("note") else where
+            rows.append([run_label, model, *cells, source])
         kinds.append("")
     return header, rows, kinds
 

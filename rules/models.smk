@@ -156,7 +156,8 @@ rule train_fusion:
 
 
 rule train_au_linear_published:
-    """Least squares on the 17 per-clip mean AUs, as Ventura et al. (2017) fitted it."""
+    """Least squares on the 17 per-clip mean AUs (Ventura et al. 2017 fit a linear regressor on 17 AUs;
+    plain least squares and per-clip means are our reading: the paper names neither)."""
     input:
         clips=TABLES_DIR / "clips.parquet",
         expressions=TABLES_DIR / "expressions.parquet",

@@ -152,6 +152,11 @@ def test_forest_plot_orders_models_and_marks_the_baseline(tmp_path):
     assert Image.open(path).size[0] > 300
     with pytest.raises(KeyError, match="unknown published"):
         reproduction.reproduction_rows(table, [{"published": "nope", "model": "a"}])
+    # A model that is not the published one says how it differs, in its own row
+    _, rows, kinds = reproduction.reproduction_rows(
+        table, [{"published": "zhang2016_challenge", "model": "a", "note": "two members"}]
+    )
+    assert kinds == ["published", ""] and rows[1][-1] == "10 test clips; differs: two members"
 
 
 def test_published_figures_match_the_methods_tables():
