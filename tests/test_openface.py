@@ -3,10 +3,10 @@
 import numpy as np
 import polars as pl
 import pytest
+from media import face_clip
 
 from impressions import cli, openface, preprocess, schemas
 from impressions.schemas import AUS
-from tests.media import face_clip
 
 
 @pytest.fixture(scope="module")
