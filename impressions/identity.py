@@ -76,22 +76,7 @@ def cluster(descriptors: np.ndarray, threshold: float = THRESHOLD) -> np.ndarray
     v = x[idx]
     sq = (v**2).sum(axis=1)
     dist = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2 * v @ v.T, 0.0))
-    parent = np.arange(idx.size)
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i, j in zip(*np.nonzero(np.triu(dist < threshold, k=1))):
-        ri, rj = root(i), root(j)
-        if ri != rj:
-            parent[max(ri, rj)] = min(ri, rj)
-    roots = np.array([root(i) for i in range(idx.size)])
-    _, first = np.unique(roots, return_index=True)
-    order = {r: k for k, r in enumerate(roots[np.sort(first)])}
-    labels[idx] = [order[r] for r in roots]
+    labels[idx] = _components(idx.size, zip(*np.nonzero(np.triu(dist < threshold, k=1))))
     return labels
 
 
@@ -118,20 +103,13 @@ def cluster_people(descriptors: np.ndarray, groups, threshold: float = THRESHOLD
 
 
 def _components(n: int, edges) -> np.ndarray:
-    """Connected-component label per node 0..n-1 from (i, j) edges (union-find)."""
-    parent = list(range(n))
+    """Connected-component label per node 0..n-1 from (i, j) edges, numbered by first appearance."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
 
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i, j in edges:
-        ri, rj = root(i), root(j)
-        if ri != rj:
-            parent[max(ri, rj)] = min(ri, rj)
-    return np.array([root(i) for i in range(n)], np.int64)
+    pairs = np.array(list(edges), np.int64).reshape(-1, 2)
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    return connected_components(graph, directed=False)[1].astype(np.int64)
 
 
 def identity_groups(clips, identities):
@@ -156,7 +134,8 @@ def identity_groups(clips, identities):
             j = first.setdefault((kind, value), i)
             if j != i:
                 edges.append((i, j))
-    component = _components(len(ids), edges)
+    labels = _components(len(ids), edges)
+    component = np.unique(labels, return_index=True)[1][labels]  # each clip's group: its first clip
     group = [f"group:{ids[c]}" for c in component]
     return clips.with_columns(identity_group=pl.Series(group, dtype=pl.String))
 

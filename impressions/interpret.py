@@ -221,8 +221,21 @@ def _cell(value, digits: int):
 
 
 def read_sections(paths: Sequence[str | Path]) -> list[dict]:
-    """Sections in report order (their `order`, then as given)."""
-    sections = [json.loads(Path(p).read_text()) for p in paths]
+    """Sections in report order (their `order`, then as given); a missing or unreadable file becomes a
+    section saying so, last: an analysis that could not run must not take the report with it."""
+    sections = []
+    for path in map(Path, paths):
+        try:
+            section = json.loads(path.read_text())
+            if not isinstance(section, dict) or "title" not in section:
+                raise ValueError("not a section (no title)")
+        except (OSError, ValueError) as err:  # JSONDecodeError is a ValueError
+            section = {
+                "title": f"Analysis not available: {path.parent.name}/{path.name}",
+                "text": f"This analysis wrote no readable section ({type(err).__name__}: {err}); "
+                "see its log under results/logs/interpret/.", "figures": [], "tables": [], "order": 99,
+            }  # fmt: skip
+        sections.append(section)
     return sorted(sections, key=lambda s: s.get("order", 50))
 
 

@@ -155,7 +155,7 @@ INTERPRET_FILES = {
 """Files of each per-model interpretation analysis, under results/interpret/<analysis>/<model>/."""
 
 GUIDED_SUFFIX = "_au_guided"
+"""A model trained with `au_guidance_weight` is named after its family plus this suffix."""
 
 CAM_SUFFIX = "_cam"
 """An image model trained again with the GAP (cam) head for the published CAM face-overlap test."""
-"""A model trained with `au_guidance_weight` is named after its family plus this suffix."""

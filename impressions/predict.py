@@ -11,6 +11,7 @@ models found beside them; age group and gender are unknown for a new clip (all-z
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 from collections.abc import Sequence
@@ -41,8 +42,6 @@ DEFAULT_PREPROCESSING = {
 }
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm")
 """What a folder given to `impressions predict` is searched for (a file given by name is always tried)."""
-UNUSABLE = ("corrupt", "no_video", "error")
-"""QC statuses of clips that cannot be predicted at all."""
 _ORDER = (
     "image",
     "face",
@@ -128,14 +127,15 @@ def _clip_inputs(
 ) -> dict:
     """Run the preprocessing stages on each video; returns per-clip folders, QC records and tables.
 
-    Clips that cannot be used at all (QC status in `UNUSABLE`) are left out of `dirs` and listed in
+    Clips that cannot be used at all (QC status in `degenerate.UNUSABLE`) are left out of `dirs` and listed in
     `failures` as (video, reason).
     """
     import polars as pl
 
     from impressions import preprocess, shards
 
-    settings = preprocess.Settings.from_config(prep)
+    # no model reads the identity descriptor: skip dlib's recognition network for each clip
+    settings = dataclasses.replace(preprocess.Settings.from_config(prep), identity=False)
     dirs, qc, failures = {}, {}, []
     for i, video in enumerate(videos):
         clip_id = clip_name(video)
@@ -147,7 +147,7 @@ def _clip_inputs(
         record = preprocess.preprocess_clip(clip_id, video, folder, settings)
         log.info("%s: %s", clip_id, record.get("reason") or record.get("status"))
         qc[clip_id] = record
-        if record["status"] in UNUSABLE:
+        if record["status"] in degenerate.UNUSABLE:
             failures.append((video, f"{record['status']}: {record['reason']}"))
         else:
             dirs[clip_id] = folder

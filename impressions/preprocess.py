@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from impressions import faces, head_pose, tracking, video
+from impressions import faces, head_pose, identity, tracking, video
 from impressions.schemas import QC_STATUSES, TABLES
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ class ClipRecord:
             clip_id=clip_id, frames_requested=frames_requested, frames_decoded=0, frames_with_face=0
         )
         self.problems: list[tuple[str, str]] = []
-        self.identity = np.full(128, np.nan, np.float32)  # the tracked person's face descriptor
+        self.identity = identity.missing()  # the tracked person's face descriptor
 
     def flag(self, status: str, reason: str) -> None:
         self.problems.append((status, reason))
@@ -239,8 +239,6 @@ def _frames_and_faces(clip_id, video_path, info, settings, record):
 
 def _identity(images, detections, tracks, rows) -> np.ndarray:
     """The tracked person's descriptor, from their most confident successful frame (else any)."""
-    from impressions import identity
-
     frames = [r["frame_index"] for r in rows if r["has_face"]]
     if not frames:
         return identity.missing()

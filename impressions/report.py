@@ -236,25 +236,6 @@ def _relative(path: Path, report_dir: Path) -> Path:
     )
 
 
-def _readable_sections(interpret, paths: Sequence[Path]) -> list[dict]:
-    """The interpretation sections, with one saying so in place of each missing or unreadable file.
-
-    An analysis that could not run must not take the rest of the report with it."""
-    good, bad = [], []
-    for path in paths:
-        try:
-            good.append(Path(path))
-            interpret.read_sections([path])
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            good.pop()
-            bad.append({
-                "title": f"Analysis not available: {Path(path).parent.name}/{Path(path).name}",
-                "text": f"This analysis wrote no readable section ({type(err).__name__}: {err}); "
-                "see its log under results/logs/interpret/.", "figures": [], "tables": [], "order": 99,
-            })  # fmt: skip
-    return interpret.read_sections(good) + bad
-
-
 def _result_first(section, table_out, md, body, table, outputs, reproduce, experiment, dataset) -> None:
     """The forest plot, the reproduction table and the spread over seeds (impressions.reproduction)."""
     from impressions import reproduction
@@ -362,9 +343,10 @@ def write_report(
         "Correlation metrics on test",
         "Mean over traits of Pearson's r, Lin's CCC and R2 (n/a: a constant prediction).",
     )
-    if degenerate.unscored_note("test", table):
-        md.append(degenerate.unscored_note("test", table) + "\n")
-        body.append(f"<p>{html.escape(degenerate.unscored_note('test', table))}</p>")
+    unscored_test = degenerate.unscored_note("test", table)
+    if unscored_test:
+        md.append(unscored_test + "\n")
+        body.append(f"<p>{html.escape(unscored_test)}</p>")
     else:
         table_out(*_other_metrics_rows(table, "test"))
     if comparisons.height:
@@ -423,7 +405,7 @@ def write_report(
 
         md.append("\n# What the networks look at\n")
         body.append("<h1>What the networks look at</h1>")
-        for sec in _readable_sections(interpret, sections):
+        for sec in interpret.read_sections(sections):
             section(sec["title"], sec["text"])
             for fig in sec["figures"]:
                 path = Path(fig["path"])

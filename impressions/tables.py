@@ -126,7 +126,7 @@ def clip_signals(clip_dirs: Mapping[str, str | Path], sample_rate: int = 16000):
     """
     import polars as pl
 
-    from impressions import voice
+    from impressions import identity, voice
 
     rows = []
     for clip_id, clip_dir in clip_dirs.items():
@@ -134,7 +134,7 @@ def clip_signals(clip_dirs: Mapping[str, str | Path], sample_rate: int = 16000):
         qc = json.loads(paths["qc"].read_text())
         n = int(qc.get("audio_samples") or 0)
         waveform = np.load(paths["waveform"])[:n]
-        descriptor = np.load(paths["identity"]) if paths["identity"].exists() else np.full(128, np.nan)
+        descriptor = np.load(paths["identity"]) if paths["identity"].exists() else identity.missing()
         rows.append({
             "clip_id": clip_id, **voice.describe(waveform, sample_rate),
             "descriptor": None if np.isnan(descriptor).any() else descriptor.astype(np.float32).tolist(),
