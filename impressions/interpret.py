@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from impressions import layout
+from impressions import figures, layout
 from impressions.schemas import AUS, EMOTIONS, SPLITS, TRAITS
 
 log = logging.getLogger(__name__)
@@ -414,7 +414,6 @@ def cam_overlap_analysis(
 
     from impressions import cam, cam_overlap
 
-    model, input_size, ckpt = load_model(checkpoint)
     if images.kind != "frames":
         raise NotComputable("the face-overlap test needs whole frames (the image family), not aligned faces")
     if not len(images):
@@ -423,6 +422,7 @@ def cam_overlap_analysis(
     if not has_box.any():
         raise NotComputable(f"none of the {len(images)} test frames has a detected face")
     frames = images.subset(has_box)
+    model, input_size, _ = load_model(checkpoint)  # after the checks: they need no model
     x = model_input(frames.images, input_size)
     cams, _ = _batched(lambda b: cam.class_activation_maps(model, b), x)
     scales = [float(s) for s in scales]
@@ -670,7 +670,7 @@ def units_analysis(
 
     n_clips = len(set(clip_ids))
     section = Section(
-        f"Units as face-part and Action-Unit detectors: {name}",
+        TITLES["units"][0].format(model=name),
         f"Units of the last {len(acts)} conv layers of the {name} model ({n_units} units) on {len(faces)} "
         f"{what} from {len(set(faces.clip_ids))} clips. {int(counts['detectors'].sum())} units are face-part "
         f"detectors: their top-{top} images peak inside one part at least {threshold:.0%} of the time AND "
@@ -763,11 +763,7 @@ def _plot_detector_lift(chance_table, path, title: str) -> None:
             if lift is not None and np.isfinite(lift):
                 ax.text(xi, 0, f"x{lift:.1f}", ha="center", va="bottom", fontsize=7, color="white")
         ax.set_title(f"{layer} ({int(part['units'][0])} units)", fontsize=9)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    figures.save(fig, path, title)
 
 
 def _empty_figure(path, text: str) -> None:
@@ -899,7 +895,7 @@ def guidance_effect(
             f"{b['test_accuracy']:.4f} -> {g['test_accuracy']:.4f}"
         )
     section = Section(
-        "AU guidance: its effect on accuracy and on where the model looks",
+        TITLES["guidance"][0],
         "A model trained with au_guidance_weight > 0 adds to its loss the squared distance between its last "
         "conv layer's attention (mean squared activation over channels, L2-normalised) and the frame's "
         "AU-codebook map, times the weight and (au_guidance_scale init, the default) the ratio of trait loss "
