@@ -172,17 +172,19 @@ def _clip_inputs(
 
 
 @torch.no_grad()
-def _network_scores(model, ckpt, x: torch.Tensor, kind: str, device: str) -> tuple[np.ndarray, np.ndarray]:
-    """Mean score (5,) and mean features over the samples of one clip."""
+def _network_scores(
+    model, ckpt, x: torch.Tensor, kind: str, device: str, n_samples: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean score (5,) and mean features over the samples of one clip (`n_samples`: its real audio)."""
     if kind in ("frames", "faces"):
         size = ckpt["summary"].get("input_size") or ckpt["summary"]["settings"].get("input_size")
         x = datasets.prepare_images(x, size)
     crop = ckpt.get("summary", {}).get("settings", {}).get("crop_seconds")
     if kind == "waveform" and crop:
-        # Trained on crops, scored on whole clips: drop the window's zero padding, as in evaluation.
-        nonzero = torch.nonzero(x[0]).flatten()
+        # Trained on crops, scored on whole clips: the real samples only, as evaluation does
+        # (datasets.WholeClip); trailing digital silence in the clip itself is kept.
         rate = int(ckpt["summary"].get("preprocessing", {}).get("audio", {}).get("sample_rate", 16000))
-        x = x[:, : max(int(nonzero[-1]) + 1 if len(nonzero) else 0, int(round(crop * rate)))]
+        x = x[:, : max(int(n_samples), int(round(crop * rate)))]
     x = x.to(device)
     emb = model.embed(x)
     out = torch.sigmoid(model.fc(emb))
@@ -275,7 +277,8 @@ def predict_paths(
                     if kind in ("waveform", "logfbank") and not qc.get("audio_samples"):
                         x = None  # silence stands in for a missing track in training; not a prediction
                     if x is not None and len(x):
-                        score, features[name] = _network_scores(model, ckpt, x, kind, device)
+                        real = qc.get("audio_samples") or 0
+                        score, features[name] = _network_scores(model, ckpt, x, kind, device, real)
                         has_input = True
                     else:
                         features[name] = np.asarray(ckpt.get("feature_fill", []), np.float32)

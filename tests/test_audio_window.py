@@ -69,3 +69,18 @@ def test_waveform_model_trains_on_crops_and_scores_whole_clips(tmp_path):
 
     preds = pl.read_parquet(out.predictions)
     assert preds.height == 12 and preds.select(pl.all().is_null().any()).row(0) == (False,) * preds.width
+
+    # impressions predict scores a crop-trained model on the clip's real samples, as evaluation does:
+    # digital silence inside the clip is kept, only the window's padding after the real samples is cut
+    from impressions import models, predict
+
+    model, ckpt = models.load_checkpoint(out.checkpoint)
+    model.eval()
+    x = torch.zeros(1, 4000)
+    x[0, :1000] = torch.sin(torch.arange(1000) / 5.0)
+    with torch.no_grad():
+        score, _ = predict._network_scores(model, ckpt, x, "waveform", "cpu", n_samples=3000)
+        expected = torch.sigmoid(model.fc(model.embed(x[:, :3000]))).mean(0).double().numpy()
+        trimmed = torch.sigmoid(model.fc(model.embed(x[:, :1000]))).mean(0).double().numpy()
+    assert np.allclose(score, expected, atol=1e-6)
+    assert not np.allclose(score, trimmed, atol=1e-6)  # the silence inside the clip matters
