@@ -5,8 +5,8 @@
 
 Writes FI-sized synthetic per-clip data to a temporary folder: `clips/<id>/faces.npy` (uint8,
 frames x size x size x 3, the layout the preprocessing writes) plus the clips and faces tables. The
-datasets and loaders are built exactly as `train_face` builds them (`impressions.training` turns the
-tables into per-split `FrameDataset`s, `impressions.datasets.loader` makes the shuffled, seeded
+datasets and loaders are built exactly as `train_face` builds them (`impressions.training.loop` turns the
+tables into per-split `FrameDataset`s, `impressions.training.datasets.loader` makes the shuffled, seeded
 DataLoader with persistent workers) on `device="cpu"`, so memory is not pinned. Each worker count
 iterates `--batches` batches (epochs repeat as needed); the first batch (worker start-up and the
 first memory maps) is timed apart from the steady state; the table gives the median and range of
@@ -26,8 +26,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from impressions import datasets, schemas, training
+from impressions import schemas
 from impressions.schemas import TRAITS
+from impressions.training import datasets
+from impressions.training import loop as training
 
 
 def build(root: Path, n_clips: int, n_frames: int, size: int, seed: int = 0) -> training.Inputs:

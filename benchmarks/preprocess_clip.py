@@ -55,16 +55,16 @@ def fixed_costs(results: dict) -> None:
     with timed(results, "import numpy+dlib+polars"):
         import dlib  # noqa: F401
         import polars  # noqa: F401
-    from impressions import faces
+    from impressions.data import faces
 
     with timed(results, "load dlib HOG + 68-point models"):
         faces.detector()  # the cached instance preprocess_clip uses
     with timed(results, "import torch + load emotion network"):
-        from impressions import expressions
+        from impressions.expressions import detector as expressions
 
         expressions.get_backend("builtin", device="cpu")
     with timed(results, "librosa first feature call"):
-        from impressions import audio
+        from impressions.data import audio
 
         audio.features(np.zeros(16000, np.float32)).stats()
 
@@ -72,7 +72,7 @@ def fixed_costs(results: dict) -> None:
 def stages(clip: Path, count: int, results: dict, detector, backend, out: Path) -> None:
     import polars as pl
 
-    from impressions import audio, preprocess, video
+    from impressions.data import audio, preprocess, video
 
     with timed(results, "probe header"):
         info = video.probe(clip)
@@ -117,7 +117,7 @@ def storage(clip: Path, folder: Path, repeats: int) -> list[tuple[str, float, fl
     """Bytes per frame and ms to read one clip's 10 frames back, per storage format."""
     from PIL import Image
 
-    from impressions import preprocess, video
+    from impressions.data import preprocess, video
 
     frames = preprocess.resize(video.sample_frames(clip, video.probe(clip), 10).frames, 224)
     rows = []
@@ -155,7 +155,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)  # figures are seconds of one core, as workflow jobs pin threads too
-    from impressions import expressions, faces
+    from impressions.data import faces
+    from impressions.expressions import detector as expressions
 
     detector, backend = faces.detector(), expressions.get_backend("builtin", device="cpu")
     with tempfile.TemporaryDirectory() as tmp:

@@ -39,7 +39,7 @@ def two_people(folder: Path) -> Path:
 
 
 def measure(clip: Path, frames: int, results: dict, out: Path) -> None:
-    from impressions import faces, head_pose, identity, preprocess, tables, tracking, video, voice
+    from impressions.data import faces, head_pose, identity, preprocess, tables, tracking, video, voice
 
     detector = faces.detector()
     info = video.probe(clip)
@@ -84,7 +84,7 @@ def main() -> None:
     args = ap.parse_args()
     from media import face_clip
 
-    from impressions import faces, identity
+    from impressions.data import faces, identity
 
     faces.detector()  # load models outside the timings
     identity._model()

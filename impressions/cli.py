@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from impressions import metrics
+from impressions.report import metrics
 from impressions.schemas import SPLITS, TRAITS
 
 
 def _labels_by_split(root: Path) -> dict[str, tuple[list[str], np.ndarray]]:
-    from impressions.annotations import load_split_labels
+    from impressions.data.annotations import load_split_labels
 
     clips = load_split_labels(root)
     if not clips:
@@ -36,7 +36,7 @@ def _labels_by_split(root: Path) -> dict[str, tuple[list[str], np.ndarray]]:
 
 def baseline_rows(root: str | Path, n_boot: int = 0, seed: int = 0) -> list[dict]:
     """Accuracy of always predicting the training mean, per split: {split, n, trait..., mean[, CI]}."""
-    from impressions.clip_index import youtube_id
+    from impressions.data.clip_index import youtube_id
 
     splits = _labels_by_split(Path(root))
     if "train" not in splits:
@@ -57,7 +57,7 @@ def baseline_rows(root: str | Path, n_boot: int = 0, seed: int = 0) -> list[dict
 
 def leakage_rows(root: str | Path) -> list[dict]:
     """Per split: distinct YouTube ids, how many also occur in training, and the clips they cover."""
-    from impressions.clip_index import youtube_id
+    from impressions.data.clip_index import youtube_id
 
     splits = _labels_by_split(Path(root))
     train_ids = {youtube_id(c) for c in splits.get("train", ([], None))[0]}
@@ -106,7 +106,7 @@ def _print_face_leakage(path: str | Path, threshold: float | None = None) -> Non
     """People by face: identity clusters of each split that also occur in training."""
     import polars as pl
 
-    from impressions import identity
+    from impressions.data import identity
 
     table = pl.read_parquet(path)
     if threshold is not None:
@@ -175,12 +175,12 @@ def parser() -> argparse.ArgumentParser:
         "--threshold", type=float, default=None,
         help="re-cluster the descriptors at this distance (default: the clusters stored in the table)",
     )  # fmt: skip
-    ox = sub.add_parser("export-openface", help="one OpenFace-style CSV per clip (impressions.openface)")
+    ox = sub.add_parser("export-openface", help="one OpenFace-style CSV per clip (impressions.data.openface)")
     ox.add_argument("results", help="the workflow's results folder (its tables/ are read)")
     ox.add_argument("out", help="folder for the CSV files (created)")
     ox.add_argument(
         "--threshold", type=float, default=None,
-        help="AU presence threshold on the 0..5 intensity (default: impressions.openface.PRESENCE)",
+        help="AU presence threshold on the 0..5 intensity (default: impressions.data.openface.PRESENCE)",
     )  # fmt: skip
     p = sub.add_parser("predict", help="trait scores of video clips from trained models")
     p.add_argument("videos", nargs="+", help="video files, or folders searched for video files")
@@ -200,7 +200,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _add_convert_vggface(sub) -> None:
-    from impressions import vggface
+    from impressions.models import vggface
 
     v = sub.add_parser(
         "convert-vggface",
@@ -218,7 +218,7 @@ def _add_convert_vggface(sub) -> None:
 
 
 def _convert_vggface(args) -> None:
-    from impressions import vggface
+    from impressions.models import vggface
 
     meta = vggface.convert(args.source, args.output, args.channel_order, args.sha256)
     src = meta["source"]
@@ -239,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.faces is not None:
             _print_face_leakage(args.faces, args.threshold)
     elif args.command == "export-openface":
-        from impressions import openface
+        from impressions.data import openface
 
         written = openface.export(Path(args.results), Path(args.out), threshold=args.threshold)
         print(f"{len(written)} OpenFace-style CSV files written to {args.out}")

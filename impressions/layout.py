@@ -36,7 +36,7 @@ class Outputs:
 
 SPLIT_MODES = ("official", "identity", "identity_faces")
 """`models.split`: the clips table's split column, or an identity-disjoint re-split of it (by YouTube
-id, or by face clusters joined with YouTube ids: `impressions.identity.identity_groups`)."""
+id, or by face clusters joined with YouTube ids: `impressions.data.identity.identity_groups`)."""
 
 
 def assign_splits(clips, mode: str = "official", seed: int = 0):
@@ -100,13 +100,13 @@ def split_clips(clips_path: str | Path, mode: str = "official", seed: int = 0):
     """The clips table at `clips_path` with the split of `assign_splits`.
 
     ``identity_faces`` first joins the face clusters of the identities table beside it
-    (`identities.parquet`, written with the faces table; `impressions.identity.identity_groups`).
+    (`identities.parquet`, written with the faces table; `impressions.data.identity.identity_groups`).
     """
     import polars as pl
 
     clips = pl.read_parquet(clips_path)
     if mode == "identity_faces":
-        from impressions import identity
+        from impressions.data import identity
 
         path = Path(clips_path).with_name("identities.parquet")
         if not path.is_file():
@@ -116,7 +116,8 @@ def split_clips(clips_path: str | Path, mode: str = "official", seed: int = 0):
 
 
 FACE_PARTS = ("eyebrows", "eyes", "nose", "mouth")
-"""Face parts the unit analysis looks for (impressions.units.FACE_PARTS defines them by landmarks)."""
+"""Face parts the unit analysis looks for (defined by landmarks in
+impressions.explain.unit_detectors.FACE_PARTS)."""
 
 INTERPRET_FILES = {
     "cam": {

@@ -21,8 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from impressions import datasets, degenerate, models, training
+from impressions.models import networks as models
 from impressions.schemas import TRAITS
+from impressions.training import datasets, degenerate
+from impressions.training import loop as training
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +134,7 @@ def _clip_inputs(
     """
     import polars as pl
 
-    from impressions import preprocess, shards
+    from impressions.data import preprocess, shards
 
     # no model reads the identity descriptor: skip dlib's recognition network for each clip
     settings = dataclasses.replace(preprocess.Settings.from_config(prep), identity=False)
@@ -158,11 +160,11 @@ def _clip_inputs(
     shards.audio_shard(dirs, audio_options, work / "audio.parquet", work / "audio.npz")
     out = {"dirs": dirs, "qc": qc, "failures": failures, "audio": dict(np.load(work / "audio.npz"))}
     out["audio_ids"] = out["audio"]["clip_id"].tolist()
-    from impressions import tables  # voice descriptors: voice_linear and fusion_handcrafted use them
+    from impressions.data import tables  # voice descriptors: voice_linear and fusion_handcrafted use them
 
     out["voice"] = tables.clip_signals(dirs, settings.sample_rate)
     if need_expressions:
-        from impressions import expressions
+        from impressions.expressions import detector as expressions
 
         options = {k: v for k, v in prep["expressions"].items() if k != "shards"}
         backend = expressions.get_backend(options.pop("backend"), **options)

@@ -96,12 +96,12 @@ VOICE = (
     "loudness_mean_db", "loudness_sd_db", "loudness_range_db", "voiced_ratio", "pause_ratio",
     "voiced_segment_mean_s", "pause_mean_s", "voiced_segments_per_s",
 )  # fmt: skip
-"""Per-clip voice descriptors (impressions.voice defines each)."""
+"""Per-clip voice descriptors (impressions.data.voice defines each)."""
 TABLES["voice"] = {"clip_id": "str", "voice_seconds": "f32", **{name: "f32" for name in VOICE}}
 UNITS.update({
     "track_id": "id of the tracked person's face track within the clip",
     "top_face": "true when the tracked face was the detector's top-scoring face",
-    "confidence": "0..1, logistic of the detector margin (impressions.head_pose)",
+    "confidence": "0..1, logistic of the detector margin (impressions.data.head_pose)",
     "success": "face found, landmark fit error <= 0.15 IOD, off-axis pose <= 45 deg",
     "pitch": "deg, + head down", "yaw": "deg, + face turned to image left", "roll": "deg, + clockwise",
     "fit_error": "IOD (rigid-landmark RMS residual of the 3D template fit)",

@@ -6,7 +6,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from impressions import clip_index, shards
+from impressions.data import clip_index, shards
 
 RESULTS = Path(config["results_dir"])
 TABLES_DIR = RESULTS / "tables"
@@ -67,7 +67,7 @@ def clip_video(wildcards):
 
 
 def clip_outputs(name, clip_ids=None):
-    """One per-clip output file (see impressions.preprocess.OUTPUT_FILES) for the given or all clips."""
+    """One per-clip output file (see impressions.data.preprocess.OUTPUT_FILES) for the given or all clips."""
     ids = CLIP_PATHS if clip_ids is None else clip_ids
     return [str(CLIPS_DIR / clip_id / name) for clip_id in ids]
 

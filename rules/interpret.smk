@@ -1,11 +1,11 @@
-"""What the networks look at (impressions/interpret.py): one job per analysis and model."""
+"""What the networks look at (impressions/explain/interpret.py): one job per analysis and model."""
 
 
 include: "interpret_common.smk"
 
 
 rule train_au_guided:
-    """An image or face model trained again with the AU-guidance loss term (impressions/au_maps.py)."""
+    """An image or face model trained again with the AU-guidance loss term (impressions/explain/au_maps.py)."""
     input:
         unpack(guided_inputs),
         clips=TABLES_DIR / "clips.parquet",

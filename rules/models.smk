@@ -180,7 +180,7 @@ rule train_au_linear_published:
 
 
 rule late_average:
-    """The equal-weight mean of the listed models' clip scores (nothing fitted; impressions/fusion.py)."""
+    """The equal-weight mean of the listed models' clip scores (nothing fitted; impressions/training/fusion.py)."""
     input:
         clips=TABLES_DIR / "clips.parquet",
         predictions=lambda wildcards: [

@@ -9,7 +9,7 @@ FUSIONS = ("fusion", "fusion_handcrafted")
 AUDIO_ARRAY = {"audio": "waveform", "audio_fbank": "logfbank"}
 DATASET_NOTE = (
     "the bundled demo (synthetic labels driven by smile, brightness, loudness and pitch: "
-    "impressions/demo.py); not First Impressions"
+    "impressions/data/demo.py); not First Impressions"
     if DEMO_ROOT is not None
     else (
         f"manifest {config['manifest']}"

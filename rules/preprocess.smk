@@ -4,7 +4,7 @@ rule preprocess_clip:
         video=clip_video,
     output:
         # The one declared output: the job writes the rest of the clip's folder (frames.npy, faces.npy,
-        # frames.parquet, waveform.npy: impressions.preprocess.OUTPUT_FILES) before it, so qc.json
+        # frames.parquet, waveform.npy: impressions.data.preprocess.OUTPUT_FILES) before it, so qc.json
         # stands for the folder, as it does for every consumer. Each declared file per clip costs
         # planning time: four more made a 10,000-clip dry run 11 s slower (benchmarks/README.md).
         # For the same reason no per-clip `benchmark:` file: the QC record keeps the job's wall
@@ -36,7 +36,7 @@ rule preprocess_clip:
     # it plans, so it names no more than it must (the clip id is the output folder's name). `=` and
     # `--`: clip ids may start with a dash.
     shell:
-        "python -m impressions.preprocess --settings={params.settings:q} --log={log:q}"
+        "python -m impressions.data.preprocess --settings={params.settings:q} --log={log:q}"
         " -- {input.video:q} {output.qc:q}"
 
 
@@ -50,7 +50,7 @@ rule clip_shard:
     output:
         frames=SHARDS_DIR / "frames" / "{shard}.parquet",
         qc=SHARDS_DIR / "qc" / "{shard}.parquet",
-        # voice descriptors and identity descriptors per clip (impressions.tables.clip_signals)
+        # voice descriptors and identity descriptors per clip (impressions.data.tables.clip_signals)
         signals=SHARDS_DIR / "signals" / "{shard}.parquet",
     log:
         LOGS / "clip_shard" / "{shard}.log",

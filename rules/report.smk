@@ -1,4 +1,4 @@
-"""The evaluation report: model results, then every interpretation section (impressions/report.py)."""
+"""The evaluation report: model results, then every interpretation section (impressions/report/render.py)."""
 
 # The configured families and the AU-guided twins the interpretation trains.
 REPORTED = (

@@ -27,7 +27,7 @@ rule gather_clips:
         frames=TABLES_DIR / "frames.parquet",
         faces=TABLES_DIR / "faces.parquet",
         qc=TABLES_DIR / "qc.parquet",
-        # voice descriptors per clip and people clustered by face across clips (impressions.identity)
+        # voice descriptors per clip and people clustered by face across clips (impressions.data.identity)
         voice=TABLES_DIR / "voice.parquet",
         identities=TABLES_DIR / "identities.parquet",
     log:

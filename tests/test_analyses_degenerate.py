@@ -9,7 +9,9 @@ import polars as pl
 import pytest
 import torch
 
-from impressions import interpret, layout, models, schemas
+from impressions import layout, schemas
+from impressions.explain import interpret
+from impressions.models import networks as models
 from impressions.schemas import AUS, EMOTIONS, TRAITS
 
 SIZE = 32

@@ -7,7 +7,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from impressions import cam, cam_overlap, emergence, units
+from impressions.explain import cam, cam_overlap, emergence
+from impressions.explain import unit_detectors as units
 
 
 def hand_map():
@@ -148,7 +149,7 @@ def test_large_part_collects_random_peaks_but_is_no_detector_against_chance():
 
 
 def test_guidance_sweep_verdict_per_weight():
-    from impressions import guidance_sweep
+    from impressions.explain import guidance_sweep
 
     a = np.linspace(0.8, 0.9, 50)
     assert guidance_sweep.paired_bootstrap(a, a) == (0.0, 0.0)

@@ -3,7 +3,7 @@ import pickle
 import numpy as np
 import pytest
 
-from impressions import annotations
+from impressions.data import annotations
 from impressions.schemas import LABELS, TRAITS
 
 

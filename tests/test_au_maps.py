@@ -6,8 +6,11 @@ import polars as pl
 import pytest
 import torch
 
-from impressions import au_maps, datasets, models, training
+from impressions.explain import au_maps
+from impressions.models import networks as models
 from impressions.schemas import AUS, EMOTIONS
+from impressions.training import datasets
+from impressions.training import loop as training
 
 SIZE = 64
 COMMON = {"seed": 0, "device": "cpu", "threads": 1, "patience": 50}

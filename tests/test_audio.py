@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pytest
 
-from impressions import audio
+from impressions.data import audio
 
 
 def test_features_shapes_padding_and_stats():

@@ -6,7 +6,8 @@ import pytest
 import torch
 from test_training import train
 
-from impressions import audio, datasets, preprocess
+from impressions.data import audio, preprocess
+from impressions.training import datasets
 
 
 def test_whole_clip_window_pads_without_flagging():
@@ -72,7 +73,8 @@ def test_waveform_model_trains_on_crops_and_scores_whole_clips(tmp_path):
 
     # impressions predict scores a crop-trained model on the clip's real samples, as evaluation does:
     # digital silence inside the clip is kept, only the window's padding after the real samples is cut
-    from impressions import models, predict
+    from impressions import predict
+    from impressions.models import networks as models
 
     model, ckpt = models.load_checkpoint(out.checkpoint)
     model.eval()

@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from impressions import cam, models
+from impressions.explain import cam
+from impressions.models import networks as models
 
 # A fixed 2-channel 2x2 feature map and a hand-chosen linear head (five traits).
 A1 = [[1.0, 2.0], [3.0, 4.0]]

@@ -5,7 +5,7 @@ import polars as pl
 import pytest
 from media import write_fi_annotations
 
-from impressions import clip_index
+from impressions.data import clip_index
 
 
 def test_fi_layout_index_reports_missing_and_unannotated(tmp_path):

@@ -8,7 +8,10 @@ import polars as pl
 import pytest
 from test_report import trained  # noqa: F401 - a fixture shared with the report tests
 
-from impressions import degenerate, layout, predict, report, training
+from impressions import layout, predict
+from impressions.report import render as report
+from impressions.training import degenerate
+from impressions.training import loop as training
 
 
 @pytest.fixture(scope="module")

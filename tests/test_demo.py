@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from impressions import demo
+from impressions.data import demo
 from impressions.media import MissingResourceError, ffmpeg_exe
 from impressions.schemas import LABELS
 

@@ -11,7 +11,8 @@ import polars as pl
 import pytest
 from workflow import planned, rules, run, write_config
 
-from impressions import demo, layout
+from impressions import layout
+from impressions.data import demo
 from impressions.schemas import AUS, TRAITS
 
 pytestmark = pytest.mark.workflow

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from impressions import reproduction
+from impressions.report import reproduction
 
 pytestmark = pytest.mark.workflow
 

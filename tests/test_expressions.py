@@ -13,8 +13,9 @@ import pytest
 import torch
 from PIL import Image
 
-from impressions import expressions as E
-from impressions import fer_net, media
+from impressions import media
+from impressions.expressions import detector as E
+from impressions.expressions import emotion_net as fer_net
 from impressions.schemas import AUS, EMOTIONS
 
 STILLS = {
@@ -41,7 +42,7 @@ def backend():
 
 @pytest.fixture(scope="module")
 def detector():
-    from impressions.faces import FaceDetector
+    from impressions.data.faces import FaceDetector
 
     return FaceDetector(upsample=1)
 
@@ -72,7 +73,7 @@ def _decode(path, start, stop, every=3, size=(640, 360)):
 
 @pytest.fixture(scope="module")
 def wolfgang():
-    from impressions.faces import FaceDetector
+    from impressions.data.faces import FaceDetector
 
     detector = FaceDetector(upsample=0)  # 640x360 with a large face: no upsampling needed
     path = media.pyfeat_test_media("WolfgangLanger_Pexels.mp4")

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from impressions import faces, media
+from impressions import media
+from impressions.data import faces
 
 
 def still(name: str) -> np.ndarray:

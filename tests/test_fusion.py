@@ -6,8 +6,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from impressions import fusion, layout, metrics, training
+from impressions import layout
+from impressions.report import metrics
 from impressions.schemas import TRAITS
+from impressions.training import fusion
+from impressions.training import loop as training
 
 SIZES = {"train": 160, "val": 100, "test": 100}
 
@@ -46,7 +49,7 @@ def fit(root, name, **options):
 def test_heldout_fusion_does_not_trust_a_memoriser(planted):
     import torch
 
-    from impressions import models
+    from impressions.models import networks as models
 
     root, y, splits = planted
     heldout, summary, out = fit(root, "heldout", folds=4)

@@ -1,10 +1,11 @@
-"""Head pose, confidence and success (impressions.head_pose)."""
+"""Head pose, confidence and success (impressions.data.head_pose)."""
 
 import numpy as np
 import pytest
 from media import face_clip
 
-from impressions import expressions, faces, head_pose, video
+from impressions.data import faces, head_pose, video
+from impressions.expressions import detector as expressions
 
 ANGLES = [(0, 0, 0), (10, -30, 5), (-20, 25, -15), (15, 30, 10), (-15, -30, 20), (5, 10, -30), (25, 0, 0)]
 WIDE = [(15, 40, 10), (-10, -45, 0), (30, 20, -20)]
@@ -86,7 +87,8 @@ def test_a_head_turning_one_way_gives_monotone_yaw_and_its_mirror_the_opposite(t
 def test_expression_stage_skips_frames_that_failed(tmp_path):
     import polars as pl
 
-    from impressions import expressions, preprocess, shards
+    from impressions.data import preprocess, shards
+    from impressions.expressions import detector as expressions
 
     video = tmp_path / "good.000.mp4"
     face_clip(video, start=12, seconds=3, audio=False)

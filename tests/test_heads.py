@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from impressions import models
+from impressions.models import networks as models
 
 # A fixed two-layer "backbone": the tap B (2 channels, 4x4) and the last map A (3 channels, 2x2).
 B = np.arange(32, dtype=np.float64).reshape(2, 4, 4) / 10.0 - 1.0
@@ -115,7 +115,7 @@ def test_unknown_head_is_refused():
 
 
 def test_euclidean_loss_is_the_batch_mean_of_unsquared_distances():
-    from impressions import training
+    from impressions.training import loop as training
 
     out = torch.tensor([[0.5] * 5, [0.0] * 5])
     target = torch.tensor([[0.5] * 5, [0.3, 0.4, 0.0, 0.0, 0.0]])

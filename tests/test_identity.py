@@ -1,4 +1,4 @@
-"""Identity descriptors, people clustered across YouTube ids, face-based leakage (impressions.identity)."""
+"""Identity descriptors, people clustered across YouTube ids, face-based leakage (data.identity)."""
 
 import json
 from pathlib import Path
@@ -7,7 +7,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from impressions import cli, demo, identity, layout, preprocess, tables
+from impressions import cli, layout
+from impressions.data import demo, identity, preprocess, tables
 
 
 def _unit(v):

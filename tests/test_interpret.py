@@ -3,7 +3,8 @@
 import numpy as np
 import polars as pl
 
-from impressions import interpret, schemas
+from impressions import schemas
+from impressions.explain import interpret
 from impressions.schemas import AUS, EMOTIONS
 
 

@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 from workflow import REPO, SNAKEMAKE
 
-from impressions import clip_index, manifest
+from impressions.data import clip_index, manifest
 from impressions.schemas import LABELS, TRAITS
 
 

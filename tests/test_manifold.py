@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from impressions import manifold
+from impressions.explain import manifold
 
 
 def clusters(seed=0, n=20, dim=32):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from impressions import models
+from impressions.models import networks as models
 
 
 @pytest.fixture(autouse=True)

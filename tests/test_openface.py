@@ -1,11 +1,12 @@
-"""OpenFace-compatible CSV export (impressions.openface, `impressions export-openface`)."""
+"""OpenFace-compatible CSV export (impressions.data.openface, `impressions export-openface`)."""
 
 import numpy as np
 import polars as pl
 import pytest
 from media import face_clip
 
-from impressions import cli, openface, preprocess, schemas
+from impressions import cli, schemas
+from impressions.data import openface, preprocess
 from impressions.schemas import AUS
 
 

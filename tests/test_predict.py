@@ -8,8 +8,9 @@ import yaml
 from media import face_clip
 from test_training import SMALL_CNN, inputs_for
 
-from impressions import cli, predict, training
+from impressions import cli, predict
 from impressions.schemas import TRAITS
+from impressions.training import loop as training
 
 CONFIG = yaml.safe_load((Path(__file__).parents[1] / "config.yaml").read_text())
 

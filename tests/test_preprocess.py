@@ -5,7 +5,7 @@ import polars as pl
 import pytest
 from media import clip_id
 
-from impressions import preprocess
+from impressions.data import preprocess
 from impressions.schemas import QC_STATUSES
 
 EXPECTED_STATUS = {

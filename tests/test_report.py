@@ -4,7 +4,9 @@ import polars as pl
 import pytest
 from test_training import SMALL_CNN, train
 
-from impressions import interpret, metrics, report
+from impressions.explain import interpret
+from impressions.report import metrics
+from impressions.report import render as report
 from impressions.schemas import TRAITS
 
 

@@ -12,7 +12,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from impressions import report, reproduction
+from impressions.report import render as report
+from impressions.report import reproduction
 from impressions.schemas import TRAITS
 
 

@@ -1,6 +1,7 @@
 from pathlib import Path
 
-from impressions import schemas, shards
+from impressions import schemas
+from impressions.data import shards
 
 
 def test_readme_documents_every_table_column():

@@ -3,8 +3,8 @@ import json
 import polars as pl
 import pytest
 
-from impressions import shards, tables
-from impressions.preprocess import _write_table, output_paths
+from impressions.data import shards, tables
+from impressions.data.preprocess import _write_table, output_paths
 from impressions.schemas import TABLES, frame
 
 CLIPS = {"-dash.000": "train", "b.001": "train", "c.002": "val", "d.003": "test", "e.004": "test"}

@@ -1,4 +1,4 @@
-"""One tracked person per clip: two-person clips keep one person (impressions.tracking)."""
+"""One tracked person per clip: two-person clips keep one person (impressions.data.tracking)."""
 
 from pathlib import Path
 
@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 from media import ffmpeg, out, src
 
-from impressions import faces, preprocess, tracking
+from impressions.data import faces, preprocess, tracking
 
 SETTINGS = preprocess.Settings(frames_per_clip=10, identity=False)
 
@@ -126,7 +126,8 @@ def test_detect_still_keeps_the_best_scoring_face_for_single_frames():
 
 
 def test_report_counts_multi_person_clips_and_top_face_share():
-    from impressions import report, schemas
+    from impressions import schemas
+    from impressions.report import render as report
 
     qc = schemas.frame("qc", [
         {"clip_id": "a", "status": "ok", "n_tracks": 2, "multi_person": True},

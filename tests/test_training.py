@@ -6,8 +6,10 @@ import polars as pl
 import pytest
 import torch
 
-from impressions import metrics, models, training
+from impressions.models import networks as models
+from impressions.report import metrics
 from impressions.schemas import AUS, TRAITS
+from impressions.training import loop as training
 
 COMMON = {"seed": 0, "device": "cpu", "threads": 1, "patience": 50}
 SMALL_CNN = {"backbone": "small", "width": 4, "input_size": 16, "epochs": 4, "batch_size": 8, "lr": 0.01}

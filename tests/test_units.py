@@ -8,7 +8,8 @@ import torch
 from skimage.draw import polygon
 from torch import nn
 
-from impressions import models, units
+from impressions.explain import unit_detectors as units
+from impressions.models import networks as models
 
 SIZE = 48
 

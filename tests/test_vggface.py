@@ -6,7 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from impressions import cli, models, vggface
+from impressions import cli
+from impressions.models import networks as models
+from impressions.models import vggface
 
 POOL_AFTER = {"1_2", "2_2", "3_3", "4_3", "5_3"}
 CHANNELS = {"1": 64, "2": 128, "3": 256, "4": 512, "5": 512}

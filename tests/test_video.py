@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from media import ffmpeg, out
 
-from impressions import media, video
+from impressions import media
+from impressions.data import video
 
 
 def test_probe_reads_header_of_real_clip():

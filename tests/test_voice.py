@@ -1,9 +1,9 @@
-"""Voice descriptors on synthetic signals with known answers (impressions.voice)."""
+"""Voice descriptors on synthetic signals with known answers (impressions.data.voice)."""
 
 import numpy as np
 import pytest
 
-from impressions import voice
+from impressions.data import voice
 
 SR = 16000
 

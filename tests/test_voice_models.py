@@ -6,8 +6,10 @@ import polars as pl
 import pytest
 from test_training import COMMON, _baseline, _val_test_accuracy, inputs_for
 
-from impressions import layout, models, schemas, training
+from impressions import layout, schemas
+from impressions.models import networks as models
 from impressions.schemas import VOICE
+from impressions.training import loop as training
 
 NO_VOICE_CLIP = "test00.000"
 

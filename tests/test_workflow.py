@@ -10,7 +10,7 @@ from media import clip_id, face_clip, write_fi_annotations
 from test_preprocess import EXPECTED_STATUS
 from workflow import planned, rules, run, write_config
 
-from impressions import shards
+from impressions.data import shards
 from impressions.schemas import AUS, EMOTIONS, TABLES
 
 pytestmark = pytest.mark.workflow

@@ -1,6 +1,7 @@
 from pathlib import Path
 
-from impressions import interpret, logs
+from impressions import logs
+from impressions.explain import interpret
 
 
 def by_model(paths):

@@ -1,4 +1,5 @@
-from impressions import guidance_sweep, logs
+from impressions import logs
+from impressions.explain import guidance_sweep
 
 with logs.to_file(snakemake.log[0]):
     guidance_sweep.run(

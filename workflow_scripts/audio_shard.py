@@ -1,6 +1,7 @@
 from pathlib import Path
 
-from impressions import logs, shards
+from impressions import logs
+from impressions.data import shards
 
 with logs.to_file(snakemake.log[0]):
     shards.audio_shard(

@@ -1,6 +1,7 @@
 from pathlib import Path
 
-from impressions import demo, logs
+from impressions import logs
+from impressions.data import demo
 
 with logs.to_file(snakemake.log[0]):
     # the annotation pickles sit at the demo root

@@ -1,6 +1,7 @@
 from pathlib import Path
 
-from impressions import clip_index, logs, tables
+from impressions import logs
+from impressions.data import clip_index, tables
 
 with logs.to_file(snakemake.log[0]):
     index = clip_index.for_config(snakemake.config)

@@ -1,6 +1,7 @@
 from pathlib import Path
 
-from impressions import logs, tables
+from impressions import logs
+from impressions.data import tables
 
 with logs.to_file(snakemake.log[0]):
     tables.clip_shard(

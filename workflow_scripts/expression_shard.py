@@ -2,7 +2,9 @@ from pathlib import Path
 
 import torch
 
-from impressions import expressions, logs, shards
+from impressions import logs
+from impressions.data import shards
+from impressions.expressions import detector as expressions
 
 with logs.to_file(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)  # torch would otherwise take every core of the node

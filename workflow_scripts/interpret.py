@@ -1,4 +1,5 @@
-from impressions import interpret, logs
+from impressions import logs
+from impressions.explain import interpret
 
 with logs.to_file(snakemake.log[0]):
     interpret.run(

@@ -1,6 +1,7 @@
 from pathlib import Path
 
-from impressions import interpret, logs
+from impressions import logs
+from impressions.explain import interpret
 
 with logs.to_file(snakemake.log[0]):
     clips, _, _, expressions = interpret.read_tables(

@@ -1,4 +1,5 @@
-from impressions import fusion, logs
+from impressions import logs
+from impressions.training import fusion
 
 with logs.to_file(snakemake.log[0]):
     fusion.write_late_average(

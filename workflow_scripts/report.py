@@ -1,6 +1,7 @@
 from pathlib import Path
 
-from impressions import logs, report
+from impressions import logs
+from impressions.report import render as report
 
 with logs.to_file(snakemake.log[0]):
     report.write_report(

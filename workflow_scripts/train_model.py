@@ -1,6 +1,8 @@
 from pathlib import Path
 
-from impressions import degenerate, layout, logs, training
+from impressions import layout, logs
+from impressions.training import degenerate
+from impressions.training import loop as training
 
 with logs.to_file(snakemake.log[0]):
     settings = snakemake.params.settings

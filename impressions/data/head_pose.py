@@ -1,6 +1,6 @@
 """Head pose, face confidence and a per-frame success flag, from the 68 landmarks and the detector.
 
-Pose. The 3D face template of the expression stage (`impressions.expressions.TEMPLATE`, in units of
+Pose. The 3D face template of the expression stage (`impressions.expressions.detector.TEMPLATE`, in units of
 the inter-ocular distance, IOD) is fitted to a frame's rigid landmarks (nose 27-35, eye corners) by
 scaled orthography, with `expressions.head_pose` (the same fit the AU geometry uses, here without its
 45-degree cap). The rotation R maps template coordinates to camera coordinates, both with x to the
@@ -76,7 +76,7 @@ def confidence(margin) -> np.ndarray:
 
 def estimate(landmarks: np.ndarray) -> dict[str, np.ndarray]:
     """Pose of each face (N, 68, 2 frame pixels): pitch, yaw, roll (deg), off_axis (deg), fit_error (IOD)."""
-    from impressions.expressions import RIGID, TEMPLATE, head_pose
+    from impressions.expressions.detector import RIGID, TEMPLATE, head_pose
 
     landmarks = np.asarray(landmarks, dtype=np.float64).reshape(-1, 68, 2)
     if len(landmarks) == 0:

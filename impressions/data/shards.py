@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from impressions.preprocess import output_paths
+from impressions.data.preprocess import output_paths
 from impressions.schemas import frame
 
 
@@ -47,7 +47,7 @@ def audio_shard(clip_dirs: Mapping[str, str | Path], audio_options: dict, out_ta
     """
     from tqdm import tqdm
 
-    from impressions import audio
+    from impressions.data import audio
 
     rows, arrays = [], {"clip_id": [], "waveform": [], "logmel": [], "logfbank": []}
     for clip_id, clip_dir in tqdm(
@@ -83,7 +83,7 @@ def expression_shard(clip_dirs: Mapping[str, str | Path], backend, out_table: Pa
     for clip_id, clip_dir in tqdm(sorted(clip_dirs.items()), desc="expressions", unit="clip", mininterval=5):
         paths = output_paths(clip_dir)
         faces = pl.read_parquet(paths["table"])
-        # OpenFace users drop frames whose face failed (impressions.head_pose.success); tables written
+        # OpenFace users drop frames whose face failed (impressions.data.head_pose.success); tables written
         # before that flag existed have no `success` column and keep every face frame
         keep = pl.col("has_face") & (pl.col("success") if "success" in faces.columns else True)
         faces = faces.filter(keep).select("frame_index", "landmarks_aligned")

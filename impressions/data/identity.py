@@ -4,7 +4,7 @@ Descriptor. dlib's face recognition network (`dlib_face_recognition_resnet_model
 trained for face verification; it ships in the `face-recognition-models` package beside the landmark
 model) maps an aligned 150x150 face chip to a 128-d vector; dlib documents Euclidean distance < 0.6
 as "same person" (99.38% on LFW, published figure).
-Each clip stores the descriptor of its tracked person (`impressions.tracking`) from that person's most
+Each clip stores the descriptor of its tracked person (`impressions.data.tracking`) from that person's most
 confident successful frame: one network pass per clip (about 0.13 CPU-s here), not per frame.
 
 Clusters. `cluster_people` treats each YouTube id as one person (FI's assumption), averages the

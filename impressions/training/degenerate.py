@@ -96,7 +96,7 @@ def write_untrained(
     import polars as pl
     import torch
 
-    from impressions import training
+    from impressions.training import loop as training
 
     for path in (outputs.checkpoint, outputs.predictions, outputs.features, outputs.metrics):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -135,7 +135,8 @@ def train_or_explain(
 
     import polars as pl
 
-    from impressions import layout, training
+    from impressions import layout
+    from impressions.training import loop as training
 
     name = name or family
     settings, _ = training.Settings.from_options(common, options)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from impressions import figures
+from impressions.report import figures
 
 PUBLISHED = (
     "Belharbi et al. 2024 (RAF-DB, ResNet-50, CAM; published, not measured here): accuracy 88.20% -> "
@@ -47,7 +47,7 @@ SCHEMA = {
 
 def _accuracy_per_clip(preds, clips):
     """(clip ids, (n, 5) 1 - |error|) of the test clips with labels."""
-    from impressions import metrics
+    from impressions.report import metrics
 
     part = preds.filter(preds["split"] == "test").sort("clip_id")
     y, p, joined = metrics.labels_and_predictions(part, clips)
@@ -143,7 +143,7 @@ def sweep_analysis(
     """The sweep's table, figure and report section (an `interpret.Section`)."""
     import polars as pl
 
-    from impressions import interpret
+    from impressions.explain import interpret
 
     images = interpret.load_images(
         interpret.explained_kind(family), clips, frames, faces, expressions, clips_dir, splits=["test"],
@@ -234,7 +234,7 @@ def run(family: str, inputs: Mapping, outputs: Mapping[str, str], options: Mappi
     """The sweep as the workflow calls it: `inputs` holds the sweep's checkpoints, predictions and
     histories (one per weight) and the dataset tables; a sweep that cannot run writes its section
     saying why."""
-    from impressions import interpret
+    from impressions.explain import interpret
 
     files = {key: Path(path) for key, path in outputs.items()}
     checkpoints = read_weights(inputs["checkpoints"])

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from impressions.clip_index import ClipIndex
-from impressions.preprocess import output_paths
+from impressions.data.clip_index import ClipIndex
+from impressions.data.preprocess import output_paths
 from impressions.schemas import TABLES, frame, polars_schema
 
 AUDIO_ARRAYS = ("waveform", "logmel", "logfbank")
@@ -126,7 +126,7 @@ def clip_signals(clip_dirs: Mapping[str, str | Path], sample_rate: int = 16000):
     """
     import polars as pl
 
-    from impressions import identity, voice
+    from impressions.data import identity, voice
 
     rows = []
     for clip_id, clip_dir in clip_dirs.items():
@@ -147,7 +147,7 @@ def gather_signals(signal_shards: Iterable[Path], clips_table: Path, voice_out: 
     """The `voice` and `identities` tables; people clustered across all clips (`identity.cluster_people`)."""
     import polars as pl
 
-    from impressions import identity
+    from impressions.data import identity
 
     table = pl.concat([pl.read_parquet(p) for p in signal_shards]).sort("clip_id")
     table.select(list(TABLES["voice"])).write_parquet(voice_out)

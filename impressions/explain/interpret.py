@@ -2,18 +2,19 @@
 
 Each analysis is one workflow rule per model (rules/interpret.smk) and writes, beside its figures,
 every number as CSV or Parquet plus a `section.json` (title, text, figures with captions, tables)
-that the report renders (`impressions.report`):
+that the report renders (`impressions.report.render`):
 
-- `cam_analysis`: class activation maps per trait (`impressions.cam`; Zhou et al. 2016) on the
+- `cam_analysis`: class activation maps per trait (`impressions.explain.cam`; Zhou et al. 2016) on the
   top-scored clips, Grad-CAM beside them, and for whole frames the share of CAM regions that lie on
   the detected face (Ventura et al. 2017 report 72.8% on First Impressions).
-- `units_analysis`: units of the last conv layers as face-part detectors (`impressions.units`; after
-  Zhou et al. 2015) and Action-Unit emergence with hypergeometric p-values.
-- `au_map_analysis`: AU-codebook maps (`impressions.au_maps`) against each model's CAM.
+- `units_analysis`: units of the last conv layers as face-part detectors
+  (`impressions.explain.unit_detectors`;
+  after Zhou et al. 2015) and Action-Unit emergence with hypergeometric p-values.
+- `au_map_analysis`: AU-codebook maps (`impressions.explain.au_maps`) against each model's CAM.
 - `guidance_effect`: accuracy and CAM-AU correlation of a model trained with `au_guidance_weight`
   against the same model trained without it.
 - `manifold_analysis`: t-SNE of penultimate features coloured by trait, gender and emotion, with
-  trustworthiness (`impressions.manifold`).
+  trustworthiness (`impressions.explain.manifold`).
 
 Images are read from the per-clip arrays the models were trained on (frames.npy or faces.npy) with
 their faces-table landmarks and boxes mapped into the stored image's pixels; `max_frames` caps how
@@ -30,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from impressions import figures, layout
+from impressions import layout
+from impressions.report import figures
 from impressions.schemas import AUS, EMOTIONS, SPLITS, TRAITS
 
 log = logging.getLogger(__name__)
@@ -151,7 +153,7 @@ def load_images(
 
 def load_model(checkpoint: str | Path):
     """(model in eval mode, input side the model was trained at or None, checkpoint dict)."""
-    from impressions import models
+    from impressions.models import networks as models
 
     model, ckpt = models.load_checkpoint(checkpoint)
     if not hasattr(model, "activation_maps"):
@@ -166,7 +168,7 @@ def model_input(images: np.ndarray, input_size: int | None):
     """uint8 (n, S, S, 3) -> float tensor (n, 3, s, s) in 0..1, exactly as in training."""
     import torch
 
-    from impressions import datasets
+    from impressions.training import datasets
 
     return datasets.prepare_images(torch.from_numpy(np.ascontiguousarray(images)), input_size)
 
@@ -323,7 +325,7 @@ def cam_analysis(
     `cam_overlap_analysis`)."""
     import polars as pl
 
-    from impressions import cam
+    from impressions.explain import cam
 
     model, input_size, _ = load_model(checkpoint)
     if not len(images):
@@ -365,7 +367,8 @@ def cam_analysis(
         f"Class activation maps: {name}",
         f"Which parts of the {what} drive each trait's score in the {name} model. The maps are the exact "
         "decomposition of each trait's logit over the last convolutional layer's locations "
-        "(impressions.models.DANPlus.activation_maps): with the cam head this is CAM (Zhou et al. 2016); "
+        "(impressions.models.networks.DANPlus.activation_maps): with the cam head this is CAM "
+        "(Zhou et al. 2016); "
         "with the DAN+ head it adds the max-pooled half's contribution at each channel's peak.",
         order=20 + (images.kind == "faces"),
     )
@@ -407,12 +410,12 @@ def cam_overlap_analysis(
     name: str, checkpoint: Path, images: Images, files: Mapping[str, Path], *, threshold: float = 0.2,
     min_overlap: float = 0.9, scales: Sequence[float] = (1.0, 1.25, 1.5), dataset: str = "",
 ) -> Section:  # fmt: skip
-    """Ventura et al.'s share of CAM regions on the face, as published (`impressions.cam_overlap`).
+    """Ventura et al.'s share of CAM regions on the face, as published (`impressions.explain.cam_overlap`).
 
     `images` are the test split's frames; frames without a detected face are counted, not used."""
     import polars as pl
 
-    from impressions import cam, cam_overlap
+    from impressions.explain import cam, cam_overlap
 
     if images.kind != "frames":
         raise NotComputable("the face-overlap test needs whole frames (the image family), not aligned faces")
@@ -560,7 +563,8 @@ def units_analysis(
     level). Parts that cannot be computed are said so in the section; the tables keep their columns."""
     import polars as pl
 
-    from impressions import emergence, units
+    from impressions.explain import emergence
+    from impressions.explain import unit_detectors as units
 
     parts = list(units.FACE_PARTS)
     model, input_size, _ = load_model(checkpoint)
@@ -788,7 +792,7 @@ def cam_au_correlations(model, input_size, images: Images) -> tuple[np.ndarray, 
     """(n, 5) Pearson r of each trait's CAM with the frame's AU-codebook map, the AU maps and the CAMs.
 
     Frames without a face or with a neutral (AU-free) dominant emotion get NaN."""
-    from impressions import au_maps, cam
+    from impressions.explain import au_maps, cam
 
     size = images.size
     targets = au_maps.frame_maps(images.landmarks, images.emotions, size)
@@ -807,7 +811,7 @@ def au_map_analysis(name: str, checkpoint: Path, images: Images, files: Mapping[
     """Correlation between each trait's CAM and the AU-codebook map of the frame's emotion."""
     import polars as pl
 
-    from impressions import au_maps
+    from impressions.explain import au_maps
 
     model, input_size, ckpt = load_model(checkpoint)
     faces = images.subset(images.has_face & np.array([e is not None for e in images.emotions], bool))
@@ -844,7 +848,7 @@ def au_map_analysis(name: str, checkpoint: Path, images: Images, files: Mapping[
         f"AU-codebook maps against CAM: {name}",
         f"How far the {name} model (au_guidance_weight {weight:g}) looks where the facial expression is. "
         f"Each frame's AU map places a Gaussian at the landmarks of every Action Unit that the emotion -> AU "
-        f"codebook (impressions.au_maps.CODEBOOK, EMFACS prototypes) lists for the frame's dominant "
+        f"codebook (impressions.explain.au_maps.CODEBOOK, EMFACS prototypes) lists for the frame's dominant "
         f"emotion; {int(used.sum())} of {len(faces)} {what} have a non-neutral emotion and enter the "
         f"correlation. Mean r over traits: {table['mean_r'][-1]:.3f}.",
         order=40 + (images.kind == "faces"),
@@ -871,7 +875,7 @@ def guidance_effect(
     """Accuracy and CAM-AU correlation of each guided model against its unguided twin."""
     import polars as pl
 
-    from impressions import metrics
+    from impressions.report import metrics
 
     rows = []
     for base, guided in pairs:
@@ -924,7 +928,8 @@ def manifold_analysis(
     gender and emotion. A model with too few held-out clips gets a note, not an embedding."""
     import polars as pl
 
-    from impressions import manifold, metrics
+    from impressions.explain import manifold
+    from impressions.report import metrics
 
     held_out = set(clips.filter(pl.col("split").is_in(list(splits)))["clip_id"].to_list())
     info = clips.select("clip_id", *TRAITS, "gender")

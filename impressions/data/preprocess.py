@@ -10,7 +10,7 @@ Outputs, all in one folder per clip (see `OUTPUT_FILES`): the sampled frames res
 model, the aligned face crops, a per-frame table, the raw waveform and a QC record. A bad clip never
 raises: it gets empty arrays and a QC status with a reason.
 
-The workflow runs one clip per job as `python -m impressions.preprocess` (see `main`).
+The workflow runs one clip per job as `python -m impressions.data.preprocess` (see `main`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from impressions import faces, head_pose, identity, tracking, video
+from impressions.data import faces, head_pose, identity, tracking, video
 from impressions.schemas import QC_STATUSES, TABLES
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ class Settings:
     face_padding: float = 0.25
     audio_seconds: float | None = 5.0  # None: the whole clip, in a window of audio_max_seconds
     sample_rate: int = 16000
-    identity: bool = True  # compute the tracked person's 128-d face descriptor (impressions.identity)
+    identity: bool = True  # compute the tracked person's 128-d face descriptor (impressions.data.identity)
     audio_max_seconds: float | None = None
 
     @classmethod
@@ -75,8 +75,8 @@ class Settings:
 
     @property
     def audio_window(self) -> float:
-        """Seconds of audio stored per clip (impressions.audio.window_seconds)."""
-        from impressions.audio import window_seconds
+        """Seconds of audio stored per clip (impressions.data.audio.window_seconds)."""
+        from impressions.data.audio import window_seconds
 
         return window_seconds(self.audio_seconds, self.audio_max_seconds)
 
@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     from impressions import logs
 
     ap = argparse.ArgumentParser(
-        prog="python -m impressions.preprocess", description=main.__doc__.splitlines()[0]
+        prog="python -m impressions.data.preprocess", description=main.__doc__.splitlines()[0]
     )
     ap.add_argument("video", help="the clip's video file")
     ap.add_argument(

@@ -13,7 +13,7 @@ clip's frames in one call.
 Backends
 --------
 ``builtin`` (default, offline). AUs from landmark geometry, emotions from the `fer` package's
-mini-Xception (rebuilt in torch by `impressions.fer_net`) fused with the AU evidence (below).
+mini-Xception (rebuilt in torch by `impressions.expressions.emotion_net`) fused with the AU evidence (below).
 Options: `device` ("cpu", "cuda", "auto"), `batch_size`, `fusion`.
 ``pyfeat``: py-feat 2.1.5 `Detectorv1` (xgb AUs, resmasknet emotions); an optional extra
 (`pip install -r requirements-pyfeat.txt`) whose weights come from the Hugging Face hub.
@@ -433,7 +433,7 @@ class BuiltinBackend:
     name = "builtin"
 
     def __init__(self, *, device: str = "auto", batch_size: int = 256, fusion: float = FUSION):
-        from impressions import fer_net
+        from impressions.expressions import emotion_net as fer_net
 
         self.device = _resolve_device(device)
         self.batch_size = int(batch_size)
@@ -527,7 +527,7 @@ def _weights_error(missing: list[str], cache_dir: Path) -> PyFeatUnavailableErro
         "py-feat model weights are missing from its cache "
         f"{cache_dir}: {', '.join(missing)}. py-feat downloads them from the Hugging Face hub at run "
         "time, which offline cluster nodes cannot do. On a machine with internet and the same "
-        'requirements, run `python -c "from impressions.expressions import download_pyfeat_weights; '
+        'requirements, run `python -c "from impressions.expressions.detector import download_pyfeat_weights; '
         "download_pyfeat_weights()\"`, then copy that machine's site-packages/feat/resources folder "
         "to the same place in the cluster environment (or install there and rsync it)."
     )

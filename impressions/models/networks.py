@@ -26,7 +26,7 @@ features (what late fusion consumes):
   each of the 17 AUs), fitted in closed form (numpy, float64) by `RidgeRegression.fit`, stored as a
   torch module so that it saves, loads and predicts like the others; the ridge penalty is chosen on
   validation.
-- ``voice_linear``: the same ridge regression on the 14 per-clip voice descriptors (impressions.voice:
+- ``voice_linear``: the same ridge regression on the 14 per-clip voice descriptors (impressions.data.voice:
   pitch, jitter, shimmer, HNR, loudness, voicing and pauses). When the voice table is given,
   ``fusion_handcrafted`` appends the same descriptors to its handcrafted features.
 
@@ -87,7 +87,7 @@ def resolve_weights(arch: str, weights: str | None):
         if not path.is_file():
             hint = "give an existing file, a torchvision name or none"
             if "vgg" in path.name.lower() and "face" in path.name.lower():
-                from impressions.vggface import where_from
+                from impressions.models.vggface import where_from
 
                 hint = f"VGG-Face is never downloaded at run time: {where_from()}"
             raise WeightsError(f"weights file {path} not found ({hint})")
@@ -110,7 +110,7 @@ def resolve_weights(arch: str, weights: str | None):
 def _load_local(module: nn.Module, path: Path) -> dict | None:
     """Load a backbone state dict from `path`; return the input transform it carries, if any.
 
-    A file written by `impressions.vggface.convert` holds ``{"state_dict", "input_transform"}``;
+    A file written by `impressions.models.vggface.convert` holds ``{"state_dict", "input_transform"}``;
     the transform (``mean``, ``std`` in 0..1 RGB terms) replaces the ImageNet default."""
     state = torch.load(path, map_location="cpu", weights_only=True)
     transform = state.get("input_transform") if isinstance(state, dict) else None
@@ -205,7 +205,7 @@ class DANPlus(nn.Module):
 
     Inputs are images in 0..1 RGB; ``mean``/``std`` (buffers, saved with the model) are the weights'
     input transform: ImageNet statistics by default, or the transform a converted weights file carries
-    (`impressions.vggface`; for VGG-Face ``mean = mu / 255`` and ``std = 1 / 255``, so the network sees
+    (`impressions.models.vggface`; for VGG-Face ``mean = mu / 255`` and ``std = 1 / 255``, so the network sees
     0-255 values minus its per-channel mean, exactly as it was trained).
     """
 
@@ -518,9 +518,9 @@ def audio_fbank(**options) -> FbankRegressor:
 
 
 def _fusion(in_dim: int, members: int = 1, **options) -> nn.Module:
-    """One FusionMLP, or (``members`` > 1) the k cross-fitted ones of `impressions.fusion`."""
+    """One FusionMLP, or (``members`` > 1) the k cross-fitted ones of `impressions.training.fusion`."""
     if members > 1:
-        from impressions.fusion import FoldEnsemble
+        from impressions.training.fusion import FoldEnsemble
 
         return FoldEnsemble([FusionMLP(in_dim, **options) for _ in range(members)])
     return FusionMLP(in_dim, **options)
@@ -543,7 +543,7 @@ def au_linear(in_dim: int = 51, **options) -> RidgeRegression:
 
 @register("voice_linear", "voice_stats")
 def voice_linear(in_dim: int = 14, **options) -> RidgeRegression:
-    """Ridge regression on the per-clip voice descriptors (impressions.voice)."""
+    """Ridge regression on the per-clip voice descriptors (impressions.data.voice)."""
     return RidgeRegression(in_dim, **options)
 
 

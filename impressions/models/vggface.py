@@ -6,7 +6,7 @@ this project's networks take [0, 1] RGB images and normalise them with a ``(mean
 the model. `convert` renames the keys (`KEY_MAP`), reorders conv1_1's input channels when the source
 is BGR, and stores the weights' input transform beside them: ``mean = mu / 255`` and
 ``std = 1 / 255`` (in RGB order), so that ``(x - mean) / std = 255 x - mu`` exactly, with nothing
-folded into conv1_1 (folding is exact only away from the zero-padded border). `impressions.models`
+folded into conv1_1 (folding is exact only away from the zero-padded border). `impressions.models.networks`
 loads the file and keeps the transform as the model's ``mean``/``std`` buffers; they are saved in
 every checkpoint, so training, prediction and interpretation feed the network the same values.
 

@@ -15,7 +15,7 @@ A clip a model has no input for (no face in any frame, no frames) gets the train
 the challenge scores every clip, and the mean is what a model knowing nothing predicts.
 
 AU guidance (image and face families, `au_guidance_weight` > 0): every training frame gets an AU map
-before training (`impressions.au_maps`: its landmarks from the faces table and the codebook AUs of its
+before training (`impressions.explain.au_maps`: its landmarks from the faces table and the codebook AUs of its
 dominant emotion in the expressions table), and each batch's loss adds weight * the distance between
 the CAM layer's attention and that map (`au_maps.guidance_loss`; frames without a face, without
 expressions or with a neutral face have no map and add nothing). Maps flip with their images. The
@@ -49,9 +49,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from impressions import au_maps, datasets, layout, logs, metrics, models
+from impressions import layout, logs
+from impressions.explain import au_maps
 from impressions.layout import PREPROCESSING_SECTIONS, Outputs  # noqa: F401 - part of this module's API
+from impressions.models import networks as models
+from impressions.report import metrics
 from impressions.schemas import AUS, EMOTIONS, SPLITS, TRAITS
+from impressions.training import datasets
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +102,7 @@ class Settings:
     # so weight 1 weighs it like the trait loss when training starts; none: the raw term.
     au_guidance_scale: str = "init"
     # fusion: fit on held-out component outputs (val, cross-fitted in `folds` group folds) or, leaky and
-    # for comparison only, on the training split's (impressions.fusion)
+    # for comparison only, on the training split's (impressions.training.fusion)
     fit_on: str = "heldout"
     folds: int = 5
     # audio (waveform): train on random crops of this many seconds and score whole clips (their real
@@ -521,7 +525,7 @@ imputed gets the training mean."""
 
 
 def voice_features(voice) -> tuple[list[str], np.ndarray, list[str]]:
-    """Per clip: the voice table's descriptors (impressions.voice), NaN where undefined (no voiced
+    """Per clip: the voice table's descriptors (impressions.data.voice), NaN where undefined (no voiced
     frame) -> (clip ids, (n, 14), names prefixed `voice_`)."""
     from impressions.schemas import VOICE
 
@@ -809,8 +813,8 @@ def _train_on_table(family, inputs, clips_table, splits, settings, builder, devi
         model, history = _fit_ridge(matrix, per_split, splits, settings)
         x = "alpha"
     elif settings.fit_on == "heldout":
-        # No fusion weight sees a component's output for a clip it trained on (impressions.fusion).
-        from impressions import fusion
+        # No fusion weight sees a component's output for a clip it trained on (impressions.training.fusion).
+        from impressions.training import fusion
 
         youtube = dict(zip(clips_table["clip_id"].to_list(), clips_table["youtube_id"].to_list()))
         groups = [youtube.get(c) or c for c in splits["val"].ids]

@@ -64,7 +64,7 @@ def signature(thumbnail: np.ndarray) -> np.ndarray:
     """Unit-norm, zero-mean pixels of a small eye-aligned RGB thumbnail: a cheap appearance cue.
 
     Cosine similarity of two signatures compares hair, skin and face layout; it is no identity
-    model (that is `impressions.identity`), but tells two people in one clip apart for tracking at
+    model (that is `impressions.data.identity`), but tells two people in one clip apart for tracking at
     ~0.1 ms a face.
     """
     values = np.asarray(thumbnail, dtype=np.float32).ravel()
@@ -116,7 +116,7 @@ class FaceDetector:
     def candidates(self, frame: np.ndarray) -> list[Candidate]:
         """Every detection in a frame with its landmarks and appearance signature, in detector order.
 
-        What tracking needs to link faces across frames (`impressions.tracking`); landmarks cost about
+        What tracking needs to link faces across frames (`impressions.data.tracking`); landmarks cost about
         2 ms a face, next to about 40 ms for the detector's pass over a 640x360 frame.
         """
         frame = np.ascontiguousarray(frame)

@@ -9,7 +9,7 @@ whole clip. Arrays stay rectangular, so a whole clip is stored in a window of ``
 (default 20 s; First Impressions clips last about 15.3 s): shorter clips are zero-padded at the end
 (not flagged: that is expected), longer ones are cut at ``max_seconds``. Each clip's real length is
 kept (``n_samples`` in the audio table): the waveform model crops and tests inside it
-(`impressions.datasets.RandomCrop`, `impressions.datasets.WholeClip`).
+(`impressions.training.datasets.RandomCrop`, `impressions.training.datasets.WholeClip`).
 """
 
 from __future__ import annotations

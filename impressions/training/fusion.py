@@ -39,8 +39,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from impressions import datasets, metrics
+from impressions.report import metrics
 from impressions.schemas import TRAITS
+from impressions.training import datasets
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ def fit_heldout(
 
     Returns (ensemble, per-epoch history averaged over folds, out-of-fold predictions (n, 5), extra
     summary: each member's selected epoch and the out-of-fold accuracy)."""
-    from impressions import training
+    from impressions.training import loop as training
 
     if folds < 2:
         raise ValueError(f"folds must be at least 2, not {folds}")

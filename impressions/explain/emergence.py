@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from impressions import figures
+from impressions.report import figures
 
 LEVELS = ("frame", "clip")
 CORRECTION = "Benjamini-Hochberg across units x AUs"

@@ -6,7 +6,7 @@ written for OpenFace's FeatureExtraction output run on it. Columns, in OpenFace'
 
 - ``frame`` (1-based, as OpenFace counts), ``face_id`` (always 0: one tracked person per clip),
   ``timestamp`` (s, the sampled frame's time in the video), ``confidence`` (0..1, our
-  detector-margin mapping, `impressions.head_pose`), ``success`` (1/0, `head_pose.success`);
+  detector-margin mapping, `impressions.data.head_pose`), ``success`` (1/0, `head_pose.success`);
 - ``pose_Rx``, ``pose_Ry``, ``pose_Rz``: head rotation in radians, Euler angles with
   R = Rx @ Ry @ Rz in camera axes (x right, y down, z away from the camera), OpenFace's convention;
   pitch, yaw and roll of the faces table. OpenFace's translation (pose_Tx..Tz, mm) needs a

@@ -5,7 +5,7 @@ Writes `index.html` (self-contained: curves are embedded) and `report.md` (curve
 numbers behind them as Parquet: `metrics.parquet` (model, split, metric, trait, value, ci_low,
 ci_high, n), `breakdowns.parquet` and `comparisons.parquet`.
 
-After the model results come the interpretation sections (`impressions.interpret`: each a
+After the model results come the interpretation sections (`impressions.explain.interpret`: each a
 `section.json` with text, captioned figures and tables, rendered in order).
 
 Intervals are 95% percentile bootstrap intervals that resample YouTube ids (people), not clips: clips
@@ -22,8 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from impressions import degenerate, layout, metrics
+from impressions import layout
+from impressions.report import metrics
 from impressions.schemas import TRAITS
+from impressions.training import degenerate
 
 BASELINE = "train_mean"
 SPLIT_NOTES = {
@@ -163,8 +165,8 @@ def _dataset_summary(clips, qc, faces) -> tuple[list[str], list[list], list[str]
 
 
 def tracking_note(qc, faces) -> str:
-    """One sentence on the tracked person (impressions.tracking): multi-person clips, top-face share,
-    frames that failed (impressions.head_pose.success); empty for tables without those columns."""
+    """One sentence on the tracked person (impressions.data.tracking): multi-person clips, top-face share,
+    frames that failed (impressions.data.head_pose.success); empty for tables without those columns."""
     import polars as pl
 
     if "multi_person" not in qc.columns or "top_face" not in faces.columns:
@@ -237,8 +239,8 @@ def _relative(path: Path, report_dir: Path) -> Path:
 
 
 def _result_first(section, table_out, md, body, table, outputs, reproduce, experiment, dataset) -> None:
-    """The forest plot, the reproduction table and the spread over seeds (impressions.reproduction)."""
-    from impressions import reproduction
+    """The forest plot, the reproduction table and the spread over seeds (impressions.report.reproduction)."""
+    from impressions.report import reproduction
 
     if not table.height:
         return
@@ -401,7 +403,7 @@ def write_report(
         )
 
     if sections:
-        from impressions import interpret
+        from impressions.explain import interpret
 
         md.append("\n# What the networks look at\n")
         body.append("<h1>What the networks look at</h1>")

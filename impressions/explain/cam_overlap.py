@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from impressions import figures
+from impressions.report import figures
 
 PUBLISHED_SHARE = 0.728
 """Ventura et al. 2017: share of CAM regions with overlap >= 0.9 with the face box on FI (published)."""
@@ -71,7 +71,7 @@ def frame_regions(
     Overlap keys are ``overlap_<scale>`` (e.g. overlap_1.25). A frame without a face (non-finite box)
     has no answer here: ValueError.
     """
-    from impressions.cam import box_mask
+    from impressions.explain.cam import box_mask
 
     if not np.all(np.isfinite(np.asarray(box, dtype=float))):
         raise ValueError("face box is not finite (no face in this frame): skip the frame")

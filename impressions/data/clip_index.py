@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from impressions import annotations, manifest
+from impressions.data import annotations, manifest
 from impressions.schemas import LABELS, TABLES, frame
 
 VIDEO_SUFFIXES = (".mp4",)
@@ -104,7 +104,7 @@ def from_fi_layout(root: str | Path) -> ClipIndex:
 def from_manifest(path: str | Path) -> ClipIndex:
     """Index a manifest: CSV or Parquet with `path` and `split` per clip, and label columns.
 
-    Every row is checked first (`impressions.manifest`, `manifest.schema.yaml`): a bad label stops
+    Every row is checked first (`impressions.data.manifest`, `manifest.schema.yaml`): a bad label stops
     indexing with a list of every problem.
 
     Relative paths are relative to the manifest's folder. Optional columns: `clip_id` (default: the
@@ -160,7 +160,7 @@ def for_config(config: dict) -> ClipIndex:
         return from_fi_layout(config["data_root"])
     if all((root / name).is_file() for name in annotations.ANNOTATION_FILES.values()):
         return from_fi_layout(root)
-    from impressions import demo
+    from impressions.data import demo
 
     index = ClipIndex()
     for clip in demo.demo_clips():

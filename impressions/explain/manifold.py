@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from impressions import figures
+from impressions.report import figures
 
 METHODS = ("tsne", "pca")
 

@@ -1,0 +1,1 @@
+"""Explaining trained models: class activation maps, unit detectors, AU maps, emergence, manifolds."""

@@ -1,0 +1,1 @@
+"""The report: metrics, breakdowns, reproduction tables, figures and the rendered HTML."""
