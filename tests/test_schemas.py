@@ -23,4 +23,12 @@ def test_shard_of_depends_on_the_clip_alone():
     assert all(c in after[before[c]] for c in ids)  # adding a clip moves nobody
     assert sum(map(len, after.values())) == 1001
     assert min(map(len, after.values())) > 60  # spread evenly enough
-    assert shards.shard_of("-6otZ7M-Mro.003", 100) == shards.shard_of("-6otZ7M-Mro.003", 100)
+
+
+def test_shard_of_is_crc32_of_the_utf8_id():
+    # 0xCBF43926 is CRC-32's published check value (of "123456789"); a different hash, seed or
+    # encoding moves clips to other shards, and with them every stored shard output
+    assert shards.shard_of("123456789", 2**32) == 0xCBF43926
+    assert shards.shard_of("123456789", 1000) == 0xCBF43926 % 1000 == 262
+    assert shards.shard_of("-6otZ7M-Mro.003", 100) == 82
+    assert shards.shard_of("é", 2**32) == 0x0E048D3E  # of UTF-8 bytes c3 a9 (Latin-1 e9: 0x0BD4B551)
