@@ -1,14 +1,17 @@
 """Time and memory of planning the workflow (`snakemake --dry-run`) at First Impressions scale.
 
     .venv/bin/python benchmarks/plan_scale.py [--annotations DIR] [--sizes 1000 3000 10000]
-        [--repeats 3] [--compare floor reference] [--fail-fast-scontrol] [--replan]
+        [--repeats 3] [--compare floor reference] [--compare-max 10000] [--profile profiles/slurm]
+        [--fail-fast-scontrol] [--replan]
 
 Builds FI layouts of N clips (real FI clip names when an annotation folder is given, else
 synthetic FI-style names) whose videos are empty files - planning must never open a video - and
 runs a dry run of the whole workflow on each, reporting the median wall seconds and peak memory of
 `--repeats` runs and the planned jobs. `--compare` also plans, in turn with it, a one-rule workflow
 with one job per clip (`floor`: Snakemake's own cost per job) and the plain 4-rules-per-clip DAG the
-20 s target was set against (`reference`), and prints the ratios. `--fail-fast-scontrol`
+20 s target was set against (`reference`), and prints the ratios. `--compare-max` skips the
+compared workflows above that many clips (the reference takes minutes and gigabytes at 100,000).
+`--profile` plans every workflow with that Snakemake profile (e.g. profiles/slurm). `--fail-fast-scontrol`
 puts an `scontrol` that exits at once first on the PATH: on a machine with SLURM's client tools but
 no controller, the SLURM executor plugin otherwise waits about 9 s at every Snakemake start.
 `--replan` then makes the run look finished (every planned output created) and times re-planning it,
@@ -72,16 +75,17 @@ rule qc:
 
 
 def clip_names(annotations: Path | None, n: int) -> list[str]:
+    """n clip names: FI's real ones first (when given), then synthetic FI-style ones."""
+    names: list[str] = []
     if annotations and (annotations / "annotation_training.pkl").is_file():
-        names: list[str] = []
         for name in ("annotation_training.pkl", "annotation_validation.pkl", "annotation_test.pkl"):
             with (annotations / name).open("rb") as f:
                 # trusted public files; the workflow itself reads them with the restricted unpickler
                 names += [k[:-4] for k in pickle.load(f, encoding="latin1")["openness"]]
-        return names[:n]
     rng = np.random.default_rng(0)
     alphabet = np.array(list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"))
-    return [f"{''.join(rng.choice(alphabet, 11))}.{i % 6:03d}" for i in range(n)]
+    names += [f"{''.join(rng.choice(alphabet, 11))}.{i % 6:03d}" for i in range(max(0, n - len(names)))]
+    return names[:n]
 
 
 def layout(root: Path, names: list[str]) -> None:
@@ -94,10 +98,13 @@ def layout(root: Path, names: list[str]) -> None:
                                 "test": names[k * 8 // 10 :]})  # fmt: skip
 
 
+PROFILE: list[str] = []  # ["--profile", path] with --profile
+
+
 def dry_run(snakefile: Path, work: Path, config: Path, env: dict, quiet: bool = True):
     """Wall seconds, peak MB, planned jobs and output of one `snakemake --dry-run` in `work`."""
     cmd = [SNAKEMAKE, "-s", str(snakefile), "--directory", str(work), "--configfile", str(config),
-           "--dry-run", "--cores", "2", *(["--quiet", "rules"] if quiet else [])]  # fmt: skip
+           "--dry-run", "--cores", "2", *PROFILE, *(["--quiet", "rules"] if quiet else [])]  # fmt: skip
     with tempfile.TemporaryFile("w+") as out:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True, env=env)
@@ -148,14 +155,22 @@ def main() -> None:
         "--compare", nargs="+", choices=sorted(COMPARED), default=[],
         help="also plan these workflows in turn: `floor` (one rule per clip), `reference` (4 per clip)",
     )  # fmt: skip
+    parser.add_argument("--compare-max", type=int, default=None, help="no compared workflows above this")
+    parser.add_argument("--profile", type=Path, help="a Snakemake profile folder for every dry run")
     parser.add_argument("--fail-fast-scontrol", action="store_true", help="see the module docstring")
     parser.add_argument(
         "--replan", action="store_true",
         help="then pretend the run finished and re-plan it, as is and with one clip's video replaced",
     )  # fmt: skip
     args = parser.parse_args()
+    if args.profile:
+        PROFILE.extend(["--profile", str(args.profile.resolve())])
+        print(f"profile: {args.profile}")
     header = "clips   planned jobs   wall s (median [range])   peak MB"
-    print(header + "".join(f"   {name} s   workflow / {name}" for name in args.compare))
+    print(
+        header
+        + "".join(f"   {name} jobs   {name} s   {name} MB   workflow / {name}" for name in args.compare)
+    )
     replans = []
     for n in sorted(args.sizes):
         with tempfile.TemporaryDirectory() as tmp:
@@ -168,21 +183,25 @@ def main() -> None:
             config.write_text(yaml.safe_dump({"data_root": str(root), "results_dir": "out",
                                               "shards": max(1, n // 100)}))  # fmt: skip
             snakefiles = {}
-            for name in args.compare:
+            for name in args.compare if args.compare_max is None or n <= args.compare_max else []:
                 (tmp / name).mkdir()
                 snakefiles[name] = tmp / name / "Snakefile"
                 snakefiles[name].write_text(COMPARED[name])
-            runs, compared = [], {name: [] for name in args.compare}
+            runs, compared = [], {name: [] for name in snakefiles}
             for _ in range(args.repeats):  # in turn, so that drifts in machine speed hit all alike
                 runs.append(dry_run(REPO / "Snakefile", work, config, env))
                 for name, snakefile in snakefiles.items():
-                    compared[name].append(dry_run(snakefile, snakefile.parent, config, env)[0])
+                    compared[name].append(dry_run(snakefile, snakefile.parent, config, env))
             walls = [r[0] for r in runs]
             spread = f"{statistics.median(walls):6.1f} [{min(walls):.1f}-{max(walls):.1f}]"
             line = f"{n:6d}   {runs[0][2]:12d}   {spread:26s}{max(r[1] for r in runs):7.0f}"
-            for name, times in compared.items():
+            for name, other in compared.items():
+                times = [r[0] for r in other]
                 ratio = statistics.median(w / t for w, t in zip(walls, times))
-                line += f"   {statistics.median(times):{len(name) + 2}.1f}   {ratio:{len(name) + 11}.2f}"
+                line += (
+                    f"   {other[0][2]:{len(name) + 5}d}   {statistics.median(times):{len(name) + 2}.1f}"
+                    f"   {max(r[1] for r in other):{len(name) + 3}.0f}   {ratio:{len(name) + 11}.2f}"
+                )
             print(line, flush=True)
             if args.replan:
                 replans.append((n, *replan(root, work, config, env)))

@@ -30,7 +30,7 @@ INTERPRET = {
     "au_guidance": {"weight": 1.0, "models": ["face"], "sweep": [0, 1]},
     "manifold": {"models": ["image", "face", "audio"], "method": "tsne", "perplexity": 10, "neighbors": 5},
 }  # fmt: skip
-PREPROCESSING = {"preprocess_clip", "clip_shard", "audio_shard", "expression_shard", "gather_clips",
+PREPROCESSING = {"preprocess_shard", "audio_shard", "expression_shard", "gather_clips",
                  "gather_audio", "gather_expressions", "clip_index", "build_demo"}  # fmt: skip
 
 
@@ -142,7 +142,7 @@ def test_expression_backend_reruns_expressions_and_what_follows_only(done):
         configure(work, root)
     assert jobs["expression_shard"] == 2 and jobs["gather_expressions"] == 1
     # Frames, faces and audio do not depend on expressions; neither do the image, face and audio models.
-    untouched = {"preprocess_clip", "clip_shard", "audio_shard", "gather_clips", "gather_audio", "clip_index",
+    untouched = {"preprocess_shard", "audio_shard", "gather_clips", "gather_audio", "clip_index",
                  "train_image", "train_face", "train_audio"}  # fmt: skip
     assert not untouched & set(jobs)
     assert {"train_au_linear", "train_fusion", "train_au_guided", "report"} <= set(jobs)
@@ -159,10 +159,8 @@ def test_added_clip_reruns_its_own_jobs_then_gathering_training_and_report(done)
         values[f"{new_id}.mp4"] = values[f"{source.clip_id}.mp4"]
     path.write_bytes(pickle.dumps(labels, protocol=2))
     jobs = planned(work)
-    per_clip = [job for job in jobs if job[0] == "preprocess_clip"]
-    assert per_clip == [("preprocess_clip", f"clip={new_id}")]
     counted = rules(jobs)
-    assert counted["clip_shard"] == counted["audio_shard"] == counted["expression_shard"] == 1
+    assert counted["preprocess_shard"] == counted["audio_shard"] == counted["expression_shard"] == 1
     assert {"clip_index", "gather_clips", "gather_audio", "gather_expressions"} <= set(counted)
     assert {"train_image", "train_face", "train_audio", "train_au_linear", "train_fusion",
             "train_au_guided", "report"} <= set(counted)  # fmt: skip

@@ -37,14 +37,13 @@ GPU_PARTITION = "gpu"  # and its partition for GPU jobs, on the same node
 GPU_MODEL = "testgpu"  # the node's one stand-in GPU
 
 # Four clips in the FI layout (one without audio, one id starting with "-" as FI ids can): enough for
-# a group of several preprocess_clip jobs and two shards of each kind, small enough to finish in about
-# two minutes on two cores, where every SLURM job also starts its own Snakemake.
+# two shards of each kind, small enough to finish in about two minutes on two cores, where every SLURM
+# job also starts its own Snakemake.
 CLIPS = {"train": ["-6otZ7M-Mro.000", "goodclip.001"], "val": ["noaudio.002"], "test": ["another.003"]}
 # The run stops at the dataset tables: training would add minutes of CPU-bound jobs here, and its GPU
 # requests are checked on their own (test_gpu_training_job_...).
 TABLES = ["clips", "frames", "faces", "audio", "expressions", "qc"]
-GROUP_SIZE = 50  # group-components of `preprocess` in profiles/slurm
-CLIP_RUNTIME = 5  # preprocess_clip runtime (minutes) in profiles/slurm
+SHARD_RUNTIME = 60  # preprocess_shard runtime (minutes) in profiles/slurm, first attempt
 
 
 @dataclass
@@ -213,35 +212,34 @@ def test_every_job_ran_under_slurm_and_completed(fi_run):
         assert tries[-1]["State"] == "COMPLETED", (comment, tries)
         for before, after in zip(tries, tries[1:]):
             assert before["State"] != "COMPLETED" and mb(after["ReqMem"]) > mb(before["ReqMem"]), tries
-    # Every rule Snakemake ran went through SLURM; per-clip jobs through their group.
+    # Every rule Snakemake ran went through SLURM, one SLURM job per Snakemake job.
     ran = set(re.findall(r"Finished jobid: \S+ \(Rule: (\w+)\)", fi_run.log))
     submitted = {re.sub(r"_wildcards_.*", "", c) for c in by_comment(rows)}
-    assert submitted == {f"rule_{r}" for r in ran - {"preprocess_clip"}} | {"rule_preprocess_preprocess_clip"}
-    assert {"rule_clip_index", "rule_clip_shard", "rule_audio_shard", "rule_expression_shard"} < submitted
+    assert submitted == {f"rule_{r}" for r in ran}
+    assert {
+        "rule_clip_index",
+        "rule_preprocess_shard",
+        "rule_audio_shard",
+        "rule_expression_shard",
+    } < submitted
 
 
-def test_per_clip_jobs_are_bundled_into_group_jobs(fi_run, slurm):
+def test_clips_run_in_one_slurm_job_per_shard(fi_run, slurm):
     finished = Counter(re.findall(r"Finished jobid: \S+ \(Rule: (\w+)\)", fi_run.log))
-    n_clips = sum(map(len, CLIPS.values()))
-    assert finished["preprocess_clip"] == n_clips
-    groups = [r for r in fi_run.accounting if r["Comment"] == "rule_preprocess_preprocess_clip"]
-    assert len([g for g in groups if g["State"] == "COMPLETED"]) == math.ceil(n_clips / GROUP_SIZE) == 1
-    # fewer SLURM jobs than Snakemake jobs: one for all the clips' jobs, one for each other job
+    assert finished["preprocess_shard"] == FAST["shards"] == 2
     completed = [r for r in fi_run.accounting if r["State"] == "COMPLETED"]
-    assert len(completed) == finished.total() - n_clips + 1 < finished.total()
-    # The group asks for what its clips need side by side, capped by --cores: `width` clips at a time
-    # in ceil(n / width) rounds of CLIP_RUNTIME minutes, 1000 MB each (first attempt).
-    width = min(n_clips, slurm.cpus)
-    group = groups[0]
-    assert int(group["ReqCPUS"]) == width
-    assert mb(group["ReqMem"]) == width * 1000
-    assert minutes(group["Timelimit"]) == math.ceil(n_clips / width) * CLIP_RUNTIME
-    # All clips really ran inside that one allocation: its kept SLURM log shows each clip's job run
-    # once (as a local job of the Snakemake that the group job runs).
-    group_log = fi_run.submitted[group["JobIDRaw"]].read_text()
-    assert group_log.count("localrule preprocess_clip:") == n_clips
-    for cid in (c for ids in CLIPS.values() for c in ids):
-        assert f"wildcards: clip={cid}" in group_log
+    assert len(completed) == finished.total()  # one SLURM job per Snakemake job, no groups
+    n_clips, processed = sum(map(len, CLIPS.values())), 0
+    for k in range(FAST["shards"]):
+        job = by_comment(fi_run.accounting)[f"rule_preprocess_shard_wildcards_{k}"][0]
+        assert int(job["ReqCPUS"]) == 1
+        assert mb(job["ReqMem"]) == min(2000, slurm.mem_mb) and minutes(job["Timelimit"]) == SHARD_RUNTIME
+        # every clip of the shard ran inside that allocation: the job's own log says how many
+        log = (fi_run.work / "results" / "logs" / "preprocess_shard" / f"{k}.log").read_text()
+        counts = re.search(r"(\d+) clips: (\d+) processed, 0 reused", log)
+        assert counts and counts[1] == counts[2], log[-2000:]
+        processed += int(counts[2])
+    assert processed == n_clips
 
 
 def test_shard_and_gather_jobs_get_the_profile_resources(fi_run, slurm):

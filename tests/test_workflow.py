@@ -120,37 +120,63 @@ def test_audio_feature_setting_reruns_only_audio_features(done):
         write_config(work, data_root=str(done[0]), results_dir="out")
 
 
+def shard_log(work, shard):
+    return (work / "out" / "logs" / "preprocess_shard" / f"{shard}.log").read_text()
+
+
+def test_frame_setting_reprocesses_every_clip(done):
+    root, work, _ = done
+    write_config(
+        work, data_root=str(root), results_dir="out", frames={"per_clip": 3, "size": 64, "max_side": 640}
+    )
+    try:
+        jobs = rules(planned(work))
+    finally:
+        write_config(work, data_root=str(root), results_dir="out")
+    assert jobs["preprocess_shard"] == 2 and jobs["audio_shard"] == jobs["expression_shard"] == 2
+    # that every clip's cache key changes with a frame setting: tests/test_preprocess_shard.py
+
+
 def test_replaced_clip_file_reruns_only_its_own_jobs(done):
     root, work, media = done
     target = next(root.rglob(media["good"].name))
     shutil.copy(media["dash"], target)  # new content, newer mtime
     cid = clip_id(media["good"])
+    shard = shards.shard_of(cid, 2)
     jobs = planned(work)
     assert rules(jobs) == {
-        "preprocess_clip": 1, "clip_shard": 1, "audio_shard": 1, "expression_shard": 1,
+        "preprocess_shard": 1, "audio_shard": 1, "expression_shard": 1,
         "gather_clips": 1, "gather_audio": 1, "gather_expressions": 1, "all": 1,
     }  # fmt: skip
-    assert ("preprocess_clip", f"clip={cid}") in jobs
-    for rule in ("clip_shard", "audio_shard", "expression_shard"):
-        assert (rule, f"shard={shards.shard_of(cid, 2)}") in jobs
+    for rule in ("preprocess_shard", "audio_shard", "expression_shard"):
+        assert (rule, f"shard={shard}") in jobs
     run(work)  # bring the results up to date for the tests after this one
+    n = sum(shards.shard_of(clip_id(p), 2) == shard for p in media.values())
+    assert f"{n} clips: 1 processed, {n - 1} reused from the cache" in shard_log(work, shard)
+    assert f"processed {cid}" in shard_log(work, shard)
+    assert not planned(work)
 
 
 def test_added_clip_reruns_only_its_own_jobs(done, tmp_path):
-    root, work, _ = done
+    root, work, media = done
     new = root / "zip3" / "new_clip.007.mp4"
     face_clip(new, start=15, seconds=3)
-    ids = {split: [clip_id(done[2][k]) for k in kinds] for split, kinds in SPLITS.items()}
+    ids = {split: [clip_id(media[k]) for k in kinds] for split, kinds in SPLITS.items()}
     ids["train"].append("new_clip.007")
     write_fi_annotations(root, ids)
+    shard = shards.shard_of("new_clip.007", 2)
     jobs = planned(work)
     assert rules(jobs) == {
-        "clip_index": 1, "preprocess_clip": 1, "clip_shard": 1, "audio_shard": 1, "expression_shard": 1,
+        "clip_index": 1, "preprocess_shard": 1, "audio_shard": 1, "expression_shard": 1,
         "gather_clips": 1, "gather_audio": 1, "gather_expressions": 1, "all": 1,
     }  # fmt: skip
-    assert ("preprocess_clip", "clip=new_clip.007") in jobs
-    for rule in ("clip_shard", "audio_shard", "expression_shard"):
-        assert (rule, f"shard={shards.shard_of('new_clip.007', 2)}") in jobs
+    for rule in ("preprocess_shard", "audio_shard", "expression_shard"):
+        assert (rule, f"shard={shard}") in jobs
+    run(work)
+    n = 1 + sum(shards.shard_of(clip_id(p), 2) == shard for p in media.values())
+    assert f"{n} clips: 1 processed, {n - 1} reused from the cache" in shard_log(work, shard)
+    assert "processed new_clip.007" in shard_log(work, shard)
+    assert "new_clip.007" in set(table(work, "qc")["clip_id"])
 
 
 def test_bad_config_key_and_value_are_named(tmp_path):

