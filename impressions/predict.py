@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from impressions.data import defaults
 from impressions.models import networks as models
 from impressions.schemas import TRAITS
 from impressions.training import datasets, degenerate
@@ -29,19 +30,7 @@ from impressions.training import loop as training
 log = logging.getLogger(__name__)
 
 # Used when a checkpoint carries no preprocessing settings (trained outside the workflow).
-DEFAULT_PREPROCESSING = {
-    "frames": {"per_clip": 10, "size": 224, "max_side": 640},
-    "faces": {"upsample": 0, "min_score": 0.0, "size": 224, "padding": 0.25},
-    "audio": {
-        "seconds": 5.0,
-        "sample_rate": 16000,
-        "n_mels": 64,
-        "n_fbank": 26,
-        "win_ms": 25.0,
-        "hop_ms": 10.0,
-    },
-    "expressions": {"backend": "builtin", "device": "auto", "batch_size": 64},
-}
+DEFAULT_PREPROCESSING = defaults.preprocessing()
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm")
 """What a folder given to `impressions predict` is searched for (a file given by name is always tried)."""
 _ORDER = (

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from impressions.data import faces, head_pose, identity, tracking, video
+from impressions.data.defaults import PREPROCESSING as _DEFAULTS
 from impressions.schemas import QC_STATUSES, TABLES
 
 log = logging.getLogger(__name__)
@@ -42,19 +43,24 @@ OUTPUT_FILES = {
 
 @dataclass(frozen=True)
 class Settings:
-    """Per-clip preprocessing settings (the `frames`, `faces` and `audio` config sections)."""
+    """Per-clip preprocessing settings (the `frames`, `faces` and `audio` config sections).
 
-    frames_per_clip: int = 10
-    frame_size: int = 224
-    max_side: int = 640
-    upsample: int = 0
-    min_score: float = 0.0
-    face_size: int = 224
-    face_padding: float = 0.25
-    audio_seconds: float | None = 5.0  # None: the whole clip, in a window of audio_max_seconds
-    sample_rate: int = 16000
-    identity: bool = True  # compute the tracked person's 128-d face descriptor (impressions.data.identity)
-    audio_max_seconds: float | None = None
+    Defaults: `impressions.data.defaults.PREPROCESSING`, which config.yaml ships too.
+    """
+
+    frames_per_clip: int = _DEFAULTS["frames"]["per_clip"]
+    frame_size: int = _DEFAULTS["frames"]["size"]
+    max_side: int = _DEFAULTS["frames"]["max_side"]
+    upsample: int = _DEFAULTS["faces"]["upsample"]
+    min_score: float = _DEFAULTS["faces"]["min_score"]
+    face_size: int = _DEFAULTS["faces"]["size"]
+    face_padding: float = _DEFAULTS["faces"]["padding"]
+    # None: the whole clip, in a window of audio_max_seconds
+    audio_seconds: float | None = _DEFAULTS["audio"]["seconds"]
+    sample_rate: int = _DEFAULTS["audio"]["sample_rate"]
+    # compute the tracked person's 128-d face descriptor (impressions.data.identity)
+    identity: bool = _DEFAULTS["faces"]["identity"]
+    audio_max_seconds: float | None = _DEFAULTS["audio"].get("max_seconds")
 
     @classmethod
     def from_config(cls, config: dict) -> Settings:
@@ -69,7 +75,7 @@ class Settings:
             face_padding=faces["padding"],
             audio_seconds=audio["seconds"],
             sample_rate=audio["sample_rate"],
-            identity=faces.get("identity", True),
+            identity=faces.get("identity", _DEFAULTS["faces"]["identity"]),
             audio_max_seconds=audio.get("max_seconds"),
         )
 
