@@ -98,7 +98,7 @@ def stages(clip: Path, count: int, results: dict, detector, backend, out: Path) 
 def fresh_process(clip: Path, count: int, out: Path, results: dict) -> None:
     """One clip in a new Python process, as a workflow job runs it (imports and model loading included)."""
     code = (
-        "import sys; from pathlib import Path; from impressions import preprocess; "
+        "import sys; from pathlib import Path; from impressions.data import preprocess; "
         "preprocess.preprocess_clip('bench', sys.argv[1], Path(sys.argv[2]), "
         f"preprocess.Settings(frames_per_clip={count}))"
     )
