@@ -4,7 +4,7 @@ import os
 import sys
 from pathlib import Path
 
-from impressions.data import clip_index, shards
+from impressions.data import clip_index, preprocess, shards
 
 RESULTS = Path(config["results_dir"])
 TABLES_DIR = RESULTS / "tables"

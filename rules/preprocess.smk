@@ -28,7 +28,8 @@ rule preprocess_shard:
         # the settings that change a clip's outputs (the per-clip cache key holds them too)
         settings={
             "frames": config["frames"],
-            "faces": config["faces"],
+            # `identity: auto` resolved here: it depends on models.split, which the job does not see
+            "faces": config["faces"] | {"identity": preprocess.wants_identity(config)},
             "audio": {
                 k: config["audio"][k]
                 for k in ("seconds", "sample_rate", "max_seconds")

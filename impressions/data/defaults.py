@@ -11,7 +11,7 @@ import copy
 
 PREPROCESSING = {
     "frames": {"per_clip": 10, "size": 224, "max_side": 640},
-    "faces": {"upsample": 0, "min_score": 0.0, "size": 224, "padding": 0.25, "identity": True},
+    "faces": {"upsample": 0, "min_score": 0.0, "size": 224, "padding": 0.25, "identity": "auto"},
     "audio": {
         "seconds": 5.0,
         "sample_rate": 16000,

@@ -41,6 +41,17 @@ OUTPUT_FILES = {
 }
 
 
+def wants_identity(config: dict) -> bool:
+    """Whether clips get an identity descriptor: `faces.identity`, where `auto` (the default) means only
+    when something in the run reads it (`models.split: identity_faces`). The one network pass costs
+    about 0.15 CPU-s per clip, more than every other per-frame signal together (benchmarks/signals.py).
+    """
+    choice = config["faces"].get("identity", "auto")
+    if choice == "auto":
+        return config.get("models", {}).get("split") == "identity_faces"
+    return bool(choice)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Per-clip preprocessing settings (the `frames`, `faces` and `audio` config sections).
@@ -58,8 +69,9 @@ class Settings:
     # None: the whole clip, in a window of audio_max_seconds
     audio_seconds: float | None = _DEFAULTS["audio"]["seconds"]
     sample_rate: int = _DEFAULTS["audio"]["sample_rate"]
-    # compute the tracked person's 128-d face descriptor (impressions.data.identity)
-    identity: bool = _DEFAULTS["faces"]["identity"]
+    # compute the tracked person's 128-d face descriptor (impressions.data.identity); `auto` in the
+    # defaults resolves to false outside a workflow whose models.split reads it (wants_identity)
+    identity: bool = _DEFAULTS["faces"]["identity"] is True
     audio_max_seconds: float | None = _DEFAULTS["audio"].get("max_seconds")
 
     @classmethod
@@ -75,7 +87,7 @@ class Settings:
             face_padding=faces["padding"],
             audio_seconds=audio["seconds"],
             sample_rate=audio["sample_rate"],
-            identity=faces.get("identity", _DEFAULTS["faces"]["identity"]),
+            identity=wants_identity(config),
             audio_max_seconds=audio.get("max_seconds"),
         )
 
