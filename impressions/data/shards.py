@@ -1,8 +1,10 @@
-"""Shards: stable groups of clips for the stages whose set-up cost dwarfs one clip's work.
+"""Shards: stable groups of clips, the workflow's unit of scheduled work.
 
-librosa's first calls cost seconds per process and torch's import 3.5 s, against milliseconds of
-work per clip, so audio features and expressions run once per shard of clips. A clip's shard is a
-hash of its id alone, so adding or replacing a clip re-runs only its own shard.
+A process start, dlib's model loading (preprocessing), librosa's first calls and torch's import 3.5 s
+(audio features, expressions) each cost more than one clip's work, and Snakemake's planning cost
+grows with its job count, so every preprocessing stage runs once per shard of clips
+(`impressions.data.preprocess_shard` for frames, faces and audio windows). A clip's shard is a hash
+of its id alone, so adding or replacing a clip re-runs only its own shard.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def assign(clip_ids: Iterable[str], n_shards: int) -> dict[int, list[str]]:
 
 
 def clip_folders(qc_shard: str | Path, clips_dir: str | Path) -> dict[str, Path]:
-    """Per-clip folders by clip id for the clips of a shard, from its QC table (`clip_shard`)."""
+    """Per-clip folders by clip id for the clips of a shard, from its QC table (`preprocess_shard`)."""
     import polars as pl
 
     ids = pl.read_parquet(qc_shard, columns=["clip_id"])["clip_id"]
