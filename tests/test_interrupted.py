@@ -72,6 +72,8 @@ def test_killed_run_resumes_to_identical_outputs(dataset, tmp_path):
         if isinstance(value, pl.DataFrame):
             assert got[name].equals(value), name
         elif isinstance(value, np.ndarray):
-            assert np.array_equal(got[name], value), name
+            # bytes, not values: NaN (an identity descriptor not computed) equals itself only so
+            assert (got[name].dtype, got[name].shape) == (value.dtype, value.shape), name
+            assert got[name].tobytes() == value.tobytes(), name
         else:
             assert got[name] == value, name
