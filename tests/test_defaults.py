@@ -17,12 +17,14 @@ def test_config_yaml_ships_the_package_defaults():
 
 
 def test_settings_defaults_are_those_of_the_config():
-    assert preprocess.Settings() == preprocess.Settings.from_config(defaults.PREPROCESSING)
-    assert preprocess.Settings() == preprocess.Settings.from_config(CONFIG)
+    # identity is the one exception: the config's `auto` depends on models.split (wants_identity)
+    expected = dataclasses.replace(preprocess.Settings(), identity=preprocess.wants_identity(CONFIG))
+    assert expected == preprocess.Settings.from_config(defaults.PREPROCESSING)
+    assert expected == preprocess.Settings.from_config(CONFIG)
     # every field of Settings is set by from_config (none keeps a default of its own by accident)
     changed = preprocess.Settings.from_config(
         {"frames": {"per_clip": 3, "size": 32, "max_side": 100},
-         "faces": {"upsample": 1, "min_score": 0.5, "size": 64, "padding": 0.1, "identity": True},
+         "faces": {"upsample": 1, "min_score": 0.5, "size": 64, "padding": 0.1, "identity": False},
          "audio": {"seconds": None, "sample_rate": 8000, "max_seconds": 9.0}}
     )  # fmt: skip
     same = [

@@ -69,9 +69,9 @@ class Settings:
     # None: the whole clip, in a window of audio_max_seconds
     audio_seconds: float | None = _DEFAULTS["audio"]["seconds"]
     sample_rate: int = _DEFAULTS["audio"]["sample_rate"]
-    # compute the tracked person's 128-d face descriptor (impressions.data.identity); `auto` in the
-    # defaults resolves to false outside a workflow whose models.split reads it (wants_identity)
-    identity: bool = _DEFAULTS["faces"]["identity"] is True
+    # compute the tracked person's 128-d face descriptor (impressions.data.identity). The config's
+    # `auto` depends on models.split (wants_identity); a Settings made in code computes it unless told
+    identity: bool = True
     audio_max_seconds: float | None = _DEFAULTS["audio"].get("max_seconds")
 
     @classmethod
