@@ -150,9 +150,13 @@ def names(**where) -> list[str]:
     return [f.name for f in FAMILIES.values() if all(getattr(f, k) == v for k, v in where.items())]
 
 
-def with_input(kind: str) -> list[str]:
-    """Families that read input `kind`."""
-    return [f.name for f in FAMILIES.values() if kind in f.inputs]
+def with_input(*kinds: str, composite: bool | None = None) -> tuple[str, ...]:
+    """Families that read any of input `kinds` (only the composite or non-composite ones when given)."""
+    return tuple(
+        f.name
+        for f in FAMILIES.values()
+        if any(k in f.inputs for k in kinds) and composite in (None, f.composite)
+    )
 
 
 def rules() -> dict[str, list[str]]:
