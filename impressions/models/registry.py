@@ -50,7 +50,8 @@ class Family:
     ``"module:function"`` (None: nothing is fitted, no checkpoint); `kind` the value stored with the
     checkpoint for what one input sample is (``frames`` ... ``au_means``); `gpu` whether its rule asks
     a cluster for GPUs; `cam` whether class activation maps explain it (interpretation, AU guidance,
-    the cam twin); `seedable` whether `models.seeds` may retrain it; `fixed` settings that always apply
+    the cam twin); `seedable` whether `models.seeds` may retrain it; `mem_mb` and `runtime` (minutes)
+    what its training job asks a cluster for; `fixed` settings that always apply
     (over the config's); `defaults` the settings it gets where the config section gives none;
     `doc` one line for the docs and the rule.
     """
@@ -64,6 +65,8 @@ class Family:
     gpu: bool = False
     cam: bool = False
     seedable: bool = False
+    mem_mb: int = 4000
+    runtime: int = 30
     fixed: Mapping = field(default_factory=lambda: MappingProxyType({}))
     defaults: Mapping = field(default_factory=lambda: MappingProxyType({}))
     doc: str = ""
@@ -105,13 +108,15 @@ FAMILIES: dict[str, Family] = {
     f.name: f
     for f in (
         Family("image", ("frames",), f"{_F}:image", "samples", "train_image", "frames", gpu=True, cam=True,
-               seedable=True, doc="DAN+ on whole frames (frames.npy of every clip)"),
+               seedable=True, mem_mb=8000, runtime=240,
+               doc="DAN+ on whole frames (frames.npy of every clip)"),
         Family("face", ("faces",), f"{_F}:face", "samples", "train_face", "faces", gpu=True, cam=True,
-               seedable=True, doc="DAN+ on aligned faces (faces.npy, frames with has_face only)"),
+               seedable=True, mem_mb=8000, runtime=240,
+               doc="DAN+ on aligned faces (faces.npy, frames with has_face only)"),
         Family("audio", ("waveform",), f"{_F}:audio", "samples", "train_audio", "waveform", gpu=True,
-               seedable=True, doc="the raw-waveform residual CNN"),
+               seedable=True, mem_mb=8000, runtime=120, doc="the raw-waveform residual CNN"),
         Family("audio_fbank", ("logfbank",), f"{_F}:audio_fbank", "samples", "train_audio", "logfbank",
-               gpu=True, seedable=True, doc="the log-filterbank regressor"),
+               gpu=True, seedable=True, mem_mb=8000, runtime=120, doc="the log-filterbank regressor"),
         Family("au_linear", ("au_table",), f"{_F}:au_linear", "ridge", "train_au_linear", "au_stats",
                doc="ridge regression on per-clip AU statistics (closed form, CPU, seconds)"),
         Family("au_linear_published", ("au_table",), f"{_F}:au_linear_published", "ridge",
@@ -123,13 +128,15 @@ FAMILIES: dict[str, Family] = {
                doc="ridge regression on the per-clip voice descriptors (closed form, CPU, seconds)"),
         Family("fusion", ("features",), f"{_F}:fusion", "fusion", "train_fusion", "features", gpu=True,
                seedable=True, defaults=MappingProxyType({"inputs": ["image", "face", "audio"]}),
-               doc="late fusion of the trained models' per-clip features"),
+               mem_mb=8000, runtime=60, doc="late fusion of the trained models' per-clip features"),
         Family("fusion_handcrafted", ("features", "au_table", "voice_table"), f"{_F}:fusion_handcrafted",
                "fusion", "train_fusion", "features+handcrafted", gpu=True, seedable=True,
                defaults=MappingProxyType({"inputs": ["image", "face", "audio"]}),
+               mem_mb=8000, runtime=60,
                doc="late fusion of the trained models' per-clip features + handcrafted features"),
         Family("late_average", ("predictions",), None, "average", "late_average", "predictions",
                defaults=MappingProxyType({"inputs": ["image", "face", "audio"]}),
+               mem_mb=2000, runtime=10,
                doc="the equal-weight mean of the listed models' clip scores (nothing fitted; "
                "impressions/training/fusion.py)"),
     )
