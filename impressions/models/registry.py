@@ -198,3 +198,39 @@ def builder(name: str):
 def build(name: str, **options):
     """A model of family `name` built with the builder's keyword options."""
     return builder(name)(**options)
+
+
+def check_config(config: Mapping) -> None:
+    """Every family the config names exists in the registry and can do what it is named for.
+
+    The config schema leaves family names to this check, so that a new registry entry needs no schema
+    edit; a bad name stops the run before any job with the setting, the name and the choices."""
+    models = config.get("models") or {}
+    interpret = config.get("interpret") or {}
+    trained = names_where(lambda f: f.trained)
+    checks = [
+        ("models.families", models.get("families"), list(FAMILIES)),
+        ("models.seeds.families", (models.get("seeds") or {}).get("families"), names(seedable=True)),
+        ("interpret.models", interpret.get("models"), names(cam=True)),
+        ("interpret.au_guidance.models", (interpret.get("au_guidance") or {}).get("models"), names(cam=True)),
+        ("interpret.manifold.models", (interpret.get("manifold") or {}).get("models"), trained),
+    ]
+    checks += [
+        (f"models.{f.name}.inputs", (models.get(f.name) or {}).get("inputs"), names(trainer="samples"))
+        for f in FAMILIES.values()
+        if "features" in f.inputs
+    ]
+    problems = [
+        f"{setting}: {bad!r} is not one of {allowed}"
+        for setting, given, allowed in checks
+        for bad in (given or [])
+        if bad not in allowed
+    ]
+    if problems:
+        raise ValueError("config names unknown model families (impressions/models/registry.py):\n  "
+                         + "\n  ".join(problems))  # fmt: skip
+
+
+def names_where(test) -> list[str]:
+    """Family names for which `test(family)` is true, in registry order."""
+    return [f.name for f in FAMILIES.values() if test(f)]
