@@ -80,13 +80,6 @@ from impressions.training.settings import TRAIN_KEYS, Settings, _autocast, resol
 
 log = logging.getLogger(__name__)
 
-RIDGE_FAMILIES = tuple(registry.names(trainer="ridge"))
-"""Families fitted in closed form (ridge penalty chosen on validation); a clip whose inputs are all
-imputed gets the training mean."""
-
-AU_FAMILIES = tuple(f for f in RIDGE_FAMILIES if registry.get(f).needs_expressions)
-"""Closed-form linear models on per-clip AU features."""
-
 
 @dataclass
 class _Trained:
@@ -211,7 +204,8 @@ def _train_on_table(family, inputs, clips_table, splits, settings, builder, devi
     matrix, names = _features_matrix(family, settings, inputs, clips_table, all_ids)
     matrix, imputed, col_mean = _impute(matrix, np.arange(bounds[0], bounds[1]))
     oof, fit_extra = None, {}
-    if family in RIDGE_FAMILIES:
+    ridge = registry.get(family).trainer == "ridge"
+    if ridge:
         model, history = _fit_ridge(matrix, per_split, splits, settings)
         x = "alpha"
     elif settings.fit_on == "heldout":
@@ -246,7 +240,7 @@ def _train_on_table(family, inputs, clips_table, splits, settings, builder, devi
             feats[s] = model.embed(xs).numpy()
             # au_linear: a clip without any face frame has nothing but imputed inputs. Fusion models
             # always have their components' features (themselves the training mean where missing).
-            filled[s] = imputed[per_split[s]] if family in RIDGE_FAMILIES else np.zeros(len(splits[s]), bool)
+            filled[s] = imputed[per_split[s]] if ridge else np.zeros(len(splits[s]), bool)
             preds[s] = np.where(filled[s][:, None], train_mean, model(xs).double().numpy())
     if oof is not None:
         preds["val"] = oof  # each validation clip scored by the fold member that did not fit on it
