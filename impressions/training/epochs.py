@@ -123,53 +123,11 @@ def fit(
     bar = tqdm(range(1, settings.epochs + 1), desc="epochs", unit="epoch", mininterval=5)
     for epoch in bar:
         start = time.perf_counter()
-        model.train()
-        total, seen = 0.0, 0
-        guide_total, guide_seen = 0.0, 0
-        for batch in batches:
-            if guided:
-                x, y, _, maps = batch
-                (x, maps), y = prepare(x, device, train=True, maps=maps), y.to(device, non_blocking=True)
-            else:
-                x, y, _ = batch
-                x, y = prepare(x, device, train=True), y.to(device, non_blocking=True)
-            optimizer.zero_grad(set_to_none=True)
-            with autocast:
-                if guided:
-                    out, features = model.forward_with_features(x)
-                else:
-                    out = model(x)
-            loss = criterion(out.float(), y)
-            objective = loss
-            if guided:
-                guidance = au_maps.guidance_loss(features, maps)
-                if scale is None and float(guidance.detach()) > 0:
-                    scale = (
-                        float(loss.detach()) / float(guidance.detach())
-                        if settings.au_guidance_scale == "init"
-                        else 1.0
-                    )
-                objective = loss + weight * (1.0 if scale is None else scale) * guidance
-                n_guided = int(au_maps.has_target(maps).sum())
-                guide_total += float(guidance.detach()) * n_guided
-                guide_seen += n_guided
-            scaler.scale(objective).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            total += float(loss.detach()) * len(y)
-            seen += len(y)
-        pred, _, counts = predict_clips(
-            model, val_set, len(val_clips), prepare, device, settings.eval_batch_size, settings.amp,
-            settings.num_workers,
-        )  # fmt: skip
-        has = counts > 0
-        val_loss = (
-            float(criterion(torch.from_numpy(pred[has]), torch.from_numpy(val_clips.labels[has]).double()))
-            if has.any()
-            else float("nan")
+        step = _train_epoch(
+            model, batches, prepare, device, optimizer, criterion, autocast, scaler, settings, scale
         )
-        pred = np.where(has[:, None], pred, fill)
-        acc = metrics.accuracy(val_clips.labels, pred)
+        total, seen, guide_total, guide_seen, scale = step
+        val_loss, acc = _validate(model, val_set, val_clips, prepare, device, settings, criterion, fill)
         guide = (
             {"guidance_loss": guide_total / guide_seen if guide_seen else float("nan"),
              "guidance_scale": float("nan") if scale is None else scale}
@@ -198,3 +156,63 @@ def fit(
     if best_state is not None:
         model.load_state_dict(best_state)
     return model, history
+
+
+def _train_epoch(model, batches, prepare, device, optimizer, criterion, autocast, scaler, settings, scale):
+    """One pass over the training batches: (loss sum, samples, guidance sum, guided samples, scale).
+
+    `scale` is the guidance term's normalisation, fixed on the first batch whose term is positive."""
+    weight = float(settings.au_guidance_weight)
+    guided = weight > 0
+    model.train()
+    total, seen = 0.0, 0
+    guide_total, guide_seen = 0.0, 0
+    for batch in batches:
+        if guided:
+            x, y, _, maps = batch
+            (x, maps), y = prepare(x, device, train=True, maps=maps), y.to(device, non_blocking=True)
+        else:
+            x, y, _ = batch
+            x, y = prepare(x, device, train=True), y.to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        with autocast:
+            if guided:
+                out, features = model.forward_with_features(x)
+            else:
+                out = model(x)
+        loss = criterion(out.float(), y)
+        objective = loss
+        if guided:
+            guidance = au_maps.guidance_loss(features, maps)
+            if scale is None and float(guidance.detach()) > 0:
+                scale = (
+                    float(loss.detach()) / float(guidance.detach())
+                    if settings.au_guidance_scale == "init"
+                    else 1.0
+                )
+            objective = loss + weight * (1.0 if scale is None else scale) * guidance
+            n_guided = int(au_maps.has_target(maps).sum())
+            guide_total += float(guidance.detach()) * n_guided
+            guide_seen += n_guided
+        scaler.scale(objective).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        total += float(loss.detach()) * len(y)
+        seen += len(y)
+    return total, seen, guide_total, guide_seen, scale
+
+
+def _validate(model, val_set, val_clips, prepare, device, settings, criterion, fill):
+    """(validation loss on clips with samples, per-trait accuracy with `fill` for clips without)."""
+    pred, _, counts = predict_clips(
+        model, val_set, len(val_clips), prepare, device, settings.eval_batch_size, settings.amp,
+        settings.num_workers,
+    )  # fmt: skip
+    has = counts > 0
+    val_loss = (
+        float(criterion(torch.from_numpy(pred[has]), torch.from_numpy(val_clips.labels[has]).double()))
+        if has.any()
+        else float("nan")
+    )
+    pred = np.where(has[:, None], pred, fill)
+    return val_loss, metrics.accuracy(val_clips.labels, pred)
