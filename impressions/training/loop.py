@@ -120,8 +120,8 @@ def train_family(
     if settings.au_guidance_scale not in ("init", "none"):
         raise ValueError(f"au_guidance_scale must be init or none, not {settings.au_guidance_scale!r}")
     if settings.au_guidance_weight > 0 and not spec.cam:
-        cam = ", ".join(registry.names(cam=True))
-        raise ValueError(f"{family}: au_guidance_weight applies to the CAM-explainable families only ({cam})")
+        cam = " and ".join(registry.names(cam=True))
+        raise ValueError(f"{family}: au_guidance_weight applies to the {cam} families only (CAM-explainable)")
     start = time.perf_counter()
     if spec.trainer == "samples":
         done = _train_on_samples(family, inputs, splits, settings, builder, device)
