@@ -18,11 +18,9 @@ rule train_au_guided:
         BENCH / "train" / "{guided_family}_au_guided.tsv"
     conda:
         "../envs/models.yaml"
-    threads: MODELS_CFG["threads"]
+    threads: CAM_TRAINING["threads"]
     resources:
-        gpu=MODELS_CFG["gpus"],
-        mem_mb=8000,
-        runtime=240,
+        **CAM_TRAINING["resources"],
     params:
         clips_dir=CLIPS_DIR_PARAM,
         family=lambda wildcards: wildcards.guided_family,
@@ -137,11 +135,9 @@ rule train_cam_twin:
         BENCH / "train" / f"image{layout.CAM_SUFFIX}.tsv"
     conda:
         "../envs/models.yaml"
-    threads: MODELS_CFG["threads"]
+    threads: CAM_TRAINING["threads"]
     resources:
-        gpu=MODELS_CFG["gpus"],
-        mem_mb=8000,
-        runtime=240,
+        **CAM_TRAINING["resources"],
     params:
         clips_dir=CLIPS_DIR_PARAM,
         family="image",
@@ -165,11 +161,9 @@ rule train_guidance_sweep:
         BENCH / "train" / "au_guidance_sweep_w{sweep_weight}.tsv"
     conda:
         "../envs/models.yaml"
-    threads: MODELS_CFG["threads"]
+    threads: CAM_TRAINING["threads"]
     resources:
-        gpu=MODELS_CFG["gpus"],
-        mem_mb=8000,
-        runtime=240,
+        **CAM_TRAINING["resources"],
     params:
         clips_dir=CLIPS_DIR_PARAM,
         family=SWEEP_FAMILY,

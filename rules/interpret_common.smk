@@ -126,6 +126,9 @@ def cam_twin_params(wildcards):
     return settings
 
 
+# What retraining a CAM-explainable family (AU-guided, cam twin, sweep) asks for.
+CAM_TRAINING = train_rule_resources(registry.names(cam=True))
+
 # The per-model analyses, one rule each (interpret_<analysis>, generated in rules/interpret.smk), with
 # the memory each asks for and what it does.
 ANALYSES = {

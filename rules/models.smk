@@ -80,11 +80,9 @@ rule train_seeded:
         seed=r"\d+",
     conda:
         "../envs/models.yaml"
-    threads: MODELS_CFG["threads"]
+    threads: SEEDED_TRAINING["threads"]
     resources:
-        gpu=MODELS_CFG["gpus"],
-        mem_mb=8000,
-        runtime=240,
+        **SEEDED_TRAINING["resources"],
     params:
         clips_dir=CLIPS_DIR_PARAM,
         family=lambda wildcards: wildcards.seeded_family,

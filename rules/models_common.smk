@@ -126,6 +126,10 @@ SEEDED = [
 ]
 
 
+# What a retraining of any seedable family asks for (train_seeded has one rule for them all).
+SEEDED_TRAINING = train_rule_resources(registry.names(seedable=True))
+
+
 def seeded_params(wildcards):
     settings = train_params(wildcards, wildcards.seeded_family)
     return {**settings, "common": {**settings["common"], "seed": int(wildcards.seed)}}
