@@ -152,7 +152,7 @@ def load_images(
 
 
 def load_model(checkpoint: str | Path):
-    """(model in eval mode, input side the model was trained at or None, checkpoint dict)."""
+    """(model in eval mode, its input transform (impressions.models.transforms), checkpoint dict)."""
     from impressions.models import networks as models
 
     model, ckpt = models.load_checkpoint(checkpoint)
@@ -161,16 +161,13 @@ def load_model(checkpoint: str | Path):
             f"{checkpoint}: a {ckpt['family']} model has no class activation maps; "
             "interpretation needs an image or face model (DAN+)"
         )
-    return model, ckpt.get("summary", {}).get("settings", {}).get("input_size"), ckpt
+    return model, model.transform, ckpt
 
 
-def model_input(images: np.ndarray, input_size: int | None):
-    """uint8 (n, S, S, 3) -> float tensor (n, 3, s, s) in 0..1, exactly as in training."""
-    import torch
-
-    from impressions.training import datasets
-
-    return datasets.prepare_images(torch.from_numpy(np.ascontiguousarray(images)), input_size)
+def model_input(images: np.ndarray, transform):
+    """uint8 (n, S, S, 3) -> float tensor (n, 3, s, s) in 0..1 by the model's own input transform
+    (`model.transform`, recorded with its checkpoint: impressions.models.transforms), as in training."""
+    return transform(images)
 
 
 def _batched(fn, x, batch_size: int = 64):

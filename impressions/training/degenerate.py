@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from impressions.models import registry
 from impressions.schemas import SPLITS, TRAITS
 
 NOT_TRAINED = "not_trained"
@@ -58,18 +59,19 @@ def why_not_trainable(
         expressions = pl.read_parquet(inputs.expressions).filter(pl.col("clip_id").is_in(train_ids))
         if not expressions.height:
             return "AU guidance needs facial expressions, and no train clip has any (no face found)"
-    if family in ("audio", "audio_fbank"):
+    spec = registry.get(family)
+    if spec.sample_kind in ("waveform", "logfbank"):
         audio = pl.read_parquet(inputs.audio_table).filter(pl.col("clip_id").is_in(train_ids))
         if not audio.filter(pl.col("has_audio")).height:
             return "no train clip has an audio track (the inputs would be silence only)"
-    if family == "image":
+    if spec.sample_kind == "frames":
         frames = pl.read_parquet(inputs.frames).filter(pl.col("clip_id").is_in(train_ids))
         if not frames.height:
             return "no frame could be decoded from any train clip"
-    if family in ("fusion", "fusion_handcrafted"):
+    if spec.trainer == "fusion":
         components = list(options.get("inputs", []))
         usable = [m for m in components if m not in untrained]
-        if family == "fusion" and not usable:
+        if set(spec.inputs) == {"features"} and not usable:  # nothing but its components' features
             listed = "; ".join(f"{m}: {untrained[m]}" for m in components)
             return f"none of its component models was trained ({listed})"
     return None
