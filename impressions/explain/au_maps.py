@@ -5,7 +5,7 @@ frame and an emotion -> AU codebook into a heatmap of where that emotion shows o
 compares a network's attention (or CAM) with it, or trains the attention toward it:
 
 - `AU_LANDMARKS`: each AU's centres on the face, as landmark indices (see there);
-- `CODEBOOK`: each emotion's prototypic AUs (EMFACS, Friesen & Ekman 1983), neutral has none;
+- `CODEBOOK`: each emotion's prototypic AUs (`impressions.expressions.codebook`), neutral has none;
 - `au_heatmaps` / `emotion_map` / `frame_maps`: Gaussian blobs (peak 1) at the AU centres, with a
   width that is a fraction of the inter-ocular distance (IOD: mean of points 36-41 to mean of
   42-47), so the same face gets the same map at any resolution;
@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from impressions.expressions import codebook
 from impressions.schemas import AUS, EMOTIONS
 
 Anchor = int | tuple[int, ...]
@@ -54,17 +55,7 @@ AU_LANDMARKS: dict[str, tuple[Anchor, ...]] = {
 """AU (`schemas.AUS`) -> its centres, each a dlib-68 landmark index or a tuple of indices whose mean
 is the centre (midpoints and centroids place centres where no landmark lies, e.g. the cheeks)."""
 
-CODEBOOK: dict[str, tuple[str, ...]] = {
-    "anger": ("AU04", "AU05", "AU07", "AU23"),
-    # EMFACS disgust is 9 or 10 with 15, 16 or 17; AU16 (lower lip depressor) is not estimated here.
-    "disgust": ("AU09", "AU10", "AU15", "AU17"),
-    "fear": ("AU01", "AU02", "AU04", "AU05", "AU07", "AU20", "AU26"),
-    "happiness": ("AU06", "AU12"),
-    "sadness": ("AU01", "AU04", "AU15"),
-    "surprise": ("AU01", "AU02", "AU05", "AU26"),
-    "neutral": (),
-}
-"""Emotion (`schemas.EMOTIONS`) -> prototypic AUs (EMFACS prototypes); neutral has none."""
+CODEBOOK = codebook.CODEBOOK  # the one emotion -> AU table (impressions/expressions/codebook.py)
 
 SIGMA = 0.2
 """Default blob width (Gaussian sigma) in inter-ocular distances: about 1.3 cm on an adult face,
@@ -175,7 +166,7 @@ def rescale_points(points: np.ndarray, from_size: tuple[float, float], to_size: 
 def mean_face(size: int, iod: float = 0.31) -> np.ndarray:
     """(68, 2) landmarks of a neutral frontal face centred in a size x size image (an eye-aligned
     crop's proportions: IOD = `iod` * size); for tests, demos and codebook figures."""
-    from impressions.expressions.detector import TEMPLATE  # IOD units, origin at the eye midpoint
+    from impressions.expressions.geometry import TEMPLATE  # IOD units, origin at the eye midpoint
 
     xy = TEMPLATE[:, :2]
     centre = (xy.min(axis=0) + xy.max(axis=0)) / 2

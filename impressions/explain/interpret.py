@@ -848,7 +848,7 @@ def au_map_analysis(name: str, checkpoint: Path, images: Images, files: Mapping[
         f"AU-codebook maps against CAM: {name}",
         f"How far the {name} model (au_guidance_weight {weight:g}) looks where the facial expression is. "
         f"Each frame's AU map places a Gaussian at the landmarks of every Action Unit that the emotion -> AU "
-        f"codebook (impressions.explain.au_maps.CODEBOOK, EMFACS prototypes) lists for the frame's dominant "
+        f"codebook (impressions.expressions.codebook, EMFACS prototypes) lists for the frame's dominant "
         f"emotion; {int(used.sum())} of {len(faces)} {what} have a non-neutral emotion and enter the "
         f"correlation. Mean r over traits: {table['mean_r'][-1]:.3f}.",
         order=40 + (images.kind == "faces"),
