@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from impressions import devices
 from impressions.models import networks as models
 from impressions.schemas import TRAITS
 from impressions.training import datasets, degenerate
@@ -248,7 +249,7 @@ def predict_paths(
     """
     import polars as pl
 
-    device = training.resolve_device(device)
+    device = devices.resolve_device(device)
     videos, failures = video_files(paths)
     loaded = load_models(models_dir, names, device)
     prep = _preprocessing(loaded)

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from impressions.expressions import codebook
+from impressions.expressions import codebook, geometry
 from impressions.schemas import AUS, EMOTIONS
 
 Anchor = int | tuple[int, ...]
@@ -81,12 +81,6 @@ def au_centres(landmarks: np.ndarray, aus: Sequence[str]) -> np.ndarray:
     return np.stack(points, axis=-2)
 
 
-def interocular(landmarks: np.ndarray) -> np.ndarray:
-    """Distance between the eye centres (mean of points 36-41 and of 42-47), per face (...,)."""
-    landmarks = np.asarray(landmarks, dtype=np.float64)
-    return np.linalg.norm(landmarks[..., 36:42, :].mean(-2) - landmarks[..., 42:48, :].mean(-2), axis=-1)
-
-
 def _blobs(centres: np.ndarray, scale: np.ndarray, size: int) -> np.ndarray:
     """(N, size, size): max over K Gaussians at centres (N, K, 2) with sigmas scale (N,)."""
     grid = np.arange(size, dtype=np.float64)
@@ -102,7 +96,7 @@ def _valid(landmarks: np.ndarray) -> np.ndarray:
     """Faces whose 68 points are all finite and whose eyes are apart (N,)."""
     flat = landmarks.reshape(len(landmarks), -1)
     ok = np.isfinite(flat).all(axis=1)
-    iod = np.where(ok, interocular(np.nan_to_num(landmarks)), 0.0)
+    iod = np.where(ok, geometry.interocular(np.nan_to_num(landmarks)), 0.0)
     return ok & (iod > 0)
 
 
@@ -118,7 +112,7 @@ def au_heatmaps(
     out = np.zeros((len(aus), size, size), np.float32)
     if not _valid(lm)[0]:
         return out
-    scale = sigma * interocular(lm)
+    scale = sigma * geometry.interocular(lm)
     for i, au in enumerate(aus):
         out[i] = _blobs(au_centres(lm, [au]), scale, size)[0]
     return out
@@ -151,7 +145,7 @@ def frame_maps(
             continue
         for start in range(0, len(rows), chunk):  # (chunk, K, size, size) stays small
             part = rows[start : start + chunk]
-            out[part] = _blobs(au_centres(lm[part], aus), sigma * interocular(lm[part]), size)
+            out[part] = _blobs(au_centres(lm[part], aus), sigma * geometry.interocular(lm[part]), size)
     return out
 
 

@@ -54,6 +54,8 @@ def _baseline_predictions(clips):
     import polars as pl
 
     train = clips.filter(pl.col("split") == "train").select(TRAITS).drop_nulls()
+    # polars' mean, not metrics.train_mean: its summation order differs in the last bit, and the
+    # report's baseline figures are pinned to the digit.
     mean = train.mean().row(0) if train.height else (np.nan,) * len(TRAITS)
     rest = clips.filter(pl.col("split").is_in(["val", "test"])).select("clip_id", "split")
     if not train.height:  # no training mean, no baseline (degenerate.statements says so)

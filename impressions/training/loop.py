@@ -166,12 +166,7 @@ class Inputs:
 # Reproducibility and devices
 
 
-def resolve_device(name: str = "auto") -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device: cuda was asked for, but torch sees no GPU (use auto or cpu)")
-    return name
+from impressions.devices import resolve_device  # noqa: E402, F401 - the one device rule, used below
 
 
 def seed_everything(seed: int, threads: int = 0) -> None:
@@ -291,7 +286,7 @@ def fit(
         train_set, settings.batch_size, shuffle=True, seed=settings.seed, device=device,
         num_workers=settings.num_workers,
     )  # fmt: skip
-    fill = train_set.clips.labels.mean(axis=0)  # what clips without samples get, as in the final predictions
+    fill = metrics.train_mean(train_set.clips.labels)  # what clips without samples get, as in the end
     history: list[dict] = []
     best_acc, best_state, stale = -np.inf, None, 0
     scale = None  # the guidance term's normalisation, fixed on the first batch that has AU maps
@@ -678,7 +673,8 @@ def _write_all(
         **extra,
     }  # fmt: skip
     models.save_checkpoint(
-        outputs.checkpoint, model, family, builder, train_mean=splits["train"].labels.mean(axis=0).tolist(),
+        outputs.checkpoint, model, family, builder,
+        train_mean=metrics.train_mean(splits["train"].labels).tolist(),
         summary=json.loads(json.dumps(summary, default=str)), **fills,
     )  # fmt: skip
     outputs.summary.write_text(json.dumps(summary, indent=2, default=str))
@@ -780,7 +776,7 @@ def _train_on_samples(family, inputs, splits, settings, builder, device) -> _Tra
         extra["au_guidance_samples"] = guided
         train_set = datasets.AUMapDataset(sets["train"], maps)
     model, history = fit(model, train_set, sets["val"], splits["val"], settings, prepare, device)
-    train_mean = splits["train"].labels.mean(axis=0)
+    train_mean = metrics.train_mean(splits["train"].labels)
     preds, feats, filled = {}, {}, {}
     for s, clips in splits.items():
         p, f, counts = predict_clips(
@@ -836,7 +832,7 @@ def _train_on_table(family, inputs, clips_table, splits, settings, builder, devi
         )
         x = "epoch"
     model = model.cpu().eval()
-    train_mean = splits["train"].labels.mean(axis=0)
+    train_mean = metrics.train_mean(splits["train"].labels)
     preds, feats, filled = {}, {}, {}
     with torch.no_grad():
         for s in SPLITS:
