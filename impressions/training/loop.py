@@ -54,13 +54,13 @@ from impressions.explain import au_maps
 from impressions.layout import PREPROCESSING_SECTIONS, Outputs  # noqa: F401 - part of this module's API
 from impressions.models import networks as models
 from impressions.report import metrics
-from impressions.schemas import AUS, EMOTIONS, SPLITS, TRAITS
+from impressions.schemas import AUS, EMOTIONS, OUTPUTS, SPLITS, TRAITS, polars_schema
 from impressions.training import datasets
 
 log = logging.getLogger(__name__)
 
-PREDICTION_COLUMNS = {"clip_id": "str", "split": "str", "model": "str", **{t: "f64" for t in TRAITS}}
-"""Schema of every model's predictions.parquet (one row per clip of val and test)."""
+PREDICTION_COLUMNS = OUTPUTS["predictions"]
+"""Schema of every model's predictions.parquet (`schemas.OUTPUTS`; one row per clip of val and test)."""
 
 TRAIN_KEYS = frozenset(
     {"epochs", "batch_size", "lr", "weight_decay", "patience", "loss", "input_size", "augment", "alphas",
@@ -593,8 +593,7 @@ def predictions_frame(name: str, split_preds: Mapping[str, tuple[Sequence[str], 
     for split, (ids, pred) in split_preds.items():
         data = {"clip_id": list(ids), "split": [split] * len(ids), "model": [name] * len(ids)}
         data |= {t: pred[:, i].astype(np.float64) for i, t in enumerate(TRAITS)}
-        parts.append(pl.DataFrame(data, schema={k: pl.String if v == "str" else pl.Float64
-                                                for k, v in PREDICTION_COLUMNS.items()}))  # fmt: skip
+        parts.append(pl.DataFrame(data, schema=polars_schema("predictions")))
     return pl.concat(parts)
 
 
