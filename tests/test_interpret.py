@@ -42,9 +42,10 @@ def test_frames_carry_boxes_and_landmarks_in_stored_pixels(tmp_path):
     assert len(images) == 6 and images.images.shape == (6, 32, 32, 3)
     assert images.clip_ids == ["a"] * 3 + ["b"] * 3 and images.frame_index.tolist() == [0, 1, 2] * 2
     assert images.images[3, 0, 0, 0] == ord("b")
-    # 320 x 160 decoded -> 32 x 32 stored: x / 10, y / 5.
+    # 320 x 160 decoded -> 32 x 32 stored: box edges x / 10, y / 5; landmarks are pixel centres, placed
+    # as AU guidance places them: (x + 0.5) / 10 - 0.5, (y + 0.5) / 5 - 0.5.
     np.testing.assert_allclose(images.boxes[0], [8, 8, 24, 24])
-    np.testing.assert_allclose(images.landmarks[0, 0], [3.2, 3.2])
+    np.testing.assert_allclose(images.landmarks[0, 0], [2.75, 2.8], rtol=1e-6)
     assert np.isnan(images.boxes[4]).all() and images.has_face.tolist() == [True] * 4 + [False, True]
     assert images.emotions == ["anger", "happiness", "happiness", "anger", None, "happiness"]
     assert np.isnan(images.aus[4]).all() and images.aus[5, 0] == 2

@@ -20,6 +20,10 @@ COPIES = [
     ("device choice", r"cuda\.is_available\(", "devices.py"),
     ("inter-ocular distance", r"norm\(.*36:42", "expressions/geometry.py"),
     ("train-mean baseline", r"(labels|\[1\])\.mean\(axis=0\)", "report/metrics.py"),
+    # a frame's dominant emotion, whose codebook AUs its AU map shows (clip-level breakdowns in
+    # report/metrics.py rank mean probabilities with polars, another idea)
+    ("frame's dominant emotion", r"EMOTIONS\[int\(np\.argmax", "explain/au_maps.py"),
+    ("landmark rescaling", r"\(points \+ 0\.5\)", "explain/au_maps.py"),
 ]
 
 

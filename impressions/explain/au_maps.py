@@ -157,6 +157,24 @@ def rescale_points(points: np.ndarray, from_size: tuple[float, float], to_size: 
     return (points + 0.5) * ratio - 0.5
 
 
+def stored_landmarks(points: np.ndarray, decoded, stored: tuple[float, float]) -> np.ndarray:
+    """Landmarks (..., 68, 2) of frames decoded at (width, height) `decoded` ((..., 2) or (2,)), moved
+    into the stored frames of (width, height) `stored` (squashed like the frames were, `rescale_points`);
+    NaN where the decoded size is unknown or not positive. Training's AU guidance and the analyses
+    both place landmarks with this."""
+    decoded = np.array(decoded, dtype=np.float64)
+    decoded[~np.isfinite(decoded).all(axis=-1) | (decoded <= 0).any(axis=-1)] = np.nan
+    return rescale_points(points, decoded[..., None, :], stored)
+
+
+def dominant_emotions(probs: np.ndarray) -> list[str | None]:
+    """The most probable emotion (`schemas.EMOTIONS` order) of each row of (n, 7) probabilities; None
+    where any probability is missing. The emotion whose codebook AUs a frame's map shows."""
+    probs = np.asarray(probs, dtype=np.float64).reshape(-1, len(EMOTIONS))
+    known = np.isfinite(probs).all(axis=1)
+    return [EMOTIONS[int(np.argmax(p))] if ok else None for p, ok in zip(probs, known)]
+
+
 def mean_face(size: int, iod: float = 0.31) -> np.ndarray:
     """(68, 2) landmarks of a neutral frontal face centred in a size x size image (an eye-aligned
     crop's proportions: IOD = `iod` * size); for tests, demos and codebook figures."""

@@ -76,11 +76,10 @@ class Images:
         )  # fmt: skip
 
 
-def _points(values, sx: float = 1.0, sy: float = 1.0) -> np.ndarray:
+def _points(values) -> np.ndarray:
     if values is None:
         return np.full((68, 2), np.nan, np.float32)
-    pts = np.asarray(values, np.float32).reshape(-1, 2)
-    return pts * np.array([sx, sy], np.float32)
+    return np.asarray(values, np.float32).reshape(-1, 2)
 
 
 def load_images(
@@ -94,6 +93,8 @@ def load_images(
     per-clip folders.
     """
     import polars as pl
+
+    from impressions.explain import au_maps
 
     if kind not in ("frames", "faces"):
         raise ValueError(f"kind must be frames or faces, not {kind!r}")
@@ -126,7 +127,9 @@ def load_images(
                 landmarks.append(_points(r["landmarks_aligned"]))
                 boxes.append(np.full(4, np.nan, np.float32))
             else:
-                landmarks.append(_points(r["landmarks"], sx, sy))
+                # placed as training's AU guidance places them (pixel centres to pixel centres)
+                decoded = (r["width"], r["height"])
+                landmarks.append(au_maps.stored_landmarks(_points(r["landmarks"]), decoded, (size, size)))
                 box = [r.get(k) for k in ("box_left", "box_top", "box_right", "box_bottom")]
                 boxes.append(
                     np.full(4, np.nan, np.float32)
@@ -135,8 +138,7 @@ def load_images(
                 )
             au = [r.get(a) for a in AUS]
             aus.append(np.array([np.nan if v is None else v for v in au], np.float32))
-            probs = [r.get(e) for e in EMOTIONS]
-            emotions.append(None if any(p is None for p in probs) else EMOTIONS[int(np.argmax(probs))])
+            emotions += au_maps.dominant_emotions([r.get(e) for e in EMOTIONS])
     n = len(images)
     size = images[0].shape[0] if n else 0
     return Images(
@@ -145,7 +147,7 @@ def load_images(
         rows["clip_id"].to_list(),
         rows["frame_index"].to_numpy(),
         np.stack(boxes) if n else np.zeros((0, 4), np.float32),
-        np.stack(landmarks) if n else np.zeros((0, 68, 2), np.float32),
+        np.stack(landmarks).astype(np.float32) if n else np.zeros((0, 68, 2), np.float32),
         np.stack(aus) if n else np.zeros((0, len(AUS)), np.float32),
         emotions,
     )
