@@ -387,7 +387,7 @@ def test_inputs_from_files_reads_the_faces_table():
 def test_the_analyses_and_guidance_build_the_same_maps(data, tmp_path):
     """One builder: the frames the analyses read get the AU maps training's guidance trains toward,
     here for frames decoded 3x wider than stored (landmarks squashed like the frames)."""
-    from impressions.explain import interpret
+    from impressions.explain import images as loader
 
     t = data["tables"]
     frames = pl.read_parquet(t / "frames.parquet").with_columns(pl.col("width") * 3)
@@ -401,7 +401,7 @@ def test_the_analyses_and_guidance_build_the_same_maps(data, tmp_path):
     frames_set = _train_set(data, "image")
     guidance = training.guidance_maps("image", inputs, frames_set, size=model_data.SIZE)
     tables = [pl.read_parquet(t / "clips.parquet"), frames, faces, pl.read_parquet(t / "expressions.parquet")]
-    images = interpret.load_images("frames", *tables, data["clips"], splits=["train"])
+    images = loader.load_images("frames", *tables, data["clips"], splits=["train"])
     analysed = au_maps.frame_maps(images.landmarks, images.emotions, images.size)
     by_item = {(c, int(k)): m for c, k, m in zip(images.clip_ids, images.frame_index, analysed)}
     items = [(frames_set.clips.ids[pos], k) for pos, k in frames_set.items]

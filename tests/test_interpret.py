@@ -4,7 +4,7 @@ import numpy as np
 import polars as pl
 
 from impressions import schemas
-from impressions.explain import interpret
+from impressions.explain import images as loader
 from impressions.schemas import AUS, EMOTIONS
 
 
@@ -38,7 +38,7 @@ def tables(tmp_path, size=32):
 
 def test_frames_carry_boxes_and_landmarks_in_stored_pixels(tmp_path):
     clips, frames, faces, expressions = tables(tmp_path)
-    images = interpret.load_images("frames", clips, frames, faces, expressions, tmp_path)
+    images = loader.load_images("frames", clips, frames, faces, expressions, tmp_path)
     assert len(images) == 6 and images.images.shape == (6, 32, 32, 3)
     assert images.clip_ids == ["a"] * 3 + ["b"] * 3 and images.frame_index.tolist() == [0, 1, 2] * 2
     assert images.images[3, 0, 0, 0] == ord("b")
@@ -53,11 +53,11 @@ def test_frames_carry_boxes_and_landmarks_in_stored_pixels(tmp_path):
 
 def test_faces_keep_face_frames_with_aligned_landmarks_splits_and_cap(tmp_path):
     clips, frames, faces, expressions = tables(tmp_path)
-    images = interpret.load_images("faces", clips, frames, faces, expressions, tmp_path)
+    images = loader.load_images("faces", clips, frames, faces, expressions, tmp_path)
     assert len(images) == 5 and images.images.shape[1:] == (16, 16, 3)
     np.testing.assert_allclose(images.landmarks[0, 0], [1.6, 0.8])  # landmarks_aligned, unscaled
     assert np.isnan(images.boxes).all()
-    test_only = interpret.load_images("faces", clips, frames, faces, None, tmp_path, splits=["test"])
+    test_only = loader.load_images("faces", clips, frames, faces, None, tmp_path, splits=["test"])
     assert test_only.clip_ids == ["b", "b"] and test_only.emotions == [None, None]
-    capped = interpret.load_images("frames", clips, frames, faces, expressions, tmp_path, max_frames=3)
+    capped = loader.load_images("frames", clips, frames, faces, expressions, tmp_path, max_frames=3)
     assert list(zip(capped.clip_ids, capped.frame_index.tolist())) == [("a", 0), ("a", 2), ("b", 2)]

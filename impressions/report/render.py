@@ -5,7 +5,7 @@ Writes `index.html` (self-contained: curves are embedded) and `report.md` (curve
 numbers behind them as Parquet: `metrics.parquet` (model, split, metric, trait, value, ci_low,
 ci_high, n), `breakdowns.parquet` and `comparisons.parquet`.
 
-After the model results come the interpretation sections (`impressions.explain.interpret`: each a
+After the model results come the interpretation sections (`impressions.explain.sections`: each a
 `section.json` with text, captioned figures and tables, rendered in order).
 
 Intervals are 95% percentile bootstrap intervals that resample YouTube ids (people), not clips: clips
@@ -405,11 +405,11 @@ def write_report(
         )
 
     if sections:
-        from impressions.explain import interpret
+        from impressions.explain.sections import read_sections
 
         md.append("\n# What the networks look at\n")
         body.append("<h1>What the networks look at</h1>")
-        for sec in interpret.read_sections(sections):
+        for sec in read_sections(sections):
             section(sec["title"], sec["text"])
             for fig in sec["figures"]:
                 path = Path(fig["path"])
