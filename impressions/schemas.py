@@ -123,6 +123,9 @@ UNITS.update({
 OUTPUTS: dict[str, dict[str, str]] = {
     "predictions": {"clip_id": "str", "split": "str", "model": "str", **{t: "f64" for t in TRAITS}},
 }
+# results/tables/splits.parquet: each clip's train/val/test assignment and the `models.split` mode and
+# seed that made it (impressions.data.splits).
+OUTPUTS["splits"] = {"clip_id": "str", "split": "str", "mode": "str", "seed": "i64"}
 OUTPUTS["predict"] = {
     **OUTPUTS["predictions"], "has_input": "bool", "note": "str", "status": "str", "qc_reason": "str",
 }  # fmt: skip

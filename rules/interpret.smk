@@ -9,6 +9,7 @@ rule train_au_guided:
     input:
         unpack(guided_inputs),
         clips=TABLES_DIR / "clips.parquet",
+        splits=TABLES_DIR / "splits.parquet",
         faces=TABLES_DIR / "faces.parquet",
         expressions=TABLES_DIR / "expressions.parquet",
     output:
@@ -109,6 +110,7 @@ rule au_guidance_effect:
     """Accuracy and CAM-AU correlation of each AU-guided model against its unguided twin."""
     input:
         clips=TABLES_DIR / "clips.parquet",
+        splits=TABLES_DIR / "splits.parquet",
         correlations=[
             interpret_files("au_maps", m)["correlation"]
             for g in GUIDED
@@ -147,6 +149,7 @@ rule interpret_manifold:
     """t-SNE of each model's per-clip penultimate features, with trustworthiness."""
     input:
         clips=TABLES_DIR / "clips.parquet",
+        splits=TABLES_DIR / "splits.parquet",
         expressions=TABLES_DIR / "expressions.parquet",
         features=[
             model_files(m)["features"] for m in INTERPRET_CFG["manifold"]["models"]
@@ -176,6 +179,7 @@ rule train_cam_twin:
     """The image model trained again with the GAP (cam) head, for the published CAM face-overlap test."""
     input:
         clips=TABLES_DIR / "clips.parquet",
+        splits=TABLES_DIR / "splits.parquet",
         frames=TABLES_DIR / "frames.parquet",
     output:
         **model_files(f"image{layout.CAM_SUFFIX}"),
@@ -228,6 +232,7 @@ rule train_guidance_sweep:
     input:
         unpack(sweep_inputs),
         clips=TABLES_DIR / "clips.parquet",
+        splits=TABLES_DIR / "splits.parquet",
         faces=TABLES_DIR / "faces.parquet",
         expressions=TABLES_DIR / "expressions.parquet",
     output:

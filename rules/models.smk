@@ -8,6 +8,7 @@ rule train_image:
     """DAN+ on whole frames (frames.npy of every clip)."""
     input:
         clips=TABLES_DIR / "clips.parquet",
+        splits=TABLES_DIR / "splits.parquet",
         frames=TABLES_DIR / "frames.parquet",
     output:
         **model_files("image"),
@@ -34,6 +35,7 @@ rule train_face:
     """DAN+ on aligned faces (faces.npy, frames with has_face only)."""
     input:
         clips=TABLES_DIR / "clips.parquet",
+        splits=TABLES_DIR / "splits.parquet",
         frames=TABLES_DIR / "faces.parquet",
     output:
         **model_files("face"),
@@ -160,6 +162,7 @@ rule train_au_linear_published:
     plain least squares and per-clip means are our reading: the paper names neither)."""
     input:
         clips=TABLES_DIR / "clips.parquet",
+        splits=TABLES_DIR / "splits.parquet",
         expressions=TABLES_DIR / "expressions.parquet",
     output:
         **model_files("au_linear_published"),

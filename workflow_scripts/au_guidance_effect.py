@@ -11,8 +11,9 @@ def by_model(paths):
 
 with logs.to_file(snakemake.log[0]):
     clips, _, _, _ = interpret.read_tables(
-        snakemake.input.clips, None, None, None, snakemake.params.split, snakemake.params.seed
-    )
+        snakemake.input.clips, None, None, None, snakemake.params.split, snakemake.params.seed,
+        snakemake.input.splits,
+    )  # fmt: skip
     files = {key: Path(path) for key, path in snakemake.output.items()}
     sections.guarded(
         "guidance",

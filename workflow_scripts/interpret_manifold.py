@@ -6,7 +6,7 @@ from impressions.explain import interpret, sections
 with logs.to_file(snakemake.log[0]):
     clips, _, _, expressions = interpret.read_tables(
         snakemake.input.clips, None, None, snakemake.input.expressions,
-        snakemake.params.split, snakemake.params.seed,
+        snakemake.params.split, snakemake.params.seed, snakemake.input.splits,
     )  # fmt: skip
     files = {key: Path(path) for key, path in snakemake.output.items()}
     sections.guarded(

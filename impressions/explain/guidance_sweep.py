@@ -241,7 +241,7 @@ def run(family: str, inputs: Mapping, outputs: Mapping[str, str], options: Mappi
     checkpoints = read_weights(inputs["checkpoints"])
     clips, frames, faces, expressions = interpret.read_tables(
         inputs["clips"], inputs["frames"], inputs["faces"], inputs["expressions"],
-        options["split"], options["seed"],
+        options["split"], options["seed"], inputs.get("splits"),
     )  # fmt: skip
     return sections.guarded(
         "guidance_sweep", family, files, sweep_analysis, family, list(checkpoints), checkpoints,

@@ -60,7 +60,7 @@ def load_images(
 ) -> Images:  # fmt: skip
     """Frames (kind "frames": every sampled frame) or aligned faces ("faces": frames with a face).
 
-    `clips` is the clips table with the split the models used (layout.assign_splits); `frames`,
+    `clips` is the clips table with the split the models used (`impressions.data.splits.read_clips`); `frames`,
     `faces`, `expressions` the dataset tables (expressions may be None); `clips_dir` holds the
     per-clip folders.
     """

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from impressions import layout
+from impressions.data import splits
 from impressions.explain.au_analyses import au_map_analysis
 from impressions.explain.cam_analyses import cam_analysis, cam_overlap_analysis
 from impressions.explain.images import load_images
@@ -139,15 +140,17 @@ def manifold_analysis(
 
 
 def read_tables(
-    clips_path, frames_path, faces_path, expressions_path, split: str = "official", seed: int = 0
-):
-    """(clips with the models' split, frames, faces, expressions) as polars frames; None where no path."""
+    clips_path, frames_path, faces_path, expressions_path, split: str = "official", seed: int = 0,
+    splits_path=None,
+):  # fmt: skip
+    """(clips with the models' split, frames, faces, expressions) as polars frames; None where no path.
+    The split is the splits table's (`splits_path`), else computed from `split` and `seed`."""
     import polars as pl
 
     def read(path):
         return pl.read_parquet(path) if path else None
 
-    clips = layout.split_clips(clips_path, split, seed)
+    clips = splits.read_clips(clips_path, splits_path, split, seed)
     return clips, read(frames_path), read(faces_path), read(expressions_path)
 
 
@@ -179,7 +182,7 @@ def run(
 def _run(analysis: str, model_name: str, inputs: Mapping[str, str], files: Mapping[str, Path], options):
     clips, frames, faces, expressions = read_tables(
         inputs["clips"], inputs["frames"], inputs["faces"], inputs.get("expressions"),
-        options.get("split", "official"), options.get("seed", 0),
+        options.get("split", "official"), options.get("seed", 0), inputs.get("splits"),
     )  # fmt: skip
     kind = explained_kind(model_name)
     # The published face-overlap test uses held-out frames only, whatever `splits` says.

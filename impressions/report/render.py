@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from impressions import layout
+from impressions.data import splits as data_splits
 from impressions.report import metrics
 from impressions.schemas import TRAITS
 from impressions.training import degenerate
@@ -280,13 +280,14 @@ def write_report(
     prediction_paths: Sequence[Path], summary_paths: Sequence[Path], curve_paths: Sequence[Path],
     outputs: Mapping[str, Path], n_boot: int = 1000, seed: int = 0, dataset: str = "",
     split: str = "official", sections: Sequence[Path] = (), reproduce: Sequence[Mapping] = (),
-    experiment: str = "",
+    experiment: str = "", splits_path: Path | None = None,
 ) -> None:  # fmt: skip
-    """Evaluate every model and write the HTML and Markdown report and its tables (see the docstring)."""
+    """Evaluate every model and write the HTML and Markdown report and its tables (see the docstring).
+    `splits_path`: the workflow's splits table (else the split is computed from `split` and `seed`)."""
     import polars as pl
 
     clips, qc, faces = (pl.read_parquet(p) for p in (clips_path, qc_path, faces_path))
-    clips = layout.split_clips(clips_path, split, seed)  # the split the models were trained and scored on
+    clips = data_splits.read_clips(clips_path, splits_path, split, seed)  # the models' split
     expressions = pl.read_parquet(expressions_path) if expressions_path else None
     predictions = [pl.read_parquet(p) for p in prediction_paths]
     table, breakdowns, comparisons = evaluate(clips, predictions, expressions, n_boot=n_boot, seed=seed)

@@ -133,14 +133,12 @@ def train_or_explain(
     """`training.train_family` when the data allow it, else the outputs of an untrained family."""
     import logging
 
-    import polars as pl
-
-    from impressions import layout
+    from impressions.data import splits
     from impressions.training import loop as training
 
     name = name or family
     settings, _ = training.Settings.from_options(common, options)
-    clips = layout.assign_splits(pl.read_parquet(inputs.clips), settings.split, settings.seed)
+    clips = splits.read_clips(inputs.clips, inputs.splits, settings.split, settings.seed)
     reason = why_not_trainable(family, inputs, clips, options, untrained_components(inputs))
     if reason is None:
         return training.train_family(family, inputs, outputs, common, options, name, preprocessing)

@@ -49,7 +49,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from impressions import layout, logs
+from impressions import logs
+from impressions.data import splits as data_splits
 from impressions.explain import au_maps
 from impressions.layout import PREPROCESSING_SECTIONS, Outputs  # noqa: F401 - part of this module's API
 from impressions.models import networks as models
@@ -84,7 +85,7 @@ class Settings:
     device: str = "auto"
     amp: bool = True
     num_workers: int = 0
-    split: str = "official"  # official or identity: impressions.layout.assign_splits (seeded by seed)
+    split: str = "official"  # official or identity: impressions.data.splits (seeded by seed)
     threads: int = 0  # torch CPU threads; 0 leaves torch's default
     epochs: int = 10
     batch_size: int = 32
@@ -131,6 +132,7 @@ class Inputs:
     features: Mapping[str, Path] | None = None  # component model -> features.npz (fusion)
     faces: Path | None = None  # faces table: landmarks for AU guidance (the face family's `frames` has them)
     voice: Path | None = None  # voice table: voice_linear, and fusion_handcrafted's voice columns when given
+    splits: Path | None = None  # the workflow's splits.parquet (impressions.data.splits); else computed
 
     @classmethod
     def from_files(
@@ -159,6 +161,7 @@ class Inputs:
             features={Path(f).parent.name: Path(f) for f in features} if features else None,
             faces=one("faces"),
             voice=one("voice"),
+            splits=one("splits"),
         )
 
 
@@ -706,7 +709,7 @@ def train_family(
     settings, builder = Settings.from_options(common, options)
     seed_everything(settings.seed, settings.threads)
     device = resolve_device(settings.device)
-    clips_table = layout.split_clips(inputs.clips, settings.split, settings.seed)
+    clips_table = data_splits.read_clips(inputs.clips, inputs.splits, settings.split, settings.seed)
     splits = _clips_by_split(clips_table)
     sizes = [len(c) for c in splits.values()]
     if not sizes[0] or not sizes[1]:
