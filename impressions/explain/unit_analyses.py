@@ -43,6 +43,72 @@ EMERGENCE_SCHEMA = {
 """au_emergence.csv: one row per level (frame, clip) and AU; n is frames or clips."""
 
 
+def _layer_detectors(name, acts, size, masks, parts, top, threshold, margin):
+    """Per layer: detector rows per unit, chance rows per part, the peak histogram, gallery candidates
+    per part and each unit's peak values over the images."""
+    from impressions.explain import unit_detectors as units
+
+    unit_rows, chance_rows, hists, gallery = [], [], {}, {part: [] for part in parts}
+    peak_values = {}
+    for layer, a in acts.items():
+        values, xy = units.peaks(a, size)
+        peak_values[layer] = values
+        chance = units.chance_shares(masks, a.shape[-2:])
+        layer_rows = units.find_detectors(values, xy, masks, top=top, threshold=threshold, chance=chance,
+                                          margin=margin)  # fmt: skip
+        for row in layer_rows:
+            unit_rows.append({"model": name, "layer": layer, **row})
+            if row["part"]:
+                gallery[row["part"]].append((row[f"mass_{row['part']}"], layer, row["unit"]))
+        for p in parts:
+            found = [r for r in layer_rows if r["part"] == p]
+            chance_rows.append({
+                "model": name, "layer": layer, "part": p, "units": len(layer_rows), "chance_share": chance[p],
+                "required_share": max(threshold, chance[p] + margin), "detectors": len(found),
+                "mean_share": float(np.mean([r[f"mass_{p}"] for r in found])) if found else float("nan"),
+                "mean_lift": float(np.mean([r[f"lift_{p}"] for r in found])) if found else float("nan"),
+                "best_lift": float(max(r[f"lift_{p}"] for r in layer_rows)) if layer_rows else float("nan"),
+            })  # fmt: skip
+        order = units.top_images(values, top)
+        top_xy = np.take_along_axis(xy, order[:, :, None], axis=0).reshape(-1, 2)
+        # No more bins than the layer has cells: finer bins only show the cell grid as gaps.
+        hists[layer] = units.peak_histogram(top_xy, size, bins=min(16, a.shape[-1]))
+    return unit_rows, chance_rows, hists, gallery, peak_values
+
+
+def _emergence_table(name, faces: Images, peak_values, au_top_n, clip_top_n, notes: list):
+    """AU emergence on the frames with expressions, at frame and at clip level (notes say what was
+    skipped): the table, the clips it used and the number of units tested."""
+    import polars as pl
+
+    from impressions.explain import emergence
+
+    with_aus = ~np.isnan(faces.aus).any(axis=1)
+    unit_names = [(layer, u) for layer, v in peak_values.items() for u in range(v.shape[1])]
+    all_values = np.concatenate([peak_values[layer] for layer in peak_values], axis=1)[with_aus]
+    clip_ids = [c for c, keep in zip(faces.clip_ids, with_aus) if keep]
+    emergence_rows = []
+    if with_aus.sum() < 4:
+        notes.append(f"AU emergence not computed: {int(with_aus.sum())} frames have expressions (needs 4).")
+        skipped = ""
+    else:
+        frame_rows, clip_rows, skipped = emergence.both_levels(
+            clip_ids, faces.aus[with_aus], all_values, au_top_n, clip_top_n
+        )
+        for level, level_rows in (("frame", frame_rows), ("clip", clip_rows)):
+            for row in level_rows:
+                layer, unit = unit_names[row["unit"]]
+                known = {k: row[k] for k in EMERGENCE_SCHEMA if k in row}
+                emergence_rows.append(
+                    {"model": name, "level": level, "au": AUS[row["au_index"]], "layer": layer, "unit": unit}
+                    | known
+                )
+        if skipped:
+            notes.append(f"Clip-level AU emergence not computed: {skipped}.")
+    em = pl.DataFrame(emergence_rows, schema=polars_types(EMERGENCE_SCHEMA))
+    return em, clip_ids, len(unit_names)
+
+
 def units_analysis(
     name: str, checkpoint: Path, images: Images, files: Mapping[str, Path], *, n_layers: int = 2,
     top: int = 20, threshold: float = 0.5, au_top_n: int = 50, gallery_units: int = 4,
@@ -70,31 +136,9 @@ def units_analysis(
     top = min(top, len(faces))
     what = "aligned faces" if images.kind == "faces" else "frames with a face"
 
-    unit_rows, chance_rows, hists, gallery = [], [], {}, {part: [] for part in parts}
-    peak_values = {}
-    for layer, a in acts.items():
-        values, xy = units.peaks(a, size)
-        peak_values[layer] = values
-        chance = units.chance_shares(masks, a.shape[-2:])
-        layer_rows = units.find_detectors(values, xy, masks, top=top, threshold=threshold, chance=chance,
-                                          margin=margin)  # fmt: skip
-        for row in layer_rows:
-            unit_rows.append({"model": name, "layer": layer, **row})
-            if row["part"]:
-                gallery[row["part"]].append((row[f"mass_{row['part']}"], layer, row["unit"]))
-        for p in parts:
-            found = [r for r in layer_rows if r["part"] == p]
-            chance_rows.append({
-                "model": name, "layer": layer, "part": p, "units": len(layer_rows), "chance_share": chance[p],
-                "required_share": max(threshold, chance[p] + margin), "detectors": len(found),
-                "mean_share": float(np.mean([r[f"mass_{p}"] for r in found])) if found else float("nan"),
-                "mean_lift": float(np.mean([r[f"lift_{p}"] for r in found])) if found else float("nan"),
-                "best_lift": float(max(r[f"lift_{p}"] for r in layer_rows)) if layer_rows else float("nan"),
-            })  # fmt: skip
-        order = units.top_images(values, top)
-        top_xy = np.take_along_axis(xy, order[:, :, None], axis=0).reshape(-1, 2)
-        # No more bins than the layer has cells: finer bins only show the cell grid as gaps.
-        hists[layer] = units.peak_histogram(top_xy, size, bins=min(16, a.shape[-1]))
+    unit_rows, chance_rows, hists, gallery, peak_values = _layer_detectors(
+        name, acts, size, masks, parts, top, threshold, margin
+    )
     table = pl.DataFrame(unit_rows, schema=_unit_schema(parts, True))
     table.write_parquet(files["units"])
     counts = table.group_by("layer", maintain_order=True).agg(
@@ -116,46 +160,14 @@ def units_analysis(
     strongest = np.argsort(-peak_values[last].max(axis=0), kind="stable")[: max(gallery_units, 1)]
     units.plot_top_units(faces.images, acts[last], peak_values[last], list(strongest), files["top_units"])
     notes = []
-    for part in parts:
-        chosen = sorted(gallery[part], reverse=True)[:gallery_units]
-        if chosen:
-            layer = chosen[0][1]
-            picked = [u for _, lay, u in chosen if lay == layer]
-            units.plot_part_gallery(faces.images, acts[layer], peak_values[layer], picked, part,
-                                    files[f"gallery_{part}"])  # fmt: skip
-        else:
-            empty_figure(files[f"gallery_{part}"], f"no {part} detector among the units tested")
+    _plot_galleries(faces, acts, peak_values, gallery, gallery_units, files)
     missing = [p for p in parts if not gallery[p]]
     if missing:
         notes.append(f"No unit is a detector of: {', '.join(missing)} (their galleries are empty).")
 
-    # AU emergence on frames with expressions, at frame and at clip level.
-    with_aus = ~np.isnan(faces.aus).any(axis=1)
-    unit_names = [(layer, u) for layer, v in peak_values.items() for u in range(v.shape[1])]
-    all_values = np.concatenate([peak_values[layer] for layer in peak_values], axis=1)[with_aus]
-    clip_ids = [c for c, keep in zip(faces.clip_ids, with_aus) if keep]
-    emergence_rows = []
-    if with_aus.sum() < 4:
-        notes.append(f"AU emergence not computed: {int(with_aus.sum())} frames have expressions (needs 4).")
-        skipped = ""
-    else:
-        frame_rows, clip_rows, skipped = emergence.both_levels(
-            clip_ids, faces.aus[with_aus], all_values, au_top_n, clip_top_n
-        )
-        for level, level_rows in (("frame", frame_rows), ("clip", clip_rows)):
-            for row in level_rows:
-                layer, unit = unit_names[row["unit"]]
-                known = {k: row[k] for k in EMERGENCE_SCHEMA if k in row}
-                emergence_rows.append(
-                    {"model": name, "level": level, "au": AUS[row["au_index"]], "layer": layer, "unit": unit}
-                    | known
-                )
-        if skipped:
-            notes.append(f"Clip-level AU emergence not computed: {skipped}.")
-    em = pl.DataFrame(emergence_rows, schema=polars_types(EMERGENCE_SCHEMA))
+    em, clip_ids, n_units = _emergence_table(name, faces, peak_values, au_top_n, clip_top_n, notes)
     em.write_csv(files["emergence"])
     emergence.plot_levels(em, files["emergence_figure"], title=f"{name}: AU emergence, frame vs clip level")
-    n_units = len(unit_names)
 
     def significant(level):
         part = em.filter(pl.col("level") == level)
@@ -174,6 +186,22 @@ def units_analysis(
         f"{significant('clip')} ({n_clips} clips). " + " ".join(notes),
         order=30 + (images.kind == "faces"),
     )
+    _unit_figures_and_tables(
+        section, files, em, counts, chance_table, last=last, strongest=strongest, n_units=n_units,
+        top=top, threshold=threshold, margin=margin, gallery_units=gallery_units,
+    )  # fmt: skip
+    section.write(files["section"])
+    return section
+
+
+def _unit_figures_and_tables(
+    section: Section, files, em, counts, chance_table, *, last, strongest, n_units, top, threshold, margin,
+    gallery_units,
+) -> None:  # fmt: skip
+    """The units section's figures and tables, with the captions that say how each was made."""
+    from impressions.explain import emergence
+    from impressions.explain import unit_detectors as units
+
     section.figure(
         files["detector_figure"],
         f"Detectors per face part and layer (bars) and the chance share of each part (the share of peaks "
@@ -198,7 +226,7 @@ def units_analysis(
         f"Where units peak: per layer, a 2-D histogram of the peak-activation locations of every unit's "
         f"top-{top} images, with the mean face-part regions drawn from the landmarks.",
     )
-    for part in parts:
+    for part in units.FACE_PARTS:
         section.figure(
             files[f"gallery_{part}"],
             f"{part.capitalize()} detectors: the units (up to {gallery_units}, strongest first) passing the "
@@ -228,8 +256,21 @@ def units_analysis(
         "top frames; the clip level is the one to trust.",
         files["emergence"],
     )
-    section.write(files["section"])
-    return section
+
+
+def _plot_galleries(faces: Images, acts, peak_values, gallery, gallery_units, files) -> None:
+    """Per face part, the strongest detector units' top images (an empty figure when there is none)."""
+    from impressions.explain import unit_detectors as units
+
+    for part in units.FACE_PARTS:
+        chosen = sorted(gallery[part], reverse=True)[:gallery_units]
+        if chosen:
+            layer = chosen[0][1]
+            picked = [u for _, lay, u in chosen if lay == layer]
+            units.plot_part_gallery(faces.images, acts[layer], peak_values[layer], picked, part,
+                                    files[f"gallery_{part}"])  # fmt: skip
+        else:
+            empty_figure(files[f"gallery_{part}"], f"no {part} detector among the units tested")
 
 
 def _plot_detector_lift(chance_table, path, title: str) -> None:
