@@ -117,6 +117,50 @@ REGION_SCHEMA = {
 """cam_regions.parquet: one row per CAM region, plus overlap_<scale> (Float64) per face-box scale."""
 
 
+def _published_comparison(name: str, dataset: str, summary):
+    """The measured shares (box scale 1.0, pooled over traits) beside the published one, labelled as
+    such: (comparison table, share and regions of every region, share and regions of the largest)."""
+    import polars as pl
+
+    from impressions.explain import cam_overlap
+
+    def pooled(variant, scale=1.0):
+        row = summary.filter((pl.col("variant") == variant) & (pl.col("box_scale") == scale)
+                             & (pl.col("trait") == "all")).row(0, named=True)  # fmt: skip
+        return row["share"], row["regions"]
+
+    every, n_every = pooled("every")
+    largest, n_largest = pooled("largest")
+    comparison = pl.DataFrame(
+        [{"source": "published: Ventura et al. 2017 (First Impressions; not measured here)",
+          "variant": "not stated", "box_scale": 1.0, "regions": None, "share": cam_overlap.PUBLISHED_SHARE},
+         {"source": f"measured: {name} ({dataset or 'this dataset'})", "variant": "every", "box_scale": 1.0,
+          "regions": n_every, "share": every},
+         {"source": f"measured: {name} ({dataset or 'this dataset'})", "variant": "largest", "box_scale": 1.0,
+          "regions": n_largest, "share": largest}],
+        schema={"source": pl.String, "variant": pl.String, "box_scale": pl.Float64, "regions": pl.Int64,
+                "share": pl.Float64},
+    )  # fmt: skip
+    return comparison, every, n_every, largest, n_largest
+
+
+def _overlap_protocol(name: str, head, threshold: float, min_overlap: float) -> str:
+    """How this run's protocol compares with what the paper states."""
+    if head == "cam":
+        return (
+            "Protocol: it matches what the paper states - CAM of a GAP -> linear (cam head) image model, "
+            f"regions of the map thresholded at {threshold:.0%} of its maximum after min-max normalisation, "
+            f"a region on the face when at least {min_overlap:.0%} of it lies in the detected face box, "
+            "test frames only. The paper does not state its face detector (here dlib HOG), what a region "
+            "is (both readings are reported), nor which frames and traits (here all five traits of every "
+            "sampled test frame with a face)."
+        )
+    return (
+        f"Protocol DEVIATES: the {name} model has the {head!r} head, not the GAP (cam) head CAM is "
+        "defined on; its maps include the max-pooled half's peaks. Train it with head: cam to match."
+    )
+
+
 def cam_overlap_analysis(
     name: str, checkpoint: Path, images: Images, files: Mapping[str, Path], *, threshold: float = 0.2,
     min_overlap: float = 0.9, scales: Sequence[float] = (1.0, 1.25, 1.5), dataset: str = "",
@@ -157,40 +201,11 @@ def cam_overlap_analysis(
     cam_overlap.plot_histogram(regions, files["histogram"], min_overlap, title=title)
     cam_overlap.plot_scale_sensitivity(summary, files["scales"], title=f"{name}: face-box scale")
 
-    def pooled(variant, scale=1.0):
-        row = summary.filter((pl.col("variant") == variant) & (pl.col("box_scale") == scale)
-                             & (pl.col("trait") == "all")).row(0, named=True)  # fmt: skip
-        return row["share"], row["regions"]
-
-    every, n_every = pooled("every")
-    largest, n_largest = pooled("largest")
+    comparison, every, n_every, largest, n_largest = _published_comparison(name, dataset, summary)
+    comparison.write_csv(files["comparison"])
     head = getattr(model, "head", None)
     clips = len(set(frames.clip_ids))
-    comparison = pl.DataFrame(
-        [{"source": "published: Ventura et al. 2017 (First Impressions; not measured here)",
-          "variant": "not stated", "box_scale": 1.0, "regions": None, "share": cam_overlap.PUBLISHED_SHARE},
-         {"source": f"measured: {name} ({dataset or 'this dataset'})", "variant": "every", "box_scale": 1.0,
-          "regions": n_every, "share": every},
-         {"source": f"measured: {name} ({dataset or 'this dataset'})", "variant": "largest", "box_scale": 1.0,
-          "regions": n_largest, "share": largest}],
-        schema={"source": pl.String, "variant": pl.String, "box_scale": pl.Float64, "regions": pl.Int64,
-                "share": pl.Float64},
-    )  # fmt: skip
-    comparison.write_csv(files["comparison"])
-    if head == "cam":
-        protocol = (
-            "Protocol: it matches what the paper states - CAM of a GAP -> linear (cam head) image model, "
-            f"regions of the map thresholded at {threshold:.0%} of its maximum after min-max normalisation, "
-            f"a region on the face when at least {min_overlap:.0%} of it lies in the detected face box, "
-            "test frames only. The paper does not state its face detector (here dlib HOG), what a region "
-            "is (both readings are reported), nor which frames and traits (here all five traits of every "
-            "sampled test frame with a face)."
-        )
-    else:
-        protocol = (
-            f"Protocol DEVIATES: the {name} model has the {head!r} head, not the GAP (cam) head CAM is "
-            "defined on; its maps include the max-pooled half's peaks. Train it with head: cam to match."
-        )
+    protocol = _overlap_protocol(name, head, threshold, min_overlap)
     section = Section(
         TITLES["cam_overlap"][0].format(model=name),
         f"How much of where the {name} model looks lies on the face, on {len(frames)} test frames with a "
