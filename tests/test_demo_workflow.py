@@ -146,7 +146,7 @@ def test_predict_reproduces_the_workflows_predictions(done, monkeypatch):
     root, work = done
     clips = pl.read_parquet(work / "out" / "tables" / "clips.parquet")
     qc = pl.read_parquet(work / "out" / "tables" / "qc.parquet")
-    ok = qc.filter(pl.col("status") == "ok")["clip_id"]
+    ok = qc.filter(pl.col("status") == "ok")["clip_id"].to_list()
     clip = clips.filter((pl.col("split") == "test") & pl.col("clip_id").is_in(ok)).row(0, named=True)
     clip["path"] = str(work / clip["path"])  # relative paths are relative to the workflow's folder
 
