@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= all
 
-.PHONY: demo test lint format clean
+.PHONY: demo test lint format clean rulegraph
 
 $(STAMP): requirements.txt requirements-nodeps.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,13 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format impressions tests workflow_scripts benchmarks
 	$(BIN)/snakefmt Snakefile rules
+
+# The rule graph of the default (demo) config: docs/rulegraph.dot (canonical text, checked by
+# tests/test_rulegraph.py) and docs/rulegraph.svg, rendered by Graphviz's `dot` when it is installed.
+rulegraph: $(STAMP)
+	$(BIN)/snakemake --rulegraph --quiet all 2>/dev/null | $(BIN)/python -m impressions.rulegraph > docs/rulegraph.dot
+	if command -v dot >/dev/null; then dot -Tsvg docs/rulegraph.dot -o docs/rulegraph.svg; \
+	else echo "Graphviz's dot is not installed (apt-get install graphviz): docs/rulegraph.svg not rendered"; fi
 
 clean:
 	rm -rf results .snakemake

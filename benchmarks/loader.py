@@ -5,7 +5,7 @@
 
 Writes FI-sized synthetic per-clip data to a temporary folder: `clips/<id>/faces.npy` (uint8,
 frames x size x size x 3, the layout the preprocessing writes) plus the clips and faces tables. The
-datasets and loaders are built exactly as `train_face` builds them (`impressions.training.loop` turns the
+datasets and loaders are built exactly as `train_face` builds them (`impressions.training.inputs` turns the
 tables into per-split `FrameDataset`s, `impressions.training.datasets.loader` makes the shuffled, seeded
 DataLoader with persistent workers) on `device="cpu"`, so memory is not pinned. Each worker count
 iterates `--batches` batches (epochs repeat as needed); the first batch (worker start-up and the

@@ -109,6 +109,12 @@ def _print_face_leakage(path: str | Path, threshold: float | None = None) -> Non
     from impressions.data import identity
 
     table = pl.read_parquet(path)
+    if not table["has_identity"].any():
+        raise SystemExit(
+            f"impressions leakage --faces: no clip in {path} has an identity descriptor; run the workflow "
+            "with faces.identity: true (the default, auto, computes them only for "
+            "models.split: identity_faces)"
+        )
     if threshold is not None:
         descriptors = np.array(
             [d if d is not None else [np.nan] * identity.DIM for d in table["descriptor"].to_list()], float

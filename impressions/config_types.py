@@ -22,7 +22,7 @@ def _types(schema: dict) -> list[str]:
 def _scalar(value: str, schema: dict):
     """The YAML reading of `value` when its type is one the schema allows, else `value` unchanged."""
     allowed = _types(schema)
-    if "string" in allowed or not allowed:
+    if not allowed or ("string" in allowed and value in schema.get("enum", [value])):
         return value
     try:
         parsed = yaml.safe_load(value)

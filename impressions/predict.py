@@ -23,8 +23,9 @@ import torch
 
 from impressions import devices, schemas
 from impressions.models import networks as models
+from impressions.models import registry
 from impressions.schemas import TRAITS
-from impressions.training import datasets, degenerate
+from impressions.training import degenerate
 from impressions.training import loop as training
 
 log = logging.getLogger(__name__)
@@ -45,17 +46,6 @@ DEFAULT_PREPROCESSING = {
 }
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm")
 """What a folder given to `impressions predict` is searched for (a file given by name is always tried)."""
-_ORDER = (
-    "image",
-    "face",
-    "audio",
-    "audio_fbank",
-    "au_linear",
-    "au_linear_published",
-    "voice_linear",
-    "fusion",
-    "fusion_handcrafted",
-)
 
 
 def load_models(models_dir: str | Path, names: Sequence[str] | None = None, device: str = "cpu") -> dict:
@@ -83,7 +73,7 @@ def load_models(models_dir: str | Path, names: Sequence[str] | None = None, devi
                         f"{name} fuses {component}, but {models_dir / component} has no checkpoint"
                     )
                 loaded[component] = _load(models_dir / component / "checkpoint.pt", device)
-    return dict(sorted(loaded.items(), key=lambda kv: _ORDER.index(kv[1][1]["family"])))
+    return dict(sorted(loaded.items(), key=lambda kv: list(registry.FAMILIES).index(kv[1][1]["family"])))
 
 
 def _load(path: Path, device: str) -> tuple:
@@ -95,16 +85,16 @@ def _load(path: Path, device: str) -> tuple:
 
 
 def _is_fusion(ckpt: dict) -> bool:
-    return ckpt["family"] in ("fusion", "fusion_handcrafted")
+    return "features" in registry.get(ckpt["family"]).inputs
 
 
 # Which families' checkpoints are authoritative for a preprocessing section: a face model retrained after
 # an audio setting changed carries the old audio settings, the audio models the new ones.
 _SECTION_FAMILIES = {
-    "frames": ("image", "face", *training.AU_FAMILIES, "fusion_handcrafted"),
-    "faces": ("face", *training.AU_FAMILIES, "fusion_handcrafted"),
-    "audio": ("audio", "audio_fbank", "voice_linear"),
-    "expressions": (*training.AU_FAMILIES, "fusion_handcrafted"),
+    "frames": registry.with_input("frames", "faces", "au_table"),
+    "faces": registry.with_input("faces", "au_table"),
+    "audio": registry.with_input("waveform", "logfbank", "voice_table", composite=False),
+    "expressions": registry.with_input("au_table"),
 }
 
 
@@ -179,9 +169,8 @@ def _network_scores(
     model, ckpt, x: torch.Tensor, kind: str, device: str, n_samples: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mean score (5,) and mean features over the samples of one clip (`n_samples`: its real audio)."""
-    if kind in ("frames", "faces"):
-        size = ckpt["summary"].get("input_size") or ckpt["summary"]["settings"].get("input_size")
-        x = datasets.prepare_images(x, size)
+    if kind in registry.IMAGE_KINDS:
+        x = model.transform(x)  # recorded with the checkpoint (impressions.models.transforms)
     crop = ckpt.get("summary", {}).get("settings", {}).get("crop_seconds")
     if kind == "waveform" and crop:
         # Trained on crops, scored on whole clips: the real samples only, as evaluation does
@@ -253,9 +242,7 @@ def predict_paths(
     videos, failures = video_files(paths)
     loaded = load_models(models_dir, names, device)
     prep = _preprocessing(loaded)
-    need_expr = any(
-        ckpt["family"] in (*training.AU_FAMILIES, "fusion_handcrafted") for _, ckpt in loaded.values()
-    )
+    need_expr = any(registry.get(ckpt["family"]).needs_expressions for _, ckpt in loaded.values())
     rows = []
     with tempfile.TemporaryDirectory(prefix="impressions-predict-") as tmp:
         data = _clip_inputs(videos, Path(tmp), prep, need_expr, progress) if videos else None
@@ -268,14 +255,14 @@ def predict_paths(
             missing: dict[str, str] = {}  # model -> what it lacked
             for name, (model, ckpt) in loaded.items():
                 family = ckpt["family"]
-                kind = models.INPUTS[family]
+                kind = registry.get(family).sample_kind
                 if model is not None:
                     model.to(device).eval()
                 score, has_input, note = None, False, None
                 if model is None:  # not trained: say why, and give fusion no features from it
                     features[name] = np.zeros(0, np.float32)
                     missing[name] = note = f"not trained: {ckpt[degenerate.NOT_TRAINED]}"
-                elif kind in ("frames", "faces", "waveform", "logfbank"):
+                elif kind is not None:
                     x = _raw_input(kind, clip_id, clip_dir, frames_table, data)
                     if kind in ("waveform", "logfbank") and not qc.get("audio_samples"):
                         x = None  # silence stands in for a missing track in training; not a prediction
@@ -288,15 +275,15 @@ def predict_paths(
                         missing[name] = note = _LACKS[kind]
                 else:
                     x, has_input = _table_input(family, ckpt, clip_id, features, data)
-                    if family in training.RIDGE_FAMILIES and not has_input:
-                        lacks = "faces" if family in training.AU_FAMILIES else "waveform"
+                    if not registry.get(family).composite and not has_input:
+                        lacks = "faces" if registry.get(family).needs_expressions else "waveform"
                         missing[name] = note = _LACKS[lacks]
                     else:
                         with torch.no_grad():
                             score = model(torch.from_numpy(x).to(device)).double().cpu().numpy()[0]
                         has_input = True
                         lacking = [f"{c}: {missing[c]}" for c in _components(ckpt) if c in missing]
-                        if family == "fusion_handcrafted" and not qc.get("frames_with_face"):
+                        if _reads_expressions(family) and not qc.get("frames_with_face"):
                             lacking.append(f"AUs: {_LACKS['faces']}")
                         if lacking:
                             note = "imputed with training means (" + "; ".join(lacking) + ")"
@@ -309,6 +296,11 @@ def predict_paths(
 
 _LACKS = {"faces": "no face found", "waveform": "no audio found", "logfbank": "no audio found",
           "frames": "no frame decoded"}  # fmt: skip
+
+
+def _reads_expressions(family: str) -> bool:
+    """A composite family (fusion) that also reads the AU table: it imputes AUs for a face-less clip."""
+    return registry.get(family).composite and registry.get(family).needs_expressions
 
 
 def _components(ckpt: dict) -> list[str]:
@@ -339,20 +331,20 @@ def _table_input(
         for component in ckpt["summary"]["settings"]["inputs"]:
             blocks.append(np.asarray(features[component], np.float64))
     # after the component features, before the handcrafted ones: training's column order
-    if family == "voice_linear" or (
-        family == "fusion_handcrafted"
-        and any(n.startswith("voice_") for n in ckpt["summary"].get("feature_names", []))
+    spec = registry.get(family)
+    if "voice_table" in spec.inputs and (
+        not spec.composite or any(n.startswith("voice_") for n in ckpt["summary"].get("feature_names", []))
     ):
         ids, values, _ = training.voice_features(data["voice"].filter(pl.col("clip_id") == clip_id))
         voice = values[0] if ids else np.full(values.shape[1], np.nan)
-        has_input = not np.isnan(voice).any() if family == "voice_linear" else has_input
+        has_input = not np.isnan(voice).any() if not spec.composite else has_input
         blocks.append(voice)
-    if family in (*training.AU_FAMILIES, "fusion_handcrafted"):
+    if spec.needs_expressions:
         expr = data["expressions"].filter(pl.col("clip_id") == clip_id)
-        if family in training.AU_FAMILIES:
+        if not spec.composite:
             ids, values, _ = training.au_statistics(expr)
             has_input = bool(ids)
-            width = 17 if family == "au_linear_published" else 3 * 17  # the 17 means come first
+            width = 17 if spec.kind == "au_means" else 3 * 17  # the 17 means come first
             blocks.append(values[0, :width] if ids else np.full(width, np.nan))
         else:
             unknown = {"clip_id": [clip_id], "age_group": [None], "gender": [None]}

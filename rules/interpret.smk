@@ -7,9 +7,7 @@ include: "interpret_common.smk"
 rule train_au_guided:
     """An image or face model trained again with the AU-guidance loss term (impressions/explain/au_maps.py)."""
     input:
-        unpack(guided_inputs),
-        clips=TABLES_DIR / "clips.parquet",
-        splits=TABLES_DIR / "splits.parquet",
+        unpack(lambda wildcards: train_inputs(wildcards.guided_family)),
         faces=TABLES_DIR / "faces.parquet",
         expressions=TABLES_DIR / "expressions.parquet",
     output:
@@ -20,11 +18,9 @@ rule train_au_guided:
         BENCH / "train" / "{guided_family}_au_guided.tsv"
     conda:
         "../envs/models.yaml"
-    threads: MODELS_CFG["threads"]
+    threads: CAM_TRAINING["threads"]
     resources:
-        gpu=MODELS_CFG["gpus"],
-        mem_mb=8000,
-        runtime=240,
+        **CAM_TRAINING["resources"],
     params:
         clips_dir=CLIPS_DIR_PARAM,
         family=lambda wildcards: wildcards.guided_family,
@@ -34,76 +30,36 @@ rule train_au_guided:
         "../workflow_scripts/train_model.py"
 
 
-rule interpret_cam:
-    """Class activation maps per trait, Grad-CAM, and the share of CAM regions on the face."""
-    input:
-        **INTERPRET_INPUTS,
-        checkpoint=MODELS_DIR / "{explained}" / "checkpoint.pt",
-    output:
-        **interpret_files("cam", "{explained}"),
-    log:
-        LOGS / "interpret" / "cam_{explained}.log",
-    benchmark:
-        BENCH / "interpret" / "cam_{explained}.tsv"
-    conda:
-        "../envs/models.yaml"
-    threads: MODELS_CFG["threads"]
-    resources:
-        mem_mb=8000,
-        runtime=60,
-    params:
-        analysis="cam",
-        options=interpret_options("cam"),
-    script:
-        "../workflow_scripts/interpret.py"
+# One rule per analysis of a model (interpret_cam, interpret_units, interpret_au_maps,
+# interpret_cam_overlap), each with a job per explained model.
+for _analysis, (_mem_mb, _doc) in ANALYSES.items():
 
+    rule:
+        """A per-model analysis of impressions/explain/interpret.py (its docstring: rules/interpret_common.smk ANALYSES)."""
+        name:
+            f"interpret_{_analysis}"
+        input:
+            **INTERPRET_INPUTS,
+            checkpoint=MODELS_DIR / "{explained}" / "checkpoint.pt",
+        output:
+            **interpret_files(_analysis, "{explained}"),
+        log:
+            LOGS / "interpret" / f"{_analysis}_{{explained}}.log",
+        benchmark:
+            BENCH / "interpret" / f"{_analysis}_{{explained}}.tsv"
+        conda:
+            "../envs/models.yaml"
+        threads: MODELS_CFG["threads"]
+        resources:
+            mem_mb=_mem_mb,
+            runtime=60,
+        params:
+            analysis=_analysis,
+            options=interpret_options(_analysis),
+        script:
+            "../workflow_scripts/interpret.py"
 
-rule interpret_units:
-    """Units of the last conv layers as face-part detectors, and Action-Unit emergence."""
-    input:
-        **INTERPRET_INPUTS,
-        checkpoint=MODELS_DIR / "{explained}" / "checkpoint.pt",
-    output:
-        **interpret_files("units", "{explained}"),
-    log:
-        LOGS / "interpret" / "units_{explained}.log",
-    benchmark:
-        BENCH / "interpret" / "units_{explained}.tsv"
-    conda:
-        "../envs/models.yaml"
-    threads: MODELS_CFG["threads"]
-    resources:
-        mem_mb=16000,
-        runtime=60,
-    params:
-        analysis="units",
-        options=interpret_options("units"),
-    script:
-        "../workflow_scripts/interpret.py"
-
-
-rule interpret_au_maps:
-    """AU-codebook maps from landmarks and emotions, against each trait's CAM."""
-    input:
-        **INTERPRET_INPUTS,
-        checkpoint=MODELS_DIR / "{explained}" / "checkpoint.pt",
-    output:
-        **interpret_files("au_maps", "{explained}"),
-    log:
-        LOGS / "interpret" / "au_maps_{explained}.log",
-    benchmark:
-        BENCH / "interpret" / "au_maps_{explained}.tsv"
-    conda:
-        "../envs/models.yaml"
-    threads: MODELS_CFG["threads"]
-    resources:
-        mem_mb=8000,
-        runtime=60,
-    params:
-        analysis="au_maps",
-        options=interpret_options("au_maps"),
-    script:
-        "../workflow_scripts/interpret.py"
+    workflow.get_rule(f"interpret_{_analysis}").docstring = _doc
 
 
 rule au_guidance_effect:
@@ -113,19 +69,13 @@ rule au_guidance_effect:
         splits=TABLES_DIR / "splits.parquet",
         correlations=[
             interpret_files("au_maps", m)["correlation"]
-            for g in GUIDED
-            for m in (g.removesuffix(layout.GUIDED_SUFFIX), g)
+            for pair in GUIDANCE_PAIRS
+            for m in pair
         ],
         predictions=[
-            model_files(m)["predictions"]
-            for g in GUIDED
-            for m in (g.removesuffix(layout.GUIDED_SUFFIX), g)
+            model_files(m)["predictions"] for pair in GUIDANCE_PAIRS for m in pair
         ],
-        summaries=[
-            model_files(m)["summary"]
-            for g in GUIDED
-            for m in (g.removesuffix(layout.GUIDED_SUFFIX), g)
-        ],
+        summaries=[model_files(m)["summary"] for pair in GUIDANCE_PAIRS for m in pair],
     output:
         **guidance_files(),
     log:
@@ -138,7 +88,7 @@ rule au_guidance_effect:
         mem_mb=2000,
         runtime=10,
     params:
-        pairs=[(g.removesuffix(layout.GUIDED_SUFFIX), g) for g in GUIDED],
+        pairs=GUIDANCE_PAIRS,
         split=MODELS_CFG["split"],
         seed=MODELS_CFG["seed"],
     script:
@@ -178,9 +128,7 @@ rule interpret_manifold:
 rule train_cam_twin:
     """The image model trained again with the GAP (cam) head, for the published CAM face-overlap test."""
     input:
-        clips=TABLES_DIR / "clips.parquet",
-        splits=TABLES_DIR / "splits.parquet",
-        frames=TABLES_DIR / "frames.parquet",
+        unpack(lambda wildcards: train_inputs("image")),
     output:
         **model_files(f"image{layout.CAM_SUFFIX}"),
     log:
@@ -189,11 +137,9 @@ rule train_cam_twin:
         BENCH / "train" / f"image{layout.CAM_SUFFIX}.tsv"
     conda:
         "../envs/models.yaml"
-    threads: MODELS_CFG["threads"]
+    threads: CAM_TRAINING["threads"]
     resources:
-        gpu=MODELS_CFG["gpus"],
-        mem_mb=8000,
-        runtime=240,
+        **CAM_TRAINING["resources"],
     params:
         clips_dir=CLIPS_DIR_PARAM,
         family="image",
@@ -203,36 +149,10 @@ rule train_cam_twin:
         "../workflow_scripts/train_model.py"
 
 
-rule interpret_cam_overlap:
-    """Ventura et al.'s share of CAM regions on the face, as published: GAP model, test frames only."""
-    input:
-        **INTERPRET_INPUTS,
-        checkpoint=MODELS_DIR / "{explained}" / "checkpoint.pt",
-    output:
-        **interpret_files("cam_overlap", "{explained}"),
-    log:
-        LOGS / "interpret" / "cam_overlap_{explained}.log",
-    benchmark:
-        BENCH / "interpret" / "cam_overlap_{explained}.tsv"
-    conda:
-        "../envs/models.yaml"
-    threads: MODELS_CFG["threads"]
-    resources:
-        mem_mb=8000,
-        runtime=60,
-    params:
-        analysis="cam_overlap",
-        options=interpret_options("cam_overlap"),
-    script:
-        "../workflow_scripts/interpret.py"
-
-
 rule train_guidance_sweep:
     """The first AU-guided family trained at one weight of the sweep (interpret.au_guidance.sweep)."""
     input:
-        unpack(sweep_inputs),
-        clips=TABLES_DIR / "clips.parquet",
-        splits=TABLES_DIR / "splits.parquet",
+        unpack(lambda wildcards: train_inputs(SWEEP_FAMILY)),
         faces=TABLES_DIR / "faces.parquet",
         expressions=TABLES_DIR / "expressions.parquet",
     output:
@@ -243,11 +163,9 @@ rule train_guidance_sweep:
         BENCH / "train" / "au_guidance_sweep_w{sweep_weight}.tsv"
     conda:
         "../envs/models.yaml"
-    threads: MODELS_CFG["threads"]
+    threads: CAM_TRAINING["threads"]
     resources:
-        gpu=MODELS_CFG["gpus"],
-        mem_mb=8000,
-        runtime=240,
+        **CAM_TRAINING["resources"],
     params:
         clips_dir=CLIPS_DIR_PARAM,
         family=SWEEP_FAMILY,

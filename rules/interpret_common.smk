@@ -1,6 +1,7 @@
 """Settings and input functions of the interpretation rules (rules/interpret.smk)."""
 
 from impressions import layout
+from impressions.models import registry
 
 INTERPRET_DIR = RESULTS / "interpret"
 INTERPRET_CFG = config["interpret"]
@@ -10,6 +11,9 @@ GUIDED = (
     if GUIDANCE["weight"] > 0
     else []
 )
+# Each AU-guided model beside the unguided model of its family: computed once, for the rule that
+# compares them (its inputs and params).
+GUIDANCE_PAIRS = [(g.removesuffix(layout.GUIDED_SUFFIX), g) for g in GUIDED]
 EXPLAINED = list(INTERPRET_CFG["models"])
 CAM_OVERLAP_CFG = INTERPRET_CFG.get("cam_overlap", {})
 # The published face-overlap test runs on the image family with the GAP (cam) head: the configured
@@ -29,9 +33,14 @@ SWEEP_FAMILY = GUIDANCE["models"][0] if GUIDANCE["models"] else None
 SWEEP_DIR = INTERPRET_DIR / "au_guidance_sweep"
 
 
+# Models the per-model analyses explain: a CAM-explainable family (impressions/models/registry.py),
+# its AU-guided twin or its cam-head twin.
+_CAM_FAMILIES = "|".join(registry.names(cam=True))
+
+
 wildcard_constraints:
-    explained="(image|face)(_au_guided|_cam)?",
-    guided_family="image|face",
+    explained=f"({_CAM_FAMILIES})({layout.GUIDED_SUFFIX}|{layout.CAM_SUFFIX})?",
+    guided_family=_CAM_FAMILIES,
     sweep_weight="[0-9.]+",
 
 
@@ -103,11 +112,6 @@ def sweep_weights():
     return [f"{float(w):g}" for w in SWEEP]
 
 
-def sweep_inputs(wildcards):
-    table = "frames" if SWEEP_FAMILY == "image" else "faces"
-    return {"frames": str(TABLES_DIR / f"{table}.parquet")}
-
-
 def sweep_params(wildcards):
     settings = train_params(wildcards, SWEEP_FAMILY)
     settings["options"] = settings["options"] | {
@@ -121,6 +125,30 @@ def cam_twin_params(wildcards):
     settings["options"] = settings["options"] | {"head": "cam"}
     return settings
 
+
+# What retraining a CAM-explainable family (AU-guided, cam twin, sweep) asks for.
+CAM_TRAINING = train_rule_resources(registry.names(cam=True))
+
+# The per-model analyses, one rule each (interpret_<analysis>, generated in rules/interpret.smk), with
+# the memory each asks for and what it does.
+ANALYSES = {
+    "cam": (
+        8000,
+        "Class activation maps per trait, Grad-CAM, and the share of CAM regions on the face.",
+    ),
+    "units": (
+        16000,
+        "Units of the last conv layers as face-part detectors, and Action-Unit emergence.",
+    ),
+    "au_maps": (
+        8000,
+        "AU-codebook maps from landmarks and emotions, against each trait's CAM.",
+    ),
+    "cam_overlap": (
+        8000,
+        "Ventura et al.'s share of CAM regions on the face, as published: GAP model, test frames only.",
+    ),
+}
 
 # Only the settings an analysis uses, so that changing one re-runs only that analysis.
 ANALYSIS_KEYS = {
@@ -155,11 +183,6 @@ def interpret_options(analysis):
         "split": MODELS_CFG["split"],
         "seed": MODELS_CFG["seed"],
     }
-
-
-def guided_inputs(wildcards):
-    table = "frames" if wildcards.guided_family == "image" else "faces"
-    return {"frames": str(TABLES_DIR / f"{table}.parquet")}
 
 
 def guided_params(wildcards):

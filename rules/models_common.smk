@@ -1,12 +1,11 @@
 """Settings and input functions of the model rules (rules/models.smk)."""
 
 from impressions import layout
+from impressions.models import registry
 
 MODELS_DIR = RESULTS / "models"
 REPORT_DIR = RESULTS / "report"
 MODELS_CFG = config["models"]
-FUSIONS = ("fusion", "fusion_handcrafted")
-AUDIO_ARRAY = {"audio": "waveform", "audio_fbank": "logfbank"}
 DATASET_NOTE = (
     "the bundled demo (synthetic labels driven by smile, brightness, loudness and pitch: "
     "impressions/data/demo.py); not First Impressions"
@@ -25,25 +24,11 @@ DATASET_NOTE = (
 CLIPS_DIR_PARAM = str(CLIPS_DIR)
 
 
-wildcard_constraints:
-    audio_model="audio|audio_fbank",
-    fusion_model="fusion|fusion_handcrafted",
-
-
 def model_files(name):
     """A trained model's outputs (impressions.layout.MODEL_FILES), by kind."""
     return {
         kind: str(MODELS_DIR / name / file) for kind, file in layout.MODEL_FILES.items()
     }
-
-
-def trained_models():
-    """Every family trained: the configured ones plus the fusion models' inputs."""
-    names = list(MODELS_CFG["families"])
-    for fusion in FUSIONS:
-        if fusion in names:
-            names += [m for m in MODELS_CFG[fusion]["inputs"] if m not in names]
-    return names
 
 
 def model_targets():
@@ -67,23 +52,60 @@ def train_params(wildcards, family):
     return {"common": common, "options": MODELS_CFG.get(family) or {}}
 
 
-def audio_inputs(wildcards):
-    kind = AUDIO_ARRAY[wildcards.audio_model]
-    array = str(RESULTS / "arrays" / f"audio_{kind}.npy")
-    return {"audio_array": array} | split_inputs(wildcards)
+# What each input kind of a family (impressions.models.registry.INPUT_KINDS) is read from.
+KIND_TABLES = {
+    "frames": {"frames": TABLES_DIR / "frames.parquet"},
+    "faces": {"frames": TABLES_DIR / "faces.parquet"},
+    "waveform": {
+        "audio_table": TABLES_DIR / "audio.parquet",
+        "audio_array": RESULTS / "arrays" / "audio_waveform.npy",
+    },
+    "logfbank": {
+        "audio_table": TABLES_DIR / "audio.parquet",
+        "audio_array": RESULTS / "arrays" / "audio_logfbank.npy",
+    },
+    "au_table": {"expressions": TABLES_DIR / "expressions.parquet"},
+    "voice_table": {"voice": TABLES_DIR / "voice.parquet"},
+}
 
 
-def fusion_inputs(wildcards):
-    inputs = {
-        "features": [
+def train_inputs(family):
+    """What training `family` reads, by the registry: the clips table, its input kinds' tables and
+    arrays, the features of the models it fuses, and the identities table of an identity_faces split.
+    """
+    inputs = {"clips": str(TABLES_DIR / "clips.parquet")}
+    spec = registry.get(family)
+    for kind in spec.inputs:
+        inputs |= {key: str(path) for key, path in KIND_TABLES.get(kind, {}).items()}
+    if "features" in spec.inputs:
+        inputs["features"] = [
             model_files(m)["features"]
-            for m in MODELS_CFG[wildcards.fusion_model]["inputs"]
+            for m in spec.settings(MODELS_CFG.get(family))["inputs"]
         ]
+    return inputs | split_inputs(None)
+
+
+def family_constraint(families):
+    """A wildcard that matches exactly these model names."""
+    return "|".join(families)
+
+
+def train_rule_resources(families):
+    """threads, resources and clips-folder params of the rule training `families` (the registry's)."""
+    specs = [registry.get(f) for f in families]
+    gpu = any(f.gpu for f in specs)
+    resources = {
+        "mem_mb": max(f.mem_mb for f in specs),
+        "runtime": max(f.runtime for f in specs),
     }
-    if wildcards.fusion_model == "fusion_handcrafted":
-        inputs["expressions"] = str(TABLES_DIR / "expressions.parquet")
-        inputs["voice"] = str(TABLES_DIR / "voice.parquet")
-    return inputs | split_inputs(wildcards)
+    params = {}
+    if any(f.sample_kind in registry.IMAGE_KINDS for f in specs):
+        params["clips_dir"] = CLIPS_DIR_PARAM
+    return {
+        "threads": MODELS_CFG["threads"] if gpu else 1,
+        "resources": ({"gpu": MODELS_CFG["gpus"]} if gpu else {}) | resources,
+        "params": params,
+    }
 
 
 def split_inputs(wildcards):
@@ -105,27 +127,8 @@ SEEDED = [
 ]
 
 
-def seeded_inputs(wildcards):
-    """What <family>_seed<k> reads: the same tables as <family> (fusion: the primary components)."""
-    family = wildcards.seeded_family
-    inputs = {"clips": str(TABLES_DIR / "clips.parquet")}
-    if family in ("image", "face"):
-        inputs["frames"] = str(
-            TABLES_DIR / ("frames.parquet" if family == "image" else "faces.parquet")
-        )
-    elif family in AUDIO_ARRAY:
-        inputs["audio_table"] = str(TABLES_DIR / "audio.parquet")
-        inputs["audio_array"] = str(
-            RESULTS / "arrays" / f"audio_{AUDIO_ARRAY[family]}.npy"
-        )
-    else:
-        inputs["features"] = [
-            model_files(m)["features"] for m in MODELS_CFG[family]["inputs"]
-        ]
-        if family == "fusion_handcrafted":
-            inputs["expressions"] = str(TABLES_DIR / "expressions.parquet")
-            inputs["voice"] = str(TABLES_DIR / "voice.parquet")
-    return inputs | split_inputs(wildcards)
+# What a retraining of any seedable family asks for (train_seeded has one rule for them all).
+SEEDED_TRAINING = train_rule_resources(registry.names(seedable=True))
 
 
 def seeded_params(wildcards):

@@ -18,7 +18,6 @@ rule report:
         expressions=TABLES_DIR / "expressions.parquet",
         predictions=[model_files(m)["predictions"] for m in REPORTED],
         summaries=[model_files(m)["summary"] for m in REPORTED],
-        histories=[model_files(m)["metrics"] for m in REPORTED],
         curves=[model_files(m)["curve"] for m in REPORTED],
         sections=interpret_sections(),
     output:

@@ -31,7 +31,7 @@ def test_concurrent_first_calls_with_a_cold_numba_cache(tmp_path):
     """Parallel jobs on a fresh environment must not corrupt numba's cache (they segfaulted before)."""
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
     code = (
-        "import numpy as np; from impressions import audio; "
+        "import numpy as np; from impressions.data import audio; "
         "print(audio.features(np.random.default_rng(0).normal(size=38696).astype(np.float32)).stats())"
     )
     procs = [

@@ -75,6 +75,19 @@ def test_face_leakage_counts_people_not_youtube_ids(tmp_path, capsys):
     assert "1 of 2 people appear under more than one YouTube id" in out
     with pytest.raises(SystemExit):
         cli.main(["leakage"])
+    table.with_columns(has_identity=False).write_parquet(path)
+    with pytest.raises(SystemExit, match="faces.identity: true"):
+        cli.main(["leakage", "--faces", str(path)])
+
+
+@pytest.mark.parametrize(
+    ("choice", "split", "computed"),
+    [("auto", "official", False), ("auto", "identity", False), ("auto", "identity_faces", True),
+     (True, "official", True), (False, "identity_faces", False)],
+)  # fmt: skip
+def test_identity_descriptor_is_computed_only_when_asked_or_read(choice, split, computed):
+    config = {"faces": {"identity": choice}, "models": {"split": split}}
+    assert preprocess.wants_identity(config) is computed
 
 
 @pytest.fixture(scope="module")

@@ -40,6 +40,17 @@ OUTPUT_FILES = {
 }
 
 
+def wants_identity(config: dict) -> bool:
+    """Whether clips get an identity descriptor: `faces.identity`, where `auto` (the default) means only
+    when something in the run reads it (`models.split: identity_faces`). The one network pass costs
+    about 0.15 CPU-s per clip, more than every other per-frame signal together (benchmarks/signals.py).
+    """
+    choice = config["faces"].get("identity", "auto")
+    if choice == "auto":
+        return config.get("models", {}).get("split") == "identity_faces"
+    return bool(choice)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Per-clip preprocessing settings (the `frames`, `faces` and `audio` config sections)."""
@@ -69,7 +80,7 @@ class Settings:
             face_padding=faces["padding"],
             audio_seconds=audio["seconds"],
             sample_rate=audio["sample_rate"],
-            identity=faces.get("identity", True),
+            identity=wants_identity(config),
             audio_max_seconds=audio.get("max_seconds"),
         )
 

@@ -20,7 +20,7 @@ from impressions.schemas import TRAITS
 # AU-codebook maps
 
 
-def cam_au_correlations(model, input_size, images: Images) -> tuple[np.ndarray, np.ndarray]:
+def cam_au_correlations(model, transform, images: Images) -> tuple[np.ndarray, np.ndarray]:
     """(n, 5) Pearson r of each trait's CAM with the frame's AU-codebook map, the AU maps and the CAMs.
 
     Frames without a face or with a neutral (AU-free) dominant emotion get NaN."""
@@ -28,7 +28,7 @@ def cam_au_correlations(model, input_size, images: Images) -> tuple[np.ndarray, 
 
     size = images.size
     targets = au_maps.frame_maps(images.landmarks, images.emotions, size)
-    x = model_input(images.images, input_size)
+    x = model_input(images.images, transform)
     cams, _ = batched(lambda b: cam.class_activation_maps(model, b), x)
     corr = np.full((len(images), len(TRAITS)), np.nan)
     for i in range(len(images)):
@@ -45,11 +45,11 @@ def au_map_analysis(name: str, checkpoint: Path, images: Images, files: Mapping[
 
     from impressions.explain import au_maps
 
-    model, input_size, ckpt = load_model(checkpoint)
+    model, transform, ckpt = load_model(checkpoint)
     faces = images.subset(images.has_face & np.array([e is not None for e in images.emotions], bool))
     if not len(faces):
         raise ValueError(f"{name}: no frames with a face and expressions for AU maps")
-    corr, targets, cams = cam_au_correlations(model, input_size, faces)
+    corr, targets, cams = cam_au_correlations(model, transform, faces)
     frames = pl.DataFrame({
         "model": [name] * len(faces), "clip_id": faces.clip_ids,
         "frame_index": faces.frame_index.astype(np.int64), "emotion": faces.emotions,

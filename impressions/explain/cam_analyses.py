@@ -38,10 +38,10 @@ def cam_analysis(
 
     from impressions.explain import cam
 
-    model, input_size, _ = load_model(checkpoint)
+    model, transform, _ = load_model(checkpoint)
     if not len(images):
         raise ValueError(f"{name}: no {images.kind} to explain")
-    x = model_input(images.images, input_size)
+    x = model_input(images.images, transform)
     cams, logits = batched(lambda b: cam.class_activation_maps(model, b), x)
     grads = batched(lambda b: cam.grad_cam(model, b), x)
     what = "whole frames" if images.kind == "frames" else "aligned faces"
@@ -180,8 +180,8 @@ def cam_overlap_analysis(
     if not has_box.any():
         raise NotComputable(f"none of the {len(images)} test frames has a detected face")
     frames = images.subset(has_box)
-    model, input_size, _ = load_model(checkpoint)  # after the checks: they need no model
-    x = model_input(frames.images, input_size)
+    model, transform, _ = load_model(checkpoint)  # after the checks: they need no model
+    x = model_input(frames.images, transform)
     cams, _ = batched(lambda b: cam.class_activation_maps(model, b), x)
     scales = [float(s) for s in scales]
     schema = polars_types(REGION_SCHEMA) | {cam_overlap.overlap_column(s): pl.Float64 for s in scales}

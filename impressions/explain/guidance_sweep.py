@@ -166,8 +166,8 @@ def sweep_analysis(
         )
         r, n = float("nan"), 0
         if len(usable):
-            model, input_size, _ = load_model(checkpoints[w])
-            corr, _, _ = au_analyses.cam_au_correlations(model, input_size, usable)
+            model, transform, _ = load_model(checkpoints[w])
+            corr, _, _ = au_analyses.cam_au_correlations(model, transform, usable)
             used = np.isfinite(corr).any(axis=1)
             n = int(used.sum())
             r = float(np.nanmean(corr[used])) if n else float("nan")

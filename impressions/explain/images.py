@@ -60,9 +60,9 @@ def load_images(
 ) -> Images:  # fmt: skip
     """Frames (kind "frames": every sampled frame) or aligned faces ("faces": frames with a face).
 
-    `clips` is the clips table with the split the models used (`impressions.data.splits.read_clips`); `frames`,
-    `faces`, `expressions` the dataset tables (expressions may be None); `clips_dir` holds the
-    per-clip folders.
+    `clips` is the clips table with the split the models used (`impressions.data.splits.read_clips`);
+    `frames`, `faces`, `expressions` the dataset tables (expressions may be None); `clips_dir` holds
+    the per-clip folders.
     """
     import polars as pl
 
@@ -126,7 +126,7 @@ def load_images(
 
 
 def load_model(checkpoint: str | Path):
-    """(model in eval mode, input side the model was trained at or None, checkpoint dict)."""
+    """(model in eval mode, its input transform (impressions.models.transforms), checkpoint dict)."""
     from impressions.models import networks as models
 
     model, ckpt = models.load_checkpoint(checkpoint)
@@ -135,16 +135,13 @@ def load_model(checkpoint: str | Path):
             f"{checkpoint}: a {ckpt['family']} model has no class activation maps; "
             "interpretation needs an image or face model (DAN+)"
         )
-    return model, ckpt.get("summary", {}).get("settings", {}).get("input_size"), ckpt
+    return model, model.transform, ckpt
 
 
-def model_input(images: np.ndarray, input_size: int | None):
-    """uint8 (n, S, S, 3) -> float tensor (n, 3, s, s) in 0..1, exactly as in training."""
-    import torch
-
-    from impressions.training import datasets
-
-    return datasets.prepare_images(torch.from_numpy(np.ascontiguousarray(images)), input_size)
+def model_input(images: np.ndarray, transform):
+    """uint8 (n, S, S, 3) -> float tensor (n, 3, s, s) in 0..1 by the model's own input transform
+    (`model.transform`, recorded with its checkpoint: impressions.models.transforms), as in training."""
+    return transform(images)
 
 
 def batched(fn, x, batch_size: int = 64):

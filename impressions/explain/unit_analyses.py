@@ -122,13 +122,13 @@ def units_analysis(
     from impressions.explain import unit_detectors as units
 
     parts = list(units.FACE_PARTS)
-    model, input_size, _ = load_model(checkpoint)
+    model, transform, _ = load_model(checkpoint)
     faces = images.subset(images.has_face)
     if len(faces) < 2:
         raise NotComputable(
             f"{len(faces)} of {len(images)} {images.kind} have a detected face; the unit analysis needs 2"
         )
-    x = model_input(faces.images, input_size)
+    x = model_input(faces.images, transform)
     layers = units.unit_layers(model, n_layers)
     acts = units.unit_activations(model, layers, x)
     size = faces.size

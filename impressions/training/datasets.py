@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
+from impressions.models.transforms import prepare_images  # noqa: F401 - its home is the model's transform
 from impressions.schemas import TRAITS
 
 _OPEN_MAPS = 512  # per worker; a memory map costs a file descriptor and a mapping
@@ -200,16 +200,6 @@ def loader(
         dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, pin_memory=cuda,
         generator=torch.Generator().manual_seed(seed + 1), worker_init_fn=_seed_worker, **extra,
     )  # fmt: skip
-
-
-def prepare_images(x: torch.Tensor, size: int | None, flip: torch.Tensor | None = None) -> torch.Tensor:
-    """uint8 (N, H, W, 3) -> float (N, 3, size, size) in 0..1, optionally mirrored where `flip` is true."""
-    x = x.permute(0, 3, 1, 2).float().div_(255)
-    if size and x.shape[-1] != size:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    if flip is not None:
-        x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
-    return x
 
 
 def clip_means(

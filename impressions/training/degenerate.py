@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from impressions.schemas import SPLITS, TRAITS
+from impressions.models import registry
+from impressions.schemas import SPLITS, TRAITS, polars_schema
 
 NOT_TRAINED = "not_trained"
 """Summary and checkpoint key holding the reason a family was not trained."""
@@ -58,18 +59,19 @@ def why_not_trainable(
         expressions = pl.read_parquet(inputs.expressions).filter(pl.col("clip_id").is_in(train_ids))
         if not expressions.height:
             return "AU guidance needs facial expressions, and no train clip has any (no face found)"
-    if family in ("audio", "audio_fbank"):
+    spec = registry.get(family)
+    if spec.sample_kind in ("waveform", "logfbank"):
         audio = pl.read_parquet(inputs.audio_table).filter(pl.col("clip_id").is_in(train_ids))
         if not audio.filter(pl.col("has_audio")).height:
             return "no train clip has an audio track (the inputs would be silence only)"
-    if family == "image":
+    if spec.sample_kind == "frames":
         frames = pl.read_parquet(inputs.frames).filter(pl.col("clip_id").is_in(train_ids))
         if not frames.height:
             return "no frame could be decoded from any train clip"
-    if family in ("fusion", "fusion_handcrafted"):
+    if spec.trainer == "fusion":
         components = list(options.get("inputs", []))
         usable = [m for m in components if m not in untrained]
-        if family == "fusion" and not usable:
+        if set(spec.inputs) == {"features"} and not usable:  # nothing but its components' features
             listed = "; ".join(f"{m}: {untrained[m]}" for m in components)
             return f"none of its component models was trained ({listed})"
     return None
@@ -96,13 +98,9 @@ def write_untrained(
     import polars as pl
     import torch
 
-    from impressions.training import loop as training
-
     for path in (outputs.checkpoint, outputs.predictions, outputs.features, outputs.metrics):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    columns = training.PREDICTION_COLUMNS
-    schema = {k: pl.String if v == "str" else pl.Float64 for k, v in columns.items()}
-    pl.DataFrame([], schema=schema).write_parquet(outputs.predictions)
+    pl.DataFrame([], schema=polars_schema("predictions")).write_parquet(outputs.predictions)
     ids = [c for s in SPLITS for c in clips.filter(pl.col("split") == s)["clip_id"].to_list()]
     splits = [s for s in SPLITS for _ in clips.filter(pl.col("split") == s)["clip_id"]]
     np.savez(

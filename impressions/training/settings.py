@@ -1,0 +1,83 @@
+"""Training settings (workflow-wide and per family), the device, and seeding."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+TRAIN_KEYS = frozenset(
+    {"epochs", "batch_size", "lr", "weight_decay", "patience", "loss", "input_size", "augment", "alphas",
+     "inputs", "eval_batch_size", "au_guidance_weight", "fit_on", "folds", "crop_seconds",
+     "au_guidance_scale"}
+)  # fmt: skip
+"""Per-family config keys that configure training; every other key is a builder option."""
+
+
+@dataclass
+class Settings:
+    """Training settings: workflow-wide ones (seed, device...) and one family's (epochs, lr...)."""
+
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    num_workers: int = 0
+    split: str = "official"  # official or identity: impressions.data.splits (seeded by seed)
+    threads: int = 0  # torch CPU threads; 0 leaves torch's default
+    epochs: int = 10
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    patience: int = 5  # epochs without a better validation accuracy before stopping
+    loss: str = "mse"  # mse, l1 (the challenge metric is an L1 error) or l2dist (DAN+'s Euclidean loss)
+    input_size: int | None = None  # images are resized to this side on the device
+    augment: bool = True  # random horizontal flips of training images
+    alphas: list[float] = field(default_factory=lambda: [0.1, 1.0, 10.0, 100.0, 1000.0])  # au_linear
+    inputs: list[str] = field(default_factory=lambda: ["image", "face", "audio"])  # fusion components
+    au_guidance_weight: float = 0.0  # image / face: weight of the attention-to-AU-map term (0: off)
+    # init: the term is multiplied by trait loss / guidance term on the first batch (at initialisation),
+    # so weight 1 weighs it like the trait loss when training starts; none: the raw term.
+    au_guidance_scale: str = "init"
+    # fusion: fit on held-out component outputs (val, cross-fitted in `folds` group folds) or, leaky and
+    # for comparison only, on the training split's (impressions.training.fusion)
+    fit_on: str = "heldout"
+    folds: int = 5
+    # audio (waveform): train on random crops of this many seconds and score whole clips (their real
+    # samples); None trains and scores on the stored window as is (the thesis's first 5 s)
+    crop_seconds: float | None = None
+
+    @classmethod
+    def from_options(cls, common: Mapping, family_options: Mapping) -> tuple[Settings, dict]:
+        """(training settings, builder options) from the config's `models` section and a family's keys."""
+        known = set(cls.__dataclass_fields__)
+        train = {k: v for k, v in family_options.items() if k in TRAIN_KEYS}
+        builder = {k: v for k, v in family_options.items() if k not in TRAIN_KEYS}
+        return cls(**{k: v for k, v in common.items() if k in known}, **train), builder
+
+
+from impressions.devices import resolve_device  # noqa: E402, F401 - the one device rule (re-exported)
+
+
+def seed_everything(seed: int, threads: int = 0) -> None:
+    """Seed every generator and make torch pick deterministic kernels."""
+    # cuBLAS needs this before its first call to be deterministic; harmless on a CPU.
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def _autocast(device: str, amp: bool):
+    if device.startswith("cuda") and amp:
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype), dtype == torch.float16
+    return torch.autocast("cpu", enabled=False), False
