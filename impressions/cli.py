@@ -41,7 +41,7 @@ def baseline_rows(root: str | Path, n_boot: int = 0, seed: int = 0) -> list[dict
     splits = _labels_by_split(Path(root))
     if "train" not in splits:
         raise SystemExit(f"{root}: no training annotations, so no training mean")
-    train_mean = splits["train"][1].mean(axis=0)
+    train_mean = metrics.train_mean(splits["train"][1])
     rows = []
     for split, (ids, y) in splits.items():
         pred = np.broadcast_to(train_mean, y.shape)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from impressions import devices, schemas
 from impressions.data import defaults
 from impressions.models import networks as models
 from impressions.models import registry
@@ -226,7 +227,7 @@ def predict_paths(
     """
     import polars as pl
 
-    device = training.resolve_device(device)
+    device = devices.resolve_device(device)
     videos, failures = video_files(paths)
     loaded = load_models(models_dir, names, device)
     prep = _preprocessing(loaded)
@@ -276,12 +277,10 @@ def predict_paths(
                         if lacking:
                             note = "imputed with training means (" + "; ".join(lacking) + ")"
                 values = dict(zip(TRAITS, map(float, score))) if score is not None else dict.fromkeys(TRAITS)
-                rows.append({"clip_id": clip_id, "model": name, **values, "has_input": bool(has_input),
-                             "note": note, "status": qc["status"], "qc_reason": qc["reason"]})  # fmt: skip
-    schema = {"clip_id": pl.String, "model": pl.String, **dict.fromkeys(TRAITS, pl.Float64),
-              "has_input": pl.Boolean, "note": pl.String, "status": pl.String,
-              "qc_reason": pl.String}  # fmt: skip
-    return Prediction(pl.DataFrame(rows, schema=schema), failures)
+                rows.append({"clip_id": clip_id, "split": None, "model": name, **values,
+                             "has_input": bool(has_input), "note": note, "status": qc["status"],
+                             "qc_reason": qc["reason"]})  # fmt: skip
+    return Prediction(pl.DataFrame(rows, schema=schemas.polars_schema("predict")), failures)
 
 
 _LACKS = {"faces": "no face found", "waveform": "no audio found", "logfbank": "no audio found",

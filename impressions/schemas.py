@@ -117,13 +117,28 @@ UNITS.update({
 })  # fmt: skip
 
 
+# Model outputs, not dataset tables (so not in TABLES): each model's predictions.parquet, one row per
+# val and test clip, and `impressions predict`'s table, the same columns (split null: a new video has
+# none) and what a prediction needs said about its clip.
+OUTPUTS: dict[str, dict[str, str]] = {
+    "predictions": {"clip_id": "str", "split": "str", "model": "str", **{t: "f64" for t in TRAITS}},
+}
+# results/tables/splits.parquet: each clip's train/val/test assignment and the `models.split` mode and
+# seed that made it (impressions.data.splits).
+OUTPUTS["splits"] = {"clip_id": "str", "split": "str", "mode": "str", "seed": "i64"}
+OUTPUTS["predict"] = {
+    **OUTPUTS["predictions"], "has_input": "bool", "note": "str", "status": "str", "qc_reason": "str",
+}  # fmt: skip
+
+
 def polars_schema(table: str):
-    """The polars schema of a named table."""
+    """The polars schema of a named table (`TABLES`) or model output (`OUTPUTS`)."""
     import polars as pl
 
     simple = {"str": pl.String, "f64": pl.Float64, "f32": pl.Float32, "i64": pl.Int64, "i32": pl.Int32,
               "i16": pl.Int16, "bool": pl.Boolean, "list[f32]": pl.List(pl.Float32)}  # fmt: skip
-    return pl.Schema({col: simple[dtype] for col, dtype in TABLES[table].items()})
+    columns = TABLES[table] if table in TABLES else OUTPUTS[table]
+    return pl.Schema({col: simple[dtype] for col, dtype in columns.items()})
 
 
 def frame(table: str, rows):

@@ -66,6 +66,7 @@ rule au_guidance_effect:
     """Accuracy and CAM-AU correlation of each AU-guided model against its unguided twin."""
     input:
         clips=TABLES_DIR / "clips.parquet",
+        splits=TABLES_DIR / "splits.parquet",
         correlations=[
             interpret_files("au_maps", m)["correlation"]
             for pair in GUIDANCE_PAIRS
@@ -98,6 +99,7 @@ rule interpret_manifold:
     """t-SNE of each model's per-clip penultimate features, with trustworthiness."""
     input:
         clips=TABLES_DIR / "clips.parquet",
+        splits=TABLES_DIR / "splits.parquet",
         expressions=TABLES_DIR / "expressions.parquet",
         features=[
             model_files(m)["features"] for m in INTERPRET_CFG["manifold"]["models"]

@@ -197,6 +197,7 @@ def guided_params(wildcards):
 # for them (it is rebuilt whenever a clip's arrays change), so 10,000 per-clip inputs are not named.
 INTERPRET_INPUTS = dict(
     clips=TABLES_DIR / "clips.parquet",
+    splits=TABLES_DIR / "splits.parquet",
     frames=TABLES_DIR / "frames.parquet",
     faces=TABLES_DIR / "faces.parquet",
     expressions=TABLES_DIR / "expressions.parquet",

@@ -109,10 +109,11 @@ def train_rule_resources(families):
 
 
 def split_inputs(wildcards):
-    """The identities table when `models.split` is identity_faces (impressions.layout.split_clips)."""
+    """The splits table (rule splits), and the identities table when `models.split` is identity_faces."""
+    inputs = {"splits": str(TABLES_DIR / "splits.parquet")}
     if MODELS_CFG["split"] == "identity_faces":
-        return {"identities": str(TABLES_DIR / "identities.parquet")}
-    return {}
+        inputs["identities"] = str(TABLES_DIR / "identities.parquet")
+    return inputs
 
 
 # Repeated training: each family in models.seeds.families is trained again with each seed of

@@ -12,6 +12,7 @@ rule report:
     """Metrics with bootstrap CIs, baselines, breakdowns and curves: results/report/index.html + .md."""
     input:
         clips=TABLES_DIR / "clips.parquet",
+        splits=TABLES_DIR / "splits.parquet",
         qc=TABLES_DIR / "qc.parquet",
         faces=TABLES_DIR / "faces.parquet",
         expressions=TABLES_DIR / "expressions.parquet",

@@ -75,3 +75,26 @@ rule gather_expressions:
         "../envs/preprocess.yaml"
     script:
         "../workflow_scripts/gather_expressions.py"
+
+
+rule splits:
+    """The train/val/test assignment every model, analysis and the report reads (impressions/data/splits.py)."""
+    input:
+        clips=TABLES_DIR / "clips.parquet",
+        # the face clusters beside the clips table, for models.split: identity_faces
+        identities=lambda wildcards: (
+            [TABLES_DIR / "identities.parquet"]
+            if config["models"]["split"] == "identity_faces"
+            else []
+        ),
+    output:
+        TABLES_DIR / "splits.parquet",
+    log:
+        LOGS / "splits.log",
+    conda:
+        "../envs/preprocess.yaml"
+    params:
+        split=config["models"]["split"],
+        seed=config["models"]["seed"],
+    script:
+        "../workflow_scripts/splits.py"

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from impressions import layout, schemas
-from impressions.explain import interpret
+from impressions.explain import interpret, unit_analyses
 from impressions.models import networks as models
 from impressions.schemas import AUS, EMOTIONS, TRAITS
 
@@ -159,7 +159,7 @@ def test_units_table_schema_does_not_depend_on_the_first_rows():
     rows = [dict(row, unit=u) for u in range(150)] + [dict(row, unit=150, part="eyebrows")]
     with pytest.raises(pl.exceptions.ComputeError):  # the crash: types inferred from the first rows
         pl.DataFrame(rows, infer_schema_length=100)
-    table = pl.DataFrame(rows, schema=interpret._unit_schema(parts, True))
+    table = pl.DataFrame(rows, schema=unit_analyses._unit_schema(parts, True))
     assert table["part"].to_list()[-1] == "eyebrows"
 
 

@@ -382,3 +382,38 @@ def test_inputs_from_files_reads_the_faces_table():
     assert inputs.faces.name == "faces.parquet"
     assert training.Inputs.from_files({"clips": "t/clips.parquet"}).faces is None
     assert "au_guidance_weight" in training.TRAIN_KEYS
+
+
+def test_the_analyses_and_guidance_build_the_same_maps(data, tmp_path):
+    """One builder: the frames the analyses read get the AU maps training's guidance trains toward,
+    here for frames decoded 3x wider than stored (landmarks squashed like the frames)."""
+    from impressions.explain import images as loader
+
+    t = data["tables"]
+    frames = pl.read_parquet(t / "frames.parquet").with_columns(pl.col("width") * 3)
+    faces = pl.read_parquet(t / "faces.parquet")
+    points = [None if v is None else (((np.reshape(v, (68, 2)) + 0.5) * (3, 1)) - 0.5).ravel().tolist()
+              for v in faces["landmarks"].to_list()]  # fmt: skip
+    faces = faces.with_columns(pl.Series("landmarks", points, dtype=pl.List(pl.Float32)))
+    frames.write_parquet(tmp_path / "frames.parquet")
+    faces.write_parquet(tmp_path / "faces.parquet")
+    inputs = _inputs(data, "image", frames=tmp_path / "frames.parquet", faces=tmp_path / "faces.parquet")
+    frames_set = _train_set(data, "image")
+    guidance = training.guidance_maps("image", inputs, frames_set, size=model_data.SIZE)
+    tables = [pl.read_parquet(t / "clips.parquet"), frames, faces, pl.read_parquet(t / "expressions.parquet")]
+    images = loader.load_images("frames", *tables, data["clips"], splits=["train"])
+    analysed = au_maps.frame_maps(images.landmarks, images.emotions, images.size)
+    by_item = {(c, int(k)): m for c, k, m in zip(images.clip_ids, images.frame_index, analysed)}
+    items = [(frames_set.clips.ids[pos], k) for pos, k in frames_set.items]
+    assert set(items) <= set(by_item) and any(m.any() for m in guidance)
+    for item, m in zip(items, guidance):
+        assert np.allclose(m.astype(np.float32), by_item[item], atol=2e-3), item
+
+
+def test_dominant_emotions_and_stored_landmarks():
+    probs = np.eye(len(EMOTIONS))[[EMOTIONS.index("anger"), EMOTIONS.index("neutral")]]
+    assert au_maps.dominant_emotions(np.vstack([probs, np.full(len(EMOTIONS), np.nan)])) == [
+        "anger", "neutral", None,
+    ]  # fmt: skip
+    points = au_maps.stored_landmarks(np.full((2, 68, 2), 31.5), [[64, 32], [0, 32]], (32, 32))
+    assert points[0, 0].tolist() == [15.5, 31.5] and np.isnan(points[1]).all()

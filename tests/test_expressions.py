@@ -16,6 +16,8 @@ from PIL import Image
 from impressions import media
 from impressions.expressions import detector as E
 from impressions.expressions import emotion_net as fer_net
+from impressions.expressions import geometry as G
+from impressions.expressions import pyfeat_adapter as P
 from impressions.schemas import AUS, EMOTIONS
 
 STILLS = {
@@ -192,28 +194,28 @@ def _project(points3d, pitch=0.0, yaw=0.0, roll=0.0, scale=80.0, shift=(112.0, 1
 
 def test_neutral_template_scores_zero_in_any_pose():
     poses = [dict(), dict(pitch=0.3), dict(yaw=-0.4), dict(roll=0.2, scale=50.0), dict(pitch=-0.25, yaw=0.3)]
-    landmarks = np.stack([_project(E.TEMPLATE, **p) for p in poses])
+    landmarks = np.stack([_project(G.TEMPLATE, **p) for p in poses])
     np.testing.assert_allclose(
-        E.frontalise(landmarks), np.broadcast_to(E.TEMPLATE[:, :2], landmarks.shape), atol=1e-6
+        G.frontalise(landmarks), np.broadcast_to(G.TEMPLATE[:, :2], landmarks.shape), atol=1e-6
     )
-    aus = E.geometric_aus(landmarks, [str(i) for i in range(len(poses))])  # single stills: population neutral
+    aus = G.geometric_aus(landmarks, [str(i) for i in range(len(poses))])  # single stills: population neutral
     assert np.abs(aus).max() < 1e-6
 
 
 def test_smile_moves_au12_not_au15_and_clip_baseline_removes_face_shape():
-    smile = E.TEMPLATE.copy()
+    smile = G.TEMPLATE.copy()
     smile[[48, 54], 1] -= 0.08  # corners up
     smile[48, 0] -= 0.05  # and out
     smile[54, 0] += 0.05
-    aus = dict(zip(AUS, E.geometric_aus(_project(smile, pitch=0.2)[None], ["still"])[0], strict=True))
+    aus = dict(zip(AUS, G.geometric_aus(_project(smile, pitch=0.2)[None], ["still"])[0], strict=True))
     assert aus["AU12"] > 2.5 and aus["AU15"] < 1e-6 and aus["AU01"] < 1e-6
 
     # a face with naturally high brows reads AU01/AU02 as a still, but not against its own clip
-    high_brows = E.TEMPLATE.copy()
+    high_brows = G.TEMPLATE.copy()
     high_brows[17:27, 1] -= 0.06
     clip = np.stack([_project(high_brows)] * 30 + [_project(smile)])
-    aus = E.geometric_aus(clip, ["clip"] * len(clip))
-    alone = E.geometric_aus(clip[:1], ["still"])[0]
+    aus = G.geometric_aus(clip, ["clip"] * len(clip))
+    alone = G.geometric_aus(clip[:1], ["still"])[0]
     assert alone[AUS.index("AU01")] > 1.5
     assert aus[0, AUS.index("AU01")] < 0.5 * alone[AUS.index("AU01")]
 
@@ -298,7 +300,7 @@ def test_agreement_with_pyfeat_on_single_face(backend, stills):
 def test_pyfeat_missing_dependencies_says_how_to_install(monkeypatch):
     for module in ("feat", "feat.detector"):
         monkeypatch.setitem(sys.modules, module, None)  # makes `import feat...` raise ImportError
-    with pytest.raises(E.PyFeatUnavailableError, match="requirements-pyfeat.txt"):
+    with pytest.raises(P.PyFeatUnavailableError, match="requirements-pyfeat.txt"):
         E.get_backend("pyfeat")
 
 
@@ -315,19 +317,19 @@ def test_pyfeat_missing_weights_names_files_and_cache(monkeypatch, tmp_path):
         def __init__(self, **kwargs):
             raise AssertionError("the detector must not be built when weights are missing")
 
-    monkeypatch.setattr(E, "_import_pyfeat", lambda: (NeverBuilt, FakeHub))
-    monkeypatch.setattr(E, "_pyfeat_resources", lambda: tmp_path)
-    with pytest.raises(E.PyFeatUnavailableError) as error:
+    monkeypatch.setattr(P, "_import_pyfeat", lambda: (NeverBuilt, FakeHub))
+    monkeypatch.setattr(P, "_pyfeat_resources", lambda: tmp_path)
+    with pytest.raises(P.PyFeatUnavailableError) as error:
         E.get_backend("pyfeat")
     message = str(error.value)
-    for repo, names in E.PYFEAT_WEIGHTS:
+    for repo, names in P.PYFEAT_WEIGHTS:
         assert f"{repo}/{names[0]}" in message
     assert str(tmp_path) in message and "site-packages/feat/resources" in message
 
 
 def test_pyfeat_columns_map_to_ours():
     reference = pl.read_csv(media.pyfeat_test_media("Feat_Test.csv"))  # py-feat's real output format
-    table = E.pyfeat_table(reference, 1, np.array([2.0]))
+    table = P.pyfeat_table(reference, 1, np.array([2.0]))
     assert table.columns == [*AUS, *EMOTIONS]
     assert table["AU12"][0] == pytest.approx(5 * reference["AU12"][0], rel=1e-6)
     assert table["happiness"][0] == pytest.approx(reference["happiness"][0], rel=1e-6)
@@ -350,7 +352,7 @@ def test_pyfeat_backend_keeps_best_face_per_frame(stills):
             return pl.DataFrame([detection(0, 0.6, 0.1), detection(0, 0.99, 0.8), detection(2, 0.9, 0.4)])
 
     crop, landmarks = stills["single_face.jpg"]
-    backend = E.PyFeatBackend(detector=FakeDetector())
+    backend = P.PyFeatBackend(detector=FakeDetector())
     table = backend.predict(np.stack([crop] * 3), np.stack([landmarks] * 3), ["a", "b", "c"])
     assert table.height == 3 and table.columns == [*AUS, *EMOTIONS]
     assert table["AU12"].to_list()[0] == pytest.approx(4.0)

@@ -7,8 +7,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from impressions import cli, layout
-from impressions.data import demo, identity, preprocess, tables
+from impressions import cli
+from impressions.data import demo, identity, preprocess, splits, tables
 
 
 def _unit(v):
@@ -50,7 +50,7 @@ def test_identity_groups_join_people_and_youtube_ids():
     groups = identity.identity_groups(clips, people)["identity_group"].to_list()
     # a.1 has no face but shares a's YouTube id; b.0 is a's person under another id
     assert groups[0] == groups[1] == groups[2] and len({groups[0], groups[3], groups[4]}) == 3
-    split = layout.assign_splits(groups_table := identity.identity_groups(clips, people), "identity_faces")
+    split = splits.assign_splits(groups_table := identity.identity_groups(clips, people), "identity_faces")
     by_group = split.group_by("identity_group").agg(pl.col("split").n_unique())
     assert (by_group["split"] == 1).all() and groups_table.height == split.height
 

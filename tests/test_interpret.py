@@ -1,11 +1,13 @@
 """Reading what the models saw, for the interpretation analyses."""
 
+from pathlib import Path
+
 import numpy as np
 import polars as pl
 
 from impressions import schemas
-from impressions.explain import interpret
-from impressions.schemas import AUS, EMOTIONS
+from impressions.explain import images as loader
+from impressions.schemas import AUS, EMOTIONS, TRAITS
 
 
 def tables(tmp_path, size=32):
@@ -38,13 +40,14 @@ def tables(tmp_path, size=32):
 
 def test_frames_carry_boxes_and_landmarks_in_stored_pixels(tmp_path):
     clips, frames, faces, expressions = tables(tmp_path)
-    images = interpret.load_images("frames", clips, frames, faces, expressions, tmp_path)
+    images = loader.load_images("frames", clips, frames, faces, expressions, tmp_path)
     assert len(images) == 6 and images.images.shape == (6, 32, 32, 3)
     assert images.clip_ids == ["a"] * 3 + ["b"] * 3 and images.frame_index.tolist() == [0, 1, 2] * 2
     assert images.images[3, 0, 0, 0] == ord("b")
-    # 320 x 160 decoded -> 32 x 32 stored: x / 10, y / 5.
+    # 320 x 160 decoded -> 32 x 32 stored: box edges x / 10, y / 5; landmarks are pixel centres, placed
+    # as AU guidance places them: (x + 0.5) / 10 - 0.5, (y + 0.5) / 5 - 0.5.
     np.testing.assert_allclose(images.boxes[0], [8, 8, 24, 24])
-    np.testing.assert_allclose(images.landmarks[0, 0], [3.2, 3.2])
+    np.testing.assert_allclose(images.landmarks[0, 0], [2.75, 2.8], rtol=1e-6)
     assert np.isnan(images.boxes[4]).all() and images.has_face.tolist() == [True] * 4 + [False, True]
     assert images.emotions == ["anger", "happiness", "happiness", "anger", None, "happiness"]
     assert np.isnan(images.aus[4]).all() and images.aus[5, 0] == 2
@@ -52,11 +55,153 @@ def test_frames_carry_boxes_and_landmarks_in_stored_pixels(tmp_path):
 
 def test_faces_keep_face_frames_with_aligned_landmarks_splits_and_cap(tmp_path):
     clips, frames, faces, expressions = tables(tmp_path)
-    images = interpret.load_images("faces", clips, frames, faces, expressions, tmp_path)
+    images = loader.load_images("faces", clips, frames, faces, expressions, tmp_path)
     assert len(images) == 5 and images.images.shape[1:] == (16, 16, 3)
     np.testing.assert_allclose(images.landmarks[0, 0], [1.6, 0.8])  # landmarks_aligned, unscaled
     assert np.isnan(images.boxes).all()
-    test_only = interpret.load_images("faces", clips, frames, faces, None, tmp_path, splits=["test"])
+    test_only = loader.load_images("faces", clips, frames, faces, None, tmp_path, splits=["test"])
     assert test_only.clip_ids == ["b", "b"] and test_only.emotions == [None, None]
-    capped = interpret.load_images("frames", clips, frames, faces, expressions, tmp_path, max_frames=3)
+    capped = loader.load_images("frames", clips, frames, faces, expressions, tmp_path, max_frames=3)
     assert list(zip(capped.clip_ids, capped.frame_index.tolist())) == [("a", 0), ("a", 2), ("b", 2)]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Each analysis entry point on tiny data: a random-weight GAP image model (no training) on random
+# frames with a face drawn by landmarks (tests/test_analyses_degenerate.py builds both).
+
+
+def _tiny(tmp_path, splits=("train", "train", "val", "test", "test")):
+    import polars as pl
+    from test_analyses_degenerate import checkpoint, dataset
+
+    paths = dataset(tmp_path, list(splits))
+    tables = [pl.read_parquet(paths[k]) for k in ("clips", "frames", "faces", "expressions")]
+    return paths, tables, checkpoint(tmp_path)
+
+
+def _files(tmp_path, analysis):
+    from impressions import layout
+
+    (tmp_path / analysis).mkdir()  # as the workflow's rule does
+    return {k: tmp_path / analysis / name for k, name in layout.INTERPRET_FILES[analysis].items()}
+
+
+def test_cam_analysis_ranks_the_top_clips_and_compares_with_gradcam(tmp_path):
+    from impressions.explain import cam_analyses
+
+    _, tables, ckpt = _tiny(tmp_path)
+    images = loader.load_images("frames", *tables, tmp_path / "clips")
+    files = _files(tmp_path, "cam")
+    section = cam_analyses.cam_analysis("image_cam", ckpt, images, files, top_k=2)
+    gradcam = pl.read_csv(files["gradcam"])
+    assert gradcam["trait"].to_list() == list(TRAITS)
+    assert gradcam["mean_r"].is_between(-1, 1).all() and gradcam["mean_r"].max() > 0.5  # related maps
+    assert section.figures and all(Path(f["path"]).stat().st_size > 0 for f in section.figures)
+
+
+def test_cam_overlap_analysis_shares_are_shares_of_test_frames(tmp_path):
+    from impressions.explain import cam_analyses
+
+    _, tables, ckpt = _tiny(tmp_path)
+    images = loader.load_images("frames", *tables, tmp_path / "clips", splits=["test"])
+    files = _files(tmp_path, "cam_overlap")
+    cam_analyses.cam_overlap_analysis("image_cam", ckpt, images, files, scales=(1.0, 2.0))
+    overlap = pl.read_csv(files["overlap"])
+    assert overlap["share"].drop_nulls().is_between(0, 1).all() and set(overlap["box_scale"]) == {1.0, 2.0}
+    # a box twice as large holds at least as many regions
+    every = overlap.filter((pl.col("variant") == "every") & (pl.col("trait") == "all")).sort("box_scale")
+    assert every["share"][1] >= every["share"][0]
+    assert set(pl.read_parquet(files["regions"])["clip_id"]) == {"clip03", "clip04"}
+
+
+def test_units_analysis_finds_shares_and_emergence_per_level(tmp_path):
+    from impressions.explain import unit_analyses
+
+    _, tables, ckpt = _tiny(tmp_path, ["train"] * 4 + ["test"] * 2)
+    images = loader.load_images("faces", *tables, tmp_path / "clips")
+    files = _files(tmp_path, "units")
+    unit_analyses.units_analysis("image_cam", ckpt, images, files, n_layers=2, top=4, au_top_n=5)
+    units = pl.read_parquet(files["units"])
+    assert units["layer"].n_unique() == 2 and units["unit"].n_unique() > 1
+    masses = units.select(pl.col("^mass_.*$")).to_numpy()
+    assert ((masses >= 0) & (masses <= 1 + 1e-9)).all()
+    emergence = pl.read_csv(files["emergence"])
+    assert set(emergence["level"]) == {"frame", "clip"} and emergence["p_value"].is_between(0, 1).all()
+
+
+def test_au_map_analysis_correlates_only_frames_with_an_emotion_map(tmp_path):
+    from impressions.explain import au_analyses
+
+    _, (clips, frames, faces, expressions), ckpt = _tiny(tmp_path)
+    # frame 0 of every clip is neutral: no AU map, no correlation
+    first = pl.col("frame_index") == 0
+    neutral = [pl.when(first).then(float(e == "neutral")).otherwise(pl.col(e)).alias(e) for e in EMOTIONS]
+    expressions = expressions.with_columns(neutral)
+    images = loader.load_images("faces", clips, frames, faces, expressions, tmp_path / "clips")
+    files = _files(tmp_path, "au_maps")
+    au_analyses.au_map_analysis("image_cam", ckpt, images, files)
+    per_frame = pl.read_parquet(files["frames"])
+    r = per_frame.select(TRAITS).to_numpy()
+    neutral_rows = (per_frame["emotion"] == "neutral").to_numpy()
+    assert neutral_rows.sum() == 5 and np.isnan(r[neutral_rows]).all()
+    assert np.isfinite(r[~neutral_rows]).all() and (np.abs(r[~neutral_rows]) <= 1 + 1e-9).all()
+    table = pl.read_csv(files["correlation"])
+    assert table.filter(pl.col("trait") == TRAITS[0])["frames"][0] == (~neutral_rows).sum()
+
+
+def test_guidance_effect_and_sweep_compare_weights(tmp_path):
+    import json
+
+    from impressions.explain import au_analyses, guidance_sweep
+    from impressions.training import loop as training
+
+    paths, (clips, frames, faces, expressions), ckpt = _tiny(tmp_path)
+    rng = np.random.default_rng(0)
+    held_out = clips.filter(pl.col("split").is_in(["val", "test"]))
+    preds, summaries, corrs, histories = {}, {}, {}, {}
+    for name, weight in (("face", 0.0), ("face_au_guided", 1.0)):
+        folder = tmp_path / name
+        folder.mkdir()
+        # the guided model predicts the labels exactly; the plain one is off by 0.1
+        y = held_out.select(TRAITS).to_numpy() + (0.0 if weight else 0.1)
+        by_split = {}
+        for split in ("val", "test"):
+            rows = (held_out["split"] == split).to_numpy()
+            by_split[split] = (held_out["clip_id"].filter(rows).to_list(), y[rows])
+        preds[name] = folder / "predictions.parquet"
+        training.predictions_frame(name, by_split).write_parquet(preds[name])
+        summaries[name] = folder / "summary.json"
+        summaries[name].write_text(json.dumps({"settings": {"au_guidance_weight": weight}}))
+        corrs[name] = folder / "cam_au_correlation.csv"
+        pl.DataFrame({"trait": ["mean"], "mean_r": [0.1 + weight]}).write_csv(corrs[name])
+        histories[weight] = folder / "metrics.csv"
+        pl.DataFrame({"epoch": [0], "val_mean": [rng.random()], "best": [True]}).write_csv(histories[weight])
+    files = {"section": tmp_path / "g" / "section.json", "table": tmp_path / "g" / "guidance.csv"}
+    au_analyses.guidance_effect([("face", "face_au_guided")], corrs, preds, summaries, clips, files)
+    table = pl.read_csv(files["table"]).sort("au_guidance_weight")
+    assert table["test_accuracy"][1] == 1.0 and table["test_accuracy"][0] < 1.0
+    assert table["cam_au_r"].to_list() == [0.1, 1.1]
+
+    sweep = {k: tmp_path / "sweep" / n for k, n in (("section", "section.json"), ("table", "sweep.csv"),
+                                                    ("figure", "sweep.png"))}  # fmt: skip
+    weights = {0.0: preds["face"], 1.0: preds["face_au_guided"]}
+    guidance_sweep.sweep_analysis(
+        "face", [0.0, 1.0], {0.0: ckpt, 1.0: ckpt}, weights, histories, clips, frames, faces, expressions,
+        tmp_path / "clips", sweep, n_boot=20,
+    )  # fmt: skip
+    rows = pl.read_csv(sweep["table"]).sort("weight")
+    assert rows["weight"].to_list() == [0.0, 1.0]
+    assert rows["test_accuracy"][1] > rows["test_accuracy"][0]  # the exact predictions win
+    assert rows["cam_au_r"][0] == rows["cam_au_r"][1]  # the same model at both weights: the same maps
+
+
+def test_emergence_finds_the_unit_that_tracks_an_au():
+    from impressions.explain import emergence
+
+    rng = np.random.default_rng(0)
+    au = rng.random((200, 2))
+    units = rng.random((200, 5))
+    units[:, 3] = au[:, 1] + 0.01 * rng.random(200)  # unit 3 follows AU 2
+    rows = emergence.emergence(au, units, n_top=20)
+    assert rows[1]["unit"] == 3 and rows[1]["i_max"] >= 18 and rows[1]["p_corrected"] < 1e-10
+    assert rows[0]["p_corrected"] > 1e-3  # AU 1 has no unit

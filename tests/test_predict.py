@@ -8,7 +8,7 @@ import yaml
 from media import face_clip
 from test_training import SMALL_CNN, inputs_for
 
-from impressions import cli, predict
+from impressions import cli, predict, schemas
 from impressions.schemas import TRAITS
 from impressions.training import loop as training
 
@@ -37,6 +37,10 @@ def test_predict_a_new_clip(models_dir, tmp_path, capsys):
     video = tmp_path / "-new.clip.000.mp4"  # a name that starts with a dash and has dots
     face_clip(video, start=12.0, seconds=3.0)
     table = predict.predict_videos([video], models_dir)
+    # The training outputs' columns first (split null for a new video), then the notes on the clip.
+    assert table.schema == schemas.polars_schema("predict")
+    assert table.columns[: len(schemas.OUTPUTS["predictions"])] == list(schemas.OUTPUTS["predictions"])
+    assert table["split"].null_count() == table.height
     assert table["clip_id"].unique().to_list() == ["-new.clip.000"]
     assert sorted(table["model"]) == ["au_linear", "audio", "face", "fusion_handcrafted", "image"]
     scores = table.select(TRAITS).to_numpy()

@@ -4,7 +4,7 @@ import polars as pl
 import pytest
 from test_training import SMALL_CNN, train
 
-from impressions.explain import interpret
+from impressions.explain import sections
 from impressions.report import metrics
 from impressions.report import render as report
 from impressions.schemas import TRAITS
@@ -75,7 +75,7 @@ def test_interpretation_sections_follow_the_results_in_order(trained, tmp_path):
     small, photo = tmp_path / "small.png", tmp_path / "photo.png"
     plt.figure(figsize=(1, 1)).savefig(small)
     plt.imsave(photo, np.random.default_rng(0).uniform(size=(400, 400, 3)))  # noise: a large PNG
-    late, early = interpret.Section("Late", "second", order=60), interpret.Section("Early", "first", order=10)
+    late, early = sections.Section("Late", "second", order=60), sections.Section("Early", "first", order=10)
     early.figure(small, "What the small figure shows.")
     early.figure(photo, "What the photo grid shows.")
     early.table(pl.DataFrame({"unit": [1], "p": [1e-6]}), "A table.", tmp_path / "t.csv")

@@ -1,10 +1,10 @@
-"""models.split: the official split, or an identity-disjoint re-split (impressions.layout.assign_splits)."""
+"""models.split: the official split, or an identity-disjoint re-split (impressions.data.splits)."""
 
 import numpy as np
 import polars as pl
 import pytest
 
-from impressions.layout import assign_splits
+from impressions.data.splits import assign_splits
 
 
 def toy_clips(seed: int = 0) -> pl.DataFrame:
@@ -57,3 +57,34 @@ def test_identity_is_deterministic_per_seed_and_ignores_row_order():
 def test_an_unknown_mode_is_refused():
     with pytest.raises(ValueError, match="unknown split mode"):
         assign_splits(toy_clips(), "random")
+
+
+def test_the_splits_table_is_what_every_consumer_reads(tmp_path):
+    """splits.parquet holds the assignment once; read_clips puts it on the clips table unchanged
+    otherwise, and computes a split itself only for another mode or seed (a seed replica)."""
+    from impressions import schemas
+    from impressions.data import splits
+
+    clips = toy_clips()
+    clips.write_parquet(tmp_path / "clips.parquet")
+    table = splits.split_table(tmp_path / "clips.parquet", "identity", seed=5)
+    assert table.schema == schemas.polars_schema("splits") and table["clip_id"].equals(clips["clip_id"])
+    assert table["split"].equals(assign_splits(clips, "identity", seed=5)["split"])
+    table.write_parquet(tmp_path / "splits.parquet")
+    read = splits.read_clips(tmp_path / "clips.parquet", tmp_path / "splits.parquet", "identity", 5)
+    assert read.equals(assign_splits(clips, "identity", seed=5))
+    # The stored table wins over a re-derivation: an edited split is what consumers see.
+    edited = table.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("test")).otherwise("split"))
+    edited.write_parquet(tmp_path / "edited.parquet")
+    assert splits.read_clips(tmp_path / "clips.parquet", tmp_path / "edited.parquet", "identity", 5)[
+        "split"
+    ].equals(edited["split"])
+    # A seed replica of the re-split gets its own seed's split; the official split ignores the seed.
+    other = splits.read_clips(tmp_path / "clips.parquet", tmp_path / "splits.parquet", "identity", 6)
+    assert other.equals(assign_splits(clips, "identity", seed=6))
+    official = splits.split_table(tmp_path / "clips.parquet")
+    official.write_parquet(tmp_path / "official.parquet")
+    assert splits.read_clips(tmp_path / "clips.parquet", tmp_path / "official.parquet", seed=3).equals(clips)
+    with pytest.raises(ValueError, match="re-run the splits rule"):
+        clips.head(3).write_parquet(tmp_path / "fewer.parquet")
+        splits.read_clips(tmp_path / "fewer.parquet", tmp_path / "splits.parquet", "identity", 5)

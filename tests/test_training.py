@@ -6,6 +6,7 @@ import polars as pl
 import pytest
 import torch
 
+from impressions import schemas
 from impressions.models import networks as models
 from impressions.report import metrics
 from impressions.schemas import AUS, TRAITS
@@ -70,7 +71,7 @@ def test_same_seed_same_numbers_on_cpu(data, tmp_path):
 def test_image_model_outputs(data, tmp_path):
     out, summary = train(data, tmp_path, "image", {**SMALL_CNN, "epochs": 12})
     preds = pl.read_parquet(out.predictions)
-    assert list(preds.columns) == list(training.PREDICTION_COLUMNS)
+    assert preds.schema == schemas.polars_schema("predictions")  # the schema `impressions predict` extends
     assert preds.group_by("split").len().sort("split").rows() == [("test", 6), ("val", 6)]
     assert preds["model"].unique().to_list() == ["image"]
     history = pl.read_csv(out.metrics)

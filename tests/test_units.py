@@ -9,6 +9,7 @@ from skimage.draw import polygon
 from torch import nn
 
 from impressions.explain import unit_detectors as units
+from impressions.expressions import geometry
 from impressions.models import networks as models
 
 SIZE = 48
@@ -105,11 +106,11 @@ def test_part_masks_known_regions():
     assert at(masks["nose"], lm[30]) and at(masks["eyebrows"], lm[19]) and at(masks["eyebrows"], lm[24])
     assert not (masks["mouth"] & masks["nose"]).any()
     # Margin dilates by a share of the inter-ocular distance (0.36 * 48 px here).
-    assert units.inter_ocular(lm) == pytest.approx(0.36 * SIZE)
+    assert geometry.interocular(lm) == pytest.approx(0.36 * SIZE)
     bare = units.part_masks(lm, SIZE, margin=0)["mouth"]
     wide = units.part_masks(lm, SIZE, margin=0.3)["mouth"]
     assert bare.sum() < masks["mouth"].sum() < wide.sum() and (bare <= masks["mouth"]).all()
-    gap = units.inter_ocular(lm) * 0.3
+    gap = geometry.interocular(lm) * 0.3
     below = lm[48:60, 1].max()
     assert wide[int(below + gap - 1), int(mouth_c[0])] and not wide[int(below + gap + 2), int(mouth_c[0])]
     nan = units.part_masks(np.full((68, 2), np.nan), SIZE)

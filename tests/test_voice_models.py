@@ -6,7 +6,8 @@ import polars as pl
 import pytest
 from test_training import COMMON, _baseline, _val_test_accuracy, inputs_for
 
-from impressions import layout, schemas
+from impressions import schemas
+from impressions.data import splits
 from impressions.models import networks as models
 from impressions.schemas import VOICE
 from impressions.training import loop as training
@@ -78,17 +79,17 @@ def test_identity_faces_split_reads_the_identities_beside_the_clips(data, tmp_pa
     folder.mkdir()
     clips.write_parquet(folder / "clips.parquet")
     with pytest.raises(FileNotFoundError, match="identities.parquet"):
-        layout.split_clips(folder / "clips.parquet", "identity_faces")
+        splits.split_clips(folder / "clips.parquet", "identity_faces")
     # two YouTube ids per person (each id is one clip here): pairs of ids cluster together
     person = [i // 2 for i in range(clips.height)]
     pl.DataFrame({"clip_id": clips["clip_id"], "person": person}).write_parquet(folder / "identities.parquet")
-    split = layout.split_clips(folder / "clips.parquet", "identity_faces", seed=3)
+    split = splits.split_clips(folder / "clips.parquet", "identity_faces", seed=3)
     by_person = (
         split.with_columns(person=pl.Series(person)).group_by("person").agg(pl.col("split").n_unique())
     )
     assert (by_person["split"] == 1).all()
     assert split["split"].is_in(["train", "val", "test"]).all() and split.height == clips.height
-    assert layout.split_clips(folder / "clips.parquet").equals(clips)  # official: unchanged
+    assert splits.split_clips(folder / "clips.parquet").equals(clips)  # official: unchanged
 
 
 def test_predict_uses_voice_linear_on_a_new_clip(data, tmp_path):

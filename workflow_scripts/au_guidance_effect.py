@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from impressions import logs
-from impressions.explain import interpret
+from impressions.explain import au_analyses, interpret, sections
 
 
 def by_model(paths):
@@ -11,14 +11,15 @@ def by_model(paths):
 
 with logs.to_file(snakemake.log[0]):
     clips, _, _, _ = interpret.read_tables(
-        snakemake.input.clips, None, None, None, snakemake.params.split, snakemake.params.seed
-    )
+        snakemake.input.clips, None, None, None, snakemake.params.split, snakemake.params.seed,
+        snakemake.input.splits,
+    )  # fmt: skip
     files = {key: Path(path) for key, path in snakemake.output.items()}
-    interpret.guarded(
+    sections.guarded(
         "guidance",
         "",
         files,
-        interpret.guidance_effect,
+        au_analyses.guidance_effect,
         snakemake.params.pairs,
         by_model(snakemake.input.correlations),
         by_model(snakemake.input.predictions),

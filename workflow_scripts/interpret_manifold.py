@@ -1,15 +1,15 @@
 from pathlib import Path
 
 from impressions import logs
-from impressions.explain import interpret
+from impressions.explain import interpret, sections
 
 with logs.to_file(snakemake.log[0]):
     clips, _, _, expressions = interpret.read_tables(
         snakemake.input.clips, None, None, snakemake.input.expressions,
-        snakemake.params.split, snakemake.params.seed,
+        snakemake.params.split, snakemake.params.seed, snakemake.input.splits,
     )  # fmt: skip
     files = {key: Path(path) for key, path in snakemake.output.items()}
-    interpret.guarded(
+    sections.guarded(
         "manifold", "", files, interpret.manifold_analysis,
         {Path(p).parent.name: Path(p) for p in snakemake.input.features}, clips, expressions, files,
         **snakemake.params.options,

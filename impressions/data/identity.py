@@ -115,7 +115,7 @@ def _components(n: int, edges) -> np.ndarray:
 def identity_groups(clips, identities):
     """The clips table with `identity_group`: clips linked by a shared face cluster or YouTube id.
 
-    What `models.split: identity_faces` keeps in one split (`impressions.layout.assign_splits`): a
+    What `models.split: identity_faces` keeps in one split (`impressions.data.splits.assign_splits`): a
     person filmed under several YouTube ids is one group, and so is a YouTube id whose clips show no
     face in some of them. Clips absent from `identities` keep their YouTube id (or clip id).
     """

@@ -5,7 +5,7 @@ frame and an emotion -> AU codebook into a heatmap of where that emotion shows o
 compares a network's attention (or CAM) with it, or trains the attention toward it:
 
 - `AU_LANDMARKS`: each AU's centres on the face, as landmark indices (see there);
-- `CODEBOOK`: each emotion's prototypic AUs (EMFACS, Friesen & Ekman 1983), neutral has none;
+- `CODEBOOK`: each emotion's prototypic AUs (`impressions.expressions.codebook`), neutral has none;
 - `au_heatmaps` / `emotion_map` / `frame_maps`: Gaussian blobs (peak 1) at the AU centres, with a
   width that is a fraction of the inter-ocular distance (IOD: mean of points 36-41 to mean of
   42-47), so the same face gets the same map at any resolution;
@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from impressions.expressions import codebook, geometry
 from impressions.schemas import AUS, EMOTIONS
 
 Anchor = int | tuple[int, ...]
@@ -54,17 +55,7 @@ AU_LANDMARKS: dict[str, tuple[Anchor, ...]] = {
 """AU (`schemas.AUS`) -> its centres, each a dlib-68 landmark index or a tuple of indices whose mean
 is the centre (midpoints and centroids place centres where no landmark lies, e.g. the cheeks)."""
 
-CODEBOOK: dict[str, tuple[str, ...]] = {
-    "anger": ("AU04", "AU05", "AU07", "AU23"),
-    # EMFACS disgust is 9 or 10 with 15, 16 or 17; AU16 (lower lip depressor) is not estimated here.
-    "disgust": ("AU09", "AU10", "AU15", "AU17"),
-    "fear": ("AU01", "AU02", "AU04", "AU05", "AU07", "AU20", "AU26"),
-    "happiness": ("AU06", "AU12"),
-    "sadness": ("AU01", "AU04", "AU15"),
-    "surprise": ("AU01", "AU02", "AU05", "AU26"),
-    "neutral": (),
-}
-"""Emotion (`schemas.EMOTIONS`) -> prototypic AUs (EMFACS prototypes); neutral has none."""
+CODEBOOK = codebook.CODEBOOK  # the one emotion -> AU table (impressions/expressions/codebook.py)
 
 SIGMA = 0.2
 """Default blob width (Gaussian sigma) in inter-ocular distances: about 1.3 cm on an adult face,
@@ -90,12 +81,6 @@ def au_centres(landmarks: np.ndarray, aus: Sequence[str]) -> np.ndarray:
     return np.stack(points, axis=-2)
 
 
-def interocular(landmarks: np.ndarray) -> np.ndarray:
-    """Distance between the eye centres (mean of points 36-41 and of 42-47), per face (...,)."""
-    landmarks = np.asarray(landmarks, dtype=np.float64)
-    return np.linalg.norm(landmarks[..., 36:42, :].mean(-2) - landmarks[..., 42:48, :].mean(-2), axis=-1)
-
-
 def _blobs(centres: np.ndarray, scale: np.ndarray, size: int) -> np.ndarray:
     """(N, size, size): max over K Gaussians at centres (N, K, 2) with sigmas scale (N,)."""
     grid = np.arange(size, dtype=np.float64)
@@ -111,7 +96,7 @@ def _valid(landmarks: np.ndarray) -> np.ndarray:
     """Faces whose 68 points are all finite and whose eyes are apart (N,)."""
     flat = landmarks.reshape(len(landmarks), -1)
     ok = np.isfinite(flat).all(axis=1)
-    iod = np.where(ok, interocular(np.nan_to_num(landmarks)), 0.0)
+    iod = np.where(ok, geometry.interocular(np.nan_to_num(landmarks)), 0.0)
     return ok & (iod > 0)
 
 
@@ -127,7 +112,7 @@ def au_heatmaps(
     out = np.zeros((len(aus), size, size), np.float32)
     if not _valid(lm)[0]:
         return out
-    scale = sigma * interocular(lm)
+    scale = sigma * geometry.interocular(lm)
     for i, au in enumerate(aus):
         out[i] = _blobs(au_centres(lm, [au]), scale, size)[0]
     return out
@@ -160,7 +145,7 @@ def frame_maps(
             continue
         for start in range(0, len(rows), chunk):  # (chunk, K, size, size) stays small
             part = rows[start : start + chunk]
-            out[part] = _blobs(au_centres(lm[part], aus), sigma * interocular(lm[part]), size)
+            out[part] = _blobs(au_centres(lm[part], aus), sigma * geometry.interocular(lm[part]), size)
     return out
 
 
@@ -172,10 +157,28 @@ def rescale_points(points: np.ndarray, from_size: tuple[float, float], to_size: 
     return (points + 0.5) * ratio - 0.5
 
 
+def stored_landmarks(points: np.ndarray, decoded, stored: tuple[float, float]) -> np.ndarray:
+    """Landmarks (..., 68, 2) of frames decoded at (width, height) `decoded` ((..., 2) or (2,)), moved
+    into the stored frames of (width, height) `stored` (squashed like the frames were, `rescale_points`);
+    NaN where the decoded size is unknown or not positive. Training's AU guidance and the analyses
+    both place landmarks with this."""
+    decoded = np.array(decoded, dtype=np.float64)
+    decoded[~np.isfinite(decoded).all(axis=-1) | (decoded <= 0).any(axis=-1)] = np.nan
+    return rescale_points(points, decoded[..., None, :], stored)
+
+
+def dominant_emotions(probs: np.ndarray) -> list[str | None]:
+    """The most probable emotion (`schemas.EMOTIONS` order) of each row of (n, 7) probabilities; None
+    where any probability is missing. The emotion whose codebook AUs a frame's map shows."""
+    probs = np.asarray(probs, dtype=np.float64).reshape(-1, len(EMOTIONS))
+    known = np.isfinite(probs).all(axis=1)
+    return [EMOTIONS[int(np.argmax(p))] if ok else None for p, ok in zip(probs, known)]
+
+
 def mean_face(size: int, iod: float = 0.31) -> np.ndarray:
     """(68, 2) landmarks of a neutral frontal face centred in a size x size image (an eye-aligned
     crop's proportions: IOD = `iod` * size); for tests, demos and codebook figures."""
-    from impressions.expressions.detector import TEMPLATE  # IOD units, origin at the eye midpoint
+    from impressions.expressions.geometry import TEMPLATE  # IOD units, origin at the eye midpoint
 
     xy = TEMPLATE[:, :2]
     centre = (xy.min(axis=0) + xy.max(axis=0)) / 2

@@ -140,12 +140,13 @@ def sweep_analysis(
     clips_dir, files: Mapping[str, Path],
     *, max_frames: int = 2000, tolerance: float = 0.005, n_boot: int = 1000, seed: int = 0,
 ):  # fmt: skip
-    """The sweep's table, figure and report section (an `interpret.Section`)."""
+    """The sweep's table, figure and report section (an `sections.Section`)."""
     import polars as pl
 
-    from impressions.explain import interpret
+    from impressions.explain import au_analyses, interpret, sections
+    from impressions.explain.images import load_images, load_model
 
-    images = interpret.load_images(
+    images = load_images(
         interpret.explained_kind(family), clips, frames, faces, expressions, clips_dir, splits=["test"],
         max_frames=max_frames,
     )  # fmt: skip
@@ -165,8 +166,8 @@ def sweep_analysis(
         )
         r, n = float("nan"), 0
         if len(usable):
-            model, input_size, _ = interpret.load_model(checkpoints[w])
-            corr, _, _ = interpret.cam_au_correlations(model, input_size, usable)
+            model, transform, _ = load_model(checkpoints[w])
+            corr, _, _ = au_analyses.cam_au_correlations(model, transform, usable)
             used = np.isfinite(corr).any(axis=1)
             n = int(used.sum())
             r = float(np.nanmean(corr[used])) if n else float("nan")
@@ -184,15 +185,15 @@ def sweep_analysis(
         r["delta_accuracy"] = float((a - b).mean()) if len(common) else float("nan")
         r["delta_low"], r["delta_high"] = paired_bootstrap(a, b, n_boot, seed)
     rows = judge(rows, tolerance)
-    table = pl.DataFrame(rows, schema=interpret._schema(SCHEMA)).select(list(SCHEMA))
+    table = pl.DataFrame(rows, schema=sections.polars_types(SCHEMA)).select(list(SCHEMA))
     plot(table, files["figure"], title=f"{family}: AU guidance weight sweep (test split)")
     note = (
         ""
         if len(usable)
         else " No test frame has a face and a non-neutral emotion: CAM-AU r could not be computed."
     )
-    section = interpret.Section(
-        interpret.TITLES["guidance_sweep"][0],
+    section = sections.Section(
+        sections.TITLES["guidance_sweep"][0],
         f"The {family} model trained once per au_guidance_weight in "
         f"{', '.join(f'{w:g}' for w in sorted(weights))} "
         "with all else equal; the guidance term is normalised at initialisation (multiplied by trait loss / "
@@ -201,7 +202,7 @@ def sweep_analysis(
         f"Paper's claim: interpretability improves without degrading accuracy; {PUBLISHED}. "
         f"{DEVIATIONS}. The claim's direction, checked here with this project's measures: "
         + verdict(rows, tolerance),
-        order=interpret.TITLES["guidance_sweep"][1],
+        order=sections.TITLES["guidance_sweep"][1],
     )
     section.figure(
         files["figure"],
@@ -234,15 +235,15 @@ def run(family: str, inputs: Mapping, outputs: Mapping[str, str], options: Mappi
     """The sweep as the workflow calls it: `inputs` holds the sweep's checkpoints, predictions and
     histories (one per weight) and the dataset tables; a sweep that cannot run writes its section
     saying why."""
-    from impressions.explain import interpret
+    from impressions.explain import interpret, sections
 
     files = {key: Path(path) for key, path in outputs.items()}
     checkpoints = read_weights(inputs["checkpoints"])
     clips, frames, faces, expressions = interpret.read_tables(
         inputs["clips"], inputs["frames"], inputs["faces"], inputs["expressions"],
-        options["split"], options["seed"],
+        options["split"], options["seed"], inputs.get("splits"),
     )  # fmt: skip
-    return interpret.guarded(
+    return sections.guarded(
         "guidance_sweep", family, files, sweep_analysis, family, list(checkpoints), checkpoints,
         read_weights(inputs["predictions"]), read_weights(inputs["histories"]), clips, frames, faces,
         expressions, options["clips_dir"], files, max_frames=options["max_frames"],

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from impressions.expressions import geometry
+
 FACE_PARTS: dict[str, tuple[range, ...]] = {
     "eyebrows": (range(17, 22), range(22, 27)),
     "eyes": (range(36, 42), range(42, 48)),
@@ -120,12 +122,6 @@ def peaks(acts: np.ndarray, image_size: int) -> tuple[np.ndarray, np.ndarray]:
 # Face parts and detectors
 
 
-def inter_ocular(landmarks: np.ndarray) -> float:
-    """Distance between the eye centres (means of points 36-41 and 42-47); NaN without landmarks."""
-    lm = np.asarray(landmarks, dtype=np.float64)
-    return float(np.linalg.norm(lm[36:42].mean(axis=0) - lm[42:48].mean(axis=0)))
-
-
 def _hull_mask(points: np.ndarray, size: int) -> np.ndarray:
     from scipy.spatial import ConvexHull, QhullError
     from skimage.draw import polygon, polygon_perimeter
@@ -162,7 +158,7 @@ def part_masks(landmarks: np.ndarray, size: int, margin: float = 0.1) -> dict[st
     masks = {part: np.zeros((size, size), dtype=bool) for part in FACE_PARTS}
     if not np.isfinite(lm).all():
         return masks
-    radius = margin * inter_ocular(lm)
+    radius = margin * float(geometry.interocular(lm))
     for part, groups in FACE_PARTS.items():
         mask = masks[part]
         for group in groups:

@@ -94,10 +94,16 @@ def r2(y_true, y_pred) -> np.ndarray:
     return scores(y_true, y_pred)["r2"]
 
 
+def train_mean(train_labels) -> np.ndarray:
+    """Per-trait mean of the training labels (clips x traits), in their own dtype: the value the
+    train-mean baseline predicts and training fills clips without input with."""
+    return np.asarray(train_labels).mean(axis=0)
+
+
 def train_mean_baseline(train_labels, n: int) -> np.ndarray:
     """Predict the training mean of every trait for `n` clips (the baseline every FI paper reports)."""
     train = _as_2d(train_labels)
-    return np.broadcast_to(train.mean(axis=0), (n, train.shape[1])).copy()
+    return np.broadcast_to(train_mean(train), (n, train.shape[1])).copy()
 
 
 def bootstrap_weights(n: int, n_boot: int, seed: int, groups: Sequence | None = None) -> np.ndarray:

@@ -5,7 +5,7 @@ Writes `index.html` (self-contained: curves are embedded) and `report.md` (curve
 numbers behind them as Parquet: `metrics.parquet` (model, split, metric, trait, value, ci_low,
 ci_high, n), `breakdowns.parquet` and `comparisons.parquet`.
 
-After the model results come the interpretation sections (`impressions.explain.interpret`: each a
+After the model results come the interpretation sections (`impressions.explain.sections`: each a
 `section.json` with text, captioned figures and tables, rendered in order).
 
 Intervals are 95% percentile bootstrap intervals that resample YouTube ids (people), not clips: clips
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from impressions import layout
+from impressions.data import splits as data_splits
 from impressions.report import metrics
 from impressions.schemas import TRAITS
 from impressions.training import degenerate
@@ -54,6 +54,8 @@ def _baseline_predictions(clips):
     import polars as pl
 
     train = clips.filter(pl.col("split") == "train").select(TRAITS).drop_nulls()
+    # polars' mean, not metrics.train_mean: its summation order differs in the last bit, and the
+    # report's baseline figures are pinned to the digit.
     mean = train.mean().row(0) if train.height else (np.nan,) * len(TRAITS)
     rest = clips.filter(pl.col("split").is_in(["val", "test"])).select("clip_id", "split")
     if not train.height:  # no training mean, no baseline (degenerate.statements says so)
@@ -278,13 +280,14 @@ def write_report(
     prediction_paths: Sequence[Path], summary_paths: Sequence[Path], curve_paths: Sequence[Path],
     outputs: Mapping[str, Path], n_boot: int = 1000, seed: int = 0, dataset: str = "",
     split: str = "official", sections: Sequence[Path] = (), reproduce: Sequence[Mapping] = (),
-    experiment: str = "",
+    experiment: str = "", splits_path: Path | None = None,
 ) -> None:  # fmt: skip
-    """Evaluate every model and write the HTML and Markdown report and its tables (see the docstring)."""
+    """Evaluate every model and write the HTML and Markdown report and its tables (see the docstring).
+    `splits_path`: the workflow's splits table (else the split is computed from `split` and `seed`)."""
     import polars as pl
 
     clips, qc, faces = (pl.read_parquet(p) for p in (clips_path, qc_path, faces_path))
-    clips = layout.split_clips(clips_path, split, seed)  # the split the models were trained and scored on
+    clips = data_splits.read_clips(clips_path, splits_path, split, seed)  # the models' split
     expressions = pl.read_parquet(expressions_path) if expressions_path else None
     predictions = [pl.read_parquet(p) for p in prediction_paths]
     table, breakdowns, comparisons = evaluate(clips, predictions, expressions, n_boot=n_boot, seed=seed)
@@ -403,11 +406,11 @@ def write_report(
         )
 
     if sections:
-        from impressions.explain import interpret
+        from impressions.explain.sections import read_sections
 
         md.append("\n# What the networks look at\n")
         body.append("<h1>What the networks look at</h1>")
-        for sec in interpret.read_sections(sections):
+        for sec in read_sections(sections):
             section(sec["title"], sec["text"])
             for fig in sec["figures"]:
                 path = Path(fig["path"])

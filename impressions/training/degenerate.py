@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from impressions.models import registry
-from impressions.schemas import SPLITS, TRAITS
+from impressions.schemas import SPLITS, TRAITS, polars_schema
 
 NOT_TRAINED = "not_trained"
 """Summary and checkpoint key holding the reason a family was not trained."""
@@ -98,13 +98,9 @@ def write_untrained(
     import polars as pl
     import torch
 
-    from impressions.training import loop as training
-
     for path in (outputs.checkpoint, outputs.predictions, outputs.features, outputs.metrics):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    columns = training.PREDICTION_COLUMNS
-    schema = {k: pl.String if v == "str" else pl.Float64 for k, v in columns.items()}
-    pl.DataFrame([], schema=schema).write_parquet(outputs.predictions)
+    pl.DataFrame([], schema=polars_schema("predictions")).write_parquet(outputs.predictions)
     ids = [c for s in SPLITS for c in clips.filter(pl.col("split") == s)["clip_id"].to_list()]
     splits = [s for s in SPLITS for _ in clips.filter(pl.col("split") == s)["clip_id"]]
     np.savez(
@@ -135,14 +131,12 @@ def train_or_explain(
     """`training.train_family` when the data allow it, else the outputs of an untrained family."""
     import logging
 
-    import polars as pl
-
-    from impressions import layout
+    from impressions.data import splits
     from impressions.training import loop as training
 
     name = name or family
     settings, _ = training.Settings.from_options(common, options)
-    clips = layout.assign_splits(pl.read_parquet(inputs.clips), settings.split, settings.seed)
+    clips = splits.read_clips(inputs.clips, inputs.splits, settings.split, settings.seed)
     reason = why_not_trainable(family, inputs, clips, options, untrained_components(inputs))
     if reason is None:
         return training.train_family(family, inputs, outputs, common, options, name, preprocessing)

@@ -116,7 +116,7 @@ def fit(
         train_set, settings.batch_size, shuffle=True, seed=settings.seed, device=device,
         num_workers=settings.num_workers,
     )  # fmt: skip
-    fill = train_set.clips.labels.mean(axis=0)  # what clips without samples get, as in the final predictions
+    fill = metrics.train_mean(train_set.clips.labels)  # what clips without samples get, as in the end
     history: list[dict] = []
     best_acc, best_state, stale = -np.inf, None, 0
     scale = None  # the guidance term's normalisation, fixed on the first batch that has AU maps

@@ -55,11 +55,7 @@ def guidance_maps(
     if shape is not None:
         stored = np.array([shape[1], shape[0]], np.float64)  # (width, height)
         if family == "image":
-            decoded = table.select("width", "height").to_numpy().astype(np.float64)
-            decoded[~np.isfinite(decoded).all(axis=1) | (decoded <= 0).any(axis=1)] = np.nan
-            points = au_maps.rescale_points(points, decoded[:, None, :], stored)
+            points = au_maps.stored_landmarks(points, table.select("width", "height").to_numpy(), stored)
         points = au_maps.rescale_points(points, stored, (size, size))
-    probs = table.select(EMOTIONS).to_numpy().astype(np.float64)
-    known = np.isfinite(probs).all(axis=1)
-    emotions = [EMOTIONS[int(np.argmax(p))] if ok else None for p, ok in zip(probs, known)]
+    emotions = au_maps.dominant_emotions(table.select(EMOTIONS).to_numpy())
     return au_maps.frame_maps(points, emotions, size, sigma).astype(np.float16)

@@ -32,6 +32,7 @@ class Inputs:
     features: Mapping[str, Path] | None = None  # component model -> features.npz (fusion)
     faces: Path | None = None  # faces table: landmarks for AU guidance (the face family's `frames` has them)
     voice: Path | None = None  # voice table: voice_linear, and fusion_handcrafted's voice columns when given
+    splits: Path | None = None  # the workflow's splits.parquet (impressions.data.splits); else computed
 
     @classmethod
     def from_files(
@@ -60,6 +61,7 @@ class Inputs:
             features={Path(f).parent.name: Path(f) for f in features} if features else None,
             faces=one("faces"),
             voice=one("voice"),
+            splits=one("splits"),
         )
 
 

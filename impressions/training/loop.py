@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from impressions import layout
+from impressions.data import splits as data_splits
 from impressions.explain import au_maps
 from impressions.layout import PREPROCESSING_SECTIONS, Outputs  # noqa: F401 - part of this module's API
 from impressions.models import networks as models
@@ -109,7 +109,7 @@ def train_family(
     settings, builder = Settings.from_options(common, {**options, **spec.fixed})
     seed_everything(settings.seed, settings.threads)
     device = resolve_device(settings.device)
-    clips_table = layout.split_clips(inputs.clips, settings.split, settings.seed)
+    clips_table = data_splits.read_clips(inputs.clips, inputs.splits, settings.split, settings.seed)
     splits = _clips_by_split(clips_table)
     sizes = [len(c) for c in splits.values()]
     if not sizes[0] or not sizes[1]:
@@ -177,7 +177,7 @@ def _train_on_samples(family, inputs, splits, settings, builder, device) -> _Tra
         extra["au_guidance_samples"] = guided
         train_set = datasets.AUMapDataset(sets["train"], maps)
     model, history = fit(model, train_set, sets["val"], splits["val"], settings, prepare, device)
-    train_mean = splits["train"].labels.mean(axis=0)
+    train_mean = metrics.train_mean(splits["train"].labels)
     preds, feats, filled = {}, {}, {}
     for s, clips in splits.items():
         p, f, counts = predict_clips(
@@ -232,7 +232,7 @@ def _train_on_table(family, inputs, clips_table, splits, settings, builder, devi
         )
         x = "epoch"
     model = model.cpu().eval()
-    train_mean = splits["train"].labels.mean(axis=0)
+    train_mean = metrics.train_mean(splits["train"].labels)
     preds, feats, filled = {}, {}, {}
     with torch.no_grad():
         for s in SPLITS:

@@ -12,12 +12,13 @@ from torch import nn
 
 from impressions.layout import Outputs
 from impressions.models import networks as models
-from impressions.schemas import SPLITS, TRAITS
+from impressions.report import metrics
+from impressions.schemas import OUTPUTS, SPLITS, TRAITS, polars_schema
 from impressions.training import datasets
 from impressions.training.settings import Settings
 
-PREDICTION_COLUMNS = {"clip_id": "str", "split": "str", "model": "str", **{t: "f64" for t in TRAITS}}
-"""Schema of every model's predictions.parquet (one row per clip of val and test)."""
+PREDICTION_COLUMNS = OUTPUTS["predictions"]
+"""Schema of every model's predictions.parquet (`schemas.OUTPUTS`; one row per clip of val and test)."""
 
 
 def predictions_frame(name: str, split_preds: Mapping[str, tuple[Sequence[str], np.ndarray]]):
@@ -27,8 +28,7 @@ def predictions_frame(name: str, split_preds: Mapping[str, tuple[Sequence[str], 
     for split, (ids, pred) in split_preds.items():
         data = {"clip_id": list(ids), "split": [split] * len(ids), "model": [name] * len(ids)}
         data |= {t: pred[:, i].astype(np.float64) for i, t in enumerate(TRAITS)}
-        parts.append(pl.DataFrame(data, schema={k: pl.String if v == "str" else pl.Float64
-                                                for k, v in PREDICTION_COLUMNS.items()}))  # fmt: skip
+        parts.append(pl.DataFrame(data, schema=polars_schema("predictions")))
     return pl.concat(parts)
 
 
@@ -107,7 +107,8 @@ def _write_all(
         **extra,
     }  # fmt: skip
     models.save_checkpoint(
-        outputs.checkpoint, model, family, builder, train_mean=splits["train"].labels.mean(axis=0).tolist(),
+        outputs.checkpoint, model, family, builder,
+        train_mean=metrics.train_mean(splits["train"].labels).tolist(),
         summary=json.loads(json.dumps(summary, default=str)), **fills,
     )  # fmt: skip
     outputs.summary.write_text(json.dumps(summary, indent=2, default=str))

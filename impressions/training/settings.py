@@ -26,7 +26,7 @@ class Settings:
     device: str = "auto"
     amp: bool = True
     num_workers: int = 0
-    split: str = "official"  # official or identity: impressions.layout.assign_splits (seeded by seed)
+    split: str = "official"  # official or identity: impressions.data.splits (seeded by seed)
     threads: int = 0  # torch CPU threads; 0 leaves torch's default
     epochs: int = 10
     batch_size: int = 32
@@ -60,12 +60,7 @@ class Settings:
         return cls(**{k: v for k, v in common.items() if k in known}, **train), builder
 
 
-def resolve_device(name: str = "auto") -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device: cuda was asked for, but torch sees no GPU (use auto or cpu)")
-    return name
+from impressions.devices import resolve_device  # noqa: E402, F401 - the one device rule (re-exported)
 
 
 def seed_everything(seed: int, threads: int = 0) -> None:

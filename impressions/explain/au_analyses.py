@@ -1,0 +1,147 @@
+"""The AU analyses: each trait's CAM against the frame's AU-codebook map (`au_map_analysis`), and the
+effect of AU guidance on accuracy and on that correlation (`guidance_effect`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from impressions.explain.images import Images, batched, load_model, model_input
+from impressions.explain.sections import (
+    TITLES,
+    Section,
+)
+from impressions.schemas import TRAITS
+
+# ----------------------------------------------------------------------------------------------------
+# AU-codebook maps
+
+
+def cam_au_correlations(model, transform, images: Images) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 5) Pearson r of each trait's CAM with the frame's AU-codebook map, the AU maps and the CAMs.
+
+    Frames without a face or with a neutral (AU-free) dominant emotion get NaN."""
+    from impressions.explain import au_maps, cam
+
+    size = images.size
+    targets = au_maps.frame_maps(images.landmarks, images.emotions, size)
+    x = model_input(images.images, transform)
+    cams, _ = batched(lambda b: cam.class_activation_maps(model, b), x)
+    corr = np.full((len(images), len(TRAITS)), np.nan)
+    for i in range(len(images)):
+        if targets[i].max() > 0:  # compared at image resolution, the CAM upsampled as in the overlays
+            up = cam.upsample(cams[i], size)
+            corr[i] = [cam.map_correlation(up[t], targets[i]) for t in range(len(TRAITS))]
+    return corr, targets, cams
+
+
+def au_map_analysis(name: str, checkpoint: Path, images: Images, files: Mapping[str, Path],
+                    examples: int = 4) -> Section:  # fmt: skip
+    """Correlation between each trait's CAM and the AU-codebook map of the frame's emotion."""
+    import polars as pl
+
+    from impressions.explain import au_maps
+
+    model, transform, ckpt = load_model(checkpoint)
+    faces = images.subset(images.has_face & np.array([e is not None for e in images.emotions], bool))
+    if not len(faces):
+        raise ValueError(f"{name}: no frames with a face and expressions for AU maps")
+    corr, targets, cams = cam_au_correlations(model, transform, faces)
+    frames = pl.DataFrame({
+        "model": [name] * len(faces), "clip_id": faces.clip_ids,
+        "frame_index": faces.frame_index.astype(np.int64), "emotion": faces.emotions,
+        **{t: corr[:, i] for i, t in enumerate(TRAITS)},
+    })  # fmt: skip
+    frames.write_parquet(files["frames"])
+    used = np.isfinite(corr).any(axis=1)
+    rows = [{"model": name, "trait": t, "frames": int(np.isfinite(corr[:, i]).sum()),
+             "mean_r": float(np.nanmean(corr[:, i])) if used.any() else float("nan")}
+            for i, t in enumerate(TRAITS)]  # fmt: skip
+    rows.append({"model": name, "trait": "mean", "frames": int(used.sum()),
+                 "mean_r": float(np.nanmean(corr[used])) if used.any() else float("nan")})  # fmt: skip
+    table = pl.DataFrame(rows)
+    pick = np.flatnonzero(used)
+    pick = (
+        pick[np.unique(np.linspace(0, len(pick) - 1, min(examples, len(pick))).round().astype(int))]
+        if len(pick)
+        else pick
+    )
+    au_maps.plot_examples(
+        [faces.images[i] for i in pick], [targets[i] for i in pick], [cams[i].mean(axis=0) for i in pick],
+        [f"{faces.clip_ids[i]} #{faces.frame_index[i]}: {faces.emotions[i]}" for i in pick],
+        files["examples"],
+    )  # fmt: skip
+    weight = ckpt.get("summary", {}).get("settings", {}).get("au_guidance_weight", 0.0) or 0.0
+    what = "aligned faces" if images.kind == "faces" else "frames"
+    section = Section(
+        f"AU-codebook maps against CAM: {name}",
+        f"How far the {name} model (au_guidance_weight {weight:g}) looks where the facial expression is. "
+        f"Each frame's AU map places a Gaussian at the landmarks of every Action Unit that the emotion -> AU "
+        f"codebook (impressions.expressions.codebook, EMFACS prototypes) lists for the frame's dominant "
+        f"emotion; {int(used.sum())} of {len(faces)} {what} have a non-neutral emotion and enter the "
+        f"correlation. Mean r over traits: {table['mean_r'][-1]:.3f}.",
+        order=40 + (images.kind == "faces"),
+    )
+    section.figure(
+        files["examples"],
+        "Examples: the frame, its AU-codebook map for the dominant emotion, and the model's CAM averaged "
+        "over the five traits.",
+    )
+    section.table(
+        table,
+        "Pearson r between each trait's CAM (upsampled to the image) and the frame's AU map, "
+        f"averaged over frames; per-frame values: {Path(files['frames']).name}.",
+        files["correlation"],
+    )
+    section.write(files["section"])
+    return section
+
+
+def guidance_effect(
+    pairs: Sequence[tuple[str, str]], correlations: Mapping[str, Path], predictions: Mapping[str, Path],
+    summaries: Mapping[str, Path], clips, files: Mapping[str, Path],
+) -> Section:  # fmt: skip
+    """Accuracy and CAM-AU correlation of each guided model against its unguided twin."""
+    import polars as pl
+
+    from impressions.report import metrics
+
+    rows = []
+    for base, guided in pairs:
+        for name in (base, guided):
+            preds = pl.read_parquet(predictions[name])
+            summary = json.loads(Path(summaries[name]).read_text())
+            corr = pl.read_csv(correlations[name]).filter(pl.col("trait") == "mean")
+            weight = float(summary["settings"].get("au_guidance_weight") or 0.0)
+            row = {"model": name, "au_guidance_weight": weight, "cam_au_r": float(corr["mean_r"][0])}
+            for split in ("val", "test"):
+                part = preds.filter(pl.col("split") == split).sort("clip_id")
+                y, p, _ = metrics.labels_and_predictions(part, clips)
+                row[f"{split}_accuracy"] = float(metrics.accuracy(y, p).mean()) if len(y) else float("nan")
+            rows.append(row)
+    table = pl.DataFrame(rows)
+    lines = []
+    for base, guided in pairs:
+        b, g = (table.filter(pl.col("model") == m).row(0, named=True) for m in (base, guided))
+        lines.append(
+            f"{guided} against {base}: CAM-AU r {b['cam_au_r']:.3f} -> {g['cam_au_r']:.3f}, test accuracy "
+            f"{b['test_accuracy']:.4f} -> {g['test_accuracy']:.4f}"
+        )
+    section = Section(
+        TITLES["guidance"][0],
+        "A model trained with au_guidance_weight > 0 adds to its loss the squared distance between its last "
+        "conv layer's attention (mean squared activation over channels, L2-normalised) and the frame's "
+        "AU-codebook map, times the weight and (au_guidance_scale init, the default) the ratio of trait loss "
+        "to that term on the first batch, so weight 1 weighs it like the trait loss at the start; its twin "
+        "is the same family and settings trained without it. The sweep over weights is its own section. "
+        + "; ".join(lines)
+        + ". Accuracy is the mean over traits of 1 - MAE; the report's accuracy tables hold its confidence "
+        "intervals.",
+        order=45,
+    )
+    section.table(table, "Guided against unguided models (same seed, data and settings).", files["table"])
+    section.write(files["section"])
+    return section

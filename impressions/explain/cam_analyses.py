@@ -1,0 +1,245 @@
+"""The CAM analyses: class activation maps and Grad-CAM per trait (`cam_analysis`), and the share of
+CAM regions on the face (`cam_overlap_analysis`, Ventura et al. 2017)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from impressions.explain.images import Images, batched, load_model, model_input
+from impressions.explain.sections import (
+    TITLES,
+    NotComputable,
+    Section,
+    polars_types,
+)
+from impressions.schemas import TRAITS
+
+# ----------------------------------------------------------------------------------------------------
+# Class activation maps and Grad-CAM
+
+
+def _clip_scores(clip_ids: Sequence[str], logits: np.ndarray) -> dict[str, np.ndarray]:
+    scores: dict[str, list] = {}
+    for c, row in zip(clip_ids, 1 / (1 + np.exp(-logits))):
+        scores.setdefault(c, []).append(row)
+    return {c: np.mean(v, axis=0) for c, v in scores.items()}
+
+
+def cam_analysis(
+    name: str, checkpoint: Path, images: Images, files: Mapping[str, Path], *, top_k: int = 3,
+    compare_frames: int = 4,
+) -> Section:  # fmt: skip
+    """CAM overlays of the top-K clips per trait and CAM against Grad-CAM (the face-overlap test is
+    `cam_overlap_analysis`)."""
+    import polars as pl
+
+    from impressions.explain import cam
+
+    model, transform, _ = load_model(checkpoint)
+    if not len(images):
+        raise ValueError(f"{name}: no {images.kind} to explain")
+    x = model_input(images.images, transform)
+    cams, logits = batched(lambda b: cam.class_activation_maps(model, b), x)
+    grads = batched(lambda b: cam.grad_cam(model, b), x)
+    what = "whole frames" if images.kind == "frames" else "aligned faces"
+
+    # Overlays: per trait the K clips the model scores highest, each at its highest-scoring frame.
+    scores = _clip_scores(images.clip_ids, logits)
+    ranked = sorted(scores)
+    tiles, maps, titles = [], [], []
+    for t, trait in enumerate(TRAITS):
+        for clip_id in sorted(ranked, key=lambda c: -scores[c][t])[:top_k]:
+            rows = [i for i, c in enumerate(images.clip_ids) if c == clip_id]
+            i = max(rows, key=lambda r: logits[r, t])
+            tiles.append(images.images[i])
+            maps.append(cams[i, t])
+            titles.append(f"{trait[:5]} {scores[clip_id][t]:.2f}\n{clip_id} #{images.frame_index[i]}")
+    cam.plot_overlays(tiles, maps, titles, files["overlays"], columns=top_k,
+                      suptitle=f"{name}: CAM of each trait (rows) on its top-{top_k} clips")  # fmt: skip
+
+    # CAM against Grad-CAM on the same frames and traits.
+    corr = np.array([[cam.map_correlation(cams[i, t], grads[i, t]) for t in range(len(TRAITS))]
+                     for i in range(len(images))])  # fmt: skip
+    rows = [{"model": name, "trait": trait, "frames": int(np.isfinite(corr[:, t]).sum()),
+             "mean_r": float(np.nanmean(corr[:, t])) if np.isfinite(corr[:, t]).any() else float("nan"),
+             "median_r": float(np.nanmedian(corr[:, t])) if np.isfinite(corr[:, t]).any() else float("nan")}
+            for t, trait in enumerate(TRAITS)]  # fmt: skip
+    gradcam_table = pl.DataFrame(rows)
+    pick = np.unique(np.linspace(0, len(images) - 1, min(compare_frames, len(images))).round().astype(int))
+    cam.plot_cam_vs_gradcam(
+        [images.images[i] for i in pick], [cams[i, 0] for i in pick], [grads[i, 0] for i in pick],
+        [f"{images.clip_ids[i]} #{images.frame_index[i]} ({TRAITS[0]})" for i in pick], files["compare"],
+    )  # fmt: skip
+
+    section = Section(
+        f"Class activation maps: {name}",
+        f"Which parts of the {what} drive each trait's score in the {name} model. The maps are the exact "
+        "decomposition of each trait's logit over the last convolutional layer's locations "
+        "(impressions.models.networks.DANPlus.activation_maps): with the cam head this is CAM "
+        "(Zhou et al. 2016); "
+        "with the DAN+ head it adds the max-pooled half's contribution at each channel's peak.",
+        order=20 + (images.kind == "faces"),
+    )
+    section.figure(
+        files["overlays"],
+        f"CAM per trait (rows) for the {top_k} clips with the highest predicted score of that trait among "
+        f"the {len(scores)} clips analysed, each at its highest-scoring frame; red is where the trait's "
+        "logit gains most, blue where it loses; each map is scaled to its own range.",
+    )
+    section.figure(
+        files["compare"],
+        f"CAM (middle) against Grad-CAM (right; Selvaraju et al. 2017: ReLU of the feature maps weighted "
+        f"by the spatial mean gradient of the trait output) for {TRAITS[0]} on {len(pick)} evenly spaced "
+        "frames.",
+    )
+    section.table(
+        gradcam_table,
+        f"Pearson r between CAM and Grad-CAM per trait over {len(images)} {what} (both at the last conv "
+        "layer's resolution); frames where either map is constant are left out.",
+        files["gradcam"],
+    )
+    if images.kind == "frames":
+        section.text += (
+            " The share of CAM regions on the face (Ventura et al. 2017) is measured as published, on a "
+            "GAP (cam head) model and test frames only, in the section 'CAM regions on the face'."
+        )
+    section.write(files["section"])
+    return section
+
+
+REGION_SCHEMA = {
+    "model": "String", "clip_id": "String", "frame_index": "Int64", "trait": "String", "region": "Int64",
+    "area_px": "Int64", "largest": "Boolean",
+}  # fmt: skip
+"""cam_regions.parquet: one row per CAM region, plus overlap_<scale> (Float64) per face-box scale."""
+
+
+def _published_comparison(name: str, dataset: str, summary):
+    """The measured shares (box scale 1.0, pooled over traits) beside the published one, labelled as
+    such: (comparison table, share and regions of every region, share and regions of the largest)."""
+    import polars as pl
+
+    from impressions.explain import cam_overlap
+
+    def pooled(variant, scale=1.0):
+        row = summary.filter((pl.col("variant") == variant) & (pl.col("box_scale") == scale)
+                             & (pl.col("trait") == "all")).row(0, named=True)  # fmt: skip
+        return row["share"], row["regions"]
+
+    every, n_every = pooled("every")
+    largest, n_largest = pooled("largest")
+    comparison = pl.DataFrame(
+        [{"source": "published: Ventura et al. 2017 (First Impressions; not measured here)",
+          "variant": "not stated", "box_scale": 1.0, "regions": None, "share": cam_overlap.PUBLISHED_SHARE},
+         {"source": f"measured: {name} ({dataset or 'this dataset'})", "variant": "every", "box_scale": 1.0,
+          "regions": n_every, "share": every},
+         {"source": f"measured: {name} ({dataset or 'this dataset'})", "variant": "largest", "box_scale": 1.0,
+          "regions": n_largest, "share": largest}],
+        schema={"source": pl.String, "variant": pl.String, "box_scale": pl.Float64, "regions": pl.Int64,
+                "share": pl.Float64},
+    )  # fmt: skip
+    return comparison, every, n_every, largest, n_largest
+
+
+def _overlap_protocol(name: str, head, threshold: float, min_overlap: float) -> str:
+    """How this run's protocol compares with what the paper states."""
+    if head == "cam":
+        return (
+            "Protocol: it matches what the paper states - CAM of a GAP -> linear (cam head) image model, "
+            f"regions of the map thresholded at {threshold:.0%} of its maximum after min-max normalisation, "
+            f"a region on the face when at least {min_overlap:.0%} of it lies in the detected face box, "
+            "test frames only. The paper does not state its face detector (here dlib HOG), what a region "
+            "is (both readings are reported), nor which frames and traits (here all five traits of every "
+            "sampled test frame with a face)."
+        )
+    return (
+        f"Protocol DEVIATES: the {name} model has the {head!r} head, not the GAP (cam) head CAM is "
+        "defined on; its maps include the max-pooled half's peaks. Train it with head: cam to match."
+    )
+
+
+def cam_overlap_analysis(
+    name: str, checkpoint: Path, images: Images, files: Mapping[str, Path], *, threshold: float = 0.2,
+    min_overlap: float = 0.9, scales: Sequence[float] = (1.0, 1.25, 1.5), dataset: str = "",
+) -> Section:  # fmt: skip
+    """Ventura et al.'s share of CAM regions on the face, as published (`impressions.explain.cam_overlap`).
+
+    `images` are the test split's frames; frames without a detected face are counted, not used."""
+    import polars as pl
+
+    from impressions.explain import cam, cam_overlap
+
+    if images.kind != "frames":
+        raise NotComputable("the face-overlap test needs whole frames (the image family), not aligned faces")
+    if not len(images):
+        raise NotComputable("the test split has no frames")
+    has_box = ~np.isnan(images.boxes[:, 0])
+    if not has_box.any():
+        raise NotComputable(f"none of the {len(images)} test frames has a detected face")
+    frames = images.subset(has_box)
+    model, transform, _ = load_model(checkpoint)  # after the checks: they need no model
+    x = model_input(frames.images, transform)
+    cams, _ = batched(lambda b: cam.class_activation_maps(model, b), x)
+    scales = [float(s) for s in scales]
+    schema = polars_types(REGION_SCHEMA) | {cam_overlap.overlap_column(s): pl.Float64 for s in scales}
+    rows = []
+    for i in range(len(frames)):
+        up = cam.upsample(cams[i], frames.size)  # one frame at a time: all at once is N x 5 x S x S floats
+        for t, trait in enumerate(TRAITS):
+            for row in cam_overlap.frame_regions(up[t], frames.boxes[i], threshold, scales):
+                rows.append({"model": name, "clip_id": frames.clip_ids[i],
+                             "frame_index": int(frames.frame_index[i]), "trait": trait, **row})  # fmt: skip
+    regions = pl.DataFrame(rows, schema=schema)
+    regions.write_parquet(files["regions"])
+    summary = cam_overlap.summarise(regions, min_overlap, scales).with_columns(pl.lit(name).alias("model"))
+    summary = summary.select("model", *[c for c in summary.columns if c != "model"])
+    summary.write_csv(files["overlap"])
+    title = f"{name}: CAM region overlap with the face box (test frames)"
+    cam_overlap.plot_histogram(regions, files["histogram"], min_overlap, title=title)
+    cam_overlap.plot_scale_sensitivity(summary, files["scales"], title=f"{name}: face-box scale")
+
+    comparison, every, n_every, largest, n_largest = _published_comparison(name, dataset, summary)
+    comparison.write_csv(files["comparison"])
+    head = getattr(model, "head", None)
+    clips = len(set(frames.clip_ids))
+    protocol = _overlap_protocol(name, head, threshold, min_overlap)
+    section = Section(
+        TITLES["cam_overlap"][0].format(model=name),
+        f"How much of where the {name} model looks lies on the face, on {len(frames)} test frames with a "
+        f"detected face from {clips} clips ({len(images) - len(frames)} test frames without a face are left "
+        f"out). Every connected region: {every:.1%} of {n_every} regions on the face; largest region per "
+        f"map: {largest:.1%} of {n_largest}. Published (Ventura et al. 2017, First Impressions, NOT measured "
+        f"here): {cam_overlap.PUBLISHED_SHARE:.1%}. {protocol} The numbers are comparable with the published "
+        "one only on the FI test split.",
+        order=TITLES["cam_overlap"][1],
+    )
+    section.figure(
+        files["histogram"],
+        f"Distribution of the share of each CAM region inside the detected face box (box scale 1.0), every "
+        f"connected region (left) and the largest region of each map (right); the dashed line is the "
+        f"{min_overlap:g} cut-off. Maps: per trait, upsampled to the frame, min-max normalised, thresholded "
+        f"at {threshold:g}.",
+    )
+    section.figure(
+        files["scales"],
+        "Sensitivity to the face box: share of regions on the face when the detected box is enlarged about "
+        "its centre by 1.0, 1.25 and 1.5 (pooled over traits). The dotted line is the published 72.8% "
+        "(Ventura et al. 2017, First Impressions), shown for reference, not measured here.",
+    )
+    section.table(
+        comparison,
+        "Measured shares (box scale 1.0) beside the published figure, which is labelled as published.",
+        files["comparison"],
+    )
+    section.table(
+        summary,
+        f"Share of CAM regions on the face per variant, face-box scale and trait (all: pooled); "
+        f"median_overlap is the median share of a region inside the box. Per-region rows: "
+        f"{Path(files['regions']).name}.",
+        files["overlap"],
+    )
+    section.write(files["section"])
+    return section

