@@ -24,6 +24,7 @@ import numpy as np
 
 from impressions.data import splits as data_splits
 from impressions.report import metrics
+from impressions.report.document import Document, data_uri, relative
 from impressions.schemas import TRAITS
 from impressions.training import degenerate
 
@@ -113,21 +114,6 @@ def evaluate(clips, predictions, expressions=None, n_boot: int = 1000, seed: int
 # Rendering
 
 
-def _md_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _html_table(header: Sequence[str], rows: Sequence[Sequence], classes: Sequence[str] = ()) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = []
-    for i, row in enumerate(rows):
-        cls = f' class="{classes[i]}"' if i < len(classes) and classes[i] else ""
-        body.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-
-
 def _results_rows(metrics_table, split: str, metric: str = "accuracy"):
     """(header, rows, row kinds) in the papers' layout: O C E A N mean, published rows first."""
     import polars as pl
@@ -153,7 +139,8 @@ def _dataset_summary(clips, qc, faces) -> tuple[list[str], list[list], list[str]
 
     per_split = clips.group_by("split").len().sort("split")
     split_rows = [[s, n] for s, n in per_split.iter_rows()]
-    status = qc.group_by("status").len().sort("len", descending=True)
+    # ties in count by name: group_by has no stable order, and the report must be reproducible
+    status = qc.group_by("status").len().sort(["len", "status"], descending=[True, False])
     qc_rows = [[s, n] for s, n in status.iter_rows()]
     face_share = faces["has_face"].mean() if faces.height else float("nan")
     people = clips["youtube_id"].n_unique() if "youtube_id" in clips.columns else 0
@@ -219,28 +206,7 @@ def _other_metrics_rows(metrics_table, split: str):
     return ["model", "PCC (mean over traits)", "CCC", "R2"], rows
 
 
-def _data_uri(path: Path, max_png_bytes: int = 150_000) -> str:
-    """A figure to embed: PNG as is when small, else JPEG (photo grids shrink about fivefold)."""
-    data = path.read_bytes()
-    if len(data) <= max_png_bytes:
-        return "data:image/png;base64," + base64.b64encode(data).decode()
-    import io
-
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.open(path).convert("RGB").save(buffer, format="JPEG", quality=85)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-def _relative(path: Path, report_dir: Path) -> Path:
-    """`path` as the Markdown report links it: relative to the report's folder when under results/."""
-    return (
-        Path("..") / path.relative_to(report_dir.parent) if path.is_relative_to(report_dir.parent) else path
-    )
-
-
-def _result_first(section, table_out, md, body, table, outputs, reproduce, experiment, dataset) -> None:
+def _result_first(doc: Document, table, outputs, reproduce, experiment, dataset) -> None:
     """The forest plot, the reproduction table and the spread over seeds (impressions.report.reproduction)."""
     from impressions.report import reproduction
 
@@ -248,31 +214,127 @@ def _result_first(section, table_out, md, body, table, outputs, reproduce, exper
         return
     report_dir = Path(outputs["html"]).parent
     forest = reproduction.forest_plot(table, outputs.get("forest") or report_dir / "forest.png")
-    section("Every model against the baseline (test)",
-            "Mean accuracy with 95% bootstrap intervals; dashed: always predicting the training mean "
-            "(its interval shaded). A model whose interval overlaps the shaded band is not "
-            "distinguishable from the baseline on these clips.")  # fmt: skip
-    md.append(f"![forest plot of every model's test mean accuracy]({forest.name})\n")
+    doc.section("Every model against the baseline (test)",
+                "Mean accuracy with 95% bootstrap intervals; dashed: always predicting the training mean "
+                "(its interval shaded). A model whose interval overlaps the shaded band is not "
+                "distinguishable from the baseline on these clips.")  # fmt: skip
+    doc.md.append(f"![forest plot of every model's test mean accuracy]({forest.name})\n")
     caption = "Test mean accuracy of every model (95% bootstrap intervals) against the train-mean baseline."
-    body.append(
-        f"<figure><img alt='forest plot' src='{_data_uri(forest)}'>"
-        f"<figcaption>{caption}</figcaption></figure>"
+    doc.body.append(
+        f"<figure><img alt='forest plot' src='{data_uri(forest)}'><figcaption>{caption}</figcaption></figure>"
     )
     if reproduce:
         title = f"Reproduction: {experiment}" if experiment else "Reproduction"
-        section(title, "Published rows are figures reported by the authors on First Impressions (test "
-                "split unless noted), NOT measured here. This run's rows: test accuracy with 95% "
-                f"bootstrap intervals on {dataset or 'this dataset'}; comparable to the published "
-                "figures only on the official FI test split.")  # fmt: skip
-        header, rows, kinds = reproduction.reproduction_rows(table, reproduce)
-        table_out(header, rows, kinds)
+        doc.section(title, "Published rows are figures reported by the authors on First Impressions (test "
+                    "split unless noted), NOT measured here. This run's rows: test accuracy with 95% "
+                    f"bootstrap intervals on {dataset or 'this dataset'}; comparable to the published "
+                    "figures only on the official FI test split.")  # fmt: skip
+        doc.table(*reproduction.reproduction_rows(table, reproduce))
     header, rows = reproduction.seed_rows(table)
     if rows:
-        section("Spread across training seeds (test mean accuracy)",
-                "The bootstrap interval covers the sampling of test people for one trained model; the "
-                "spread over seeds covers training randomness (initialisation, order, augmentation). "
-                "Both matter when comparing models.")  # fmt: skip
-        table_out(header, rows)
+        doc.section("Spread across training seeds (test mean accuracy)",
+                    "The bootstrap interval covers the sampling of test people for one trained model; the "
+                    "spread over seeds covers training randomness (initialisation, order, augmentation). "
+                    "Both matter when comparing models.")  # fmt: skip
+        doc.table(header, rows)
+
+
+def _dataset_sections(doc: Document, clips, qc, faces, summaries) -> None:
+    """Splits and QC statuses, the tracked-person note, and what the dataset does not allow."""
+    split_header, split_rows, qc_header, qc_rows, note = _dataset_summary(clips, qc, faces)
+    doc.section("Dataset and quality control", note)
+    doc.table(split_header, split_rows)
+    doc.table(qc_header, qc_rows)
+    tracking = tracking_note(qc, faces)
+    if tracking:
+        doc.paragraph(tracking)
+    limits = degenerate.statements(clips, qc, faces, summaries)
+    if limits:
+        doc.section("What this dataset does not allow")
+        doc.bullets(limits)
+
+
+def _accuracy_sections(doc: Document, table, breakdowns, comparisons, n_boot: int) -> None:
+    """Accuracy per split, correlation metrics, the paired comparison with the baseline, breakdowns."""
+    import polars as pl
+
+    method = (
+        "Accuracy is 1 - mean absolute error (the ChaLearn First Impressions metric); brackets hold 95% "
+        f"bootstrap intervals from {n_boot} replicates resampling people (YouTube ids), not clips. "
+        "The baseline always predicts the training mean. Published rows are figures reported by their "
+        "authors on the official FI test split, NOT measured here; they are comparable only when this "
+        "report evaluates the official FI test split."
+    )
+    for split in ("test", "val"):
+        unscored = degenerate.unscored_note(split, table)
+        doc.section(f"Accuracy on {split} (O C E A N, mean)", unscored or (method if split == "test" else ""))
+        if not unscored:
+            doc.table(*_results_rows(table, split))
+    doc.section(
+        "Correlation metrics on test",
+        "Mean over traits of Pearson's r, Lin's CCC and R2 (n/a: a constant prediction).",
+    )
+    unscored_test = degenerate.unscored_note("test", table)
+    if unscored_test:
+        doc.paragraph(unscored_test)
+    else:
+        doc.table(*_other_metrics_rows(table, "test"))
+    if comparisons.height:
+        doc.section("Against the baseline (paired bootstrap, test)",
+                    "Difference in mean accuracy, model minus train-mean baseline, on the same clips; "
+                    "two-sided p-value.")  # fmt: skip
+        rows = [
+            [r["model"], f"{r['delta']:+.4f}", f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]",
+             f"{r['p_value']:.3g}", r["n"]]
+            for r in comparisons.filter(pl.col("split") == "test").iter_rows(named=True)
+        ]  # fmt: skip
+        doc.table(["model", "delta", "95% CI", "p", "clips"], rows)
+    if breakdowns.height:
+        for by in BREAKDOWNS:
+            if by in breakdowns["by"].unique().to_list():
+                doc.section(f"Test accuracy by {by.replace('_', ' ')}")
+                doc.table(*_breakdown_rows(breakdowns, by))
+
+
+def _training_section(doc: Document, summaries, curve_paths, report_dir: Path) -> None:
+    """What each model selected on validation, clips without input, time, device; training curves."""
+    doc.section("Training", "Model selection used the validation split only (best epoch or ridge penalty).")
+    rows = []
+    for s in summaries:
+        filled = sum(len(v) for v in s.get("filled_with_train_mean", {}).values())
+        selected = ", ".join(
+            f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in s["selected"].items()
+        )
+        if s.get(degenerate.NOT_TRAINED):
+            selected = f"not trained: {s[degenerate.NOT_TRAINED]}"
+        time = f"{s.get('train_seconds', float('nan')):.0f} s"
+        rows.append([s["model"], selected, filled, time, s.get("device", "")])
+    header = ["model", "selected (validation)", "clips given the train mean (no input)", "training time",
+              "device"]  # fmt: skip
+    doc.table(header, rows)
+    for s, curve in zip(summaries, curve_paths):
+        curve = Path(curve)
+        rel = relative(curve, report_dir)
+        doc.md.append(f"\n### {s['model']}\n\n![{s['model']} training curve]({rel.as_posix()})\n")
+        data = base64.b64encode(curve.read_bytes()).decode()
+        doc.body.append(
+            f"<h3>{html.escape(s['model'])}</h3><img alt='training curve' src='data:image/png;base64,{data}'>"
+        )
+
+
+def _interpretation_sections(doc: Document, sections: Sequence[Path], report_dir: Path) -> None:
+    """The analyses' sections (impressions.explain.sections), in order, after the model results."""
+    from impressions.explain.sections import read_sections
+
+    doc.chapter("What the networks look at")
+    for sec in read_sections(sections):
+        doc.section(sec["title"], sec["text"])
+        for fig in sec["figures"]:
+            path = Path(fig["path"])
+            doc.figure(path, relative(path, report_dir).as_posix(), fig["caption"], alt=path.name)
+        for tab in sec["tables"]:
+            doc.caption(f"{tab['caption']} (table: {relative(Path(tab['path']), report_dir).as_posix()})")
+            doc.table(tab["header"], tab["rows"])
 
 
 def write_report(
@@ -295,148 +357,16 @@ def write_report(
         Path(outputs[key]).parent.mkdir(parents=True, exist_ok=True)
         frame.write_parquet(outputs[key])
     summaries = [json.loads(Path(p).read_text()) for p in summary_paths]
-
-    md, body = [], []
-
-    def section(title: str, text: str = "") -> None:
-        md.append(f"\n## {title}\n")
-        body.append(f"<h2>{html.escape(title)}</h2>")
-        if text:
-            md.append(text + "\n")
-            body.append(f"<p>{html.escape(text)}</p>")
-
-    def table_out(header, rows, kinds=()):
-        md.append(_md_table(header, rows) + "\n")
-        body.append(_html_table(header, rows, kinds))
-
-    title = "Apparent personality: model evaluation"
-    md.append(f"# {title}\n")
-    if dataset:
-        md.append(f"Dataset: {dataset}\n")
-        body.append(f"<p><b>Dataset:</b> {html.escape(dataset)}</p>")
-    split_note = SPLIT_NOTES[split].format(seed=seed)
-    md.append(f"Split: {split_note}\n")
-    body.append(f"<p><b>Split:</b> {html.escape(split_note)}</p>")
-    split_header, split_rows, qc_header, qc_rows, note = _dataset_summary(clips, qc, faces)
-    section("Dataset and quality control", note)
-    table_out(split_header, split_rows)
-    table_out(qc_header, qc_rows)
-    tracking = tracking_note(qc, faces)
-    if tracking:
-        md.append(tracking + "\n")
-        body.append(f"<p>{html.escape(tracking)}</p>")
-    limits = degenerate.statements(clips, qc, faces, summaries)
-    if limits:
-        section("What this dataset does not allow")
-        md.append("\n".join(f"- {line}" for line in limits) + "\n")
-        body.append("<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in limits) + "</ul>")
-
-    method = (
-        "Accuracy is 1 - mean absolute error (the ChaLearn First Impressions metric); brackets hold 95% "
-        f"bootstrap intervals from {n_boot} replicates resampling people (YouTube ids), not clips. "
-        "The baseline always predicts the training mean. Published rows are figures reported by their "
-        "authors on the official FI test split, NOT measured here; they are comparable only when this "
-        "report evaluates the official FI test split."
-    )
-    _result_first(section, table_out, md, body, table, outputs, reproduce, experiment, dataset)
-    for split in ("test", "val"):
-        unscored = degenerate.unscored_note(split, table)
-        section(f"Accuracy on {split} (O C E A N, mean)", unscored or (method if split == "test" else ""))
-        if not unscored:
-            table_out(*_results_rows(table, split))
-    section(
-        "Correlation metrics on test",
-        "Mean over traits of Pearson's r, Lin's CCC and R2 (n/a: a constant prediction).",
-    )
-    unscored_test = degenerate.unscored_note("test", table)
-    if unscored_test:
-        md.append(unscored_test + "\n")
-        body.append(f"<p>{html.escape(unscored_test)}</p>")
-    else:
-        table_out(*_other_metrics_rows(table, "test"))
-    if comparisons.height:
-        section("Against the baseline (paired bootstrap, test)",
-                "Difference in mean accuracy, model minus train-mean baseline, on the same clips; "
-                "two-sided p-value.")  # fmt: skip
-        rows = [
-            [r["model"], f"{r['delta']:+.4f}", f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]",
-             f"{r['p_value']:.3g}", r["n"]]
-            for r in comparisons.filter(pl.col("split") == "test").iter_rows(named=True)
-        ]  # fmt: skip
-        table_out(["model", "delta", "95% CI", "p", "clips"], rows)
-    if breakdowns.height:
-        for by in BREAKDOWNS:
-            if by in breakdowns["by"].unique().to_list():
-                section(f"Test accuracy by {by.replace('_', ' ')}")
-                table_out(*_breakdown_rows(breakdowns, by))
-    section("Training", "Model selection used the validation split only (best epoch or ridge penalty).")
-    rows = []
-    for s in summaries:
-        filled = sum(len(v) for v in s.get("filled_with_train_mean", {}).values())
-        selected = ", ".join(
-            f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in s["selected"].items()
-        )
-        if s.get(degenerate.NOT_TRAINED):
-            selected = f"not trained: {s[degenerate.NOT_TRAINED]}"
-        rows.append(
-            [
-                s["model"],
-                selected,
-                filled,
-                f"{s.get('train_seconds', float('nan')):.0f} s",
-                s.get("device", ""),
-            ]
-        )
-    header = [
-        "model",
-        "selected (validation)",
-        "clips given the train mean (no input)",
-        "training time",
-        "device",
-    ]
-    table_out(header, rows)
     report_dir = Path(outputs["html"]).parent
-    for s, curve in zip(summaries, curve_paths):
-        curve = Path(curve)
-        rel = _relative(curve, report_dir)
-        md.append(f"\n### {s['model']}\n\n![{s['model']} training curve]({rel.as_posix()})\n")
-        data = base64.b64encode(curve.read_bytes()).decode()
-        body.append(
-            f"<h3>{html.escape(s['model'])}</h3><img alt='training curve' src='data:image/png;base64,{data}'>"
-        )
 
+    doc = Document("Apparent personality: model evaluation")
+    if dataset:
+        doc.labelled("Dataset", dataset)
+    doc.labelled("Split", SPLIT_NOTES[split].format(seed=seed))
+    _dataset_sections(doc, clips, qc, faces, summaries)
+    _result_first(doc, table, outputs, reproduce, experiment, dataset)
+    _accuracy_sections(doc, table, breakdowns, comparisons, n_boot)
+    _training_section(doc, summaries, curve_paths, report_dir)
     if sections:
-        from impressions.explain.sections import read_sections
-
-        md.append("\n# What the networks look at\n")
-        body.append("<h1>What the networks look at</h1>")
-        for sec in read_sections(sections):
-            section(sec["title"], sec["text"])
-            for fig in sec["figures"]:
-                path = Path(fig["path"])
-                md.append(
-                    f"![{fig['caption']}]({_relative(path, report_dir).as_posix()})\n\n*{fig['caption']}*\n"
-                )
-                body.append(
-                    f"<figure><img alt='{html.escape(path.name)}' src='{_data_uri(path)}'>"
-                    f"<figcaption>{html.escape(fig['caption'])}</figcaption></figure>"
-                )
-            for tab in sec["tables"]:
-                caption = f"{tab['caption']} (table: {_relative(Path(tab['path']), report_dir).as_posix()})"
-                md.append(f"*{caption}*\n")
-                body.append(f"<p class='caption'>{html.escape(caption)}</p>")
-                table_out(tab["header"], tab["rows"])
-
-    Path(outputs["markdown"]).write_text("\n".join(md) + "\n")
-    style = (
-        "body{font-family:system-ui,sans-serif;max-width:70rem;margin:2rem auto;padding:0 1rem;color:#222}"
-        "table{border-collapse:collapse;margin:.5rem 0 1.5rem}"
-        "td,th{border:1px solid #ccc;padding:.25rem .6rem;text-align:left;font-variant-numeric:tabular-nums}"
-        "th{background:#f3f3f3}tr.published{color:#666;font-style:italic}tr.baseline{background:#fafae6}"
-        "img{max-width:36rem}figure{margin:1rem 0}figure img{max-width:100%}"
-        "figcaption,p.caption{font-size:.9rem;color:#444;max-width:60rem}"
-    )
-    Path(outputs["html"]).write_text(
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>"
-        f"<style>{style}</style></head><body><h1>{title}</h1>{''.join(body)}</body></html>\n"
-    )
+        _interpretation_sections(doc, sections, report_dir)
+    doc.write(outputs["markdown"], outputs["html"])
