@@ -35,7 +35,9 @@ PREPROCESSING = {"preprocess_shard", "audio_shard", "expression_shard", "gather_
 
 
 def configure(work, root, **changes):
-    sections = {"models": MODELS, "interpret": INTERPRET} | changes
+    # identity descriptors on (the default, auto, computes them only for identity_faces splits): the
+    # demo's people are clustered below
+    sections = {"models": MODELS, "interpret": INTERPRET, "faces": {"identity": True}} | changes
     write_config(work, data_root=str(root), results_dir="out", **sections)
 
 

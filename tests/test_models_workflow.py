@@ -12,7 +12,15 @@ from impressions.schemas import LABELS
 
 pytestmark = pytest.mark.workflow
 
-MODEL_RULES = ["train_image", "train_face", "train_audio", "train_au_linear", "train_fusion", "report"]
+MODEL_RULES = [
+    "splits",
+    "train_image",
+    "train_face",
+    "train_audio",
+    "train_au_linear",
+    "train_fusion",
+    "report",
+]
 TINY = {
     "families": ["image", "face", "audio", "audio_fbank", "au_linear", "fusion_handcrafted"],
     "bootstrap": 100, "threads": 1,
