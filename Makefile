@@ -34,7 +34,7 @@ format: $(STAMP)
 	$(BIN)/snakefmt Snakefile rules
 
 # The rule graph of the default (demo) config: docs/rulegraph.dot (canonical text, checked by
-# tests/test_rulegraph.py) and docs/rulegraph.svg, rendered by Graphviz's `dot` when it is installed.
+# tests/test_registry.py) and docs/rulegraph.svg, rendered by Graphviz's `dot` when it is installed.
 rulegraph: $(STAMP)
 	$(BIN)/snakemake --rulegraph --quiet all 2>/dev/null | $(BIN)/python -m impressions.rulegraph > docs/rulegraph.dot
 	if command -v dot >/dev/null; then dot -Tsvg docs/rulegraph.dot -o docs/rulegraph.svg; \
