@@ -5,7 +5,7 @@
 Compares `report/metrics.parquet` and every `models/*/predictions.parquet` present in both folders,
 exactly (same columns, same rows, same values to the last bit), and prints one line per table with the
 largest absolute difference of its numeric columns. Exits 1 when any table differs or is missing on
-one side. Wall-time columns (`seconds`) are left out: they measure the machine, not the result.
+one side.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ import sys
 from pathlib import Path
 
 import polars as pl
-
-IGNORED = {"seconds"}
 
 
 def tables(root: Path) -> dict[str, Path]:
@@ -29,15 +27,13 @@ def tables(root: Path) -> dict[str, Path]:
 
 def difference(a: pl.DataFrame, b: pl.DataFrame) -> str | None:
     """None when equal, else what differs (columns, row count, or the largest numeric difference)."""
-    keep = [c for c in a.columns if c not in IGNORED]
-    if keep != [c for c in b.columns if c not in IGNORED]:
+    if a.columns != b.columns:
         return f"columns differ: {a.columns} vs {b.columns}"
-    a, b = a.select(keep), b.select(keep)
     if a.height != b.height:
         return f"{a.height} vs {b.height} rows"
     if a.equals(b):
         return None
-    numeric = [c for c in keep if a[c].dtype.is_numeric()]
+    numeric = [c for c in a.columns if a[c].dtype.is_numeric()]
     largest = max(((a[c] - b[c]).abs().max() or 0.0 for c in numeric), default=0.0)
     return f"values differ (largest numeric difference {largest:.3g})"
 
