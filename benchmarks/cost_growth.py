@@ -185,6 +185,33 @@ def job_usage(work: Path) -> dict[str, dict]:
     return out
 
 
+def stage(rule: str) -> str:
+    """The workflow stage a rule belongs to (for the growth table's stage rows)."""
+    if rule in (*SHARD_RULES, "clip_index", "splits") or rule.startswith("gather_"):
+        return "preprocessing"
+    if rule.startswith("train_") or rule == "late_average":
+        return "training"
+    if rule.startswith("interpret_") or rule.startswith("au_guidance_"):
+        return "interpretation"
+    return rule
+
+
+def affine(ns: list[int], values: list[float], per_shard: bool = False) -> tuple[float, float]:
+    """(a, c) of the least-squares fit a + c x N (with per_shard: a x shards + c x N, shards = ceil(N/100)),
+    c at least 0 (else a constant: the mean, per shard with per_shard)."""
+    n = np.asarray(ns, dtype=float)
+    y = np.asarray(values, dtype=float)
+    first = np.ceil(n / 100) if per_shard else np.ones_like(n)
+    if len(ns) < 2:
+        return 0.0, float(y[-1] / n[-1])
+    (a, c), *_ = np.linalg.lstsq(np.stack([first, n], axis=1), y, rcond=None)
+    if c <= 0:
+        return float(np.mean(y / first)), 0.0
+    if a < 0:  # no negative start-up cost: all of it per clip
+        return 0.0, float(np.sum(y * n) / np.sum(n * n))
+    return float(a), float(c)
+
+
 def slope(ns: list[int], values: list[float]) -> float:
     x, y = np.log(ns), np.log(np.maximum(values, 1e-3))
     return float(np.polyfit(x, y, 1)[0]) if len(ns) > 1 else float("nan")
@@ -216,13 +243,16 @@ def project(rows: dict, ns: list[int], frames: int, epochs: int, gpu_speedup: fl
     n_max = ns[-1]
     print("\nProjection model (a projection, not a measurement):")
     print(
-        f"  CPU of a rule at {FI_CLIPS:,} clips = its CPU at N={n_max} x ({FI_CLIPS:,}/{n_max})^max(1, b),"
-        " b its"
+        "  CPU of a rule at N clips = a + c x N, a least-squares line through its measured sizes (a: start-up"
     )
-    print("    growth exponent (linear from the largest measured N unless it grows faster).")
-    print(f"  x (F/{frames}) for frames per clip F: preprocess_shard, expression_shard and the frame/face")
-    print("    network trainings (an upper bound: the per-clip part that is not per frame does not grow).")
-    print(f"  x (demo epochs / {epochs}) for every network training: 20-80 (an upper bound: early stopping).")
+    print(
+        f"    and model loading, c: CPU per clip; c >= 0), or, for a rule with b > 1.15, its CPU at N={n_max}"
+    )
+    print(f"    x (N/{n_max})^b, whichever is larger. The per-clip part c x N is then multiplied")
+    print(f"    by F/{frames} for F frames per clip in preprocess_shard, expression_shard and the frame/face")
+    print("    network trainings (an upper bound: per-clip work that is not per frame does not grow), and")
+    print(f"    by the demo's epochs / {epochs} for every network training (20-80; an upper bound: early")
+    print("    stopping). Shard rules: a is per shard job (a x shards + c x N; FI: 100 shards).")
     print("  This machine (2 cores, nothing else running): wall = total CPU / 2, both cores kept busy")
     print(
         f"    (a lower bound; the N={n_max} run kept {wall_eff:.0%} of the two cores busy for this benchmark,"
@@ -244,12 +274,19 @@ def project(rows: dict, ns: list[int], frames: int, epochs: int, gpu_speedup: fl
     for target in (10, 100):
         total = shard = gpu_wall = serial = 0.0
         for key, r in rows.items():
-            b = max(1.0, r["b"]) if not math.isnan(r["b"]) else 1.0
-            cpu = r["cpu"][-1] * (FI_CLIPS / n_max) ** b
+            if r["rule"] in SHARD_RULES:
+                fixed, per_clip = affine(r["ns"], r["cpu"], per_shard=True)
+                fixed *= FI_CLIPS // 100
+            else:
+                fixed, per_clip = affine(r["ns"], r["cpu"])
+            scale = 1.0
             if r["rule"] in ("preprocess_shard", "expression_shard") or r["rule"] in FRAME_TRAINING:
-                cpu *= target / frames
+                scale *= target / frames
             if r["rule"] in gpu:
-                cpu *= demo_epochs(key) / epochs
+                scale *= demo_epochs(key) / epochs
+            cpu = fixed + per_clip * FI_CLIPS * scale
+            if r["b"] > 1.15:
+                cpu = max(cpu, r["cpu"][-1] * (FI_CLIPS / n_max) ** r["b"] * scale)
             total += cpu
             if r["rule"] in SHARD_RULES:
                 shard += cpu / 100
@@ -354,6 +391,14 @@ def main() -> None:
             if r["b"] > 1.15:
                 flag = f"  FASTER THAN LINEAR: {REASONS.get(r['rule'], 'reason not established')}"
             print(f"  {key:<44} {cells}  {r['b']:5.2f}{flag}")
+        # Per stage: single jobs' CPU is noisy on a loaded machine (torch's threads spin when the cores
+        # are oversubscribed), a stage's sum less so.
+        print(f"  {'stage (CPU s summed over its rules)':<44}")
+        for name in ("preprocessing", "training", "interpretation", "report", "snakemake"):
+            members = [r for r in rows.values() if stage(r["rule"]) == name and r["ns"] == sizes]
+            cpu = [sum(r["cpu"][i] for r in members) for i in range(len(sizes))]
+            cells = "  ".join(f"{f'- / {c:.0f} / -':>20}" for c in cpu)
+            print(f"  {'  ' + name:<44} {cells}  {slope(sizes, cpu):5.2f}")
         walls = [per_size[n]["wall"] for n in sizes]
         cells = "  ".join(f"{f'{w:.0f} / {c:.0f} / -':>20}" for w, c in zip(walls, whole, strict=True))
         print(f"  {'whole run (snakemake + all jobs)':<44} {cells}  {slope(sizes, whole):5.2f}")
