@@ -53,6 +53,10 @@ FI_CLIPS = 10_000
 SHARD_RULES = ("preprocess_shard", "audio_shard", "expression_shard")
 # Rules that train a network on frames or faces: their cost per epoch grows with frames per clip.
 FRAME_TRAINING = ("train_image", "train_face", "train_au_guided", "train_cam_twin", "train_guidance_sweep")
+UNEXPLAINED = (
+    "reason not established: re-run the job alone on a quiet machine (`--forcerun <rule>`); torch's threads"
+    " burn CPU while they wait when the cores are oversubscribed"
+)
 # Why a rule may not grow linearly (printed beside a flagged exponent; checked against the logs).
 REASONS = {
     "splits": "reads the clips table only: fixed start-up dominates",
@@ -389,7 +393,7 @@ def main() -> None:
             )
             flag = ""
             if r["b"] > 1.15:
-                flag = f"  FASTER THAN LINEAR: {REASONS.get(r['rule'], 'reason not established')}"
+                flag = f"  FASTER THAN LINEAR: {REASONS.get(r['rule'], UNEXPLAINED)}"
             print(f"  {key:<44} {cells}  {r['b']:5.2f}{flag}")
         # Per stage: single jobs' CPU is noisy on a loaded machine (torch's threads spin when the cores
         # are oversubscribed), a stage's sum less so.
