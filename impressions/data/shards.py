@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from impressions.data import image_store
 from impressions.data.preprocess import output_paths
 from impressions.schemas import frame
 
@@ -91,7 +92,7 @@ def expression_shard(clip_dirs: Mapping[str, str | Path], backend, out_table: Pa
         faces = faces.filter(keep).select("frame_index", "landmarks_aligned")
         if faces.height == 0:
             continue
-        crops = np.load(paths["faces"], mmap_mode="r")[faces["frame_index"].to_numpy()]
+        crops = image_store.open_path(paths["faces"]).batch(faces["frame_index"].to_numpy())
         landmarks = np.asarray(faces["landmarks_aligned"].to_list(), np.float32).reshape(-1, 68, 2)
         predicted = backend.predict(np.ascontiguousarray(crops), landmarks, [clip_id] * faces.height)
         keys = pl.DataFrame({"clip_id": [clip_id] * faces.height, "frame_index": faces["frame_index"]})
