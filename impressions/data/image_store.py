@@ -93,20 +93,16 @@ def encode(image: np.ndarray, quality: int = 90) -> bytes:
 
 def decode(blob: bytes | bytearray) -> np.ndarray:
     """One JPEG as (H, W, 3) uint8 RGB (torchvision.io.decode_jpeg)."""
-    return _decode_into([blob], None)[0]
+    return _decode(blob).numpy()
 
 
-def _decode_into(blobs, out: np.ndarray | None) -> np.ndarray:
+def _decode(blob: bytes | bytearray):
+    """(H, W, 3) uint8 tensor. torchvision decodes to HWC and returns a CHW view: permuting back is free."""
     import torch
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    for i, blob in enumerate(blobs):
-        data = torch.frombuffer(blob if isinstance(blob, bytearray) else bytearray(blob), dtype=torch.uint8)
-        image = decode_jpeg(data, mode=ImageReadMode.RGB).permute(1, 2, 0).numpy()
-        if out is None:
-            out = np.empty((len(blobs), *image.shape), np.uint8)
-        out[i] = image
-    return out
+    data = torch.frombuffer(blob if isinstance(blob, bytearray) else bytearray(blob), dtype=torch.uint8)
+    return decode_jpeg(data, mode=ImageReadMode.RGB).permute(1, 2, 0)
 
 
 def find(clip_dir: str | Path, kind: str) -> Path:
@@ -153,6 +149,12 @@ class Images:
     def __getitem__(self, k: int) -> np.ndarray:
         return self.batch([k])[0]
 
+    def tensors(self, indices) -> list:
+        """Images `indices` as (H, W, 3) uint8 torch tensors (what a data loader collates)."""
+        import torch
+
+        return list(torch.from_numpy(self.batch(indices)))
+
     def all(self) -> np.ndarray:
         return self.batch(range(len(self)))
 
@@ -186,6 +188,10 @@ class JpegImages(Images):
     """JPEG members of a tar, read by offset: the index is built once, the file kept open."""
 
     def __init__(self, path: Path):
+        # imported here (4 s when cold): a process that opens a reader before forking its data-loader
+        # workers gives them the decoder already loaded
+        import torchvision.io  # noqa: F401
+
         self.path, self._fd = Path(path), None
         with tarfile.open(self.path, "r:") as tar:
             members = tar.getmembers()
@@ -225,7 +231,16 @@ class JpegImages(Images):
             if not -len(self) <= k < len(self):
                 raise IndexError(f"image {k} of {len(self)} in {self.path}")
         out = np.empty((len(indices), *self._size, 3), np.uint8)
-        return _decode_into([self.blob(k) for k in indices], out) if indices else out
+        for i, k in enumerate(indices):
+            out[i] = _decode(self.blob(k)).numpy()
+        return out
+
+    def tensors(self, indices) -> list:
+        # no copy into one array: the loader's collation makes the batch's one copy
+        for k in indices:
+            if not -len(self) <= int(k) < len(self):
+                raise IndexError(f"image {k} of {len(self)} in {self.path}")
+        return [_decode(self.blob(int(k))) for k in indices]
 
     def close(self) -> None:
         if getattr(self, "_fd", None) is not None:

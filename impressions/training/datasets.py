@@ -73,6 +73,11 @@ class FrameDataset(Dataset):
             (clips.position[c], int(k)) for c, k in items if c in clips.position and c in self.paths
         ]
         self._maps: OrderedDict[int, image_store.Images] = OrderedDict()
+        if self.items:  # one reader opened here loads the decoder before workers fork (none in them)
+            try:
+                self._map(self.items[0][0])
+            except OSError:
+                pass  # a missing file fails where it is read, as it always did
 
     def __len__(self) -> int:
         return len(self.items)
@@ -101,9 +106,8 @@ class FrameDataset(Dataset):
             by_clip.setdefault(pos, []).append(j)
         images: list = [None] * len(chosen)
         for pos, js in by_clip.items():
-            decoded = torch.from_numpy(self._map(pos).batch([chosen[j][1] for j in js]))
-            for j, image in zip(js, decoded):
-                images[j] = image  # views: collation makes the batch's one copy
+            for j, image in zip(js, self._map(pos).tensors([chosen[j][1] for j in js])):
+                images[j] = image  # no copy here: collation makes the batch's one copy
         return [
             (images[j], torch.from_numpy(self.clips.labels[pos]), pos) for j, (pos, _) in enumerate(chosen)
         ]
