@@ -27,8 +27,6 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -106,9 +104,9 @@ def main() -> None:
             rate = statistics.median(values)
             print(f"| {name} | {rate:.0f} [{min(values):.0f}-{max(values):.0f}] | {rate / npy:.2f} |")
         images_files = [f for f in clip_files if f.split(".")[0] in image_store.KINDS]
-        print(f"\nfiles per clip folder: {len(clip_files)} ({', '.join(clip_files)} in npy; frames.tar and "
-              f"faces.tar in jpeg), {len(images_files)} of them images: {100 * len(images_files)} image files "
-              f"per shard of 100 clips, {FI_CLIPS * len(images_files):,} for FI (a file per image: "
+        print(f"\nfiles per clip folder: {len(clip_files)} ({', '.join(clip_files)} in npy; frames.tar "
+              f"and faces.tar in jpeg), {len(images_files)} of them images: {100 * len(images_files)} image "
+              f"files per shard of 100 clips, {FI_CLIPS * len(images_files):,} for FI (a file per image: "
               f"{FI_CLIPS * 2 * args.frames:,} at {args.frames} frames)")  # fmt: skip
         print(f"load average at the end {os.getloadavg()[0]:.1f}")
 
