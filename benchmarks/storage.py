@@ -12,8 +12,9 @@ and the projected disk for FI (10,000 clips) at 10 and 100 frames per clip. Then
 second the training loader delivers with `--workers` workers at 224 px from each layout
 (`benchmarks/loader.py`: a 100-clip x 10-face shard of those real faces, the loader `train_face`
 builds, shuffled batches of 64; just written, so read from the page cache), the JPEG loader also
-item by item (no `FrameDataset.__getitems__`), all interleaved in one run; and the files a clip
-folder holds.
+item by item (no `FrameDataset.__getitems__`), all interleaved in one run, beside the CPU time a
+worker spends per image (`fetch_cpu`: what limits the loader on a busy machine); and the files a
+clip folder holds.
 """
 
 from __future__ import annotations
@@ -27,12 +28,39 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 FI_CLIPS = 10_000
 GIB = 2**30
 LAYOUTS = [("npy", "npy", None), ("JPEG q90 (default)", "jpeg", 90), ("JPEG q95", "jpeg", 95)]
+
+
+def fetch_cpu(inputs, batches: int = 15, seed: int = 0) -> float:
+    """CPU ms per image of what a loader worker does for a batch (fetch and collate), on one thread.
+
+    CPU time, not wall time: on a shared machine it is what each image costs a core, whatever the
+    load; a worker per idle core delivers at most 1000 / this images/s.
+    """
+    import polars as pl
+    import torch
+
+    from impressions.training import datasets
+    from impressions.training import loop as training
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in a DataLoader worker
+    clips = datasets.Clips.from_table(pl.read_parquet(inputs.clips), "train")
+    data = training._frame_sets("face", inputs, {"train": clips})["train"]
+    data.__getitems__(list(range(len(data))))  # every file opened once, as a worker's cache holds them
+    order = np.random.default_rng(seed).permutation(len(data))
+    start = time.process_time()
+    for b in range(batches):
+        torch.utils.data.default_collate(data.__getitems__(order[b * 64 : (b + 1) * 64].tolist()))
+    torch.set_num_threads(threads)
+    return 1000 * (time.process_time() - start) / (batches * 64)
 
 
 def main() -> None:
@@ -45,6 +73,7 @@ def main() -> None:
     warnings.filterwarnings("ignore", message="This DataLoader will create")
     warnings.filterwarnings("ignore", category=DeprecationWarning)  # torchvision's image io
     import loader as loader_bench
+    import torchvision.io  # noqa: F401 - loaded before timing: the first decode would pay its import
     from media import face_clip
 
     from impressions.data import image_store, preprocess
@@ -95,15 +124,22 @@ def main() -> None:
             for name, (storage, batched) in variants.items():
                 result = loader_bench.measure(built[storage], args.workers, args.batches, 64, batched=batched)
                 rates[name].append(result["rate"])
+        cpu = {storage: fetch_cpu(built[storage]) for storage in ("npy", "jpeg")}
         print(f"\nloader (as train_face builds it), {args.workers} workers, shuffled batches of 64 faces at "
               f"224 px, {args.batches} batches, median [range] of {args.repeats}:\n")  # fmt: skip
-        print("| layout | images/s | ratio to npy |")
-        print("|---|---|---|")
+        print(
+            "| layout | images/s | ratio to npy | worker CPU ms / image | 2 idle cores' ceiling, images/s |"
+        )
+        print("|---|---|---|---|---|")
         npy = statistics.median(rates["npy"])
         for name, values in rates.items():
             rate = statistics.median(values)
-            print(f"| {name} | {rate:.0f} [{min(values):.0f}-{max(values):.0f}] | {rate / npy:.2f} |")
-        images_files = [f for f in clip_files if f.split(".")[0] in image_store.KINDS]
+            ms = cpu[variants[name][0]]
+            print(f"| {name} | {rate:.0f} [{min(values):.0f}-{max(values):.0f}] | {rate / npy:.2f} "
+                  f"| {ms:.3f} | {2000 / ms:.0f} |")  # fmt: skip
+        images_files = [
+            f for f in clip_files if f in {image_store.filename(k, "npy") for k in image_store.KINDS}
+        ]
         print(f"\nfiles per clip folder: {len(clip_files)} ({', '.join(clip_files)} in npy; frames.tar "
               f"and faces.tar in jpeg), {len(images_files)} of them images: {100 * len(images_files)} image "
               f"files per shard of 100 clips, {FI_CLIPS * len(images_files):,} for FI (a file per image: "
