@@ -88,11 +88,11 @@ def main() -> None:
         clip_files = sorted(p.name for p in (tmp / "clip").iterdir())
         print(f"one 15 s 640x360 clip of real face video at {args.frames} frames: "
               f"{len(images['frames'])} frames, {len(images['faces'])} faces, 224x224x3\n")  # fmt: skip
-        print("| layout | KiB / frame | KiB / face | encode ms / image | decode ms / image "
-              "| FI disk @10 frames, GiB | FI disk @100 frames, GiB |")  # fmt: skip
-        print("|---|---|---|---|---|---|---|")
+        print("| layout | KiB / frame | KiB / face | encode ms / image | decode ms / image | mean abs "
+              "error, grey levels | FI disk @10 frames, GiB | FI disk @100 frames, GiB |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|---|")
         for name, storage, quality in LAYOUTS:
-            kib, enc, dec = {}, [], []
+            kib, enc, dec, err = {}, [], [], []
             for kind, array in images.items():
                 folder = tmp / f"{storage}{quality}"
                 folder.mkdir(exist_ok=True)
@@ -103,11 +103,13 @@ def main() -> None:
                 back = image_store.read(folder, kind).all()
                 dec.append((time.perf_counter() - start) / len(array))
                 assert back.shape == array.shape
+                err.append(np.abs(back.astype(np.int16) - array).mean())
                 kib[kind] = path.stat().st_size / len(array) / 1024
             per_frame = (kib["frames"] + kib["faces"]) * 1024  # bytes per sampled frame, both kinds
             disk = {n: FI_CLIPS * n * per_frame / GIB for n in (10, 100)}
             print(f"| {name} | {kib['frames']:.1f} | {kib['faces']:.1f} | {1000 * statistics.mean(enc):.2f} "
-                  f"| {1000 * statistics.mean(dec):.2f} | {disk[10]:.1f} | {disk[100]:.1f} |")  # fmt: skip
+                  f"| {1000 * statistics.mean(dec):.2f} | {statistics.mean(err):.2f} | {disk[10]:.1f} "
+                  f"| {disk[100]:.1f} |")  # fmt: skip
 
         built = {
             storage: loader_bench.build(tmp / f"shard_{storage}", 100, 10, 224, storage=storage,
