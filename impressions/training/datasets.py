@@ -67,8 +67,8 @@ class FrameDataset(Dataset):
     ):
         self.clips, self.array = clips, array
         kind = Path(array).name.split(".")[0]
-        self.dirs = {c: Path(clip_dirs[c]) for c in clips.ids if c in clip_dirs}
-        self.paths = {c: d / image_store.filename(kind) for c, d in self.dirs.items()}  # read: open_path
+        # the default layout's name; open_path finds the file a clip folder holds, in either layout
+        self.paths = {c: Path(clip_dirs[c]) / image_store.filename(kind) for c in clips.ids if c in clip_dirs}
         self.items = [
             (clips.position[c], int(k)) for c, k in items if c in clips.position and c in self.paths
         ]
@@ -97,7 +97,7 @@ class FrameDataset(Dataset):
         return torch.from_numpy(frame), torch.from_numpy(self.clips.labels[pos]), pos
 
     def __getitems__(self, indices: Sequence[int]) -> list:
-        """Items `indices`, read clip by clip into one array (the DataLoader then collates them)."""
+        """Items `indices`, each clip's images in one reader call (the DataLoader then collates them)."""
         chosen = [self.items[i] for i in indices]
         if not chosen:
             return []
