@@ -2,16 +2,20 @@
 
     .venv/bin/python benchmarks/loader.py [--clips 200] [--frames 10] [--size 224] [--batches 300]
                                           [--batch-size 64] [--workers 0 2 4] [--repeats 3]
+                                          [--storage jpeg npy] [--source real|noise]
 
-Writes FI-sized synthetic per-clip data to a temporary folder: `clips/<id>/faces.npy` (uint8,
-frames x size x size x 3, the layout the preprocessing writes) plus the clips and faces tables. The
-datasets and loaders are built exactly as `train_face` builds them (`impressions.training.inputs` turns the
-tables into per-split `FrameDataset`s, `impressions.training.datasets.loader` makes the shuffled, seeded
-DataLoader with persistent workers) on `device="cpu"`, so memory is not pinned. Each worker count
-iterates `--batches` batches (epochs repeat as needed); the first batch (worker start-up and the
-first memory maps) is timed apart from the steady state; the table gives the median and range of
-`--repeats` runs (worker counts interleaved, since a shared machine's load drifts). The files were
-just written, so they are read from the page cache: a cold disk would give less.
+Writes FI-sized per-clip data to a temporary folder with the workflow's own writer
+(`impressions.data.image_store.write`: `clips/<id>/faces.tar`, JPEG q90, or `faces.npy`, raw uint8,
+per `--storage`) plus the clips and faces tables. `--source real` (the default) fills the clips
+with aligned faces of a 15 s clip of real face video (preprocessed at 100 frames, cycled); `noise`
+with uniform noise (JPEG's worst case, as large as npy). The datasets and loaders are built exactly
+as `train_face` builds them (`impressions.training.inputs` turns the tables into per-split
+`FrameDataset`s, `impressions.training.datasets.loader` makes the shuffled, seeded DataLoader with
+persistent workers) on `device="cpu"`, so memory is not pinned. Each (storage, worker count) iterates
+`--batches` batches (epochs repeat as needed); the first batch (worker start-up and the first file
+opens) is timed apart from the steady state; the table gives the median and range of `--repeats`
+runs (interleaved, since a shared machine's load drifts). The files were just written, so they are
+read from the page cache: a cold disk would give less.
 """
 
 from __future__ import annotations
@@ -32,15 +36,27 @@ from impressions.training import datasets
 from impressions.training import loop as training
 
 
-def build(root: Path, n_clips: int, n_frames: int, size: int, seed: int = 0) -> training.Inputs:
-    """Per-clip faces.npy under root/clips and the clips and faces tables; every clip in train."""
+def build(
+    root: Path, n_clips: int, n_frames: int, size: int, seed: int = 0, *, storage: str = "npy",
+    images: np.ndarray | None = None,
+) -> training.Inputs:  # fmt: skip
+    """Per-clip faces under root/clips (`storage` layout) and the clips and faces tables; all in train.
+
+    `images` (m, size, size, 3) uint8 are cycled through the clips; None: uniform noise.
+    """
+    from impressions.data import image_store
+
     rng = np.random.default_rng(seed)
     ids = [f"clip{i:05d}.000" for i in range(n_clips)]
     clip_dirs = {}
-    for clip in ids:
+    for c, clip in enumerate(ids):
         folder = root / "clips" / clip
         folder.mkdir(parents=True)
-        np.save(folder / "faces.npy", rng.integers(0, 256, (n_frames, size, size, 3), dtype=np.uint8))
+        if images is None:
+            faces = rng.integers(0, 256, (n_frames, size, size, 3), dtype=np.uint8)
+        else:
+            faces = images[np.arange(c * n_frames, (c + 1) * n_frames) % len(images)]
+        image_store.write(folder, "faces", faces, storage=storage)
         clip_dirs[clip] = folder
     labels = rng.uniform(0, 1, (n_clips, len(TRAITS)))
     clips = pl.DataFrame({"clip_id": ids, "split": ["train"] * n_clips, **dict(zip(TRAITS, labels.T))})
@@ -57,9 +73,29 @@ def build(root: Path, n_clips: int, n_frames: int, size: int, seed: int = 0) -> 
     )
 
 
-def measure(inputs: training.Inputs, workers: int, batches: int, batch_size: int) -> dict:
+def real_faces(tmp: Path, frames: int = 100) -> np.ndarray:
+    """Aligned 224 px faces of a 15 s clip of real face video, preprocessed as the workflow does."""
+    import sys
+
+    from impressions.data import image_store, preprocess
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from media import face_clip
+
+    face_clip(tmp / "real.000.mp4", start=2, seconds=15)
+    settings = preprocess.Settings(frames_per_clip=frames, storage="npy", identity=False)
+    preprocess.preprocess_clip("real.000", tmp / "real.000.mp4", tmp / "real", settings)
+    return image_store.read(tmp / "real", "faces").all()
+
+
+def measure(
+    inputs: training.Inputs, workers: int, batches: int, batch_size: int, batched: bool = True
+) -> dict:
+    """Steady-state images/s; `batched=False` fetches item by item (no `FrameDataset.__getitems__`)."""
     train_clips = datasets.Clips.from_table(pl.read_parquet(inputs.clips), "train")
     train = training._frame_sets("face", inputs, {"train": train_clips})["train"]
+    if not batched:
+        train.__getitems__ = None  # torch's fetcher then calls __getitem__ per item
     loader = datasets.loader(train, batch_size, shuffle=True, seed=0, device="cpu", num_workers=workers)
     start = time.perf_counter()
     images = done = 0
@@ -89,24 +125,33 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2, 4])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--storage", nargs="+", default=["jpeg", "npy"], choices=["jpeg", "npy"])
+    parser.add_argument("--source", choices=["real", "noise"], default="real")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message="This DataLoader will create")  # more workers than cores
+    warnings.filterwarnings("ignore", category=DeprecationWarning)  # torchvision's image io
     with tempfile.TemporaryDirectory() as tmp:
-        inputs = build(Path(tmp), args.clips, args.frames, args.size)
-        print(f"{args.clips} clips x {args.frames} faces of {args.size}x{args.size}x3 uint8; "
+        images = real_faces(Path(tmp)) if args.source == "real" else None
+        if images is not None and images.shape[1] != args.size:
+            raise SystemExit(f"--source real gives {images.shape[1]} px faces: use --size {images.shape[1]}")
+        built = {s: build(Path(tmp) / s, args.clips, args.frames, args.size, storage=s, images=images)
+                 for s in args.storage}  # fmt: skip
+        print(f"{args.clips} clips x {args.frames} faces of {args.size}x{args.size}x3 ({args.source}); "
               f"{args.batches} batches of {args.batch_size}; pin_memory off (CPU)\n")  # fmt: skip
-        runs = {w: [] for w in args.workers}
+        runs = {(s, w): [] for s in args.storage for w in args.workers}
         for _ in range(args.repeats):
-            for workers in args.workers:
-                runs[workers].append(measure(inputs, workers, args.batches, args.batch_size))
-        print("| num_workers | first batch s | images/s, median [range] | MB/s (median) |")
-        print("|---|---|---|---|")
-        for workers, rs in runs.items():
+            for storage, workers in runs:
+                runs[(storage, workers)].append(
+                    measure(built[storage], workers, args.batches, args.batch_size)
+                )
+        print("| storage | num_workers | first batch s | images/s, median [range] | MB/s decoded (median) |")
+        print("|---|---|---|---|---|")
+        for (storage, workers), rs in runs.items():
             rates = [r["rate"] for r in rs]
             first = statistics.median(r["first"] for r in rs)
             mb_s = statistics.median(r["mb_s"] for r in rs)
             rate = f"{statistics.median(rates):.0f} [{min(rates):.0f}-{max(rates):.0f}]"
-            print(f"| {workers} | {first:.3f} | {rate} | {mb_s:.0f} |")
+            print(f"| {storage} | {workers} | {first:.3f} | {rate} | {mb_s:.0f} |")
 
 
 if __name__ == "__main__":

@@ -7,10 +7,12 @@
 Builds FI layouts of N clips (real FI clip names when an annotation folder is given, else
 synthetic FI-style names) whose videos are empty files - planning must never open a video - and
 runs a dry run of the whole workflow on each, reporting the median wall seconds and peak memory of
-`--repeats` runs and the planned jobs. `--compare` also plans, in turn with it, a one-rule workflow
-with one job per clip (`floor`: Snakemake's own cost per job) and the plain 4-rules-per-clip DAG the
-20 s target was set against (`reference`), and prints the ratios. `--compare-max` skips the
-compared workflows above that many clips (the reference takes minutes and gigabytes at 100,000).
+`--repeats` runs and the planned jobs. `--compare` also plans, in turn with it, Snakemake with one
+rule and no inputs (`startup`: its own start-up, the part of any workflow's planning time no workflow
+can remove), a one-rule workflow with one job per clip (`floor`: Snakemake's own cost per job) and
+the plain 4-rules-per-clip DAG the 20 s target was set against (`reference`), and prints the
+ratios. `--compare-max` skips the compared workflows above that many clips (the reference takes
+minutes and gigabytes at 100,000).
 `--profile` plans every workflow with that Snakemake profile (e.g. profiles/slurm). `--fail-fast-scontrol`
 puts an `scontrol` that exits at once first on the PATH: on a machine with SLURM's client tools but
 no controller, the SLURM executor plugin otherwise waits about 9 s at every Snakemake start.
@@ -49,6 +51,11 @@ rule all:
 # Workflows planned in turn with the real one over the same layout, so that their ratios hold when
 # the machine's speed drifts (it does here, by a third from one hour to the next).
 COMPARED = {
+    # Snakemake's own start-up: one rule, no inputs, nothing read from the layout
+    "startup": """
+rule all:
+    shell: "true"
+""",
     # about the least Snakemake can plan per clip: an input, an output, a log and a shell command
     "floor": _VIDEOS + """
 rule preprocess_clip:
@@ -153,7 +160,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs per size; medians are printed")
     parser.add_argument(
         "--compare", nargs="+", choices=sorted(COMPARED), default=[],
-        help="also plan these workflows in turn: `floor` (one rule per clip), `reference` (4 per clip)",
+        help="also plan these in turn: `startup` (one rule, no inputs), `floor` (one rule per clip), "
+        "`reference` (4 per clip)",
     )  # fmt: skip
     parser.add_argument("--compare-max", type=int, default=None, help="no compared workflows above this")
     parser.add_argument("--profile", type=Path, help="a Snakemake profile folder for every dry run")

@@ -8,7 +8,8 @@ so none is reused from the cache), then runs `snakemake --cores 1` on it with on
 families and the builtin expression backend: index, the preprocess shard job (frames, faces, audio
 window), audio features, expressions and the gathers, each a job of its own with its process start and
 model loading. Total CPU is that of the snakemake process and everything it ran (wait4 rusage);
-per-rule CPU comes from the rules' benchmark files. A second run after one added clip shows the cache.
+per-rule CPU comes from the rules' benchmark files. A second run after one added clip shows the
+per-clip caches of the preprocess, audio and expression shard jobs.
 ffmpeg's bare decode of one clip is timed beside it, as in benchmarks/preprocess_clip.py.
 """
 
@@ -126,7 +127,13 @@ def main() -> None:
             log = (work / "out" / "logs" / "preprocess_shard" / "0.log").read_text()
             summary = next(line for line in log.splitlines() if "reused from the cache" in line)
             print(f"  one clip added: whole re-run {wall:.1f} s wall, {cpu:.1f} CPU s; shard job: "
-                  f"{summary.split(': ', 1)[1]}\n")  # fmt: skip
+                  f"{summary.split(': ', 1)[1]}")  # fmt: skip
+            rerun = rule_cpu(work)  # the re-run's jobs overwrote their benchmark files
+            for rule in ("audio_shard", "expression_shard"):
+                log = (work / "out" / "logs" / rule / "0.log").read_text()
+                summary = next(line for line in log.splitlines() if "reused from the cache" in line)
+                print(f"    {rule}: {rerun[rule][1]:.2f} CPU s, {summary.split(': ', 2)[2]}")
+            print()
 
 
 if __name__ == "__main__":

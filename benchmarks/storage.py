@@ -3,19 +3,24 @@
     .venv/bin/python benchmarks/storage.py [--frames 100] [--workers 2] [--batches 200] [--repeats 3]
 
 Preprocesses a 15 s 640x360 clip of real face video at `--frames` frames (`preprocess_clip`: 224 px
-frames for the image model and 224 px aligned faces), then stores those images as today's per-clip
-uint8 `.npy` and as JPEG / WebP blobs in one per-shard container (all blobs of a shard's clips
-concatenated in one file, with an offsets array beside it: 2 files per shard and kind instead of one
-per clip and kind). It prints bytes per image and encode/decode milliseconds, the projected disk for
-FI (10,000 clips) at 10 and 100 frames per clip, and the images per second a torch DataLoader with
-`--workers` workers delivers at 224 px from each layout (a shard of 100 clips x 10 images, shuffled,
-batches of 64, decoding in the workers; just written, so read from the page cache).
+frames for the image model and 224 px aligned faces), then stores those images with the workflow's
+own writer (`impressions.data.image_store.write`) in each layout: raw uint8 `.npy` (`frames.storage:
+npy`) and JPEG in one tar per clip and kind (`frames.storage: jpeg`) at quality 90 (the default) and
+95. It prints bytes per image (the whole file over its images, container headers included),
+encode and decode milliseconds per image through the workflow's reader (`image_store.read(...).all()`),
+and the projected disk for FI (10,000 clips) at 10 and 100 frames per clip. Then the images per
+second the training loader delivers with `--workers` workers at 224 px from each layout
+(`benchmarks/loader.py`: a 100-clip x 10-face shard of those real faces, the loader `train_face`
+builds, shuffled batches of 64; just written, so read from the page cache), the JPEG loader also
+item by item (no `FrameDataset.__getitems__`), all interleaved in one run, beside the CPU time a
+worker spends per image (`fetch_cpu`: what limits the loader on a busy machine); and the files a
+clip folder holds.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
+import os
 import statistics
 import sys
 import tempfile
@@ -26,79 +31,36 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 FI_CLIPS = 10_000
 GIB = 2**30
+LAYOUTS = [("npy", "npy", None), ("JPEG q90 (default)", "jpeg", 90), ("JPEG q95", "jpeg", 95)]
 
 
-def encode(image: np.ndarray, fmt: str, quality: int) -> bytes:
-    from PIL import Image
+def fetch_cpu(inputs, batches: int = 15, seed: int = 0) -> float:
+    """CPU ms per image of what a loader worker does for a batch (fetch and collate), on one thread.
 
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, fmt, quality=quality)
-    return buf.getvalue()
-
-
-def decode(blob) -> np.ndarray:
-    from PIL import Image
-
-    return np.asarray(Image.open(io.BytesIO(blob)).convert("RGB"))
-
-
-class NpyClips:
-    """Today's layout: one (k, S, S, 3) uint8 .npy per clip, memory-mapped, one image per item."""
-
-    def __init__(self, paths: list[Path], k: int):
-        self.paths, self.k = paths, k
-
-    def __len__(self):
-        return len(self.paths) * self.k
-
-    def __getitem__(self, i):
-        import torch
-
-        clip, frame = divmod(i, self.k)
-        return torch.from_numpy(np.array(np.load(self.paths[clip], mmap_mode="r")[frame]))
-
-
-class ShardContainer:
-    """A per-shard container: encoded images concatenated in one file, `offsets` (n + 1,) beside it."""
-
-    def __init__(self, data: Path, offsets: np.ndarray):
-        self.data, self.offsets, self._map = data, offsets, None
-
-    def __len__(self):
-        return len(self.offsets) - 1
-
-    def __getitem__(self, i):
-        import torch
-
-        if self._map is None:  # opened in each worker, after the fork
-            self._map = np.memmap(self.data, np.uint8, "r")
-        return torch.from_numpy(decode(memoryview(self._map[self.offsets[i] : self.offsets[i + 1]])).copy())
-
-
-def loader_rate(dataset, workers: int, batches: int, batch_size: int = 64) -> float:
+    CPU time, not wall time: on a shared machine it is what each image costs a core, whatever the
+    load; a worker per idle core delivers at most 1000 / this images/s.
+    """
+    import polars as pl
     import torch
 
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, shuffle=True, num_workers=workers,
-        persistent_workers=workers > 0, generator=torch.Generator().manual_seed(0),
-    )  # fmt: skip
-    done = images = 0
-    start = None
-    while done < batches:
-        for x in loader:
-            if start is None:  # the first batch (worker start-up) is timed apart
-                start = time.perf_counter()
-            else:
-                images += len(x)
-            done += 1
-            if done >= batches:
-                break
-    rate = images / (time.perf_counter() - start)
-    del loader
-    return rate
+    from impressions.training import datasets
+    from impressions.training import loop as training
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in a DataLoader worker
+    clips = datasets.Clips.from_table(pl.read_parquet(inputs.clips), "train")
+    data = training._frame_sets("face", inputs, {"train": clips})["train"]
+    data.__getitems__(list(range(len(data))))  # every file opened once, as a worker's cache holds them
+    order = np.random.default_rng(seed).permutation(len(data))
+    start = time.process_time()
+    for b in range(batches):
+        torch.utils.data.default_collate(data.__getitems__(order[b * 64 : (b + 1) * 64].tolist()))
+    torch.set_num_threads(threads)
+    return 1000 * (time.process_time() - start) / (batches * 64)
 
 
 def main() -> None:
@@ -109,84 +71,82 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message="This DataLoader will create")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)  # torchvision's image io
+    import loader as loader_bench
+    import torchvision.io  # noqa: F401 - loaded before timing: the first decode would pay its import
     from media import face_clip
 
-    from impressions.data import preprocess
+    from impressions.data import image_store, preprocess
 
-    formats = [
-        ("npy", None, None),
-        ("JPEG q90", "JPEG", 90),
-        ("JPEG q95", "JPEG", 95),
-        ("WebP q90", "WEBP", 90),
-    ]
+    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         face_clip(tmp / "c.000.mp4", start=2, seconds=15)
-        preprocess.preprocess_clip(
-            "c.000", tmp / "c.000.mp4", tmp / "clip", preprocess.Settings(frames_per_clip=args.frames)
-        )
-        images = {kind: np.load(tmp / "clip" / f"{kind}.npy") for kind in ("frames", "faces")}
+        settings = preprocess.Settings(frames_per_clip=args.frames, storage="npy")
+        preprocess.preprocess_clip("c.000", tmp / "c.000.mp4", tmp / "clip", settings)
+        images = {kind: image_store.read(tmp / "clip", kind).all() for kind in image_store.KINDS}
+        clip_files = sorted(p.name for p in (tmp / "clip").iterdir())
         print(f"one 15 s 640x360 clip of real face video at {args.frames} frames: "
               f"{len(images['frames'])} frames, {len(images['faces'])} faces, 224x224x3\n")  # fmt: skip
-        print("| layout | KiB / frame | KiB / face | encode ms / image | decode ms / image "
-              "| FI disk @10 frames, GiB | FI disk @100 frames, GiB |")  # fmt: skip
-        print("|---|---|---|---|---|---|---|")
-        sizes, blobs = {}, {}
-        for name, fmt, quality in formats:
-            kib, enc, dec = {}, [], []
+        print("| layout | KiB / frame | KiB / face | encode ms / image | decode ms / image | mean abs "
+              "error, grey levels | FI disk @10 frames, GiB | FI disk @100 frames, GiB |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|---|")
+        for name, storage, quality in LAYOUTS:
+            kib, enc, dec, err = {}, [], [], []
             for kind, array in images.items():
-                if fmt is None:
-                    kib[kind] = array[0].nbytes / 1024
-                    continue
+                folder = tmp / f"{storage}{quality}"
+                folder.mkdir(exist_ok=True)
                 start = time.perf_counter()
-                encoded = [encode(image, fmt, quality) for image in array]
+                path = image_store.write(folder, kind, array, storage=storage, quality=quality or 90)
                 enc.append((time.perf_counter() - start) / len(array))
                 start = time.perf_counter()
-                for blob in encoded:
-                    decode(blob)
+                back = image_store.read(folder, kind).all()
                 dec.append((time.perf_counter() - start) / len(array))
-                kib[kind] = sum(map(len, encoded)) / len(encoded) / 1024
-                blobs[(name, kind)] = encoded
-            per_clip_frame = (kib["frames"] + kib["faces"]) * 1024  # bytes per sampled frame, both kinds
-            disk = {n: FI_CLIPS * n * per_clip_frame / GIB for n in (10, 100)}
-            sizes[name] = kib
-            enc_ms = f"{1000 * statistics.mean(enc):.2f}" if enc else "-"
-            dec_ms = f"{1000 * statistics.mean(dec):.2f}" if dec else "-"
-            print(f"| {name} | {kib['frames']:.1f} | {kib['faces']:.1f} | {enc_ms} | {dec_ms} "
-                  f"| {disk[10]:.1f} | {disk[100]:.1f} |")  # fmt: skip
+                assert back.shape == array.shape
+                err.append(np.abs(back.astype(np.int16) - array).mean())
+                kib[kind] = path.stat().st_size / len(array) / 1024
+            per_frame = (kib["frames"] + kib["faces"]) * 1024  # bytes per sampled frame, both kinds
+            disk = {n: FI_CLIPS * n * per_frame / GIB for n in (10, 100)}
+            print(f"| {name} | {kib['frames']:.1f} | {kib['faces']:.1f} | {1000 * statistics.mean(enc):.2f} "
+                  f"| {1000 * statistics.mean(dec):.2f} | {statistics.mean(err):.2f} | {disk[10]:.1f} "
+                  f"| {disk[100]:.1f} |")  # fmt: skip
 
-        # loader: a shard of 100 clips x 10 faces, from the real faces cycled
-        n_clips, k = 100, 10
-        faces = images["faces"]
-        npy_paths = []
-        for c in range(n_clips):
-            path = tmp / "npy" / f"{c}.npy"
-            path.parent.mkdir(exist_ok=True)
-            np.save(path, faces[np.arange(c * k, c * k + k) % len(faces)])
-            npy_paths.append(path)
-        datasets = {"npy (per clip, today)": NpyClips(npy_paths, k)}
-        for name in ("JPEG q90", "JPEG q95", "WebP q90"):
-            encoded = [blobs[(name, "faces")][i % len(faces)] for i in range(n_clips * k)]
-            data = tmp / f"{name.replace(' ', '_')}.bin"
-            data.write_bytes(b"".join(encoded))
-            offsets = np.concatenate([[0], np.cumsum([len(b) for b in encoded])])
-            datasets[f"{name} (shard container)"] = ShardContainer(data, offsets)
-        rates = {name: [] for name in datasets}
+        built = {
+            storage: loader_bench.build(tmp / f"shard_{storage}", 100, 10, 224, storage=storage,
+                                        images=images["faces"])
+            for storage in ("npy", "jpeg")
+        }  # fmt: skip
+        variants = {
+            "npy": ("npy", True),
+            "JPEG q90, a batch per worker call (__getitems__)": ("jpeg", True),
+            "JPEG q90, item by item": ("jpeg", False),
+        }
+        rates = {name: [] for name in variants}
         for _ in range(args.repeats):  # interleaved: the shared machine's load drifts
-            for name, dataset in datasets.items():
-                rates[name].append(loader_rate(dataset, args.workers, args.batches))
-        print(f"\nloader, {args.workers} workers, batches of 64 faces at 224 px, {args.batches} batches, "
-              f"median [range] of {args.repeats}:\n")  # fmt: skip
-        print("| layout | images/s | files per shard of 100 clips (frames + faces) |")
-        print("|---|---|---|")
+            for name, (storage, batched) in variants.items():
+                result = loader_bench.measure(built[storage], args.workers, args.batches, 64, batched=batched)
+                rates[name].append(result["rate"])
+        cpu = {storage: fetch_cpu(built[storage]) for storage in ("npy", "jpeg")}
+        print(f"\nloader (as train_face builds it), {args.workers} workers, shuffled batches of 64 faces at "
+              f"224 px, {args.batches} batches, median [range] of {args.repeats}:\n")  # fmt: skip
+        print(
+            "| layout | images/s | ratio to npy | worker CPU ms / image | 2 idle cores' ceiling, images/s |"
+        )
+        print("|---|---|---|---|---|")
+        npy = statistics.median(rates["npy"])
         for name, values in rates.items():
-            files = (
-                "200 (+ 400 other per-clip files)"
-                if name.startswith("npy")
-                else "4 (data + offsets, per kind)"
-            )
-            rate = f"{statistics.median(values):.0f} [{min(values):.0f}-{max(values):.0f}]"
-            print(f"| {name} | {rate} | {files} |")
+            rate = statistics.median(values)
+            ms = cpu[variants[name][0]]
+            print(f"| {name} | {rate:.0f} [{min(values):.0f}-{max(values):.0f}] | {rate / npy:.2f} "
+                  f"| {ms:.3f} | {2000 / ms:.0f} |")  # fmt: skip
+        images_files = [
+            f for f in clip_files if f in {image_store.filename(k, "npy") for k in image_store.KINDS}
+        ]
+        print(f"\nfiles per clip folder: {len(clip_files)} ({', '.join(clip_files)} in npy; frames.tar "
+              f"and faces.tar in jpeg), {len(images_files)} of them images: {100 * len(images_files)} image "
+              f"files per shard of 100 clips, {FI_CLIPS * len(images_files):,} for FI (a file per image: "
+              f"{FI_CLIPS * 2 * args.frames:,} at {args.frames} frames)")  # fmt: skip
+        print(f"load average at the end {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from impressions import devices, schemas
-from impressions.data import defaults
+from impressions.data import defaults, image_store
 from impressions.models import networks as models
 from impressions.models import registry
 from impressions.schemas import TRAITS
@@ -298,13 +298,14 @@ def _components(ckpt: dict) -> list[str]:
 
 def _raw_input(kind: str, clip_id: str, clip_dir: Path, frames_table, data: dict):
     if kind == "frames":
-        return torch.from_numpy(np.load(clip_dir / "frames.npy"))
+        return torch.from_numpy(image_store.read(clip_dir, "frames").all())
     if kind == "faces":
         keep = (
             frames_table["has_face"].to_numpy() if "has_face" in frames_table.columns else np.zeros(0, bool)
         )
-        faces = np.load(clip_dir / "faces.npy")
-        return torch.from_numpy(faces[keep[: len(faces)]]) if keep.any() else None
+        faces = image_store.read(clip_dir, "faces")
+        rows = np.flatnonzero(keep[: len(faces)])  # decode only the frames with a face
+        return torch.from_numpy(faces.batch(rows)) if len(rows) else None
     row = data["audio_ids"].index(clip_id)
     return torch.from_numpy(np.asarray(data["audio"][kind][row : row + 1], dtype=np.float32))
 

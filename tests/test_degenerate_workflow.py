@@ -16,6 +16,7 @@ import pytest
 from workflow import run, write_config
 
 from impressions import schemas
+from impressions.data import image_store
 from impressions.schemas import TRAITS
 
 pytestmark = pytest.mark.workflow
@@ -59,7 +60,7 @@ def _edit(case: str, tables, clips_dir, arrays) -> None:
         read["faces"].with_columns(pl.lit(False).alias("has_face")).write_parquet(tables / "faces.parquet")
         schemas.empty("expressions").write_parquet(tables / "expressions.parquet")
         for folder in clips_dir.iterdir():
-            np.save(folder / "faces.npy", np.zeros_like(np.load(folder / "faces.npy")))
+            image_store.write(folder, "faces", np.zeros(image_store.read(folder, "faces").shape, np.uint8))
         qc = qc.with_columns(
             pl.lit("no_face").alias("status"), pl.lit(0).cast(pl.Int32).alias("frames_with_face")
         )

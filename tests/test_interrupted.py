@@ -40,6 +40,8 @@ def outputs(work):
             found[rel] = table.drop(MEASURED, strict=False)
         elif path.suffix == ".npy":
             found[rel] = np.load(path)
+        elif path.suffix == ".tar":  # JPEG frames and faces: written deterministically, so bytes compare
+            found[rel] = path.read_bytes()
         elif path.suffix == ".json":
             found[rel] = {k: v for k, v in json.loads(path.read_text()).items() if k not in MEASURED}
     return found

@@ -5,7 +5,7 @@ import polars as pl
 import pytest
 from media import clip_id
 
-from impressions.data import preprocess
+from impressions.data import image_store, preprocess
 from impressions.schemas import QC_STATUSES
 
 EXPECTED_STATUS = {
@@ -46,7 +46,7 @@ def test_every_input_gets_a_qc_record_with_a_reason(processed, kind):
 @pytest.mark.parametrize("kind", ["good", "dash", "unicode", "portrait"])
 def test_good_clips_have_frames_faces_and_audio(processed, kind):
     qc, folder = processed[kind]
-    frames, faces = np.load(folder / "frames.npy"), np.load(folder / "faces.npy")
+    frames, faces = image_store.read(folder, "frames").all(), image_store.read(folder, "faces").all()
     assert frames.shape == (6, 224, 224, 3) and faces.shape == (6, 224, 224, 3)
     table = pl.read_parquet(folder / "frames.parquet")
     assert table["has_face"].all() and table["frame_index"].to_list() == list(range(6))
@@ -71,7 +71,7 @@ def test_no_face_frames_get_zero_crops_and_null_boxes(processed):
     assert qc["frames_decoded"] == 6 and qc["frames_with_face"] == 0
     table = pl.read_parquet(folder / "frames.parquet")
     assert not table["has_face"].any() and table["box_left"].null_count() == 6
-    assert np.load(folder / "faces.npy").max() == 0
+    assert image_store.read(folder, "faces").all().max() == 0
 
 
 def test_short_clip_is_zero_padded(processed):
@@ -102,8 +102,8 @@ def test_command_runs_one_clip_as_the_workflow_job_does(bad_media, tmp_path):
     assert preprocess.main(args) == 0
     qc = json.loads(qc_path.read_text())
     assert qc["clip_id"] == "-my.clip" and qc["status"] == "ok"  # the id defaults to the folder's name
-    assert np.load(qc_path.parent / "frames.npy").shape == (3, 32, 32, 3)
-    assert np.load(qc_path.parent / "faces.npy").shape == (3, 48, 48, 3)
+    assert image_store.read(qc_path.parent, "frames").shape == (3, 32, 32, 3)
+    assert image_store.read(qc_path.parent, "faces").shape == (3, 48, 48, 3)
     assert np.load(qc_path.parent / "waveform.npy").shape == (8000,)
     assert log.is_file()
     with pytest.raises(SystemExit):

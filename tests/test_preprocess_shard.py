@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from media import face_clip
 
-from impressions.data import preprocess, preprocess_shard
+from impressions.data import image_store, preprocess, preprocess_shard
 
 SETTINGS = preprocess.Settings(frames_per_clip=3, frame_size=32, identity=False)
 
@@ -25,7 +25,8 @@ def videos(tmp_path_factory):
 
 
 def arrays(clips_dir, clip_id):
-    return {name: np.load(clips_dir / clip_id / name) for name in ("frames.npy", "faces.npy", "waveform.npy")}
+    found = {kind: image_store.read(clips_dir / clip_id, kind).all() for kind in ("frames", "faces")}
+    return {**found, "waveform": np.load(clips_dir / clip_id / "waveform.npy")}
 
 
 def test_unchanged_clips_are_reused_and_changed_ones_processed(videos, tmp_path):
@@ -44,13 +45,13 @@ def test_unchanged_clips_are_reused_and_changed_ones_processed(videos, tmp_path)
     changed = dict(videos, **{"-b.001": replaced})
     run = preprocess_shard.preprocess_clips(changed, clips, SETTINGS)
     assert run.processed == ["-b.001"] and sorted(run.reused) == ["a.000", "c.002"]
-    assert np.array_equal(arrays(clips, "-b.001")["frames.npy"], before["c.002"]["frames.npy"])
+    assert np.array_equal(arrays(clips, "-b.001")["frames"], before["c.002"]["frames"])
     assert not (clips / preprocess_shard.PARTIAL).exists()
 
     # a frame setting changes every clip's key; without the cache everything is processed
     wider = dataclasses.replace(SETTINGS, frames_per_clip=4)
     assert sorted(preprocess_shard.preprocess_clips(videos, clips, wider).processed) == sorted(videos)
-    assert arrays(clips, "a.000")["frames.npy"].shape[0] == 4
+    assert arrays(clips, "a.000")["frames"].shape[0] == 4
     forced = preprocess_shard.preprocess_clips(videos, clips, wider, cache=False)
     assert sorted(forced.processed) == sorted(videos) and forced.reused == []
 
@@ -61,7 +62,7 @@ def test_a_half_written_clip_is_never_trusted(videos, tmp_path):
     want = arrays(clips, "a.000")
     # what a job killed mid-write could leave: a clip folder without its key, a scratch folder
     (clips / "a.000" / preprocess_shard.CACHE_FILE).unlink()
-    (clips / "a.000" / "faces.npy").write_bytes(b"\x93NUMPY half")
+    (clips / "a.000" / "faces.tar").write_bytes(b"half a tar")
     scratch = clips / preprocess_shard.PARTIAL / "job" / "c.002"
     scratch.mkdir(parents=True)
     (scratch / "qc.json").write_text("{}")

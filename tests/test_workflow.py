@@ -120,8 +120,15 @@ def test_audio_feature_setting_reruns_only_audio_features(done):
         write_config(work, data_root=str(done[0]), results_dir="out")
 
 
-def shard_log(work, shard):
-    return (work / "out" / "logs" / "preprocess_shard" / f"{shard}.log").read_text()
+def shard_log(work, shard, rule="preprocess_shard"):
+    return (work / "out" / "logs" / rule / f"{shard}.log").read_text()
+
+
+def assert_one_clip_processed(work, shard, n, cid):
+    """Every shard job of the shard computed that one clip and reused the rest from its per-clip cache."""
+    for rule in ("preprocess_shard", "audio_shard", "expression_shard"):
+        assert f"{n} clips: 1 processed, {n - 1} reused from the cache" in shard_log(work, shard, rule), rule
+        assert f"processed {cid}" in shard_log(work, shard, rule), rule
 
 
 def test_frame_setting_reprocesses_every_clip(done):
@@ -152,8 +159,7 @@ def test_replaced_clip_file_reruns_only_its_own_jobs(done):
         assert (rule, f"shard={shard}") in jobs
     run(work)  # bring the results up to date for the tests after this one
     n = sum(shards.shard_of(clip_id(p), 2) == shard for p in media.values())
-    assert f"{n} clips: 1 processed, {n - 1} reused from the cache" in shard_log(work, shard)
-    assert f"processed {cid}" in shard_log(work, shard)
+    assert_one_clip_processed(work, shard, n, cid)
     assert not planned(work)
 
 
@@ -174,8 +180,7 @@ def test_added_clip_reruns_only_its_own_jobs(done, tmp_path):
         assert (rule, f"shard={shard}") in jobs
     run(work)
     n = 1 + sum(shards.shard_of(clip_id(p), 2) == shard for p in media.values())
-    assert f"{n} clips: 1 processed, {n - 1} reused from the cache" in shard_log(work, shard)
-    assert "processed new_clip.007" in shard_log(work, shard)
+    assert_one_clip_processed(work, shard, n, "new_clip.007")
     assert "new_clip.007" in set(table(work, "qc")["clip_id"])
 
 

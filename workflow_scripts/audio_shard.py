@@ -9,4 +9,6 @@ with logs.to_file(snakemake.log[0]):
         dict(snakemake.params.options),
         Path(snakemake.output.table),
         Path(snakemake.output.arrays),
+        # read from the config, not a param: switching it must not make every shard out of date
+        cache=snakemake.config.get("preprocess_cache", True),
     )

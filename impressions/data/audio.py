@@ -89,6 +89,21 @@ def _median_pitch(y: np.ndarray, sr: int) -> float:
     return float(np.median(f0))
 
 
+def window(
+    samples: np.ndarray,
+    *,
+    sample_rate: int = 16000,
+    seconds: float | None = 5.0,
+    max_seconds: float | None = None,
+) -> tuple[np.ndarray, int]:
+    """Decoded samples zero-padded or cut to the window (`window_seconds`), and the real sample count."""
+    length = int(round(window_seconds(seconds, max_seconds) * sample_rate))
+    n_real = min(samples.size, length)
+    waveform = np.zeros(length, np.float32)
+    waveform[:n_real] = samples[:n_real]
+    return waveform, n_real
+
+
 def features(
     samples: np.ndarray,
     *,
@@ -104,10 +119,8 @@ def features(
     import librosa
 
     _warm_librosa()
-    length = int(round(window_seconds(seconds, max_seconds) * sample_rate))
-    n_real = min(samples.size, length)
-    waveform = np.zeros(length, np.float32)
-    waveform[:n_real] = samples[:n_real]
+    waveform, n_real = window(samples, sample_rate=sample_rate, seconds=seconds, max_seconds=max_seconds)
+    length = waveform.size
     win = int(sample_rate * win_ms / 1000)
     n_fft = 1 << (win - 1).bit_length()  # FFT size: the next power of two holding the window
     hop = int(sample_rate * hop_ms / 1000)

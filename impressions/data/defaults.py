@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 
 PREPROCESSING = {
-    "frames": {"per_clip": 10, "size": 224, "max_side": 640},
+    "frames": {"per_clip": 10, "size": 224, "max_side": 640, "storage": "jpeg", "jpeg_quality": 90},
     "faces": {"upsample": 0, "min_score": 0.0, "size": 224, "padding": 0.25, "identity": "auto"},
     "audio": {
         "seconds": 5.0,

@@ -7,7 +7,8 @@ that needs heavy imports (librosa's spectral features, torch networks) runs per 
 instead, where the import cost is paid once.
 
 Outputs, all in one folder per clip (see `OUTPUT_FILES`): the sampled frames resized for the image
-model, the aligned face crops, a per-frame table, the raw waveform and a QC record. A bad clip never
+model and the aligned face crops (JPEG q90 in one tar per kind by default, or raw `.npy`: see
+`impressions.data.image_store`), a per-frame table, the raw waveform and a QC record. A bad clip never
 raises: it gets empty arrays and a QC status with a reason.
 
 The workflow runs one clip per job as `python -m impressions.data.preprocess` (see `main`).
@@ -25,15 +26,17 @@ from pathlib import Path
 
 import numpy as np
 
-from impressions.data import faces, head_pose, identity, tracking, video
+from impressions.data import faces, head_pose, identity, image_store, tracking, video
 from impressions.data.defaults import PREPROCESSING as _DEFAULTS
 from impressions.schemas import QC_STATUSES, TABLES
 
 log = logging.getLogger(__name__)
 
 OUTPUT_FILES = {
-    "frames": "frames.npy",  # (k, S, S, 3) uint8 RGB full frames for the image model
-    "faces": "faces.npy",  # (k, 224, 224, 3) uint8 RGB aligned faces; zeros where no face
+    # frames and faces: `frames.tar` (JPEG, the default) or `frames.npy` by `frames.storage` (see
+    # impressions.data.image_store, which reads either); output_paths names the one a setting writes
+    "frames": "frames.tar",  # (k, S, S, 3) uint8 RGB full frames for the image model
+    "faces": "faces.tar",  # (k, 224, 224, 3) uint8 RGB aligned faces; zeros where no face
     "table": "frames.parquet",  # one row per sampled frame: `frames` and `faces` table columns
     "waveform": "waveform.npy",  # (seconds * rate,) float32 mono, zero-padded
     "qc": "qc.json",  # the clip's QC record (`qc` table columns)
@@ -73,6 +76,9 @@ class Settings:
     # `auto` depends on models.split (wants_identity); a Settings made in code computes it unless told
     identity: bool = True
     audio_max_seconds: float | None = _DEFAULTS["audio"].get("max_seconds")
+    # how frames and faces are stored (impressions.data.image_store): jpeg (lossy) or npy (raw)
+    storage: str = _DEFAULTS["frames"]["storage"]
+    jpeg_quality: int = _DEFAULTS["frames"]["jpeg_quality"]
 
     @classmethod
     def from_config(cls, config: dict) -> Settings:
@@ -89,6 +95,9 @@ class Settings:
             sample_rate=audio["sample_rate"],
             identity=wants_identity(config),
             audio_max_seconds=audio.get("max_seconds"),
+            # a checkpoint's settings from before these existed: the defaults
+            storage=frames.get("storage", _DEFAULTS["frames"]["storage"]),
+            jpeg_quality=frames.get("jpeg_quality", _DEFAULTS["frames"]["jpeg_quality"]),
         )
 
     @property
@@ -99,8 +108,12 @@ class Settings:
         return window_seconds(self.audio_seconds, self.audio_max_seconds)
 
 
-def output_paths(clip_dir: str | Path) -> dict[str, Path]:
-    return {key: Path(clip_dir) / name for key, name in OUTPUT_FILES.items()}
+def output_paths(clip_dir: str | Path, storage: str = _DEFAULTS["frames"]["storage"]) -> dict[str, Path]:
+    """The clip's output files; frames and faces as `storage` writes them (readers: image_store.read)."""
+    paths = {key: Path(clip_dir) / name for key, name in OUTPUT_FILES.items()}
+    for kind in image_store.KINDS:
+        paths[kind] = Path(clip_dir) / image_store.filename(kind, storage)
+    return paths
 
 
 def resize(images: np.ndarray, size: int) -> np.ndarray:
@@ -156,7 +169,7 @@ def _peak_mb() -> float:
 def preprocess_clip(clip_id: str, video_path: str | Path, clip_dir: str | Path, settings: Settings) -> dict:
     """Run frames, faces and audio for one clip, write its outputs, and return its QC record."""
     started = time.perf_counter()
-    paths = output_paths(clip_dir)
+    paths = output_paths(clip_dir, settings.storage)
     Path(clip_dir).mkdir(parents=True, exist_ok=True)
     record = ClipRecord(clip_id, settings.frames_per_clip)
     frames = np.zeros((0, settings.frame_size, settings.frame_size, 3), np.uint8)
@@ -177,8 +190,8 @@ def preprocess_clip(clip_id: str, video_path: str | Path, clip_dir: str | Path, 
     except Exception as err:  # one clip's bug must not stop a 10,000-clip run; the log keeps the trace
         log.error("clip %s failed:\n%s", clip_id, traceback.format_exc())
         record.flag("error", f"unexpected {type(err).__name__}: {err}")
-    np.save(paths["frames"], frames)
-    np.save(paths["faces"], crops)
+    image_store.write(clip_dir, "frames", frames, settings.storage, settings.jpeg_quality)
+    image_store.write(clip_dir, "faces", crops, settings.storage, settings.jpeg_quality)
     np.save(paths["waveform"], waveform)
     _write_table(rows, paths["table"])
     np.save(paths["identity"], record.identity)

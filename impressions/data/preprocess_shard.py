@@ -37,8 +37,10 @@ log = logging.getLogger(__name__)
 CACHE_FILE = "cache.json"
 """The clip folder's cache key, written last (see the module docstring)."""
 
-CACHE_VERSION = 1
-"""Raise when preprocessing code changes what it writes for the same video and settings."""
+CACHE_VERSION = 2
+"""Raise when preprocessing code changes what it writes for the same video and settings.
+
+2: frames and faces stored by `frames.storage` (JPEG in a tar by default; 1 wrote `.npy` only)."""
 
 PARTIAL = ".partial"
 """Scratch folder under the clips folder (a name no clip id has: ids are file names without `.mp4`)."""
@@ -70,7 +72,8 @@ def _complete(clip_dir: Path, key: dict) -> bool:
         stored = json.loads((clip_dir / CACHE_FILE).read_text())
     except (OSError, ValueError):
         return False
-    return stored == key and all(p.is_file() for p in preprocess.output_paths(clip_dir).values())
+    paths = preprocess.output_paths(clip_dir, key["settings"]["storage"])
+    return stored == key and all(p.is_file() for p in paths.values())
 
 
 def _replace(scratch: Path, target: Path) -> None:

@@ -4,20 +4,39 @@ A process start, dlib's model loading (preprocessing), librosa's first calls and
 (audio features, expressions) each cost more than one clip's work, and Snakemake's planning cost
 grows with its job count, so every preprocessing stage runs once per shard of clips
 (`impressions.data.preprocess_shard` for frames, faces and audio windows). A clip's shard is a hash
-of its id alone, so adding or replacing a clip re-runs only its own shard.
+of its id alone, so adding or replacing a clip re-runs only its own shard; inside, every stage reuses
+the clips whose inputs and settings are unchanged (for audio features and expressions:
+`impressions.data.stage_cache`), so that costs about one clip's work.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from impressions.data import image_store, stage_cache
 from impressions.data.preprocess import output_paths
 from impressions.schemas import frame
+
+if TYPE_CHECKING:
+    import polars as pl
+
+log = logging.getLogger(__name__)
+
+AUDIO_CACHE_VERSION = 1
+"""Raise when `audio_shard` changes what it computes for the same clip and audio options."""
+
+EXPRESSIONS_CACHE_VERSION = 1
+"""Raise when `expression_shard` changes what it computes for the same clip, backend and options."""
+
+CACHE_FILES = {"audio": "audio_features.npz", "expressions": "expressions.npz"}
+"""Each stage's per-clip cache file in the clip's folder (`impressions.data.stage_cache`)."""
 
 
 def shard_of(clip_id: str, n_shards: int) -> int:
@@ -41,47 +60,148 @@ def clip_folders(qc_shard: str | Path, clips_dir: str | Path) -> dict[str, Path]
     return {clip_id: Path(clips_dir) / clip_id for clip_id in ids}
 
 
-def audio_shard(clip_dirs: Mapping[str, str | Path], audio_options: dict, out_table: Path, out_arrays: Path):
+def audio_shard(
+    clip_dirs: Mapping[str, str | Path],
+    audio_options: dict,
+    out_table: Path,
+    out_arrays: Path,
+    *,
+    cache: bool = True,
+) -> stage_cache.Report:
     """Spectral features and loudness/pitch for a shard's clips, from their saved waveforms.
 
     Writes the shard's `audio` table rows (Parquet) and an npz of stacked arrays (`clip_id`,
-    `waveform`, `logmel`, `logfbank`) in the same order.
+    `waveform`, `logmel`, `logfbank`) in the same order. A clip whose preprocessing key and audio
+    options are unchanged reuses its stored features (`stage_cache`; `cache=False` recomputes all).
     """
     from tqdm import tqdm
 
     from impressions.data import audio
 
+    report = stage_cache.Report()
+    window = {k: audio_options[k] for k in ("sample_rate", "seconds", "max_seconds") if k in audio_options}
     rows, arrays = [], {"clip_id": [], "waveform": [], "logmel": [], "logfbank": []}
     for clip_id, clip_dir in tqdm(
         sorted(clip_dirs.items()), desc="audio features", unit="clip", mininterval=5
     ):
-        paths = output_paths(clip_dir)
-        qc = json.loads(paths["qc"].read_text())
-        waveform = np.load(paths["waveform"])
-        n_samples = int(qc.get("audio_samples") or 0)
-        feats = audio.features(waveform[:n_samples], **audio_options)
-        rows.append({
-            "clip_id": clip_id, "has_audio": bool(qc.get("has_audio")), "padded": feats.padded,
-            "n_samples": n_samples, "sample_rate": feats.sample_rate, **feats.stats(),
-        })  # fmt: skip
-        for key, value in (("clip_id", clip_id), ("waveform", feats.waveform), ("logmel", feats.logmel),
-                           ("logfbank", feats.logfbank)):  # fmt: skip
+        path = Path(clip_dir) / CACHE_FILES["audio"]
+        key = stage_cache.stage_key(clip_dir, "audio_features", AUDIO_CACHE_VERSION, audio_options)
+        stored = stage_cache.load(path, key) if cache else None
+        if stored is None:
+            row, feats = _clip_audio(clip_id, clip_dir, audio_options)
+            waveform, logmel, logfbank = feats.waveform, feats.logmel, feats.logfbank
+            stage_cache.store(
+                path, key, {"row": np.array(json.dumps(row)), "logmel": logmel, "logfbank": logfbank}
+            )
+            report.processed.append(clip_id)
+            log.info("processed %s", clip_id)
+        else:
+            # the window is not stored: cutting the clip's saved waveform again is cheap and exact
+            row, logmel, logfbank = json.loads(str(stored["row"])), stored["logmel"], stored["logfbank"]
+            samples = np.load(output_paths(clip_dir)["waveform"])[: row["n_samples"]]
+            waveform, _ = audio.window(samples, **window)
+            report.reused.append(clip_id)
+        rows.append(row)
+        for key, value in (("clip_id", clip_id), ("waveform", waveform), ("logmel", logmel),
+                           ("logfbank", logfbank)):  # fmt: skip
             arrays[key].append(value)
     frame("audio", rows).write_parquet(out_table)
     np.savez(out_arrays, **{key: np.asarray(value) for key, value in arrays.items()})
+    log.info("audio features: %s", report.summary())
+    return report
 
 
-def expression_shard(clip_dirs: Mapping[str, str | Path], backend, out_table: Path) -> None:
+def _clip_audio(clip_id: str, clip_dir: str | Path, audio_options: dict):
+    """One clip's `audio` table row and its features (`audio.ClipAudio`), from its saved waveform."""
+    from impressions.data import audio
+
+    paths = output_paths(clip_dir)
+    qc = json.loads(paths["qc"].read_text())
+    waveform = np.load(paths["waveform"])
+    n_samples = int(qc.get("audio_samples") or 0)
+    feats = audio.features(waveform[:n_samples], **audio_options)
+    row = {
+        "clip_id": clip_id, "has_audio": bool(qc.get("has_audio")), "padded": feats.padded,
+        "n_samples": n_samples, "sample_rate": feats.sample_rate, **feats.stats(),
+    }  # fmt: skip
+    return row, feats
+
+
+def expression_shard(
+    clip_dirs: Mapping[str, str | Path],
+    backend,
+    out_table: Path,
+    *,
+    settings: dict | None = None,
+    cache: bool = True,
+) -> stage_cache.Report:
     """AU intensities and emotions for every face frame of a shard's clips, one clip at a time.
 
     Frames without a face, or whose face failed (`success` false: a far-off landmark fit or a pose
     beyond 45 degrees), get no row: the `expressions` table is keyed by (clip_id, frame_index) and
-    joins to `faces` where `success` is true.
+    joins to `faces` where `success` is true. A clip whose preprocessing key, backend and `settings`
+    (the stage's config: backend name and options) are unchanged reuses its stored rows
+    (`stage_cache`; `cache=False` recomputes all).
     """
+    import polars as pl
+
+    # the resolved device too: `auto` may score on a GPU one run and a CPU the next (floats may differ)
+    settings = {
+        **(settings or {}),
+        "backend": backend.name,
+        "device_used": str(getattr(backend, "device", "")),
+    }
+    report = stage_cache.Report()
+    parts, keys, todo = {}, {}, {}
+    for clip_id, clip_dir in sorted(clip_dirs.items()):
+        keys[clip_id] = stage_cache.stage_key(clip_dir, "expressions", EXPRESSIONS_CACHE_VERSION, settings)
+        stored = (
+            stage_cache.load(Path(clip_dir) / CACHE_FILES["expressions"], keys[clip_id]) if cache else None
+        )
+        if stored is None:
+            todo[clip_id] = clip_dir
+        else:
+            parts[clip_id] = _rows_from_arrays(clip_id, stored)
+            report.reused.append(clip_id)
+    for clip_id, rows in _clip_expressions(todo, backend):
+        stage_cache.store(
+            Path(todo[clip_id]) / CACHE_FILES["expressions"], keys[clip_id], _rows_to_arrays(rows)
+        )
+        parts[clip_id] = rows
+        report.processed.append(clip_id)
+        log.info("processed %s", clip_id)
+    kept = [parts[clip_id] for clip_id in sorted(parts) if parts[clip_id] is not None]
+    frame("expressions", pl.concat(kept) if kept else []).write_parquet(out_table)
+    log.info("expressions: %s", report.summary())
+    return report
+
+
+def _rows_to_arrays(rows: pl.DataFrame | None) -> dict[str, np.ndarray]:
+    """A clip's expression rows as one array per column but `clip_id` (none at all for None)."""
+    if rows is None:
+        return {}
+    columns = [name for name in rows.columns if name != "clip_id"]
+    return {"columns": np.array(json.dumps(columns)), **{name: rows[name].to_numpy() for name in columns}}
+
+
+def _rows_from_arrays(clip_id: str, arrays: dict[str, np.ndarray]) -> pl.DataFrame | None:
+    """The inverse of `_rows_to_arrays`: the same columns, dtypes and order."""
+    import polars as pl
+
+    if "columns" not in arrays:
+        return None
+    columns = json.loads(str(arrays["columns"]))
+    n = len(arrays[columns[0]])
+    return pl.DataFrame({"clip_id": [clip_id] * n, **{name: arrays[name] for name in columns}})
+
+
+def _clip_expressions(
+    clip_dirs: Mapping[str, str | Path], backend
+) -> Iterator[tuple[str, pl.DataFrame | None]]:
+    """Each clip's `expressions` rows (None: no face frame to score), computed one clip at a time."""
     import polars as pl
     from tqdm import tqdm
 
-    parts = []
     for clip_id, clip_dir in tqdm(sorted(clip_dirs.items()), desc="expressions", unit="clip", mininterval=5):
         paths = output_paths(clip_dir)
         faces = pl.read_parquet(paths["table"])
@@ -90,10 +210,10 @@ def expression_shard(clip_dirs: Mapping[str, str | Path], backend, out_table: Pa
         keep = pl.col("has_face") & (pl.col("success") if "success" in faces.columns else True)
         faces = faces.filter(keep).select("frame_index", "landmarks_aligned")
         if faces.height == 0:
+            yield clip_id, None
             continue
-        crops = np.load(paths["faces"], mmap_mode="r")[faces["frame_index"].to_numpy()]
+        crops = image_store.open_path(paths["faces"]).batch(faces["frame_index"].to_numpy())
         landmarks = np.asarray(faces["landmarks_aligned"].to_list(), np.float32).reshape(-1, 68, 2)
         predicted = backend.predict(np.ascontiguousarray(crops), landmarks, [clip_id] * faces.height)
         keys = pl.DataFrame({"clip_id": [clip_id] * faces.height, "frame_index": faces["frame_index"]})
-        parts.append(pl.concat([keys, predicted], how="horizontal"))
-    frame("expressions", pl.concat(parts) if parts else []).write_parquet(out_table)
+        yield clip_id, pl.concat([keys, predicted], how="horizontal")

@@ -1,7 +1,8 @@
 """Gather per-clip and per-shard outputs into the dataset tables under `results/tables/`.
 
 Tables (schemas in `impressions.schemas.TABLES`): clips, frames, faces, audio, expressions, qc, all
-Parquet. Large arrays stay beside them: per-clip `frames.npy`/`faces.npy` under `results/clips/` and
+Parquet. Large arrays stay beside them: per-clip frames and faces under `results/clips/` (JPEG in
+`frames.tar`/`faces.tar`, or `.npy`: `impressions.data.image_store`) and
 the audio arrays gathered into `results/arrays/audio_{waveform,logmel,logfbank}.npy`, whose row i
 belongs to row i of the audio table.
 """

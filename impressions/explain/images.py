@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from impressions.data import image_store
 from impressions.schemas import AUS, EMOTIONS, SPLITS
 
 # ----------------------------------------------------------------------------------------------------
@@ -87,13 +88,12 @@ def load_images(
     rows = rows.sort("clip_id", "frame_index")
     if rows.height > max_frames:
         rows = rows[np.unique(np.linspace(0, rows.height - 1, max_frames).round().astype(int)).tolist()]
-    array = "faces.npy" if kind == "faces" else "frames.npy"
     images, boxes, landmarks, aus, emotions = [], [], [], [], []
     for (clip_id,), part in rows.group_by("clip_id", maintain_order=True):
-        stored = np.load(Path(clips_dir) / clip_id / array, mmap_mode="r")
-        size = stored.shape[1]
+        stored = image_store.read(Path(clips_dir) / clip_id, kind)
+        size = stored.size[0]
+        images += list(stored.batch(part["frame_index"].to_numpy()))
         for r in part.iter_rows(named=True):
-            images.append(np.array(stored[r["frame_index"]]))
             sx, sy = size / max(r["width"] or 1, 1), size / max(r["height"] or 1, 1)
             if kind == "faces":
                 landmarks.append(_points(r["landmarks_aligned"]))

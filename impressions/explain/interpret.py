@@ -19,10 +19,10 @@ that the report renders (`impressions.report.render`):
 The analyses live in `cam_analyses`, `unit_analyses` and `au_analyses` (this module runs them
 and holds the manifold view), their sections in `sections`.
 
-Images are read (`images.load_images`) from the per-clip arrays the models were trained on
-(frames.npy or faces.npy) with their faces-table landmarks and boxes mapped into the stored image's
-pixels; `max_frames` caps how many frames an analysis reads (evenly spaced in (clip, frame) order, so
-the choice is reproducible).
+Images are read (`images.load_images`) from the per-clip frames or faces the models were trained on
+(`impressions.data.image_store`) with their faces-table landmarks and boxes mapped into the stored
+image's pixels; `max_frames` caps how many frames an analysis reads (evenly spaced in (clip, frame)
+order, so the choice is reproducible).
 """
 
 from __future__ import annotations

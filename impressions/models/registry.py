@@ -10,8 +10,8 @@ named as ``"module:function"`` strings and imported only when a model is built (
 
 Input kinds (`Family.inputs`), each with the dataset table or array a rule names for it:
 
-- ``frames``: whole frames (``frames.parquet``; per-clip ``frames.npy``);
-- ``faces``: aligned face crops (``faces.parquet``; per-clip ``faces.npy``, frames with a face);
+- ``frames``: whole frames (``frames.parquet``; per-clip ``frames.tar`` or ``.npy``, image_store);
+- ``faces``: aligned face crops (``faces.parquet``; per-clip ``faces.tar``/``.npy``, frames with a face);
 - ``waveform`` / ``logfbank``: the audio window or its log filterbank (``audio.parquet`` and
   ``arrays/audio_<kind>.npy``);
 - ``au_table``: per-frame AUs and emotions (``expressions.parquet``);
@@ -109,10 +109,10 @@ FAMILIES: dict[str, Family] = {
     for f in (
         Family("image", ("frames",), f"{_F}:image", "samples", "train_image", "frames", gpu=True, cam=True,
                seedable=True, mem_mb=8000, runtime=240,
-               doc="DAN+ on whole frames (frames.npy of every clip)"),
+               doc="DAN+ on whole frames (the stored frames of every clip)"),
         Family("face", ("faces",), f"{_F}:face", "samples", "train_face", "faces", gpu=True, cam=True,
                seedable=True, mem_mb=8000, runtime=240,
-               doc="DAN+ on aligned faces (faces.npy, frames with has_face only)"),
+               doc="DAN+ on aligned faces (the stored faces, frames with has_face only)"),
         Family("audio", ("waveform",), f"{_F}:audio", "samples", "train_audio", "waveform", gpu=True,
                seedable=True, mem_mb=8000, runtime=120, doc="the raw-waveform residual CNN"),
         Family("audio_fbank", ("logfbank",), f"{_F}:audio_fbank", "samples", "train_audio", "logfbank",

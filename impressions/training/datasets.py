@@ -1,9 +1,10 @@
 """Datasets that feed the models from the workflow's outputs, and the loaders that keep a GPU busy.
 
 Samples are frames, not clips: a clip's score is the mean of its frames' scores (`clip_means`).
-Workers read raw uint8 frames from per-clip `.npy` files through memory maps (no decoding, only the
-pages a sample touches are read); conversion to float, resizing and augmentation happen batched on
-the training device (`prepare_images`), so workers stay cheap and host-to-device copies stay uint8.
+Workers read uint8 frames from each clip's stored frames or faces (`impressions.data.image_store`:
+JPEG decoded in the workers, a batch per call, or raw `.npy` through memory maps); conversion to
+float, resizing and augmentation happen batched on the training device (`prepare_images`), so workers
+stay cheap and host-to-device copies stay uint8.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
+from impressions.data import image_store
 from impressions.models.transforms import prepare_images  # noqa: F401 - its home is the model's transform
 from impressions.schemas import TRAITS
 
@@ -53,43 +55,71 @@ class Clips:
 
 
 class FrameDataset(Dataset):
-    """(uint8 frame (H, W, 3), clip labels, clip position) for every (clip, frame) item."""
+    """(uint8 frame (H, W, 3), clip labels, clip position) for every (clip, frame) item.
+
+    `array` names the stored kind, `frames` or `faces` (`faces.npy` and the like also do); each clip's
+    file is read in whichever layout it has (`impressions.data.image_store`). A DataLoader fetches a
+    whole batch with one `__getitems__` call, so a worker reads and decodes its batch in one go.
+    """
 
     def __init__(
         self, clips: Clips, clip_dirs: Mapping[str, str | Path], items: Sequence[tuple[str, int]], array: str
     ):
         self.clips, self.array = clips, array
-        self.paths = {c: Path(clip_dirs[c]) / array for c in clips.ids if c in clip_dirs}
+        kind = Path(array).name.split(".")[0]
+        # the default layout's name; open_path finds the file a clip folder holds, in either layout
+        self.paths = {c: Path(clip_dirs[c]) / image_store.filename(kind) for c in clips.ids if c in clip_dirs}
         self.items = [
             (clips.position[c], int(k)) for c, k in items if c in clips.position and c in self.paths
         ]
-        self._maps: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._maps: OrderedDict[int, image_store.Images] = OrderedDict()
+        if self.items:  # one reader opened here loads the decoder before workers fork (none in them)
+            try:
+                self._map(self.items[0][0])
+            except OSError:
+                pass  # a missing file fails where it is read, as it always did
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def _map(self, pos: int) -> np.ndarray:
-        arr = self._maps.pop(pos, None)
-        if arr is None:
-            arr = np.load(self.paths[self.clips.ids[pos]], mmap_mode="r")
+    def _map(self, pos: int) -> image_store.Images:
+        reader = self._maps.pop(pos, None)
+        if reader is None:
+            reader = image_store.open_path(self.paths[self.clips.ids[pos]])
             if len(self._maps) >= _OPEN_MAPS:
                 self._maps.popitem(last=False)
-        self._maps[pos] = arr
-        return arr
+        self._maps[pos] = reader
+        return reader
 
     def __getitem__(self, i: int):
         pos, k = self.items[i]
-        frame = np.array(self._map(pos)[k])  # a copy: torch wants writable memory, not the map
+        frame = self._map(pos)[k]  # a fresh array: torch wants writable memory, not a memory map
         return torch.from_numpy(frame), torch.from_numpy(self.clips.labels[pos]), pos
+
+    def __getitems__(self, indices: Sequence[int]) -> list:
+        """Items `indices`, each clip's images in one reader call (the DataLoader then collates them)."""
+        chosen = [self.items[i] for i in indices]
+        if not chosen:
+            return []
+        by_clip: dict[int, list[int]] = {}
+        for j, (pos, _) in enumerate(chosen):
+            by_clip.setdefault(pos, []).append(j)
+        images: list = [None] * len(chosen)
+        for pos, js in by_clip.items():
+            for j, image in zip(js, self._map(pos).tensors([chosen[j][1] for j in js])):
+                images[j] = image  # no copy here: collation makes the batch's one copy
+        return [
+            (images[j], torch.from_numpy(self.clips.labels[pos]), pos) for j, (pos, _) in enumerate(chosen)
+        ]
 
     def image_shape(self) -> tuple[int, int] | None:
         """(height, width) of the stored images (every clip's array has the same), None without items."""
         if not self.items:
             return None
-        return tuple(int(n) for n in self._map(self.items[0][0]).shape[1:3])
+        return tuple(int(n) for n in self._map(self.items[0][0]).size)
 
     def __getstate__(self):
-        # Workers open their own maps: a memory map does not survive pickling to a spawned worker.
+        # Workers open their own readers: a memory map or an open file does not survive pickling.
         return {**self.__dict__, "_maps": OrderedDict()}
 
     @property

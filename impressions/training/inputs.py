@@ -80,7 +80,7 @@ def _frame_sets(family: str, inputs: Inputs, splits: dict[str, datasets.Clips]) 
     table = _read(inputs.frames)
     if faces and "has_face" not in table.columns:
         raise ValueError(f"{inputs.frames} has no has_face column: the face model needs the faces table")
-    array = "faces.npy" if faces else "frames.npy"
+    array = "faces" if faces else "frames"  # either stored layout (impressions.data.image_store)
     return {
         s: datasets.FrameDataset(c, inputs.clip_dirs, datasets.frame_items(table, c.ids, faces), array)
         for s, c in splits.items()
