@@ -8,15 +8,15 @@ so none is reused from the cache), then runs `snakemake --cores 1` on it with on
 families and the builtin expression backend: index, the preprocess shard job (frames, faces, audio
 window), audio features, expressions and the gathers, each a job of its own with its process start and
 model loading. Total CPU is that of the snakemake process and everything it ran (wait4 rusage);
-per-rule CPU comes from the rules' benchmark files. A second run after one added clip shows the
-per-clip caches of the preprocess, audio and expression shard jobs.
+per-rule CPU comes from the last line of each job's log (the job process and its ffmpeg children).
+A second run after one added clip shows the per-clip caches of the preprocess, audio and expression
+shard jobs.
 ffmpeg's bare decode of one clip is timed beside it, as in benchmarks/preprocess_clip.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import shutil
 import subprocess
@@ -50,14 +50,21 @@ def run_workflow(work: Path) -> tuple[float, float, float]:
 
 
 def rule_cpu(work: Path) -> dict[str, tuple[float, float, float]]:
-    """Per rule: wall s, CPU s and peak MB summed (max for memory) over its benchmark files."""
+    """Per rule: wall s, CPU s and peak MB summed (max for memory) over its jobs' logs.
+
+    From each log's last line (`impressions.logs.usage_line`): the job process's CPU since it began
+    plus its waited-for children's (ffmpeg), which Snakemake's benchmark files miss when short-lived.
+    """
+    from impressions import logs
+
     out: dict[str, list[float]] = {}
-    for path in sorted((work / "out" / "benchmarks").rglob("*.tsv")):
-        rule = path.parent.name if path.parent.name != "benchmarks" else path.stem
-        with path.open() as f:
-            row = next(csv.DictReader(f, delimiter="\t"))
-        wall, cpu, mb = float(row["s"]), float(row["cpu_time"]), float(row["max_rss"] or 0)
-        acc = out.setdefault(rule, [0.0, 0.0, 0.0])
+    for path in sorted((work / "out" / "logs").rglob("*.log")):
+        usage = logs.parse_usage(path.read_text(errors="replace"))
+        if usage is None:
+            continue
+        wall, cpu = float(usage["wall_s"]), float(usage["cpu_s"])
+        mb = max(float(usage["self_peak_mb"]), float(usage["children_peak_mb"]))
+        acc = out.setdefault(str(usage["rule"]), [0.0, 0.0, 0.0])
         acc[0], acc[1], acc[2] = acc[0] + wall, acc[1] + cpu, max(acc[2], mb)
     return {rule: tuple(v) for rule, v in out.items()}
 
@@ -108,11 +115,13 @@ def main() -> None:
             faces = pl.read_parquet(work / "out" / "tables" / "faces.parquet").filter("has_face").height
             per_rule = rule_cpu(work)
             print(f"{frames} frames per clip: {args.clips} clips, {faces} aligned faces")
-            print(f"  {'rule (benchmark files)':<34} {'wall s':>8} {'CPU s':>8} {'CPU s/clip':>11} "
+            print(f"  {'rule (job logs)':<34} {'wall s':>8} {'CPU s':>8} {'CPU s/clip':>11} "
                   f"{'/ bare decode':>14} {'peak MB':>8}")  # fmt: skip
             for rule, (w, c, mb) in per_rule.items():
                 print(f"  {rule:<34} {w:8.2f} {c:8.2f} {c / args.clips:11.3f} "
                       f"{c / args.clips / bare:13.2f}x {mb:8.0f}")  # fmt: skip
+            own = cpu - sum(c for _, c, _ in per_rule.values())
+            print(f"  {'snakemake itself (whole - jobs)':<34} {'':>8} {own:8.2f} {own / args.clips:11.3f}")
             per_clip = cpu / args.clips
             print(f"  {'whole run (snakemake + all jobs)':<34} {wall:8.2f} {cpu:8.2f} {per_clip:11.3f} "
                   f"{per_clip / bare:13.2f}x {peak:8.0f}")  # fmt: skip
@@ -128,7 +137,7 @@ def main() -> None:
             summary = next(line for line in log.splitlines() if "reused from the cache" in line)
             print(f"  one clip added: whole re-run {wall:.1f} s wall, {cpu:.1f} CPU s; shard job: "
                   f"{summary.split(': ', 1)[1]}")  # fmt: skip
-            rerun = rule_cpu(work)  # the re-run's jobs overwrote their benchmark files
+            rerun = rule_cpu(work)  # the re-run's jobs rewrote their logs
             for rule in ("audio_shard", "expression_shard"):
                 log = (work / "out" / "logs" / rule / "0.log").read_text()
                 summary = next(line for line in log.splitlines() if "reused from the cache" in line)
