@@ -129,7 +129,6 @@ def main() -> None:
     parser.add_argument("--source", choices=["real", "noise"], default="real")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message="This DataLoader will create")  # more workers than cores
-    warnings.filterwarnings("ignore", category=DeprecationWarning)  # torchvision's image io
     with tempfile.TemporaryDirectory() as tmp:
         images = real_faces(Path(tmp)) if args.source == "real" else None
         if images is not None and images.shape[1] != args.size:

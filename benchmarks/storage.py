@@ -71,9 +71,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message="This DataLoader will create")
-    warnings.filterwarnings("ignore", category=DeprecationWarning)  # torchvision's image io
     import loader as loader_bench
-    import torchvision.io  # noqa: F401 - loaded before timing: the first decode would pay its import
+    import simplejpeg  # noqa: F401 - loaded before timing: the first decode would pay its import
     from media import face_clip
 
     from impressions.data import image_store, preprocess

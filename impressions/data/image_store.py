@@ -14,8 +14,10 @@ suffer from. The container is an uncompressed POSIX tar (stdlib `tarfile`; inspe
 of JPEG members named by frame index (`000000.jpg`, ...) after a small `images.json` (count, height,
 width, quality: a reader knows (n, H, W) without decoding, and an empty clip keeps its size), written
 deterministically (fixed mtime, uid, gid, mode and order) so the same images give the same bytes.
-Readers find members by offset (an index built once per open file) and decode with
-`torchvision.io.decode_jpeg`.
+Readers find members by offset (an index built once per open file) and decode with simplejpeg
+(libjpeg-turbo): bit-identical to torchvision's `decode_jpeg` on these files, 1.5x faster (0.24 against
+0.36 ms of CPU per 224 px face, benchmarks/README.md), and not deprecated (torchvision's image io is,
+since 0.29).
 
 Readers detect the layout from the file present, so clip folders of either layout read the same way:
 `read(clip_dir, kind)` or `open_path(path)`.
@@ -92,17 +94,17 @@ def encode(image: np.ndarray, quality: int = 90) -> bytes:
 
 
 def decode(blob: bytes | bytearray) -> np.ndarray:
-    """One JPEG as (H, W, 3) uint8 RGB (torchvision.io.decode_jpeg)."""
-    return _decode(blob).numpy()
+    """One JPEG as (H, W, 3) uint8 RGB (simplejpeg: libjpeg-turbo, accurate DCT, fancy upsampling)."""
+    import simplejpeg
+
+    return simplejpeg.decode_jpeg(blob, colorspace="RGB")
 
 
 def _decode(blob: bytes | bytearray):
-    """(H, W, 3) uint8 tensor. torchvision decodes to HWC and returns a CHW view: permuting back is free."""
+    """(H, W, 3) uint8 tensor sharing the decoded array's memory."""
     import torch
-    from torchvision.io import ImageReadMode, decode_jpeg
 
-    data = torch.frombuffer(blob if isinstance(blob, bytearray) else bytearray(blob), dtype=torch.uint8)
-    return decode_jpeg(data, mode=ImageReadMode.RGB).permute(1, 2, 0)
+    return torch.from_numpy(decode(blob))
 
 
 def find(clip_dir: str | Path, kind: str) -> Path:
@@ -188,9 +190,10 @@ class JpegImages(Images):
     """JPEG members of a tar, read by offset: the index is built once, the file kept open."""
 
     def __init__(self, path: Path):
-        # imported here (4 s when cold): a process that opens a reader before forking its data-loader
-        # workers gives them the decoder already loaded
-        import torchvision.io  # noqa: F401
+        # imported here: a process that opens a reader before forking its data-loader workers gives
+        # them the decoder (and torch, which `tensors` returns) already loaded
+        import simplejpeg  # noqa: F401
+        import torch  # noqa: F401
 
         self.path, self._fd = Path(path), None
         with tarfile.open(self.path, "r:") as tar:
