@@ -90,17 +90,19 @@ def _replace(scratch: Path, target: Path) -> None:
 
 @dataclasses.dataclass
 class ShardReport:
-    """What a shard job did: clips processed and clips reused from the cache."""
+    """What a shard job did: clips processed and reused from the cache, and (for the job that owns
+    the clip folders, `preprocess_shard`) stale folders removed; None where a job removes none."""
 
-    processed: list[str]
-    reused: list[str]
-    pruned: list[str]
+    processed: list[str] = dataclasses.field(default_factory=list)
+    reused: list[str] = dataclasses.field(default_factory=list)
+    pruned: list[str] | None = None
 
     def summary(self) -> str:
-        return (
+        text = (
             f"{len(self.processed) + len(self.reused)} clips: {len(self.processed)} processed, "
-            f"{len(self.reused)} reused from the cache, {len(self.pruned)} stale folders removed"
+            f"{len(self.reused)} reused from the cache"
         )
+        return text if self.pruned is None else f"{text}, {len(self.pruned)} stale folders removed"
 
 
 def preprocess_clips(

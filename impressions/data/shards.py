@@ -22,6 +22,7 @@ import numpy as np
 
 from impressions.data import image_store, stage_cache
 from impressions.data.preprocess import output_paths
+from impressions.data.preprocess_shard import ShardReport
 from impressions.schemas import frame
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ def audio_shard(
     out_arrays: Path,
     *,
     cache: bool = True,
-) -> stage_cache.Report:
+) -> ShardReport:
     """Spectral features and loudness/pitch for a shard's clips, from their saved waveforms.
 
     Writes the shard's `audio` table rows (Parquet) and an npz of stacked arrays (`clip_id`,
@@ -78,7 +79,7 @@ def audio_shard(
 
     from impressions.data import audio
 
-    report = stage_cache.Report()
+    report = ShardReport()
     window = {k: audio_options[k] for k in ("sample_rate", "seconds", "max_seconds") if k in audio_options}
     rows, arrays = [], {"clip_id": [], "waveform": [], "logmel": [], "logfbank": []}
     for clip_id, clip_dir in tqdm(
@@ -134,7 +135,7 @@ def expression_shard(
     *,
     settings: dict | None = None,
     cache: bool = True,
-) -> stage_cache.Report:
+) -> ShardReport:
     """AU intensities and emotions for every face frame of a shard's clips, one clip at a time.
 
     Frames without a face, or whose face failed (`success` false: a far-off landmark fit or a pose
@@ -151,7 +152,7 @@ def expression_shard(
         "backend": backend.name,
         "device_used": str(getattr(backend, "device", "")),
     }
-    report = stage_cache.Report()
+    report = ShardReport()
     parts, keys, todo = {}, {}, {}
     for clip_id, clip_dir in sorted(clip_dirs.items()):
         keys[clip_id] = stage_cache.stage_key(clip_dir, "expressions", EXPRESSIONS_CACHE_VERSION, settings)
@@ -212,7 +213,7 @@ def _clip_expressions(
         if faces.height == 0:
             yield clip_id, None
             continue
-        crops = image_store.open_path(paths["faces"]).batch(faces["frame_index"].to_numpy())
+        crops = image_store.read(clip_dir, "faces").batch(faces["frame_index"].to_numpy())
         landmarks = np.asarray(faces["landmarks_aligned"].to_list(), np.float32).reshape(-1, 68, 2)
         predicted = backend.predict(np.ascontiguousarray(crops), landmarks, [clip_id] * faces.height)
         keys = pl.DataFrame({"clip_id": [clip_id] * faces.height, "frame_index": faces["frame_index"]})

@@ -28,7 +28,6 @@ every stage recompute (and rewrite) every clip.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import zipfile
@@ -82,15 +81,3 @@ def store(path: str | Path, key: str | None, arrays: dict[str, np.ndarray]) -> N
     with open(scratch, "wb") as f:  # a file object: np.savez would append .npz to a name
         np.savez(f, **{KEY: np.array(key)}, **arrays)
     os.replace(scratch, path)
-
-
-@dataclasses.dataclass
-class Report:
-    """What a shard stage did: clips computed and clips reused from the cache."""
-
-    processed: list[str] = dataclasses.field(default_factory=list)
-    reused: list[str] = dataclasses.field(default_factory=list)
-
-    def summary(self) -> str:
-        n = len(self.processed) + len(self.reused)
-        return f"{n} clips: {len(self.processed)} processed, {len(self.reused)} reused from the cache"

@@ -66,12 +66,9 @@ class FrameDataset(Dataset):
         self, clips: Clips, clip_dirs: Mapping[str, str | Path], items: Sequence[tuple[str, int]], array: str
     ):
         self.clips, self.array = clips, array
-        kind = Path(array).name.split(".")[0]
-        # the default layout's name; open_path finds the file a clip folder holds, in either layout
-        self.paths = {c: Path(clip_dirs[c]) / image_store.filename(kind) for c in clips.ids if c in clip_dirs}
-        self.items = [
-            (clips.position[c], int(k)) for c, k in items if c in clips.position and c in self.paths
-        ]
+        self.kind = Path(array).name.split(".")[0]
+        self.dirs = {c: Path(clip_dirs[c]) for c in clips.ids if c in clip_dirs}
+        self.items = [(clips.position[c], int(k)) for c, k in items if c in clips.position and c in self.dirs]
         self._maps: OrderedDict[int, image_store.Images] = OrderedDict()
         if self.items:  # one reader opened here loads the decoder before workers fork (none in them)
             try:
@@ -85,7 +82,7 @@ class FrameDataset(Dataset):
     def _map(self, pos: int) -> image_store.Images:
         reader = self._maps.pop(pos, None)
         if reader is None:
-            reader = image_store.open_path(self.paths[self.clips.ids[pos]])
+            reader = image_store.read(self.dirs[self.clips.ids[pos]], self.kind)  # either layout
             if len(self._maps) >= _OPEN_MAPS:
                 self._maps.popitem(last=False)
         self._maps[pos] = reader
