@@ -29,7 +29,6 @@ import dataclasses
 import json
 import math
 import os
-import pickle
 import shutil
 import subprocess
 import sys
@@ -43,10 +42,12 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+
+from media import write_fi_annotations  # noqa: E402
 
 from impressions import logs  # noqa: E402
 from impressions.data import demo, demo_render  # noqa: E402
-from impressions.schemas import LABELS  # noqa: E402
 
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 FI_CLIPS = 10_000
@@ -89,7 +90,6 @@ def render_sources(clips: list[demo.DemoClip], seconds: float, folder: Path) -> 
 def fi_layout(root: Path, n: int, sources: list[Path], clips: list[demo.DemoClip]) -> None:
     """N clips named like FI's (`<11-char YouTube id>.<index>`, 6 per id) under split folders, with
     annotation pickles (random labels) and demographic CSVs as FI ships them."""
-    rng = np.random.default_rng(n)
     splits: dict[str, list[str]] = {"train": [], "val": [], "test": []}
     gender_rows: dict[str, list[str]] = {"dev": [], "test": []}
     age_rows = []
@@ -104,7 +104,7 @@ def fi_layout(root: Path, n: int, sources: list[Path], clips: list[demo.DemoClip
         )
         folder.mkdir(parents=True, exist_ok=True)
         os.link(sources[k], folder / name)  # same bytes, distinct clip: processed like any other
-        splits[split].append(name)
+        splits[split].append(name[: -len(".mp4")])
         src = clips[k]
         gender_rows["test" if split == "test" else "dev"].append(
             f"{name};{youtube_id};{src.ethnicity};{src.gender}\n"
@@ -113,10 +113,7 @@ def fi_layout(root: Path, n: int, sources: list[Path], clips: list[demo.DemoClip
     for part, rows in gender_rows.items():
         (root / demo.GENDER_FILES[part]).write_text("VideoName;YouTubeID;Ethnicity;Gender\n" + "".join(rows))
     (root / demo.AGE_FILE).write_text("VideoName;AgeGroup\n" + "".join(age_rows))
-    for split, names in splits.items():
-        table = {label: {x: np.float64(rng.uniform()) for x in names} for label in LABELS}
-        with (root / demo.PICKLES[split]).open("wb") as f:
-            pickle.dump(table, f, protocol=2)
+    write_fi_annotations(root, splits, seed=n)
 
 
 def bench_config(root: Path, n: int, frames: int, epochs: int) -> dict:

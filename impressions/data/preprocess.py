@@ -11,7 +11,8 @@ model and the aligned face crops (JPEG q90 in one tar per kind by default, or ra
 `impressions.data.image_store`), a per-frame table, the raw waveform and a QC record. A bad clip never
 raises: it gets empty arrays and a QC status with a reason.
 
-The workflow runs one clip per job as `python -m impressions.data.preprocess` (see `main`).
+The workflow runs these for a whole shard of clips in one job (`impressions.data.preprocess_shard`);
+`python -m impressions.data.preprocess` (see `main`) runs one clip by hand.
 """
 
 from __future__ import annotations
