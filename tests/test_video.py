@@ -57,6 +57,33 @@ def test_unreadable_files_raise_video_error(bad_media, kind):
         video.sample_frames(bad_media[kind], info, 10)
 
 
+@pytest.mark.parametrize("kind", ["good", "portrait", "no_audio", "audio_only", "dash"])
+def test_scan_is_probe_and_frame_times_in_one_run(bad_media, kind):
+    path = bad_media[kind]
+    info, times = video.scan(path)
+    assert info == video.probe(path)
+    if info.has_video:
+        expected = video.frame_times(path)
+        assert np.array_equal(times.starts, expected.starts) and times.starts.size > 0
+        assert (times.end, times.read_error) == (expected.end, expected.read_error)
+        sample = video.sample_frames(path, info, 5, times=times)
+        assert np.array_equal(sample.frames, video.sample_frames(path, info, 5).frames)
+    else:
+        assert times.starts.size == 0 and times.read_error is None
+
+
+@pytest.mark.parametrize("kind", ["empty", "text", "truncated"])
+def test_scan_of_unreadable_files_raises_or_sampling_does(bad_media, kind):
+    """Where the header reads but the packets do not, the error waits for sampling, as before."""
+    with pytest.raises(video.VideoError) as by_probe:
+        info = video.probe(bad_media[kind])
+        video.sample_frames(bad_media[kind], info, 10)
+    with pytest.raises(video.VideoError) as by_scan:
+        info, times = video.scan(bad_media[kind])
+        video.sample_frames(bad_media[kind], info, 10, times=times)
+    assert str(by_scan.value) == str(by_probe.value)
+
+
 def test_audio_window_is_16k_mono():
     samples = video.read_audio(media.pyfeat_test_media("single_face.mp4"), 5.0)
     assert samples.dtype == np.float32
