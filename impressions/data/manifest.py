@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import yaml
@@ -50,7 +51,9 @@ def schema() -> dict:
     return yaml.safe_load(SCHEMA_PATH.read_text())
 
 
+@cache
 def _validator():
+    """Built once, and only for a row the fast check does not pass (planning 10,000 FI rows needs none)."""
     import jsonschema
 
     return jsonschema.Draft202012Validator(schema())
@@ -110,7 +113,6 @@ def _plainly_valid(row: dict) -> bool:
 
 def check_rows(rows: list[dict], source: str, where: list[str]) -> list[Problem]:
     """Every problem of `rows` (row dicts with labels already parsed by `parse_label`)."""
-    validator = _validator()
     problems: list[Problem] = []
     for row, at in zip(rows, where):
         if _plainly_valid(row):
@@ -124,7 +126,7 @@ def check_rows(rows: list[dict], source: str, where: list[str]) -> list[Problem]
                     f"{value} is not a label (leave the cell empty for an unlabelled clip)"
                 )))  # fmt: skip
                 checked[label] = 0.5  # reported above; keeps the schema from reporting it twice
-        for err in sorted(validator.iter_errors(checked), key=lambda e: list(map(str, e.absolute_path))):
+        for err in sorted(_validator().iter_errors(checked), key=lambda e: list(map(str, e.absolute_path))):
             column, message = _describe(err, row)
             problems.append(Problem(source, at, clip, column, message))
         given = [t for t in TRAITS if row.get(t) is not None]
