@@ -170,20 +170,25 @@ def run_workflow(work: Path, cores: int) -> dict:
 def job_usage(work: Path) -> dict[str, dict]:
     """Per rule (a job group: the shard rules' jobs together, other rules per log file): jobs, wall s
     and CPU s summed over jobs, peak MB of the largest process."""
-    out: dict[str, dict] = {}
-    logs_dir = work / "out" / "logs"
-    for path in sorted(logs_dir.rglob("*.log")):
-        usage = logs.parse_usage(path.read_text(errors="replace"))
-        if usage is None:
-            raise SystemExit(f"{path}: no usage line (a rule without impressions.logs.to_file?)")
-        rule = usage["rule"]
-        key = rule if rule in SHARD_RULES or path.stem == rule else f"{rule}/{path.stem}"
-        acc = out.setdefault(key, {"rule": rule, "jobs": 0, "wall": 0.0, "cpu": 0.0, "peak": 0.0})
-        acc["jobs"] += 1
-        acc["wall"] += usage["wall_s"]
-        acc["cpu"] += usage["cpu_s"]
-        acc["peak"] = max(acc["peak"], usage["self_peak_mb"], usage["children_peak_mb"])
-    return out
+
+    def group(path: Path, usage: dict) -> str:
+        rule = str(usage["rule"])
+        return rule if rule in SHARD_RULES or path.stem == rule else f"{rule}/{path.stem}"
+
+    try:
+        per_rule = logs.usage_by_rule(work / "out" / "logs", key=group)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
+    return {
+        name: {
+            "rule": u["rule"],
+            "jobs": u["jobs"],
+            "wall": u["wall_s"],
+            "cpu": u["cpu_s"],
+            "peak": u["peak_mb"],
+        }
+        for name, u in per_rule.items()
+    }
 
 
 def stage(rule: str) -> str:

@@ -57,16 +57,8 @@ def rule_cpu(work: Path) -> dict[str, tuple[float, float, float]]:
     """
     from impressions import logs
 
-    out: dict[str, list[float]] = {}
-    for path in sorted((work / "out" / "logs").rglob("*.log")):
-        usage = logs.parse_usage(path.read_text(errors="replace"))
-        if usage is None:
-            continue
-        wall, cpu = float(usage["wall_s"]), float(usage["cpu_s"])
-        mb = max(float(usage["self_peak_mb"]), float(usage["children_peak_mb"]))
-        acc = out.setdefault(str(usage["rule"]), [0.0, 0.0, 0.0])
-        acc[0], acc[1], acc[2] = acc[0] + wall, acc[1] + cpu, max(acc[2], mb)
-    return {rule: tuple(v) for rule, v in out.items()}
+    per_rule = logs.usage_by_rule(work / "out" / "logs", strict=False)
+    return {rule: (u["wall_s"], u["cpu_s"], u["peak_mb"]) for rule, u in per_rule.items()}
 
 
 def bare_decode(clip: Path) -> float:

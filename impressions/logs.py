@@ -66,6 +66,31 @@ def parse_usage(text: str) -> dict[str, str | float] | None:
     return {k: v if k == "rule" else float(v) for k, v in fields.items()}
 
 
+def usage_by_rule(logs_dir: str | Path, key=None, strict: bool = True) -> dict[str, dict]:
+    """The usage lines of every job log below `logs_dir`, summed per rule.
+
+    Per key (`key(log_path, usage)`, default the rule's name): `rule`, `jobs`, `wall_s` and `cpu_s`
+    summed over its jobs, and `peak_mb`, the largest process of any of them. A log without a usage line
+    raises ValueError naming it, or is skipped when not `strict`.
+    """
+    out: dict[str, dict] = {}
+    for path in sorted(Path(logs_dir).rglob("*.log")):
+        usage = parse_usage(path.read_text(errors="replace"))
+        if usage is None:
+            if strict:
+                raise ValueError(f"{path}: no usage line (a step without impressions.logs.to_file?)")
+            continue
+        name = str(usage["rule"]) if key is None else key(path, usage)
+        acc = out.setdefault(
+            name, {"rule": usage["rule"], "jobs": 0, "wall_s": 0.0, "cpu_s": 0.0, "peak_mb": 0.0}
+        )
+        acc["jobs"] += 1
+        acc["wall_s"] += float(usage["wall_s"])
+        acc["cpu_s"] += float(usage["cpu_s"])
+        acc["peak_mb"] = max(acc["peak_mb"], float(usage["self_peak_mb"]), float(usage["children_peak_mb"]))
+    return out
+
+
 @contextlib.contextmanager
 def to_file(path: str | Path):
     """Route logging, warnings, stdout and stderr (progress bars included) to `path` for the block.

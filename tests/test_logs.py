@@ -46,3 +46,23 @@ def test_usage_line_written_when_the_step_fails(tmp_path):
 
 def test_parse_usage_without_a_line():
     assert logs.parse_usage("2026 INFO x: nothing measured\n") is None
+
+
+def test_usage_by_rule_sums_jobs_and_names_a_log_without_a_line(tmp_path):
+    line = (
+        "impressions-usage: rule={r} wall_s={w} self_cpu_s=0 children_cpu_s=0 cpu_s={c} "
+        "self_peak_mb={m} children_peak_mb=5"
+    )
+    (tmp_path / "shard").mkdir()
+    (tmp_path / "shard" / "0.log").write_text("work\n" + line.format(r="shard", w=2, c=1.5, m=100) + "\n")
+    (tmp_path / "shard" / "1.log").write_text(line.format(r="shard", w=3, c=2.5, m=300) + "\n")
+    (tmp_path / "gather.log").write_text(line.format(r="gather", w=1, c=0.25, m=2) + "\n")
+    totals = logs.usage_by_rule(tmp_path)
+    assert totals["shard"] == {"rule": "shard", "jobs": 2, "wall_s": 5.0, "cpu_s": 4.0, "peak_mb": 300.0}
+    assert totals["gather"]["peak_mb"] == 5.0  # the child was the larger process
+    by_file = logs.usage_by_rule(tmp_path, key=lambda path, usage: path.stem)
+    assert sorted(by_file) == ["0", "1", "gather"]
+    (tmp_path / "crashed.log").write_text("Traceback ...\n")
+    with pytest.raises(ValueError, match="crashed.log"):
+        logs.usage_by_rule(tmp_path)
+    assert logs.usage_by_rule(tmp_path, strict=False) == totals
