@@ -178,13 +178,13 @@ def preprocess_clip(clip_id: str, video_path: str | Path, clip_dir: str | Path, 
     rows: list[dict] = []
     waveform = np.zeros(int(round(settings.audio_window * settings.sample_rate)), np.float32)
     try:
-        info, times = video.scan(video_path)
+        info, stream_times = video.scan(video_path)
         record.row.update(
             duration_s=info.duration_s, fps=info.fps, has_video=info.has_video, has_audio=info.has_audio
         )
         if info.display_size:
             record.row.update(width=info.display_size[0], height=info.display_size[1])
-        frames, crops, rows = _frames_and_faces(clip_id, video_path, info, times, settings, record)
+        frames, crops, rows = _frames_and_faces(clip_id, video_path, info, stream_times, settings, record)
         waveform = _audio(video_path, info, settings, record, waveform)
     except video.VideoError as err:
         record.flag("corrupt", f"ffmpeg cannot read the file: {err}")
@@ -207,11 +207,11 @@ def _json_default(value):
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
-def _frames_and_faces(clip_id, video_path, info, times, settings, record):
+def _frames_and_faces(clip_id, video_path, info, stream_times, settings, record):
     if not info.has_video:
         record.flag("no_video", "the file has no video stream (audio only)")
         return _empty_frames(settings) + ([],)
-    sample = video.sample_frames(video_path, info, settings.frames_per_clip, settings.max_side, times)
+    sample = video.sample_frames(video_path, info, settings.frames_per_clip, settings.max_side, stream_times)
     images, numbers, times = sample.frames, sample.numbers, sample.times
     record.row["frames_decoded"] = len(images)
     if len(images) == 0:
