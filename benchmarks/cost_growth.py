@@ -168,27 +168,17 @@ def run_workflow(work: Path, cores: int) -> dict:
 
 
 def job_usage(work: Path) -> dict[str, dict]:
-    """Per rule (a job group: the shard rules' jobs together, other rules per log file): jobs, wall s
-    and CPU s summed over jobs, peak MB of the largest process."""
+    """Per rule (a job group: the shard rules' jobs together, other rules per log file): jobs, wall_s
+    and cpu_s summed over jobs, peak_mb of the largest process (`impressions.logs.usage_by_rule`)."""
 
     def group(path: Path, usage: dict) -> str:
         rule = str(usage["rule"])
         return rule if rule in SHARD_RULES or path.stem == rule else f"{rule}/{path.stem}"
 
     try:
-        per_rule = logs.usage_by_rule(work / "out" / "logs", key=group)
+        return logs.usage_by_rule(work / "out" / "logs", key=group)
     except ValueError as err:
         raise SystemExit(str(err)) from None
-    return {
-        name: {
-            "rule": u["rule"],
-            "jobs": u["jobs"],
-            "wall": u["wall_s"],
-            "cpu": u["cpu_s"],
-            "peak": u["peak_mb"],
-        }
-        for name, u in per_rule.items()
-    }
 
 
 def stage(rule: str) -> str:
@@ -358,7 +348,7 @@ def main() -> None:
                 done.write_text(json.dumps(run))
             jobs = job_usage(work)
             run["jobs"] = jobs
-            run["snakemake_cpu"] = run["cpu"] - sum(j["cpu"] for j in jobs.values())
+            run["snakemake_cpu"] = run["cpu"] - sum(j["cpu_s"] for j in jobs.values())
             per_size[n] = run
             load = run["load"]
             print(f"\nN = {n}: {math.ceil(n / 100)} shards, whole run {run['wall']:.0f} s wall, "
@@ -366,9 +356,12 @@ def main() -> None:
                   f"({run['cpu'] / n:.2f} per clip); load average (1 min) during the run "
                   f"{min(load):.1f}-{max(load):.1f}, mean {sum(load) / len(load):.1f}")  # fmt: skip
             print(f"  {'rule (jobs)':<44} {'wall s':>8} {'CPU s':>8} {'CPU s/clip':>10} {'peak MB':>8}")
-            for key, j in sorted(jobs.items(), key=lambda kv: -kv[1]["cpu"]):
+            for key, j in sorted(jobs.items(), key=lambda kv: -kv[1]["cpu_s"]):
                 label = f"{key} ({j['jobs']})"
-                print(f"  {label:<44} {j['wall']:8.1f} {j['cpu']:8.1f} {j['cpu'] / n:10.3f} {j['peak']:8.0f}")
+                print(
+                    f"  {label:<44} {j['wall_s']:8.1f} {j['cpu_s']:8.1f} {j['cpu_s'] / n:10.3f} "
+                    f"{j['peak_mb']:8.0f}"
+                )
             print(f"  {'Snakemake itself (whole run - jobs)':<44} {'':>8} {run['snakemake_cpu']:8.1f} "
                   f"{run['snakemake_cpu'] / n:10.3f}")  # fmt: skip
 
@@ -376,10 +369,10 @@ def main() -> None:
         rows = {}
         for key in keys:
             present = [n for n in sizes if key in per_size[n]["jobs"]]
-            cpu = [per_size[n]["jobs"][key]["cpu"] for n in present]
+            cpu = [per_size[n]["jobs"][key]["cpu_s"] for n in present]
             rows[key] = {"rule": per_size[present[0]]["jobs"][key]["rule"], "ns": present, "cpu": cpu,
-                         "wall": [per_size[n]["jobs"][key]["wall"] for n in present],
-                         "peak": [per_size[n]["jobs"][key]["peak"] for n in present],
+                         "wall": [per_size[n]["jobs"][key]["wall_s"] for n in present],
+                         "peak": [per_size[n]["jobs"][key]["peak_mb"] for n in present],
                          "b": slope(present, cpu) if present == sizes else float("nan")}  # fmt: skip
         own = [per_size[n]["snakemake_cpu"] for n in sizes]
         rows["snakemake"] = {"rule": "snakemake", "ns": sizes, "cpu": own, "wall": [math.nan] * len(sizes),
