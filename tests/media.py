@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import pickle
 import subprocess
 from pathlib import Path
 
 import numpy as np
 
 from impressions import media
+from impressions.data.annotations import ANNOTATION_FILES
+from impressions.data.fi_pickle import fi_pickle_bytes
 from impressions.schemas import LABELS
 
 WOLFGANG = "WolfgangLanger_Pexels.mp4"
@@ -92,14 +93,8 @@ def clip_id(path: Path) -> str:
 
 
 def write_fi_annotations(root: Path, splits: dict[str, list[str]], seed: int = 0) -> None:
-    """FI-format pickles (protocol 2, `name.mp4` keys, numpy float64 values) for the given clip ids."""
+    """FI annotation pickles for the given clip ids, laid out as the released files (`fi_pickle`)."""
     rng = np.random.default_rng(seed)
-    names = {
-        "train": "annotation_training.pkl",
-        "val": "annotation_validation.pkl",
-        "test": "annotation_test.pkl",
-    }
     for split, ids in splits.items():
-        data = {label: {f"{i}.mp4": np.float64(rng.uniform()) for i in ids} for label in LABELS}
-        with (root / names[split]).open("wb") as f:
-            pickle.dump(data, f, protocol=2)
+        data = {label: {f"{i}.mp4": rng.uniform() for i in ids} for label in LABELS}
+        (root / ANNOTATION_FILES[split]).write_bytes(fi_pickle_bytes(data))

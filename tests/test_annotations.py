@@ -3,7 +3,7 @@ import pickle
 import numpy as np
 import pytest
 
-from impressions.data import annotations
+from impressions.data import annotations, fi_pickle
 from impressions.schemas import LABELS, TRAITS
 
 
@@ -23,6 +23,30 @@ def test_train_mean_baseline_matches_published_figure(fi_annotations):
     test = np.array([[lab[t] for t in TRAITS] for s, lab in clips.values() if s == "test"])
     accuracy = 1 - np.abs(test - train.mean(axis=0)).mean(axis=0)
     assert accuracy.mean() == pytest.approx(0.8814, abs=5e-5)
+
+
+def test_written_pickles_are_laid_out_as_the_released_files(fi_annotations, tmp_path):
+    """The writer the demo, tests and benchmarks use: same label order, value types and values."""
+    real = pickle.loads((fi_annotations / "annotation_validation.pkl").read_bytes(), encoding="latin1")
+    written = pickle.loads(fi_pickle.fi_pickle_bytes(real), encoding="latin1")
+    assert list(written) == list(real) == list(fi_pickle.FI_LABEL_ORDER)
+    for label in real:
+        assert {type(v) for v in written[label].values()} == {type(v) for v in real[label].values()}, label
+        assert written[label] == real[label]
+    # shuffled labels are written in the released order; values survive the restricted reader exactly
+    shuffled = dict(reversed(real.items()))
+    (tmp_path / "annotation_validation.pkl").write_bytes(fi_pickle.fi_pickle_bytes(shuffled))
+    assert annotations.load_split_labels(tmp_path) == {
+        k: v for k, v in annotations.load_split_labels(fi_annotations).items() if v[0] == "val"
+    }
+
+
+def test_pickle_written_by_python3_numpy2_loads(tmp_path):
+    """A file re-saved with pickle.dump today names numpy._core and _codecs.encode: still accepted."""
+    path = tmp_path / "annotation_test.pkl"
+    data = {label: {"x.000.mp4": np.float64(0.25), "y.001.mp4": 0.75} for label in LABELS}
+    path.write_bytes(pickle.dumps(data, protocol=2))
+    assert annotations.load_pickle(path) == {label: {"x.000": 0.25, "y.001": 0.75} for label in LABELS}
 
 
 class Payload:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from impressions.data import demo, demo_render
+from impressions.data import demo, demo_render, fi_pickle
 from impressions.media import MissingResourceError, ffmpeg_exe
 from impressions.schemas import LABELS
 
@@ -172,12 +172,14 @@ def test_annotation_pickles_are_fi_format(demo_root):
         raw = (demo_root / name).read_bytes()
         assert raw[:2] == b"\x80\x02"
         data = _load(demo_root / name)
-        assert set(data) == set(LABELS)
+        assert list(data) == list(fi_pickle.FI_LABEL_ORDER) and set(data) == set(LABELS)
         expected = {c.name for c in clips if c.split == split}
         for label, values in data.items():
             assert set(values) == expected
             assert all(k.endswith(".mp4") and isinstance(k, str) for k in values)
-            assert all(type(v) is np.float64 and 0 <= v <= 1 for v in values.values())
+            # as in the released files: numpy scalars for `interview`, floats for the traits
+            kind = np.float64 if label in fi_pickle.NUMPY_LABELS else float
+            assert all(type(v) is kind and 0 <= v <= 1 for v in values.values())
             assert all(v == labels[k[:-4]][label] for k, v in values.items())
         globals_ = {arg for op, arg, _ in pickletools.genops(raw) if op.name == "GLOBAL"}
         assert globals_ == {"numpy.core.multiarray scalar", "numpy dtype"}
@@ -189,8 +191,7 @@ def test_annotation_pickles_load_like_the_real_ones(demo_root, fi_annotations):
 
     def fingerprint(raw: bytes) -> tuple[set, set]:
         ops = list(pickletools.genops(raw))
-        # Python 2 wrote the five traits as plain floats (BINFLOAT); the demo writes numpy scalars only.
-        names = {op.name for op, _, _ in ops} - memo - {"BINFLOAT"}
+        names = {op.name for op, _, _ in ops} - memo
         return names, {arg for op, arg, _ in ops if op.name == "GLOBAL"}
 
     real = fingerprint((fi_annotations / "annotation_training.pkl").read_bytes())
