@@ -1,10 +1,9 @@
 """Per-clip preprocessing: sample frames, find faces, cut the audio window, record QC.
 
-These stages run fused in one job per clip because each is cheap next to a process start (a
-Snakemake job costs ~1.4 ms to plan and ~0.1 core-second to run, and one clip's work is well under a
-second) and because frames are decoded once for both the image model and the face detector. Work
-that needs heavy imports (librosa's spectral features, torch networks) runs per shard of clips
-instead, where the import cost is paid once.
+These stages run fused, one clip after another, because frames are decoded once for both the image
+model and the face detector and each stage is cheap next to loading its models. Stages whose settings
+change on their own (audio features, expressions) run in their own shard jobs, which read these
+outputs, so that changing them never re-runs face detection.
 
 Outputs, all in one folder per clip (see `OUTPUT_FILES`): the sampled frames resized for the image
 model and the aligned face crops (JPEG q90 in one tar per kind by default, or raw `.npy`: see
@@ -318,11 +317,7 @@ def _write_table(rows: list[dict], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """One clip as the workflow's per-clip job runs it (rules/preprocess.smk).
-
-    A command rather than a Snakemake `script:`, because Snakemake reads a script's source once for
-    every job it plans: seconds at 10,000 clips.
-    """
+    """One clip by hand, as a shard job processes each of its clips (for looking into one file)."""
     import argparse
     import contextlib
 
