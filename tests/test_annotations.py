@@ -41,6 +41,14 @@ def test_written_pickles_are_laid_out_as_the_released_files(fi_annotations, tmp_
     }
 
 
+def test_written_pickle_keeps_non_ascii_clip_names(tmp_path):
+    """FI's names are ASCII; another dataset's may not be: those are written as Python 2 unicode."""
+    values = {label: {"Zoë_Ångström.001.mp4": 0.5, "plain.000.mp4": 0.25} for label in LABELS}
+    path = tmp_path / "annotation_training.pkl"
+    path.write_bytes(fi_pickle.fi_pickle_bytes(values))
+    assert annotations.load_pickle(path)["openness"] == {"Zoë_Ångström.001": 0.5, "plain.000": 0.25}
+
+
 def test_pickle_written_by_python3_numpy2_loads(tmp_path):
     """A file re-saved with pickle.dump today names numpy._core and _codecs.encode: still accepted."""
     path = tmp_path / "annotation_test.pkl"

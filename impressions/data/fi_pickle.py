@@ -35,6 +35,14 @@ def _float64(value: float) -> bytes:
     return b"cnumpy.core.multiarray\nscalar\n" + dtype + _binstring(struct.pack("<d", value)) + b"\x86R"
 
 
+def _name(text: str) -> bytes:
+    """A clip or label name: a Python 2 str (FI's names are ASCII), else BINUNICODE (a Python 2 unicode)."""
+    if text.isascii():
+        return _binstring(text.encode("ascii"))
+    data = text.encode("utf-8")
+    return b"X" + struct.pack("<I", len(data)) + data
+
+
 def _binfloat(value: float) -> bytes:
     """BINFLOAT: how Python 2 pickled a float (8 bytes, big-endian)."""
     return b"G" + struct.pack(">d", value)
@@ -53,9 +61,9 @@ def fi_pickle_bytes(labels: dict[str, dict[str, float]]) -> bytes:
     order = [x for x in FI_LABEL_ORDER if x in labels] + [x for x in labels if x not in FI_LABEL_ORDER]
     for label in order:
         encode = _float64 if label in NUMPY_LABELS else _binfloat
-        out += _binstring(label.encode("ascii")) + b"}("
+        out += _name(label) + b"}("
         for name, value in labels[label].items():
-            out += _binstring(name.encode("ascii")) + encode(float(value))
+            out += _name(name) + encode(float(value))
         out += b"u"
     out += b"u."
     return bytes(out)
