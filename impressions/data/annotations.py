@@ -1,8 +1,9 @@
 """First Impressions annotation files: trait pickles, gender/ethnicity and age-group CSVs.
 
 The trait files are pickle protocol 2 dicts ``{label: {"name.mp4": value}}`` written by Python 2:
-floats for the five traits, numpy float64 scalars for `interview` (`impressions.data.fi_pickle`). Unpickling runs whatever the file asks for, so they are read with an unpickler that may
-build only numpy scalars and dtypes; any other class stops the load before it is constructed.
+floats for the five traits, numpy float64 scalars for `interview` (`impressions.data.fi_pickle`).
+Unpickling runs whatever the file asks for, so they are read with an unpickler that may build only
+floats, strings, numpy scalars and dtypes; any other class stops the load before it is constructed.
 """
 
 from __future__ import annotations
