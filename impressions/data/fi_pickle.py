@@ -4,9 +4,8 @@ The released files are Python 2 protocol-2 pickles of ``{label: {"name.mp4": val
 in `FI_LABEL_ORDER`; the five traits' values are floats and `interview`'s are numpy float64 scalars
 (read from the files). A numpy scalar costs the unpickler more than ten times a float (100,000 values:
 0.75 against 0.06 CPU-s), so a writer that made every value one would overstate what reading FI's
-files costs. Unlike the originals, names are
-not memoised across labels. The reader is `impressions.data.annotations`; this writer serves the demo
-dataset, tests and benchmarks.
+files costs. Unlike the originals, names are not memoised across labels. The reader is
+`impressions.data.annotations`; this writer serves the demo dataset, tests and benchmarks.
 """
 
 from __future__ import annotations
