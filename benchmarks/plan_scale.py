@@ -9,7 +9,9 @@ synthetic FI-style names) whose videos are empty files - planning must never ope
 runs a dry run of the whole workflow on each, reporting the median wall seconds and peak memory of
 `--repeats` runs and the planned jobs. `--compare` also plans, in turn with it, Snakemake with one
 rule and no inputs (`startup`: its own start-up, the part of any workflow's planning time no workflow
-can remove), a one-rule workflow with one job per clip (`floor`: Snakemake's own cost per job) and
+can remove), a one-rule workflow with one job per shard whose inputs are the shard's videos
+(`shard_floor`: what Snakemake alone costs for the design the workflow must keep), a one-rule workflow
+with one job per clip (`floor`: Snakemake's own cost per job) and
 the plain 4-rules-per-clip DAG the 20 s target was set against (`reference`), and prints the
 ratios. `--compare-max` skips the compared workflows above that many clips (the reference takes
 minutes and gigabytes at 100,000).
@@ -62,6 +64,19 @@ rule preprocess_clip:
     input: lambda w: VIDEOS[w.clip]
     output: "out/clips/{clip}/qc.json"
     log: "out/logs/{clip}.log"
+    shell: "touch {output:q}"
+""",
+    # the least Snakemake can plan for the issue's design: one job per shard (the workflow's shard
+    # count and assignment), whose declared inputs are the shard's videos; nothing else
+    "shard_floor": _VIDEOS.split("rule all")[0] + """
+from impressions.data.shards import assign
+SHARDS = assign(VIDEOS, config["shards"])
+rule all:
+    input: expand("out/shards/{shard}.done", shard=SHARDS)
+rule shard:
+    input: lambda w: [VIDEOS[clip] for clip in SHARDS[int(w.shard)]]
+    output: "out/shards/{shard}.done"
+    log: "out/logs/{shard}.log"
     shell: "touch {output:q}"
 """,
     # the reference of the planning target: a plain DAG of 4 rules per clip (54 s and 665 MB for
@@ -160,8 +175,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs per size; medians are printed")
     parser.add_argument(
         "--compare", nargs="+", choices=sorted(COMPARED), default=[],
-        help="also plan these in turn: `startup` (one rule, no inputs), `floor` (one rule per clip), "
-        "`reference` (4 per clip)",
+        help="also plan these in turn: `startup` (one rule, no inputs), `shard_floor` (one rule per shard, "
+        "its videos as inputs), `floor` (one rule per clip), `reference` (4 per clip)",
     )  # fmt: skip
     parser.add_argument("--compare-max", type=int, default=None, help="no compared workflows above this")
     parser.add_argument("--profile", type=Path, help="a Snakemake profile folder for every dry run")
