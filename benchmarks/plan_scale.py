@@ -68,9 +68,13 @@ rule preprocess_clip:
 """,
     # the least Snakemake can plan for the issue's design: one job per shard (the workflow's shard
     # count and assignment), whose declared inputs are the shard's videos; nothing else
-    "shard_floor": _VIDEOS.split("rule all")[0] + """
+    "shard_floor": """
+from impressions.data.clip_index import find_videos
 from impressions.data.shards import assign
+VIDEOS = find_videos(config["data_root"])  # the workflow's own walk
 SHARDS = assign(VIDEOS, config["shards"])
+wildcard_constraints:
+    shard=r"\\d+",
 rule all:
     input: expand("out/shards/{shard}.done", shard=SHARDS)
 rule shard:

@@ -29,9 +29,11 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-# one thread per library, as Snakemake sets for a one-thread script job; before numpy or torch loads
-for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_name, "1")
+# one thread per library, as Snakemake sets for a script job given one thread (`--cores 1`, as
+# preprocess_shard.py runs the workflow); before numpy or torch loads
+for _name in ("OMP_NUM_THREADS", "GOTO_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+              "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS"):  # fmt: skip
+    os.environ[_name] = "1"
 
 import numpy as np  # noqa: E402
 
