@@ -64,33 +64,34 @@ def rule_cpu(work: Path) -> dict[str, tuple[float, float, float]]:
     return {rule: (u["wall_s"], u["cpu_s"], u["peak_mb"]) for rule, u in per_rule.items()}
 
 
-def bare_decode(clip: Path) -> float:
+def bare_decode(clip: Path, *options: str) -> float:
+    """CPU s of ffmpeg decoding the whole clip to nothing (`options`: decoder options, e.g. threads)."""
     from impressions import media
 
     start = os.times()
-    subprocess.run([media.ffmpeg_exe(), "-v", "error", "-i", str(clip), "-f", "null", "-"], check=True)
+    subprocess.run(
+        [media.ffmpeg_exe(), "-v", "error", *options, "-i", str(clip), "-f", "null", "-"], check=True
+    )
     end = os.times()
     return end.children_user + end.children_system - start.children_user - start.children_system
 
 
-def faithful_floor(clip: Path, frames: int) -> tuple[float, float]:
-    """CPU s of a one-thread decode of the whole clip and of the HOG detector's pass over its sampled
-    frames (models loaded): what preprocessing one clip cannot cost less than with the faithful method."""
-    from impressions import media
+def faithful_floor(clip: Path, frames: int, repeats: int = 3) -> tuple[float, float]:
+    """Median CPU s of a one-thread decode of the whole clip and of the HOG detector's pass over its
+    sampled frames (models loaded, frames decoded once): what preprocessing one clip cannot cost less
+    than with the faithful method."""
     from impressions.data import faces, video
 
-    start = os.times()
-    subprocess.run(
-        [media.ffmpeg_exe(), "-v", "error", "-threads", "1", "-i", str(clip), "-f", "null", "-"], check=True
-    )
-    end = os.times()
-    decode = end.children_user + end.children_system - start.children_user - start.children_system
     detector = faces.detector()
     images = [frame.copy() for frame in video.sample_frames(clip, video.probe(clip), frames).frames]
-    start = time.process_time()
-    for image in images:
-        detector.detector.run(image, detector.upsample, detector.min_score)
-    return decode, time.process_time() - start
+    decodes, passes = [], []
+    for _ in range(repeats):
+        decodes.append(bare_decode(clip, "-threads", "1"))
+        start = time.process_time()
+        for image in images:
+            detector.detector.run(image, detector.upsample, detector.min_score)
+        passes.append(time.process_time() - start)
+    return statistics.median(decodes), statistics.median(passes)
 
 
 def main() -> None:
@@ -141,8 +142,7 @@ def main() -> None:
             print(f"  {'whole run (snakemake + all jobs)':<34} {wall:8.2f} {cpu:8.2f} {per_clip:11.3f} "
                   f"{per_clip / bare:13.2f}x {peak:8.0f}")  # fmt: skip
             print(f"  => {per_clip:.3f} CPU s per clip, {cpu / max(faces, 1):.4f} CPU s per aligned face")
-            floors = [faithful_floor(cuts[0], frames) for _ in range(3)]
-            decode, hog = (statistics.median(part) for part in zip(*floors))
+            decode, hog = faithful_floor(cuts[0], frames)
             print(f"  floor of one clip (same run): one-thread decode {decode:.3f} + HOG pass {hog:.3f} "
                   f"= {decode + hog:.3f} CPU s ({(decode + hog) / frames:.4f} per frame); "
                   f"the whole run is {per_clip / (decode + hog):.2f}x it")  # fmt: skip
