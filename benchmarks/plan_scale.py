@@ -10,7 +10,8 @@ runs a dry run of the whole workflow on each, reporting the median wall seconds 
 `--repeats` runs and the planned jobs. `--compare` also plans, in turn with it, Snakemake with one
 rule and no inputs (`startup`: its own start-up, the part of any workflow's planning time no workflow
 can remove), a one-rule workflow with one job per shard whose inputs are the shard's videos
-(`shard_floor`: what Snakemake alone costs for the design the workflow must keep), a one-rule workflow
+(`shard_floor`: the least the design the workflow must keep can cost: the workflow's own video
+walk and shard assignment, nothing else), a one-rule workflow
 with one job per clip (`floor`: Snakemake's own cost per job) and
 the plain 4-rules-per-clip DAG the 20 s target was set against (`reference`), and prints the
 ratios. `--compare-max` skips the compared workflows above that many clips (the reference takes
