@@ -1,4 +1,7 @@
-# Quick start: `make demo` runs the workflow on the bundled demo dataset; `make test` runs the tests.
+# Quick start: `make demo` runs the workflow on the bundled demo dataset; `make test` runs the fast tests
+# (every module plus one small workflow run and the experiments' plans); `make test-all` adds the heavy
+# end-to-end runs (pytest marker `heavy`: the demo, the experiments, degenerate datasets, SIGKILL resume,
+# the real clips, the local SLURM cluster, the browser check).
 # Both create .venv from the pinned requirements first when it is missing or out of date.
 PYTHON ?= python3
 VENV := .venv
@@ -6,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= all
 
-.PHONY: demo test lint format clean rulegraph
+.PHONY: demo test test-all lint format clean rulegraph
 
 $(STAMP): requirements.txt requirements-nodeps.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +24,9 @@ demo: $(STAMP)
 	@echo "Outputs: results/report/index.html (report), results/tables/ (dataset tables), results/models/, results/logs/"
 
 test: $(STAMP)
+	$(BIN)/pytest -m "not heavy"
+
+test-all: $(STAMP)
 	$(BIN)/pytest
 
 lint: $(STAMP)

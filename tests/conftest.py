@@ -1,4 +1,7 @@
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -6,8 +9,32 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 import media  # noqa: E402
+import workflow  # noqa: E402
 
 SHARED_FI = Path(__file__).resolve().parents[2] / "shared" / "fi_annotations"
+
+
+def pytest_configure(config):
+    """Put an `scontrol` that fails at once first on PATH for the whole session.
+
+    snakemake-executor-plugin-slurm runs `scontrol show config` (10 s timeout) when Snakemake loads it,
+    which is at every Snakemake start. Where SLURM's client tools are installed but no controller
+    answers (any machine after tests/test_slurm.py has installed them), each of the suite's Snakemake
+    runs would wait those 10 s. The plugin treats a failing `scontrol` as "no value" and carries on.
+    tests/test_slurm.py takes the shim off PATH while its own controller runs.
+    """
+    shim = Path(tempfile.mkdtemp(prefix="impressions-scontrol-"))
+    script = shim / "scontrol"
+    script.write_text("#!/bin/sh\n# tests/conftest.py: fail fast where no SLURM controller answers\nexit 1\n")
+    script.chmod(0o755)
+    os.environ["PATH"] = f"{shim}{os.pathsep}{os.environ['PATH']}"
+    os.environ[workflow.SCONTROL_SHIM_VAR] = str(shim)
+
+
+def pytest_unconfigure(config):
+    shim = os.environ.pop(workflow.SCONTROL_SHIM_VAR, None)
+    if shim:
+        shutil.rmtree(shim, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

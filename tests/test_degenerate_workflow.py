@@ -19,7 +19,7 @@ from impressions import schemas
 from impressions.data import image_store
 from impressions.schemas import TRAITS
 
-pytestmark = pytest.mark.workflow
+pytestmark = [pytest.mark.workflow, pytest.mark.heavy]
 
 FAMILIES = ["face", "audio", "au_linear", "fusion_handcrafted"]
 TINY = {

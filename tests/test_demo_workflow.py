@@ -15,7 +15,7 @@ from impressions import layout
 from impressions.data import demo
 from impressions.schemas import AUS, TRAITS
 
-pytestmark = pytest.mark.workflow
+pytestmark = [pytest.mark.workflow, pytest.mark.heavy]
 
 MODELS = {
     "families": ["image", "face", "audio", "au_linear", "fusion_handcrafted"],

@@ -32,6 +32,7 @@ def work(tmp_path_factory):
     return tmp_path_factory.mktemp("experiments")
 
 
+@pytest.mark.heavy  # what each plans is tests/test_experiments_plan.py (make test)
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_experiment_runs_on_the_demo(work, name):
     config = yaml.safe_load((REPO / "experiments" / f"{name}.yaml").read_text())

@@ -12,7 +12,7 @@ import pytest
 from media import face_clip, write_fi_annotations
 from workflow import REPO, SNAKEMAKE, run, write_config
 
-pytestmark = pytest.mark.workflow
+pytestmark = [pytest.mark.workflow, pytest.mark.heavy]
 
 
 @pytest.fixture(scope="module")

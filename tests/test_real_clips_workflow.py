@@ -12,7 +12,7 @@ from workflow import run, write_config
 
 from impressions import layout
 
-pytestmark = pytest.mark.workflow
+pytestmark = [pytest.mark.workflow, pytest.mark.heavy]
 
 MODELS = {
     "families": ["image", "face", "audio"], "bootstrap": 20, "threads": 1,

@@ -115,6 +115,7 @@ def _browser():
     return binary
 
 
+@pytest.mark.heavy  # starts Chromium (make test-all; CI requires it there)
 def test_every_figure_renders_in_a_headless_browser(page):
     """The report as a browser shows it: every image loads with a real size, the forest plot included."""
     binary = _browser()

@@ -25,9 +25,9 @@ import polars as pl
 import pytest
 import yaml
 from media import face_clip, write_fi_annotations
-from workflow import FAST, REPO, SNAKEMAKE
+from workflow import FAST, REPO, SNAKEMAKE, path_without_scontrol_shim
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.heavy]
 
 SCRIPTS = REPO / "tests" / "slurm"
 PROFILE = REPO / "profiles" / "slurm"
@@ -79,7 +79,9 @@ def slurm(tmp_path_factory) -> Cluster:
     lock = open(Path(tempfile.gettempdir()) / "impressions-slurm-tests.lock", "w")
     fcntl.flock(lock, fcntl.LOCK_EX)
     state = tmp_path_factory.mktemp("slurm-state")
-    env = {**os.environ, "LOCAL_SLURM_DIR": str(state), "SLURM_TEST_ACCOUNT": ACCOUNT}
+    # The real scontrol, not the session's fail-fast one: this controller answers.
+    path = path_without_scontrol_shim()
+    env = {**os.environ, "PATH": path, "LOCAL_SLURM_DIR": str(state), "SLURM_TEST_ACCOUNT": ACCOUNT}
     started: dict[str, int] = {}
     try:
         t0 = time.monotonic()
@@ -99,6 +101,7 @@ def slurm(tmp_path_factory) -> Cluster:
             # the profile reads account and partition from these
             env=os.environ
             | {
+                "PATH": path,
                 "IMPRESSIONS_SLURM_ACCOUNT": ACCOUNT,
                 "IMPRESSIONS_SLURM_PARTITION": PARTITION,
                 "IMPRESSIONS_SLURM_GPU_PARTITION": GPU_PARTITION,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -12,6 +13,14 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+SCONTROL_SHIM_VAR = "IMPRESSIONS_TEST_SCONTROL_SHIM"  # the folder of tests/conftest.py's fail-fast scontrol
+
+
+def path_without_scontrol_shim() -> str:
+    """PATH without the session's fail-fast `scontrol`: for the SLURM tests, whose controller answers."""
+    shim = os.environ.get(SCONTROL_SHIM_VAR)
+    return os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p != shim)
+
 
 # Small settings so a test run takes about a minute on two cores. No model families and no
 # interpretation: the preprocessing tests plan and run up to the dataset tables
@@ -37,10 +46,11 @@ def write_config(workdir: Path, **overrides) -> Path:
     return path
 
 
-def run(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+def run(workdir: Path, *args: str, check: bool = True, configfiles=()) -> subprocess.CompletedProcess:
+    """snakemake in workdir with its test_config.yaml, then `configfiles` layered over it, then args."""
     proc = subprocess.run(
         [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir), "--cores", "2",
-         "--configfile", str(workdir / "test_config.yaml"), *args],
+         "--configfile", str(workdir / "test_config.yaml"), *map(str, configfiles), *args],
         capture_output=True, text=True,
     )  # fmt: skip
     if check and proc.returncode != 0:
@@ -61,6 +71,15 @@ def planned(workdir: Path, *args: str) -> Counter:
         wildcards = re.search(r"^\s+wildcards: (.*)$", body, re.M)
         jobs[(rule, wildcards[1] if wildcards else "")] += 1
     return jobs
+
+
+def plan(workdir: Path, *args: str, configfiles=()) -> list[tuple[str, dict[str, str]]]:
+    """The jobs a dry run plans: (rule, {"input": ..., "output": ..., "wildcards": ...}) in plan order."""
+    out = run(workdir, "--dry-run", *args, configfiles=configfiles).stdout
+    return [
+        (rule, dict(re.findall(r"^\s+(input|output|wildcards): (.*)$", body, re.M)))
+        for rule, body in _JOB.findall(out)
+    ]
 
 
 def rules(jobs: Counter) -> Counter:
