@@ -1,0 +1,114 @@
+"""The model variants and every analysis end to end on ready-made dataset tables: seeded copies, the
+late average, the CAM twin, AU guidance and its sweep, CAM, units, AU maps, CAM-face overlap and the
+manifold, through to the report. Tiny settings: a few seconds a job (make test). The same analyses on
+the demo's real faces are tests/test_demo_workflow.py (make test-all)."""
+
+import json
+
+import model_data
+import polars as pl
+import pytest
+from workflow import planned, rules, run, write_config
+
+from impressions import layout
+from impressions.schemas import TRAITS
+
+pytestmark = pytest.mark.workflow
+
+SMALL = {"width": 4, "input_size": 16, "epochs": 1, "batch_size": 8}
+MODELS = {
+    "families": ["image", "face", "audio", "late_average"], "bootstrap": 20, "threads": 1,
+    "image": SMALL, "face": SMALL, "audio": {"width": 4, "stages": 2, "epochs": 1},
+    "late_average": {"inputs": ["face", "audio"]},
+    "seeds": {"values": [0, 1], "families": ["face"]},
+}  # fmt: skip
+INTERPRET = {
+    "models": ["image", "face"], "max_frames": 60, "top_k": 2, "unit_top": 3, "au_top_n": 5,
+    "au_top_clips": 2,
+    "au_guidance": {"weight": 1.0, "models": ["face"], "sweep": [0, 1]},
+    "manifold": {"models": ["face", "audio"], "method": "pca", "perplexity": 5, "neighbors": 2},
+}  # fmt: skip
+# Everything after the dataset tables (which are given): the model, variant, analysis and report rules.
+RULES = ["splits", "train_image", "train_face", "train_audio", "late_average", "train_seeded",
+         "train_cam_twin", "train_au_guided", "train_guidance_sweep", "au_guidance_sweep",
+         "au_guidance_effect", "interpret_cam", "interpret_units", "interpret_au_maps",
+         "interpret_cam_overlap", "interpret_manifold", "report"]  # fmt: skip
+TARGET = "out/report/index.html"
+
+
+def args() -> list[str]:
+    return ["--nolock", TARGET, "--allowed-rules", *RULES]
+
+
+@pytest.fixture(scope="module")
+def done(tmp_path_factory):
+    work = tmp_path_factory.mktemp("variants")
+    data = model_data.build(work / "out", landmarks=True)
+    clips = pl.read_parquet(data["tables"] / "clips.parquet")
+    (work / "v").mkdir()
+    for c in clips["clip_id"]:
+        (work / "v" / f"{c}.mp4").write_bytes(b"placeholder: never decoded here")
+    # The manifest is what the workflow plans with; its rows match the ready-made clips table.
+    columns = ["clip_id", "split", *TRAITS, "youtube_id"]
+    clips.select(pl.concat_str(pl.lit("v/"), "clip_id", pl.lit(".mp4")).alias("path"), *columns).write_csv(
+        work / "manifest.csv"
+    )
+    write_config(
+        work, manifest=str(work / "manifest.csv"), results_dir="out", models=MODELS, interpret=INTERPRET
+    )
+    run(work, *args())
+    return work, None
+
+
+def test_every_variant_is_trained_and_reported(done):
+    work, _ = done
+    out = work / "out"
+    metrics = pl.read_parquet(out / "report" / "metrics.parquet")
+    reported = set(metrics["model"])
+    for model in ("image", "face", "audio", "late_average", "face_seed1", "face_au_guided"):
+        assert (out / "models" / model / "predictions.parquet").is_file(), model
+        assert model in reported, model
+    assert (out / "models" / "image_cam" / "checkpoint.pt").is_file()
+    sweep = pl.read_csv(out / "interpret" / "au_guidance_sweep" / "au_guidance_sweep.csv")
+    assert sweep["weight"].to_list() == [0.0, 1.0]
+    guidance = pl.read_csv(out / "interpret" / "au_guidance" / "au_guidance.csv")
+    assert guidance["model"].to_list() == ["face", "face_au_guided"]
+
+
+def test_every_analysis_writes_its_files_and_its_report_section(done):
+    work, _ = done
+    out = work / "out"
+    report = (out / "report" / "report.md").read_text()
+    for model in ("image", "face"):
+        for analysis, files in layout.INTERPRET_FILES.items():
+            explained = f"{model}_cam" if analysis == "cam_overlap" else model
+            if analysis == "cam_overlap" and model == "face":
+                continue  # the CAM-face overlap is an image-model analysis (its GAP twin)
+            for name in files.values():
+                assert (out / "interpret" / analysis / explained / name).is_file(), (analysis, model, name)
+            section = json.loads((out / "interpret" / analysis / explained / "section.json").read_text())
+            assert section, (analysis, model)
+        assert f"Class activation maps: {model}" in report
+    assert "Manifold view" in report and "AU guidance weight sweep" in report
+    trust = pl.read_csv(out / "interpret" / "manifold" / "trustworthiness.csv")
+    assert trust["model"].to_list() == ["face", "audio"]
+
+
+def test_nothing_to_do_after_a_complete_run(done):
+    work, _ = done
+    assert not planned(work, *args())
+
+
+def test_an_interpretation_setting_reruns_that_analysis_and_the_report_only(done):
+    work, _ = done
+    changed = {**INTERPRET, "unit_top": 4}
+    write_config(
+        work, manifest=str(work / "manifest.csv"), results_dir="out", models=MODELS, interpret=changed
+    )
+    try:
+        jobs = rules(planned(work, *args()))
+    finally:
+        write_config(
+            work, manifest=str(work / "manifest.csv"), results_dir="out", models=MODELS, interpret=INTERPRET
+        )
+    assert jobs == {"interpret_units": 2, "report": 1}
