@@ -9,7 +9,7 @@ run them, so most jobs wait ready while others sleep. For each case N:S it print
 the whole-process CPU (wait4 rusage of snakemake and everything it ran). The jobs themselves cost the
 same in every case (a Python start and a sleep), so a difference between cases of equal wall time is
 Snakemake's own work while jobs wait: its scheduler re-runs job selection on a timer and sizes every
-input file of every ready job in each round (benchmarks/README.md, "Cost growth").
+input file of every ready job in each round (benchmarks/history/cost_growth.md).
 `--snakemake-args` are passed on, e.g. `--snakemake-args=--max-jobs-per-timespan=100/10s`.
 """
 

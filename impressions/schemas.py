@@ -79,7 +79,8 @@ UNITS: dict[str, str] = {
 }  # fmt: skip
 
 
-# Per-frame head pose, confidence and tracking; per-clip tracking flags; identities; voice (README).
+# Per-frame head pose, confidence and tracking; per-clip tracking flags; identities; voice
+# (docs/preprocessing.md).
 TABLES["faces"].update({
     "track_id": "i16", "top_face": "bool", "confidence": "f32", "success": "bool",
     "pitch": "f32", "yaw": "f32", "roll": "f32", "fit_error": "f32",
@@ -154,7 +155,7 @@ def empty(table: str):
 
 
 def markdown() -> str:
-    """The tables, columns, dtypes and units as a Markdown table (the README embeds this)."""
+    """The tables, columns, dtypes and units as a Markdown table (docs/tables.md embeds this)."""
     lines = ["| table | column | dtype | unit |", "|---|---|---|---|"]
     for table, columns in TABLES.items():
         for column, dtype in columns.items():

@@ -1,6 +1,6 @@
 """Storage of a clip's frames and aligned faces: JPEG in one tar per clip and kind, or raw `.npy`.
 
-Decision (measured in benchmarks/README.md, "Storage of frames and faces at FI scale"): JPEG at
+Decision (measured in benchmarks/history/storage.md, "Storage of frames and faces at FI scale"): JPEG at
 quality 90 by default (`frames.storage: jpeg`, `frames.jpeg_quality: 90`). Raw uint8 `.npy` projects
 to about 280 GiB for FI (10,000 clips) at 100 frames per clip, frames plus faces; JPEG q90 to about
 22 GiB. JPEG is lossy: expression/AU estimates and training see JPEG-decoded images. `frames.storage:
@@ -16,8 +16,8 @@ width, quality: a reader knows (n, H, W) without decoding, and an empty clip kee
 deterministically (fixed mtime, uid, gid, mode and order) so the same images give the same bytes.
 Readers find members by offset (an index built once per open file) and decode with simplejpeg
 (libjpeg-turbo): bit-identical to torchvision's `decode_jpeg` on these files, 1.5x faster (0.24 against
-0.36 ms of CPU per 224 px face, benchmarks/README.md), and not deprecated (torchvision's image io is,
-since 0.29).
+0.36 ms of CPU per 224 px face, benchmarks/history/storage.md), and not deprecated (torchvision's image
+io is, since 0.29).
 
 Readers detect the layout from the file present, so clip folders of either layout read the same way:
 `read(clip_dir, kind)` or `open_path(path)`.

@@ -151,7 +151,7 @@ class ClipRecord:
         else:
             worst, reason = "ok", "all sampled frames have a face and the audio window is complete"
         # What Snakemake's per-job benchmark file would say, kept in the QC table instead: one file
-        # per clip costs planning time at 10,000 clips (benchmarks/README.md).
+        # per clip costs planning time at 10,000 clips (benchmarks/history/planning.md).
         self.row.update(
             status=worst, reason=reason, seconds=round(time.perf_counter() - started, 3), peak_mb=_peak_mb()
         )

@@ -59,7 +59,7 @@ KNOWN_FILES = {
 }
 
 DEFAULT_OUTPUT = "weights/vgg_face_torchvision.pth"
-"""Where the README tells users to write the converted file (set ``weights:`` to this path)."""
+"""Where docs/reproduction.md tells users to write the converted file (set ``weights:`` to this path)."""
 
 
 class ConversionError(ValueError):
