@@ -44,6 +44,17 @@ def bad_media(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def demo_root(tmp_path_factory) -> Path:
+    """The demo dataset, rendered once per session (about a minute on 2 cores). Read it only: a test
+    that changes the dataset works on a copy (shutil.copytree)."""
+    from impressions.data import demo
+
+    root = tmp_path_factory.mktemp("demo")
+    demo.build_demo(root, progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
 def fi_annotations() -> Path:
     """The real First Impressions annotation pickles, when this checkout has them beside it."""
     if not (SHARED_FI / "annotation_training.pkl").is_file():

@@ -22,14 +22,6 @@ FI_NAME = re.compile(r"^[A-Za-z0-9_-]{11}\.\d{3}$")
 
 
 @pytest.fixture(scope="session")
-def demo_root(tmp_path_factory) -> Path:
-    """The demo, built once per session (about a minute on 2 cores)."""
-    root = tmp_path_factory.mktemp("demo")
-    demo.build_demo(root, progress=False)
-    return root
-
-
-@pytest.fixture(scope="session")
 def probes(demo_root) -> dict[str, str]:
     """`ffmpeg -i` stderr per clip id (the static ffmpeg wheel ships no ffprobe)."""
     out = {}

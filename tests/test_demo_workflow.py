@@ -42,9 +42,9 @@ def configure(work, root, **changes):
 
 
 @pytest.fixture(scope="module")
-def done(tmp_path_factory):
-    root = tmp_path_factory.mktemp("demo")
-    demo.build_demo(root, progress=False)
+def done(demo_root, tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo") / "data"
+    shutil.copytree(demo_root, root)  # a clip is added below
     work = tmp_path_factory.mktemp("work")
     configure(work, root)
     run(work)

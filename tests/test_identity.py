@@ -91,10 +91,9 @@ def test_identity_descriptor_is_computed_only_when_asked_or_read(choice, split, 
 
 
 @pytest.fixture(scope="module")
-def demo_signals(tmp_path_factory):
+def demo_signals(demo_root, tmp_path_factory):
     """Every demo clip preprocessed (default 10 frames), and its voice and identity descriptors."""
-    root = tmp_path_factory.mktemp("demo")
-    demo.build_demo(root, progress=False)
+    root = demo_root
     out = tmp_path_factory.mktemp("clips")
     clips = demo.demo_clips()
     settings = preprocess.Settings()
