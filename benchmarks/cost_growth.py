@@ -52,8 +52,6 @@ from impressions.data import demo, demo_render  # noqa: E402
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 FI_CLIPS = 10_000
 SHARD_RULES = ("preprocess_shard", "audio_shard", "expression_shard")
-# Rules that train a network on frames or faces: their cost per epoch grows with frames per clip.
-FRAME_TRAINING = ("train_image", "train_face", "train_au_guided", "train_cam_twin", "train_guidance_sweep")
 UNEXPLAINED = (
     "reason not established: re-run the job alone on a quiet machine (`--forcerun <rule>`); torch's threads"
     " burn CPU while they wait when the cores are oversubscribed"
@@ -216,11 +214,32 @@ def slope(ns: list[int], values: list[float]) -> float:
 # ------------------------------------------------------------------------------------------ projection
 
 
-def gpu_rules() -> set[str]:
+def trained_family(key: str):
+    """The registry family a training job (a usage key ``<rule>/<log stem>``) trains; None for other jobs.
+    train_model's log stem is its model; the sweep's jobs train the first AU-guided family."""
+    from impressions.models import registry, variants
+
+    rule, _, stem = key.partition("/")
+    if rule == "train_model":
+        return variants.parse(stem).family
+    if rule == "train_guidance_sweep":
+        config = yaml.safe_load((REPO / "config.yaml").read_text())
+        return registry.get(config["interpret"]["au_guidance"]["models"][0])
+    return None
+
+
+def frame_training(key: str) -> bool:
+    """A job training a network on frames or faces: its cost per epoch grows with frames per clip."""
     from impressions.models import registry
 
-    out = {rule for rule, fams in registry.rules().items() if any(registry.get(f).gpu for f in fams)}
-    return out | {"train_au_guided", "train_cam_twin", "train_guidance_sweep"}
+    family = trained_family(key)
+    return family is not None and family.sample_kind in registry.IMAGE_KINDS
+
+
+def gpu_training(key: str) -> bool:
+    """A job training a family that trains on a GPU (impressions/models/registry.py `gpu`)."""
+    family = trained_family(key)
+    return family is not None and family.gpu
 
 
 def demo_epochs(key: str) -> int:
@@ -235,7 +254,6 @@ def demo_epochs(key: str) -> int:
 
 def project(rows: dict, ns: list[int], frames: int, epochs: int, gpu_speedup: float, wall_eff: float):
     """FI-scale projection per frames-per-clip setting: (2-core wall s, cluster wall s, parts)."""
-    gpu = gpu_rules()
     n_max = ns[-1]
     print("\nProjection model (a projection, not a measurement):")
     print(
@@ -259,7 +277,7 @@ def project(rows: dict, ns: list[int], frames: int, epochs: int, gpu_speedup: fl
         f"    shard rules ({', '.join(SHARD_RULES)}): {FI_CLIPS // 100} shard jobs of one core in parallel,"
     )
     print("      wall = the rule's CPU / 100;")
-    print(f"    network trainings on the GPU ({', '.join(sorted(gpu))}): one after another, wall = their")
+    print("    GPU network trainings (registry families with `gpu`): one after another, wall = their")
     print(
         f"      CPU time here / {gpu_speedup:g} (ASSUMED speedup of one GPU over 2 CPU threads;"
         " not measured);"
@@ -276,9 +294,9 @@ def project(rows: dict, ns: list[int], frames: int, epochs: int, gpu_speedup: fl
             else:
                 fixed, per_clip = affine(r["ns"], r["cpu"])
             scale = 1.0
-            if r["rule"] in ("preprocess_shard", "expression_shard") or r["rule"] in FRAME_TRAINING:
+            if r["rule"] in ("preprocess_shard", "expression_shard") or frame_training(key):
                 scale *= target / frames
-            if r["rule"] in gpu:
+            if gpu_training(key):
                 scale *= demo_epochs(key) / epochs
             cpu = fixed + per_clip * FI_CLIPS * scale
             if r["b"] > 1.15:
@@ -286,7 +304,7 @@ def project(rows: dict, ns: list[int], frames: int, epochs: int, gpu_speedup: fl
             total += cpu
             if r["rule"] in SHARD_RULES:
                 shard += cpu / 100
-            elif r["rule"] in gpu:
+            elif gpu_training(key):
                 gpu_wall += cpu / gpu_speedup
             else:
                 serial += cpu

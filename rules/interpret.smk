@@ -4,32 +4,6 @@
 include: "interpret_common.smk"
 
 
-rule train_au_guided:
-    """An image or face model trained again with the AU-guidance loss term (impressions/explain/au_maps.py)."""
-    input:
-        unpack(lambda wildcards: train_inputs(wildcards.guided_family)),
-        faces=TABLES_DIR / "faces.parquet",
-        expressions=TABLES_DIR / "expressions.parquet",
-    output:
-        **model_files("{guided_family}_au_guided"),
-    log:
-        LOGS / "train" / "{guided_family}_au_guided.log",
-    benchmark:
-        BENCH / "train" / "{guided_family}_au_guided.tsv"
-    conda:
-        "../envs/models.yaml"
-    threads: CAM_TRAINING["threads"]
-    resources:
-        **CAM_TRAINING["resources"],
-    params:
-        clips_dir=CLIPS_DIR_PARAM,
-        family=lambda wildcards: wildcards.guided_family,
-        model=lambda wildcards: wildcards.guided_family + layout.GUIDED_SUFFIX,
-        settings=guided_params,
-    script:
-        "../workflow_scripts/train_model.py"
-
-
 # One rule per analysis of a model (interpret_cam, interpret_units, interpret_au_maps,
 # interpret_cam_overlap), each with a job per explained model.
 for _analysis, (_mem_mb, _doc) in ANALYSES.items():
@@ -125,54 +99,22 @@ rule interpret_manifold:
         "../workflow_scripts/interpret_manifold.py"
 
 
-rule train_cam_twin:
-    """The image model trained again with the GAP (cam) head, for the published CAM face-overlap test."""
-    input:
-        unpack(lambda wildcards: train_inputs("image")),
-    output:
-        **model_files(f"image{layout.CAM_SUFFIX}"),
-    log:
-        LOGS / "train" / f"image{layout.CAM_SUFFIX}.log",
-    benchmark:
-        BENCH / "train" / f"image{layout.CAM_SUFFIX}.tsv"
-    conda:
-        "../envs/models.yaml"
-    threads: CAM_TRAINING["threads"]
-    resources:
-        **CAM_TRAINING["resources"],
-    params:
-        clips_dir=CLIPS_DIR_PARAM,
-        family="image",
-        model=f"image{layout.CAM_SUFFIX}",
-        settings=cam_twin_params,
-    script:
-        "../workflow_scripts/train_model.py"
-
-
-rule train_guidance_sweep:
-    """The first AU-guided family trained at one weight of the sweep (interpret.au_guidance.sweep)."""
-    input:
-        unpack(lambda wildcards: train_inputs(SWEEP_FAMILY)),
-        faces=TABLES_DIR / "faces.parquet",
-        expressions=TABLES_DIR / "expressions.parquet",
+# The sweep's models are trained by train_model too; only their files live elsewhere (the sweep's
+# folder, au_guidance_sweep/w<weight>/), so the rule is reused with those paths: the job's model is
+# <first guided family>_w<weight> (rules/models_common.smk job_model).
+use rule train_model as train_guidance_sweep with:
     output:
         **sweep_model_files("{sweep_weight}"),
     log:
         LOGS / "train" / "au_guidance_sweep_w{sweep_weight}.log",
     benchmark:
         BENCH / "train" / "au_guidance_sweep_w{sweep_weight}.tsv"
-    conda:
-        "../envs/models.yaml"
-    threads: CAM_TRAINING["threads"]
-    resources:
-        **CAM_TRAINING["resources"],
-    params:
-        clips_dir=CLIPS_DIR_PARAM,
-        family=SWEEP_FAMILY,
-        model=lambda wildcards: f"{SWEEP_FAMILY}_w{wildcards.sweep_weight}",
-        settings=sweep_params,
-    script:
-        "../workflow_scripts/train_model.py"
+
+
+workflow.get_rule("train_guidance_sweep").docstring = (
+    "The first AU-guided family trained at one weight of the sweep (interpret.au_guidance.sweep), "
+    "as train_model trains it, under au_guidance_sweep/w<weight>/."
+)
 
 
 rule au_guidance_sweep:

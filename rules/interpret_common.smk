@@ -1,32 +1,31 @@
 """Settings and input functions of the interpretation rules (rules/interpret.smk)."""
 
 from impressions import layout
-from impressions.models import registry
+from impressions.models import registry, variants
 
 INTERPRET_DIR = RESULTS / "interpret"
 INTERPRET_CFG = config["interpret"]
 GUIDANCE = INTERPRET_CFG["au_guidance"]
-GUIDED = (
-    [f + layout.GUIDED_SUFFIX for f in GUIDANCE["models"]]
-    if GUIDANCE["weight"] > 0
-    else []
-)
+GUIDED_FAMILIES = list(GUIDANCE["models"]) if GUIDANCE["weight"] > 0 else []
+GUIDED = [variants.name(f, "au_guided") for f in GUIDED_FAMILIES]
 # Each AU-guided model beside the unguided model of its family: computed once, for the rule that
 # compares them (its inputs and params).
-GUIDANCE_PAIRS = [(g.removesuffix(layout.GUIDED_SUFFIX), g) for g in GUIDED]
+GUIDANCE_PAIRS = list(zip(GUIDED_FAMILIES, GUIDED))
 EXPLAINED = list(INTERPRET_CFG["models"])
 CAM_OVERLAP_CFG = INTERPRET_CFG.get("cam_overlap", {})
-# The published face-overlap test runs on the image family with the GAP (cam) head: the configured
-# image model when its head is cam, else a twin trained with head: cam (image_cam).
-CAM_OVERLAP = (
-    []
-    if "image" not in EXPLAINED or not CAM_OVERLAP_CFG.get("enabled", True)
-    else (
-        ["image"]
-        if MODELS_CFG["image"].get("head") == "cam"
-        else [f"image{layout.CAM_SUFFIX}"]
+# The published face-overlap test runs on whole frames with the GAP (cam) head: for each explained
+# family reading frames (image), the configured model when its head is cam, else its twin trained
+# with head: cam (image_cam).
+CAM_OVERLAP = [
+    (
+        family
+        if (MODELS_CFG.get(family) or {}).get("head") == "cam"
+        else variants.name(family, "cam")
     )
-)
+    for family in EXPLAINED
+    if registry.get(family).sample_kind == "frames"
+    and CAM_OVERLAP_CFG.get("enabled", True)
+]
 # The weight sweep trains the first AU-guided family once per weight (off without guided models).
 SWEEP = list(GUIDANCE.get("sweep", [])) if GUIDANCE["models"] else []
 SWEEP_FAMILY = GUIDANCE["models"][0] if GUIDANCE["models"] else None
@@ -40,7 +39,6 @@ _CAM_FAMILIES = "|".join(registry.names(cam=True))
 
 wildcard_constraints:
     explained=f"({_CAM_FAMILIES})({layout.GUIDED_SUFFIX}|{layout.CAM_SUFFIX})?",
-    guided_family=_CAM_FAMILIES,
     sweep_weight="[0-9.]+",
 
 
@@ -112,23 +110,6 @@ def sweep_weights():
     return [f"{float(w):g}" for w in SWEEP]
 
 
-def sweep_params(wildcards):
-    settings = train_params(wildcards, SWEEP_FAMILY)
-    settings["options"] = settings["options"] | {
-        "au_guidance_weight": float(wildcards.sweep_weight)
-    }
-    return settings
-
-
-def cam_twin_params(wildcards):
-    settings = train_params(wildcards, "image")
-    settings["options"] = settings["options"] | {"head": "cam"}
-    return settings
-
-
-# What retraining a CAM-explainable family (AU-guided, cam twin, sweep) asks for.
-CAM_TRAINING = train_rule_resources(registry.names(cam=True))
-
 # The per-model analyses, one rule each (interpret_<analysis>, generated in rules/interpret.smk), with
 # the memory each asks for and what it does.
 ANALYSES = {
@@ -183,14 +164,6 @@ def interpret_options(analysis):
         "split": MODELS_CFG["split"],
         "seed": MODELS_CFG["seed"],
     }
-
-
-def guided_params(wildcards):
-    settings = train_params(wildcards, wildcards.guided_family)
-    settings["options"] = settings["options"] | {
-        "au_guidance_weight": GUIDANCE["weight"]
-    }
-    return settings
 
 
 # The per-model analyses read the per-clip arrays through the clips folder: the checkpoint stands

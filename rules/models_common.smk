@@ -1,7 +1,7 @@
 """Settings and input functions of the model rules (rules/models.smk)."""
 
 from impressions import layout
-from impressions.models import registry
+from impressions.models import registry, variants
 
 MODELS_DIR = RESULTS / "models"
 REPORT_DIR = RESULTS / "report"
@@ -40,18 +40,6 @@ def model_targets():
     ]
 
 
-def train_params(wildcards, family):
-    # Only settings that change what is trained: a new bootstrap count must not retrain. The
-    # preprocessing settings stored with a checkpoint come from the config in the script, not from
-    # params, so that an audio setting does not retrain the face model (its inputs say what changed).
-    # `split` is passed only when not the default, so that runs made before the setting existed
-    # (whose params lack it) are not retrained; training's default is the official split.
-    common = {k: MODELS_CFG[k] for k in ("seed", "device", "amp", "num_workers")}
-    if MODELS_CFG["split"] != "official":
-        common["split"] = MODELS_CFG["split"]
-    return {"common": common, "options": MODELS_CFG.get(family) or {}}
-
-
 # What each input kind of a family (impressions.models.registry.INPUT_KINDS) is read from.
 KIND_TABLES = {
     "frames": {"frames": TABLES_DIR / "frames.parquet"},
@@ -85,29 +73,6 @@ def train_inputs(family):
     return inputs | split_inputs(None)
 
 
-def family_constraint(families):
-    """A wildcard that matches exactly these model names."""
-    return "|".join(families)
-
-
-def train_rule_resources(families):
-    """threads, resources and clips-folder params of the rule training `families` (the registry's)."""
-    specs = [registry.get(f) for f in families]
-    gpu = any(f.gpu for f in specs)
-    resources = {
-        "mem_mb": max(f.mem_mb for f in specs),
-        "runtime": max(f.runtime for f in specs),
-    }
-    params = {}
-    if any(f.sample_kind in registry.IMAGE_KINDS for f in specs):
-        params["clips_dir"] = CLIPS_DIR_PARAM
-    return {
-        "threads": MODELS_CFG["threads"] if gpu else 1,
-        "resources": ({"gpu": MODELS_CFG["gpus"]} if gpu else {}) | resources,
-        "params": params,
-    }
-
-
 def split_inputs(wildcards):
     """The splits table (rule splits), and the identities table when `models.split` is identity_faces."""
     inputs = {"splits": str(TABLES_DIR / "splits.parquet")}
@@ -120,17 +85,45 @@ def split_inputs(wildcards):
 # models.seeds.values (other than models.seed) as <family>_seed<k>; the report gives the spread.
 SEEDS_CFG = MODELS_CFG.get("seeds") or {}
 SEEDED = [
-    f"{family}_seed{seed}"
+    variants.name(family, "seed", seed=seed)
     for family in SEEDS_CFG.get("families", [])
     for seed in SEEDS_CFG.get("values", [])
     if seed != MODELS_CFG["seed"]
 ]
 
 
-# What a retraining of any seedable family asks for (train_seeded has one rule for them all).
-SEEDED_TRAINING = train_rule_resources(registry.names(seedable=True))
+# The training rule (rules/models.smk) trains every model, a family or a variant of one
+# (impressions/models/variants.py): what a job reads, passes on and asks for comes from the model's
+# family and variant.
 
 
-def seeded_params(wildcards):
-    settings = train_params(wildcards, wildcards.seeded_family)
-    return {**settings, "common": {**settings["common"], "seed": int(wildcards.seed)}}
+def job_model(wildcards):
+    """The model a training job makes: its `model` wildcard, or the sweep's <family>_w<weight>."""
+    if "sweep_weight" in wildcards.keys():
+        return variants.name(SWEEP_FAMILY, "sweep", weight=wildcards.sweep_weight)
+    return wildcards.model
+
+
+def job_family(wildcards):
+    return variants.parse(job_model(wildcards)).family
+
+
+def train_job_inputs(wildcards):
+    """The family's inputs (train_inputs) and the tables the variant reads besides them."""
+    model = job_model(wildcards)
+    tables = {t: str(TABLES_DIR / f"{t}.parquet") for t in variants.tables(model)}
+    return train_inputs(variants.parse(model).family.name) | tables
+
+
+def train_threads(wildcards):
+    """models.threads for a job on a GPU (its data loader's workers), else one."""
+    return MODELS_CFG["threads"] if job_family(wildcards).gpu else 1
+
+
+def train_gpus(wildcards):
+    """The GPUs a job asks a cluster for: models.gpus for a family with `gpu`, else none."""
+    return MODELS_CFG["gpus"] if job_family(wildcards).gpu else 0
+
+
+def train_settings(wildcards):
+    return variants.settings(job_model(wildcards), config)

@@ -29,7 +29,7 @@ TINY = {
     "au_linear": {"alphas": [1.0]},
     "fusion_handcrafted": {"inputs": ["face", "audio"], "hidden": [4, 4], "epochs": 1},
 }  # fmt: skip
-MODEL_RULES = ["splits", "train_face", "train_audio", "train_au_linear", "train_fusion", "report"]
+MODEL_RULES = ["splits", "train_model", "report"]
 
 
 def _edit(case: str, tables, clips_dir, arrays) -> None:

@@ -9,7 +9,7 @@ import shutil
 
 import polars as pl
 import pytest
-from workflow import planned, rules, run, write_config
+from workflow import by_model, planned, run, write_config
 
 from impressions import layout
 from impressions.data import demo
@@ -183,27 +183,28 @@ def test_training_setting_reruns_no_preprocessing(done):
     root, work = done
     configure(work, root, models={**MODELS, "face": {**MODELS["face"], "lr": 0.01}})
     try:
-        jobs = rules(planned(work))
+        jobs = by_model(planned(work))
     finally:
         configure(work, root)
     assert not PREPROCESSING & set(jobs)
-    assert jobs["train_face"] == 1 and jobs["train_au_guided"] == 1 and jobs["report"] == 1
-    assert "train_image" not in jobs and "train_audio" not in jobs and "train_au_linear" not in jobs
+    assert jobs["train_model:face"] == 1 and jobs["train_model:face_au_guided"] == 1 and jobs["report"] == 1
+    assert not {f"train_model:{m}" for m in ("image", "audio", "audio_fbank", "au_linear")} & set(jobs)
 
 
 def test_expression_backend_reruns_expressions_and_what_follows_only(done):
     root, work = done
     configure(work, root, expressions={"device": "cpu", "backend": "pyfeat"})
     try:
-        jobs = rules(planned(work))
+        jobs = by_model(planned(work))
     finally:
         configure(work, root)
     assert jobs["expression_shard"] == 2 and jobs["gather_expressions"] == 1
     # Frames, faces and audio do not depend on expressions; neither do the image, face and audio models.
     untouched = {"preprocess_shard", "audio_shard", "gather_clips", "gather_audio", "clip_index",
-                 "train_image", "train_face", "train_audio"}  # fmt: skip
+                 *(f"train_model:{m}" for m in ("image", "face", "audio", "audio_fbank"))}  # fmt: skip
     assert not untouched & set(jobs)
-    assert {"train_au_linear", "train_fusion", "train_au_guided", "report"} <= set(jobs)
+    assert {"train_model:au_linear", "train_model:fusion_handcrafted", "train_model:face_au_guided",
+            "report"} <= set(jobs)  # fmt: skip
 
 
 def test_added_clip_reruns_its_own_jobs_then_gathering_training_and_report(done):
@@ -217,8 +218,8 @@ def test_added_clip_reruns_its_own_jobs_then_gathering_training_and_report(done)
         values[f"{new_id}.mp4"] = values[f"{source.clip_id}.mp4"]
     path.write_bytes(pickle.dumps(labels, protocol=2))
     jobs = planned(work)
-    counted = rules(jobs)
+    counted = by_model(jobs)
     assert counted["preprocess_shard"] == counted["audio_shard"] == counted["expression_shard"] == 1
     assert {"clip_index", "gather_clips", "gather_audio", "gather_expressions"} <= set(counted)
-    assert {"train_image", "train_face", "train_audio", "train_au_linear", "train_fusion",
-            "train_au_guided", "report"} <= set(counted)  # fmt: skip
+    retrained = ("image", "face", "audio", "au_linear", "fusion", "face_au_guided")
+    assert {*(f"train_model:{m}" for m in retrained), "report"} <= set(counted)

@@ -6,21 +6,13 @@ import model_data
 import numpy as np
 import polars as pl
 import pytest
-from workflow import planned, rules, run, write_config
+from workflow import by_model, planned, rules, run, write_config
 
 from impressions.schemas import LABELS
 
 pytestmark = pytest.mark.workflow
 
-MODEL_RULES = [
-    "splits",
-    "train_image",
-    "train_face",
-    "train_audio",
-    "train_au_linear",
-    "train_fusion",
-    "report",
-]
+MODEL_RULES = ["splits", "train_model", "report"]
 TINY = {
     "families": ["image", "face", "audio", "audio_fbank", "au_linear", "fusion_handcrafted"],
     "bootstrap": 100, "threads": 1,
@@ -82,8 +74,8 @@ def test_a_model_setting_retrains_that_model_and_what_uses_it(work):
     assert not planned(work, *only_models(target))
     write_config(work, data_root=str(work / "fi"), results_dir="out", models={**TINY, "face": {"width": 8}})
     try:
-        jobs = rules(planned(work, *only_models(target)))
-        assert jobs == {"train_face": 1, "train_fusion": 1, "report": 1}
+        jobs = by_model(planned(work, *only_models(target)))
+        assert jobs == {"train_model:face": 1, "train_model:fusion_handcrafted": 1, "report": 1}
     finally:
         write_config(work, data_root=str(work / "fi"), results_dir="out", models=TINY)
     # A new bootstrap count redoes the report only.
@@ -98,10 +90,9 @@ def test_the_split_setting_retrains_every_model(work):
     work, target = work
     write_config(work, data_root=str(work / "fi"), results_dir="out", models={**TINY, "split": "identity"})
     try:
-        jobs = rules(planned(work, *only_models(target)))
+        jobs = by_model(planned(work, *only_models(target)))
         # the split is computed once (rule splits) and every model and the report read it
-        assert jobs == {"splits": 1, "train_image": 1, "train_face": 1, "train_audio": 2,
-                        "train_au_linear": 1, "train_fusion": 1, "report": 1}  # fmt: skip
+        assert jobs == {"splits": 1, "report": 1, **{f"train_model:{m}": 1 for m in TINY["families"]}}
     finally:
         write_config(work, data_root=str(work / "fi"), results_dir="out", models=TINY)
     assert not planned(work, *only_models(target))  # `official`, the default, retrains nothing

@@ -2,22 +2,26 @@
 CAM-explainable) interpreted; a new family is one entry plus its builder; the input transform travels
 with the checkpoint; the checked-in rule graph and the rule table in docs/workflow.md are current."""
 
+import json
+import os
 import re
 import subprocess
 from pathlib import Path
 
 import model_data
 import numpy as np
+import polars as pl
 import pytest
 import torch
 import workflow
 from media import face_clip
 from test_training import inputs_for
 
-from impressions import predict, rulegraph
+from impressions import cluster, predict, rulegraph
 from impressions.models import networks as models
-from impressions.models import registry, transforms
+from impressions.models import registry, transforms, variants
 from impressions.models.registry import Family
+from impressions.schemas import TRAITS
 from impressions.training import loop as training
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,9 +91,9 @@ def planned(tmp_path_factory):
 
 def test_every_registered_family_is_planned_reported_and_interpreted(planned):
     jobs = {(rule, body) for rule, body in re.findall(r"^rule (\w+):\n(.*?)(?=^\S|\Z)", planned, re.M | re.S)}
-    trains = {(rule, m[1]) for rule, body in jobs if (m := re.search(r"wildcards: family=(\S+)", body))}
+    trains = {(rule, m[1]) for rule, body in jobs if (m := re.search(r"wildcards: model=(\S+)", body))}
     for family in TRAINED:
-        assert (registry.get(family).rule, family) in trains, family
+        assert ("train_model", family) in trains, family
     assert any(rule == "late_average" for rule, _ in jobs)
     (report,) = [body for rule, body in jobs if rule == "report"]
     for family in registry.FAMILIES:
@@ -99,50 +103,129 @@ def test_every_registered_family_is_planned_reported_and_interpreted(planned):
                      for m in [re.search(r"wildcards: explained=(\S+)", body)]}  # fmt: skip
         assert set(CAM) <= explained, analysis
         assert f"results/interpret/{analysis}/{CAM[0]}/section.json" in report
-    assert any(rule == "train_seeded" for rule, _ in jobs)
+    # Its variants are jobs of the same rule: another seed, AU guidance, the cam head.
+    for variant in (f"{CAM[0]}_seed1", f"{CAM[0]}_au_guided", f"{CAM[0]}_cam"):
+        assert ("train_model", variant) in trains, variant
 
 
-# A new family: this entry and its builder are the only two edits it takes.
-TOY = Family("toy", ("au_table",), "test_registry:toy_builder", "ridge", "train_toy", "au_means",
-             doc="a toy family: least squares on the 17 mean AUs, with its own builder")  # fmt: skip
+# Settings the demo config gives (config.yaml), and what each kind of model's training job passed on
+# before the variants were one rule (the settings of train_seeded, train_au_guided, train_cam_twin and
+# train_guidance_sweep, and of the per-family rules): the same dicts, so the same checkpoints.
+DEMO = workflow.yaml.safe_load((REPO / "config.yaml").read_text())
+COMMON = {"seed": 0, "device": "auto", "amp": True, "num_workers": 0}
 
 
-def toy_builder(in_dim: int = 17, **options):
-    return models.RidgeRegression(in_dim, **options)
+def test_a_variant_passes_on_its_family_settings_with_its_overrides():
+    config = {**DEMO, "interpret": {**DEMO["interpret"], "au_guidance": {"weight": 2, "models": ["face"]}}}
+    face, audio = DEMO["models"]["face"], DEMO["models"]["audio"]
+    expected = {
+        "face": {"common": COMMON, "options": face},
+        "audio_fbank": {"common": COMMON, "options": DEMO["models"].get("audio_fbank") or {}},
+        "voice_linear": {"common": COMMON, "options": DEMO["models"].get("voice_linear") or {}},
+        "audio_seed2": {"common": {**COMMON, "seed": 2}, "options": audio},
+        "face_au_guided": {"common": COMMON, "options": {**face, "au_guidance_weight": 2}},
+        "image_cam": {"common": COMMON, "options": {**DEMO["models"]["image"], "head": "cam"}},
+        "face_w0.3": {"common": COMMON, "options": {**face, "au_guidance_weight": 0.3}},
+    }
+    for model, settings in expected.items():
+        got = variants.settings(model, config)
+        assert got == settings and repr(got) == repr(settings), model  # the same order too: same params
+    split = {**config, "models": {**config["models"], "split": "identity_faces"}}
+    expected_common = {**COMMON, "seed": 1, "split": "identity_faces"}
+    assert variants.settings("fusion_seed1", split)["common"] == expected_common
+    assert variants.parse("audio_fbank_seed1").family.name == "audio_fbank"
+    assert variants.name("face", "sweep", weight=0.3) == "face_w0.3"
+    with pytest.raises(KeyError, match="no variant"):
+        variants.parse("audio_au_guided")  # AU guidance needs CAM
+
+
+def test_the_slurm_profile_sends_gpu_training_jobs_to_the_gpu_partition(monkeypatch):
+    monkeypatch.setenv(cluster.PARTITION, "cpu")
+    monkeypatch.setenv(cluster.GPU_PARTITION, "gpu")
+    monkeypatch.setenv(cluster.GPU_MODEL, "a100")
+    image, ridge = {"model": "image_seed1"}, {"model": "au_linear"}
+
+    def asked(wildcards):
+        return cluster.partition(wildcards), cluster.gpu_model(wildcards), cluster.mem_mb(wildcards, 2)
+
+    assert asked(image) == ("gpu", "a100", 32000)
+    assert asked(ridge) == ("cpu", "", 4000)
+    assert cluster.partition({"sweep_weight": "0.1"}) == "gpu"  # the sweep trains a CAM family
+    monkeypatch.delenv(cluster.GPU_PARTITION)
+    assert cluster.partition(image) == "cpu"
+
+
+# A new family outside impressions/models/registry.py: this entry and its builder are all it takes. The
+# workflow's processes (planning, the training script) and `impressions predict` import the registry
+# afresh, so the test does what a user would: it puts the module on PYTHONPATH and names it in
+# IMPRESSIONS_EXTRA_FAMILIES (the registry's extension point).
+TOY_MODULE = '''"""A toy model family: ridge on the 17 mean AUs, with its own builder."""
+
+from impressions.models.registry import Family
+
+FAMILIES = [
+    Family(name="toy", inputs=("au_table",), builder="toy_family:build", trainer="ridge", kind="au_means",
+           fixed={"alphas": [1.0]}, doc="a toy family: ridge on the 17 mean AUs, with its own builder"),
+]
+
+
+def build(in_dim=17, **options):
+    from impressions.models import networks
+
+    return networks.RidgeRegression(in_dim, **options)
+'''
 
 
 def test_a_new_family_is_one_entry_plus_its_builder(monkeypatch, tmp_path):
-    monkeypatch.setitem(registry.FAMILIES, "toy", TOY)
-    data = model_data.build(tmp_path / "results")
-    summary = training.train_family(
-        "toy", _inputs(data, "toy", None), training.Outputs.in_folder(tmp_path / "toy"),
-        {"seed": 0, "device": "cpu", "threads": 1}, {"alphas": [1.0]},
-    )  # fmt: skip
-    assert summary["family"] == "toy" and summary["selected"]["alpha"] == 1.0
-    model, ckpt = models.load_checkpoint(tmp_path / "toy" / "checkpoint.pt")
-    assert isinstance(model, models.RidgeRegression) and ckpt["family"] == "toy"
-    # The workflow plans a training rule for it, named by its entry, with its inputs (`all` is named:
-    # a default target is not taken from an included Snakefile).
-    folder = tmp_path / "workflow"
-    folder.mkdir()
-    for name in ("config.yaml", "impressions"):
-        (folder / name).symlink_to(REPO / name)
-    (folder / "Snakefile").write_text(
-        "from impressions.models import registry\n"
-        f"registry.FAMILIES['toy'] = registry.Family{tuple(TOY.__dict__.values())[:6]!r}\n"
-        f"include: {str(REPO / 'Snakefile')!r}\n"
-    )
+    """One registry entry and its builder, in a module named by IMPRESSIONS_EXTRA_FAMILIES: the workflow
+    plans its training job, trains it, reports it, and `impressions predict` scores a new clip with it."""
+    plugin = tmp_path / "plugin"
+    plugin.mkdir()
+    (plugin / "toy_family.py").write_text(TOY_MODULE)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(plugin), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv(registry.EXTRA_FAMILIES, "toy_family")
     work = tmp_path / "work"
-    work.mkdir()
-    workflow.write_config(work, models={"families": ["toy"]})
-    out = subprocess.run(
-        [workflow.SNAKEMAKE, "all", "-s", str(folder / "Snakefile"), "--directory", str(work), "--dry-run",
-         "--configfile", str(work / "test_config.yaml")], capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    (body,) = re.findall(r"^rule train_toy:\n(.*?)(?=^\S|\Z)", out, re.M | re.S)
-    assert "results/tables/expressions.parquet" in body and "results/models/toy/checkpoint.pt" in body
-    assert "results/models/toy/predictions.parquet" in re.search(r"^rule report:\n(.*?)(?=^\S|\Z)", out,
-                                                                 re.M | re.S)[1]  # fmt: skip
+    data = model_data.build(work / "out")
+    clips = pl.read_parquet(data["tables"] / "clips.parquet")
+    (work / "v").mkdir()
+    for c in clips["clip_id"]:
+        (work / "v" / f"{c}.mp4").write_bytes(b"placeholder: never decoded here")
+    columns = ["clip_id", "split", *TRAITS, "youtube_id"]
+    clips.select(pl.concat_str(pl.lit("v/"), "clip_id", pl.lit(".mp4")).alias("path"), *columns).write_csv(
+        work / "manifest.csv"
+    )
+    # (a family with settings of its own would also need a section in impressions/config.schema.yaml)
+    models_cfg = {"families": ["toy"], "bootstrap": 20}
+    workflow.write_config(work, manifest=str(work / "manifest.csv"), results_dir="out", models=models_cfg)
+    args = ["--nolock", "out/report/index.html", "--allowed-rules", "splits", "train_model", "report"]
+    # Planned: its training job, with its inputs, and the report reading its predictions.
+    jobs = workflow.plan(work, *args)
+    (train,) = [job for rule, job in jobs if rule == "train_model"]
+    assert train["wildcards"] == "model=toy"
+    assert "out/tables/expressions.parquet" in train["input"]
+    assert "out/models/toy/checkpoint.pt" in train["output"]
+    (report,) = [job for rule, job in jobs if rule == "report"]
+    assert "out/models/toy/predictions.parquet" in report["input"]
+    # Trained and reported.
+    workflow.run(work, *args)
+    summary = json.loads((work / "out" / "models" / "toy" / "summary.json").read_text())
+    assert summary["family"] == "toy" and summary["selected"]["alpha"] == 1.0
+    assert "toy" in set(pl.read_parquet(work / "out" / "report" / "metrics.parquet")["model"])
+    monkeypatch.syspath_prepend(str(plugin))
+    import toy_family
+
+    monkeypatch.setitem(registry.FAMILIES, "toy", toy_family.FAMILIES[0])
+    model, ckpt = models.load_checkpoint(work / "out" / "models" / "toy" / "checkpoint.pt")
+    assert isinstance(model, models.RidgeRegression) and ckpt["family"] == "toy"
+    # Predicted: `impressions predict` on a new clip.
+    video = tmp_path / "new.000.mp4"
+    face_clip(video, start=12.0, seconds=3.0)
+    out = tmp_path / "scores.csv"
+    subprocess.run([str(Path(workflow.SNAKEMAKE).parent / "impressions"), "predict", str(video), "--models",
+                    str(work / "out" / "models"), "--device", "cpu", "--output", str(out)], check=True,
+                   capture_output=True, text=True)  # fmt: skip
+    scores = pl.read_csv(out)
+    assert scores["model"].to_list() == ["toy"] and scores["has_input"].all()
 
 
 def test_config_names_are_checked_against_the_registry():

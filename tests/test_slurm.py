@@ -278,16 +278,16 @@ def test_slurm_logs_kept_for_successful_jobs(fi_run):
 
 TOY = """
 rule all:
-    input: "needs_memory.txt", "trained.txt"
+    input: "needs_memory.txt", "trained_image.txt"
 
 rule needs_memory:
     output: "needs_memory.txt"
     shell: "test {resources.mem_mb} -ge 4000 && echo {resources.mem_mb} > {output}"
 
-# Named like the workflow's training rule so that the profile's settings for it apply; asks for a GPU
-# the way rules/models.smk does.
-rule train_image:
-    output: "trained.txt"
+# Named like the workflow's training rule, with its `model` wildcard (here a GPU family's), so that the
+# profile's settings for it apply; asks for a GPU the way rules/models.smk does.
+rule train_model:
+    output: "trained_{model}.txt"
     resources: gpu=1
     shell: "echo $SLURM_JOB_PARTITION $CUDA_VISIBLE_DEVICES > {output}"
 """
@@ -312,11 +312,11 @@ def test_failed_job_is_retried_with_more_memory(toy_run):
 
 
 def test_gpu_training_job_gets_a_gpu_of_the_model_on_the_gpu_partition(toy_run):
-    (job,) = by_comment(toy_run.accounting)["rule_train_image"]
+    (job,) = by_comment(toy_run.accounting)["rule_train_model_wildcards_image"]
     assert job["State"] == "COMPLETED" and job["Partition"] == GPU_PARTITION
     # what was asked: one GPU of the model in $IMPRESSIONS_SLURM_GPU_MODEL (sbatch --gpus=testgpu:1)
     assert {"gres/gpu=1", f"gres/gpu:{GPU_MODEL}=1"} <= set(job["ReqTRES"].split(","))
     # and the job step saw it: SLURM set CUDA_VISIBLE_DEVICES for its one GPU
-    assert (toy_run.work / "trained.txt").read_text().split() == [GPU_PARTITION, "0"]
+    assert (toy_run.work / "trained_image.txt").read_text().split() == [GPU_PARTITION, "0"]
     (other,) = [t for t in by_comment(toy_run.accounting)["rule_needs_memory"] if t["State"] == "COMPLETED"]
     assert other["Partition"] == PARTITION and "gres/gpu" not in other["ReqTRES"]

@@ -29,8 +29,7 @@ INTERPRET = {
     "manifold": {"models": ["face", "audio"], "method": "pca", "perplexity": 5, "neighbors": 2},
 }  # fmt: skip
 # Everything after the dataset tables (which are given): the model, variant, analysis and report rules.
-RULES = ["splits", "train_image", "train_face", "train_audio", "late_average", "train_seeded",
-         "train_cam_twin", "train_au_guided", "train_guidance_sweep", "au_guidance_sweep",
+RULES = ["splits", "train_model", "late_average", "train_guidance_sweep", "au_guidance_sweep",
          "au_guidance_effect", "interpret_cam", "interpret_units", "interpret_au_maps",
          "interpret_cam_overlap", "interpret_manifold", "report"]  # fmt: skip
 TARGET = "out/report/index.html"

@@ -84,3 +84,12 @@ def plan(workdir: Path, *args: str, configfiles=()) -> list[tuple[str, dict[str,
 
 def rules(jobs: Counter) -> Counter:
     return Counter(rule for rule, _ in jobs.elements())
+
+
+def by_model(jobs: Counter) -> Counter:
+    """Like `rules`, but a train_model job counted under ``train_model:<model>``, the model it trains."""
+    out: Counter = Counter()
+    for (rule, wildcards), n in jobs.items():
+        model = re.fullmatch(r"model=(\S+)", wildcards) if rule == "train_model" else None
+        out[f"{rule}:{model[1]}" if model else rule] += n
+    return out

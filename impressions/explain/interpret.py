@@ -46,6 +46,7 @@ from impressions.explain.sections import (
     polars_types,
 )
 from impressions.explain.unit_analyses import units_analysis
+from impressions.models import registry, variants
 from impressions.schemas import TRAITS
 
 log = logging.getLogger(__name__)
@@ -155,11 +156,15 @@ def read_tables(
 
 
 def explained_kind(model_name: str) -> str:
-    """frames for the image family (and its guided twin), faces for the face family."""
-    family = model_name.removesuffix(layout.GUIDED_SUFFIX).removesuffix(layout.CAM_SUFFIX)
-    if family not in ("image", "face"):
-        raise ValueError(f"{model_name}: only image and face models can be explained")
-    return "frames" if family == "image" else "faces"
+    """What a CAM-explainable model looks at (its family's sample kind): frames for the image family
+    and its variants (AU-guided, cam head), faces for the face family's."""
+    family = variants.parse(model_name).family
+    if not family.cam or family.sample_kind not in registry.IMAGE_KINDS:
+        raise ValueError(
+            f"{model_name}: only models of CAM-explainable families ({', '.join(registry.names(cam=True))}) "
+            "can be explained"
+        )
+    return family.sample_kind
 
 
 def run(

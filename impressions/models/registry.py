@@ -3,7 +3,15 @@
 The workflow's rules, training (`impressions.training.loop`), `impressions predict` and the
 interpretation stage read this table instead of naming families. Adding a family is one `Family`
 entry in `FAMILIES` plus its builder (a function returning an `nn.Module` that has ``embed`` and
-``fc``, see `impressions.models.networks`); `tests/test_registry.py` adds a toy one that way.
+``fc``, see `impressions.models.networks`). A model is a family plus, optionally, a variant (another
+seed, AU guidance, the cam head, a sweep weight: `impressions.models.variants`), which needs no entry.
+
+A family can also live outside this file: `IMPRESSIONS_EXTRA_FAMILIES` names modules (comma-separated,
+importable from ``PYTHONPATH``), each with a ``FAMILIES`` sequence of `Family` entries, added after the
+built-in ones when this module is imported. The variable reaches every process that imports the
+registry (the workflow's planning, its training scripts, `impressions predict`), so such a family is
+planned, trained, reported and predicted like a built-in one; `tests/test_registry.py` adds a toy
+family that way.
 
 This module imports nothing heavy: the rules import it while the workflow is planned. Builders are
 named as ``"module:function"`` strings and imported only when a model is built (`build`).
@@ -23,6 +31,7 @@ Input kinds (`Family.inputs`), each with the dataset table or array a rule names
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -45,22 +54,20 @@ SAMPLE_KINDS = ("frames", "faces", "waveform", "logfbank")
 class Family:
     """One model family.
 
-    `name` is its config key (``models.families``, ``models.<name>``) and model folder; `rule` the
-    training rule that builds it (families sharing a rule are that rule's wildcard values); `builder`
+    `name` is its config key (``models.families``, ``models.<name>``) and model folder; `builder`
     ``"module:function"`` (None: nothing is fitted, no checkpoint); `kind` the value stored with the
-    checkpoint for what one input sample is (``frames`` ... ``au_means``); `gpu` whether its rule asks
-    a cluster for GPUs; `cam` whether class activation maps explain it (interpretation, AU guidance,
-    the cam twin); `seedable` whether `models.seeds` may retrain it; `mem_mb` and `runtime` (minutes)
-    what its training job asks a cluster for; `fixed` settings that always apply
-    (over the config's); `defaults` the settings it gets where the config section gives none;
-    `doc` one line for the docs and the rule.
+    checkpoint for what one input sample is (``frames`` ... ``au_means``); `gpu` whether its training
+    job asks a cluster for GPUs; `cam` whether class activation maps explain it (interpretation, AU
+    guidance, the cam twin: `impressions.models.variants`); `seedable` whether `models.seeds` may
+    retrain it; `mem_mb` and `runtime` (minutes) what its training job asks a cluster for; `fixed`
+    settings that always apply (over the config's); `defaults` the settings it gets where the config
+    section gives none; `doc` one line for the docs and the rule.
     """
 
     name: str
     inputs: tuple[str, ...]
     builder: str | None
     trainer: str
-    rule: str
     kind: str
     gpu: bool = False
     cam: bool = False
@@ -93,6 +100,11 @@ class Family:
         return "au_table" in self.inputs
 
     @property
+    def face_only(self) -> bool:
+        """Every input comes from detected faces (face crops, AUs): with no face, nothing to learn."""
+        return bool(self.inputs) and all(k in ("faces", "au_table") for k in self.inputs)
+
+    @property
     def trained(self) -> bool:
         """Has a checkpoint (every family but those that fit nothing)."""
         return self.builder is not None
@@ -107,35 +119,37 @@ _F = "impressions.models.networks"
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in (
-        Family("image", ("frames",), f"{_F}:image", "samples", "train_image", "frames", gpu=True, cam=True,
-               seedable=True, mem_mb=8000, runtime=240,
+        Family(name="image", inputs=("frames",), builder=f"{_F}:image", trainer="samples", kind="frames",
+               gpu=True, cam=True, seedable=True, mem_mb=8000, runtime=240,
                doc="DAN+ on whole frames (the stored frames of every clip)"),
-        Family("face", ("faces",), f"{_F}:face", "samples", "train_face", "faces", gpu=True, cam=True,
-               seedable=True, mem_mb=8000, runtime=240,
+        Family(name="face", inputs=("faces",), builder=f"{_F}:face", trainer="samples", kind="faces",
+               gpu=True, cam=True, seedable=True, mem_mb=8000, runtime=240,
                doc="DAN+ on aligned faces (the stored faces, frames with has_face only)"),
-        Family("audio", ("waveform",), f"{_F}:audio", "samples", "train_audio", "waveform", gpu=True,
-               seedable=True, mem_mb=8000, runtime=120, doc="the raw-waveform residual CNN"),
-        Family("audio_fbank", ("logfbank",), f"{_F}:audio_fbank", "samples", "train_audio", "logfbank",
-               gpu=True, seedable=True, mem_mb=8000, runtime=120, doc="the log-filterbank regressor"),
-        Family("au_linear", ("au_table",), f"{_F}:au_linear", "ridge", "train_au_linear", "au_stats",
+        Family(name="audio", inputs=("waveform",), builder=f"{_F}:audio", trainer="samples", kind="waveform",
+               gpu=True, seedable=True, mem_mb=8000, runtime=120, doc="the raw-waveform residual CNN"),
+        Family(name="audio_fbank", inputs=("logfbank",), builder=f"{_F}:audio_fbank", trainer="samples",
+               kind="logfbank", gpu=True, seedable=True, mem_mb=8000, runtime=120,
+               doc="the log-filterbank regressor"),
+        Family(name="au_linear", inputs=("au_table",), builder=f"{_F}:au_linear", trainer="ridge",
+               kind="au_stats",
                doc="ridge regression on per-clip AU statistics (closed form, CPU, seconds)"),
-        Family("au_linear_published", ("au_table",), f"{_F}:au_linear_published", "ridge",
-               "train_au_linear_published", "au_means", fixed=MappingProxyType({"alphas": [0.0]}),
+        Family(name="au_linear_published", inputs=("au_table",), builder=f"{_F}:au_linear_published",
+               trainer="ridge", kind="au_means", fixed=MappingProxyType({"alphas": [0.0]}),
                doc="least squares on the 17 per-clip mean AUs (Ventura et al. 2017 fit a linear regressor "
                "on 17 AUs; plain least squares and per-clip means are our reading: the paper names neither)"),
-        Family("voice_linear", ("voice_table",), f"{_F}:voice_linear", "ridge", "train_voice_linear",
-               "voice_stats",
+        Family(name="voice_linear", inputs=("voice_table",), builder=f"{_F}:voice_linear", trainer="ridge",
+               kind="voice_stats",
                doc="ridge regression on the per-clip voice descriptors (closed form, CPU, seconds)"),
-        Family("fusion", ("features",), f"{_F}:fusion", "fusion", "train_fusion", "features", gpu=True,
-               seedable=True, defaults=MappingProxyType({"inputs": ["image", "face", "audio"]}),
+        Family(name="fusion", inputs=("features",), builder=f"{_F}:fusion", trainer="fusion", kind="features",
+               gpu=True, seedable=True, defaults=MappingProxyType({"inputs": ["image", "face", "audio"]}),
                mem_mb=8000, runtime=60, doc="late fusion of the trained models' per-clip features"),
-        Family("fusion_handcrafted", ("features", "au_table", "voice_table"), f"{_F}:fusion_handcrafted",
-               "fusion", "train_fusion", "features+handcrafted", gpu=True, seedable=True,
-               defaults=MappingProxyType({"inputs": ["image", "face", "audio"]}),
+        Family(name="fusion_handcrafted", inputs=("features", "au_table", "voice_table"),
+               builder=f"{_F}:fusion_handcrafted", trainer="fusion", kind="features+handcrafted", gpu=True,
+               seedable=True, defaults=MappingProxyType({"inputs": ["image", "face", "audio"]}),
                mem_mb=8000, runtime=60,
                doc="late fusion of the trained models' per-clip features + handcrafted features"),
-        Family("late_average", ("predictions",), None, "average", "late_average", "predictions",
-               defaults=MappingProxyType({"inputs": ["image", "face", "audio"]}),
+        Family(name="late_average", inputs=("predictions",), builder=None, trainer="average",
+               kind="predictions", defaults=MappingProxyType({"inputs": ["image", "face", "audio"]}),
                mem_mb=2000, runtime=10,
                doc="the equal-weight mean of the listed models' clip scores (nothing fitted; "
                "impressions/training/fusion.py)"),
@@ -164,15 +178,6 @@ def with_input(*kinds: str, composite: bool | None = None) -> tuple[str, ...]:
         for f in FAMILIES.values()
         if any(k in f.inputs for k in kinds) and composite in (None, f.composite)
     )
-
-
-def rules() -> dict[str, list[str]]:
-    """{training rule: its families} for every family with a checkpoint, in registry order."""
-    out: dict[str, list[str]] = {}
-    for f in FAMILIES.values():
-        if f.trained:
-            out.setdefault(f.rule, []).append(f.name)
-    return out
 
 
 def family_of(model: str) -> str:
@@ -234,3 +239,18 @@ def check_config(config: Mapping) -> None:
 def names_where(test) -> list[str]:
     """Family names for which `test(family)` is true, in registry order."""
     return [f.name for f in FAMILIES.values() if test(f)]
+
+
+EXTRA_FAMILIES = "IMPRESSIONS_EXTRA_FAMILIES"
+"""Environment variable naming modules with more `Family` entries (see the module docstring)."""
+
+
+def _add_extra_families() -> None:
+    for module in filter(None, (m.strip() for m in os.environ.get(EXTRA_FAMILIES, "").split(","))):
+        for family in importlib.import_module(module).FAMILIES:
+            if family.name in FAMILIES:
+                raise ValueError(f"{EXTRA_FAMILIES}: {module} redefines model family {family.name!r}")
+            FAMILIES[family.name] = family
+
+
+_add_extra_families()

@@ -49,8 +49,9 @@ def why_not_trainable(
     if not val.height:
         return "no labelled val clip with a video file: the epoch (or ridge penalty) is selected on val"
     train_ids = train["clip_id"].to_list()
-    if family in ("face", "au_linear"):
-        faces_path = inputs.frames if family == "face" else inputs.expressions
+    spec = registry.get(family)
+    if spec.face_only:  # face crops (the faces table is its `frames`) or AUs only
+        faces_path = inputs.frames if spec.sample_kind == "faces" else inputs.expressions
         table = pl.read_parquet(faces_path).filter(pl.col("clip_id").is_in(train_ids))
         found = table.filter(pl.col("has_face")).height if "has_face" in table.columns else table.height
         if not found:
@@ -59,7 +60,6 @@ def why_not_trainable(
         expressions = pl.read_parquet(inputs.expressions).filter(pl.col("clip_id").is_in(train_ids))
         if not expressions.height:
             return "AU guidance needs facial expressions, and no train clip has any (no face found)"
-    spec = registry.get(family)
     if spec.sample_kind in ("waveform", "logfbank"):
         audio = pl.read_parquet(inputs.audio_table).filter(pl.col("clip_id").is_in(train_ids))
         if not audio.filter(pl.col("has_audio")).height:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from impressions.explain import au_maps
+from impressions.models import registry
 from impressions.schemas import EMOTIONS
 from impressions.training import datasets
 from impressions.training.inputs import Inputs, _read
@@ -19,20 +20,21 @@ def guidance_maps(
 ) -> np.ndarray:  # fmt: skip
     """(len(dataset), size, size) float16 AU maps of a frame dataset's items, in stored-image coordinates.
 
-    Landmarks come from the faces table (`inputs.faces`; for the face family its `frames` input is
-    the faces table): `landmarks_aligned` for face crops (crop pixels; crops are stored at the aligner's
-    size), `landmarks` for frames, rescaled from the decoded frame (`width`, `height` of the frames
+    Landmarks come from the faces table (`inputs.faces`; for a family on face crops, its `frames`
+    input is the faces table): `landmarks_aligned` for face crops (crop pixels; crops are stored at the
+    aligner's size), `landmarks` for frames, rescaled from the decoded frame (`width`, `height` of the frames
     table) to the stored square. The emotion is the frame's most probable one in the expressions table.
     Items without a face, without an expressions row or with a neutral face get all-zero maps."""
     import polars as pl
 
-    faces_path = inputs.faces or (inputs.frames if family == "face" else None)
+    crops = registry.get(family).sample_kind == "faces"  # else whole frames
+    faces_path = inputs.faces or (inputs.frames if crops else None)
     missing = [what for what, path in (("faces table (faces=, for landmarks)", faces_path),
                                        ("expressions table (expressions=, for emotions)", inputs.expressions))
                if path is None]  # fmt: skip
     if missing:
         raise ValueError(f"{family}: au_guidance_weight > 0 needs the {' and the '.join(missing)}")
-    column = "landmarks_aligned" if family == "face" else "landmarks"
+    column = "landmarks_aligned" if crops else "landmarks"
     faces = _read(faces_path)
     if column not in faces.columns:
         raise ValueError(f"{faces_path} has no {column} column: AU guidance needs the faces table")
@@ -44,7 +46,7 @@ def guidance_maps(
     on = ["clip_id", "frame_index"]
     expressions = _read(inputs.expressions).select(*on, *EMOTIONS)
     table = keys.join(faces.select(*on, column), on=on, how="left").join(expressions, on=on, how="left")
-    if family == "image":
+    if not crops:
         table = table.join(_read(inputs.frames).select(*on, "width", "height"), on=on, how="left")
     table = table.sort("item")
     points = np.full((len(keys), 68, 2), np.nan)
@@ -54,7 +56,7 @@ def guidance_maps(
     shape = dataset.image_shape()
     if shape is not None:
         stored = np.array([shape[1], shape[0]], np.float64)  # (width, height)
-        if family == "image":
+        if not crops:
             points = au_maps.stored_landmarks(points, table.select("width", "height").to_numpy(), stored)
         points = au_maps.rescale_points(points, stored, (size, size))
     emotions = au_maps.dominant_emotions(table.select(EMOTIONS).to_numpy())
