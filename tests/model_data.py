@@ -97,3 +97,64 @@ def build(root: Path, seed: int = 0, landmarks: bool = False) -> dict[str, Path]
     schemas.frame("voice", voice_rows).write_parquet(tables / "voice.parquet")
     assert set(LABELS) <= set(clip_rows[0])
     return {"root": root, "tables": tables, "clips": clips_dir, "arrays": arrays}
+
+
+# What each input kind of a family is read from under a results folder: the workflow's mapping
+# (rules/models_common.smk, KIND_TABLES), for the in-process runs below.
+def _kind_files(root: Path) -> dict[str, dict[str, Path]]:
+    tables, arrays = root / "tables", root / "arrays"
+    return {
+        "frames": {"frames": tables / "frames.parquet"},
+        "faces": {"frames": tables / "faces.parquet"},
+        "waveform": {"audio_table": tables / "audio.parquet", "audio_array": arrays / "audio_waveform.npy"},
+        "logfbank": {"audio_table": tables / "audio.parquet", "audio_array": arrays / "audio_logfbank.npy"},
+        "au_table": {"expressions": tables / "expressions.parquet"},
+        "voice_table": {"voice": tables / "voice.parquet"},
+    }
+
+
+def train_and_report(root: Path, families: list[str], models: dict, n_boot: int | None = None) -> Path:
+    """What the workflow's model rules and report do on a results folder, each script's one call made
+    here in process: the split table, `train_or_explain` per family (registry order) and `write_report`.
+    Returns the report's Markdown path."""
+    from impressions import layout
+    from impressions.data import splits
+    from impressions.models import registry
+    from impressions.report import render
+    from impressions.training import degenerate
+    from impressions.training.inputs import Inputs
+
+    tables = root / "tables"
+    splits.split_table(tables / "clips.parquet", "official", 0).write_parquet(tables / "splits.parquet")
+    kinds = _kind_files(root)
+    for family in [f for f in registry.FAMILIES if f in families]:
+        spec = registry.get(family)
+        files = {"clips": tables / "clips.parquet", "splits": tables / "splits.parquet"}
+        for kind in spec.inputs:
+            files |= kinds.get(kind, {})
+        if "features" in spec.inputs:
+            inputs = spec.settings(models.get(family))["inputs"]
+            files["features"] = [root / "models" / m / "features.npz" for m in inputs]
+        degenerate.train_or_explain(
+            family, Inputs.from_files(files, root / "clips"),
+            layout.Outputs.in_folder(root / "models" / family),
+            {"seed": 0, "device": "cpu", "threads": 1}, models.get(family) or {},
+        )  # fmt: skip
+    outs = [layout.Outputs.in_folder(root / "models" / f) for f in families]
+    report = root / "report"
+    names = {
+        "html": "index.html",
+        "markdown": "report.md",
+        "metrics": "metrics.parquet",
+        "breakdowns": "breakdowns.parquet",
+        "comparisons": "comparisons.parquet",
+        "forest": "forest.png",
+    }
+    render.write_report(
+        tables / "clips.parquet", tables / "qc.parquet", tables / "faces.parquet",
+        tables / "expressions.parquet",
+        [o.predictions for o in outs], [o.summary for o in outs], [o.curve for o in outs],
+        {k: report / v for k, v in names.items()}, n_boot=n_boot or models.get("bootstrap", 20),
+        dataset="synthetic test data", splits_path=tables / "splits.parquet",
+    )  # fmt: skip
+    return report / "report.md"
