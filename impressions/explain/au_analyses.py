@@ -107,7 +107,7 @@ def guidance_effect(
     """Accuracy and CAM-AU correlation of each guided model against its unguided twin."""
     import polars as pl
 
-    from impressions.report import metrics
+    from impressions import metrics
 
     rows = []
     for base, guided in pairs:

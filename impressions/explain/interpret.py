@@ -70,8 +70,8 @@ def manifold_analysis(
     gender and emotion. A model with too few held-out clips gets a note, not an embedding."""
     import polars as pl
 
+    from impressions import metrics
     from impressions.explain import manifold
-    from impressions.report import metrics
 
     held_out = set(clips.filter(pl.col("split").is_in(list(splits)))["clip_id"].to_list())
     info = clips.select("clip_id", *TRAITS, "gender")

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from impressions.report import metrics
+from impressions import metrics
 from impressions.schemas import TRAITS
 from impressions.training import datasets
 

@@ -43,12 +43,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from impressions import metrics
 from impressions.data import splits as data_splits
 from impressions.explain import au_maps
 from impressions.layout import PREPROCESSING_SECTIONS, Outputs  # noqa: F401 - part of this module's API
 from impressions.models import networks as models
 from impressions.models import registry, transforms
-from impressions.report import metrics
 from impressions.schemas import SPLITS, TRAITS
 from impressions.training import datasets
 
