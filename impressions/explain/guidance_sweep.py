@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from impressions.report import figures
+from impressions import figures
 
 PUBLISHED = (
     "Belharbi et al. 2024 (RAF-DB, ResNet-50, CAM; published, not measured here): accuracy 88.20% -> "
