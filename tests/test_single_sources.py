@@ -21,8 +21,8 @@ COPIES = [
     ("train-mean baseline", r"(labels|\[1\])\.mean\(axis=0\)", "metrics.py"),
     # a frame's dominant emotion, whose codebook AUs its AU map shows (clip-level breakdowns in
     # metrics.py rank mean probabilities with polars, another idea)
-    ("frame's dominant emotion", r"EMOTIONS\[int\(np\.argmax", "explain/au_maps.py"),
-    ("landmark rescaling", r"\(points \+ 0\.5\)", "explain/au_maps.py"),
+    ("frame's dominant emotion", r"EMOTIONS\[int\(np\.argmax", "expressions/au_maps.py"),
+    ("landmark rescaling", r"\(points \+ 0\.5\)", "expressions/au_maps.py"),
 ]
 
 

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from impressions import metrics
-from impressions.explain import au_maps
+from impressions.expressions import au_maps
 from impressions.models import transforms
 from impressions.schemas import TRAITS
 from impressions.training import datasets

@@ -16,6 +16,9 @@ compares a network's attention (or CAM) with it, or trains the attention toward 
 
 Coordinates follow the landmarks' pixel convention (dlib: a point at (x, y) lies on the centre of
 pixel column x, row y), and maps are evaluated at pixel centres: map[y, x] is the value at (x, y).
+
+The maps belong to the expression stage (landmarks and the codebook), below both of their users:
+training's AU guidance and the analyses that compare CAMs with them (`impressions.explain`).
 """
 
 from __future__ import annotations
