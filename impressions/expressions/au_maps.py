@@ -181,7 +181,7 @@ def dominant_emotions(probs: np.ndarray) -> list[str | None]:
 def mean_face(size: int, iod: float = 0.31) -> np.ndarray:
     """(68, 2) landmarks of a neutral frontal face centred in a size x size image (an eye-aligned
     crop's proportions: IOD = `iod` * size); for tests, demos and codebook figures."""
-    from impressions.expressions.geometry import TEMPLATE  # IOD units, origin at the eye midpoint
+    from impressions.face_template import TEMPLATE  # IOD units, origin at the eye midpoint
 
     xy = TEMPLATE[:, :2]
     centre = (xy.min(axis=0) + xy.max(axis=0)) / 2
