@@ -26,6 +26,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check impressions tests workflow_scripts benchmarks
 	$(BIN)/ruff format --check impressions tests workflow_scripts benchmarks
+	$(BIN)/lint-imports
 	$(BIN)/snakefmt --check Snakefile rules
 	$(BIN)/snakemake --lint
 
