@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-from media import face_clip
 
 from impressions import face_template
 from impressions.data import faces, head_pose, video
+from impressions.testing import face_clip
 
 ANGLES = [(0, 0, 0), (10, -30, 5), (-20, 25, -15), (15, 30, 10), (-15, -30, 20), (5, 10, -30), (25, 0, 0)]
 WIDE = [(15, 40, 10), (-10, -45, 0), (30, 20, -20)]
