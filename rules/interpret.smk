@@ -5,7 +5,7 @@ include: "interpret_common.smk"
 
 
 rule train_au_guided:
-    """An image or face model trained again with the AU-guidance loss term (impressions/explain/au_maps.py)."""
+    """An image or face model trained again with the AU-guidance loss term (impressions/expressions/au_maps.py)."""
     input:
         unpack(lambda wildcards: train_inputs(wildcards.guided_family)),
         faces=TABLES_DIR / "faces.parquet",

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+from impressions import testing
 
-import media  # noqa: E402
+sys.path.insert(0, str(Path(__file__).parent))  # the tests' own helpers: workflow, model_data
+
 import workflow  # noqa: E402
 
 SHARED_FI = Path(__file__).resolve().parents[2] / "shared" / "fi_annotations"
@@ -40,7 +41,7 @@ def pytest_unconfigure(config):
 @pytest.fixture(scope="session")
 def bad_media(tmp_path_factory) -> dict[str, Path]:
     """Every kind of bad input plus awkwardly named good clips (built once per session)."""
-    return media.bad_media(tmp_path_factory.mktemp("media"))
+    return testing.bad_media(tmp_path_factory.mktemp("media"))
 
 
 @pytest.fixture(scope="session")

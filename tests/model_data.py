@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from impressions import schemas
-from impressions.explain import au_maps
+from impressions.expressions import au_maps
 from impressions.schemas import AUS, EMOTIONS, LABELS, TRAITS
 
 SIZE = 16  # px: frames and faces

@@ -174,7 +174,7 @@ def test_no_faces_anywhere_leaves_face_and_au_models_untrained(degenerate_runs):
 @pytest.fixture(scope="session")
 def missing_test_videos(tmp_path_factory):  # the one case that needs videos: a whole workflow run
     """The whole workflow, from real face clips: an FI layout whose test videos are all missing."""
-    from media import face_clip, write_fi_annotations
+    from impressions.testing import face_clip, write_fi_annotations
 
     root = tmp_path_factory.mktemp("fi_no_test")
     ids = {

@@ -5,11 +5,11 @@ import numpy as np
 import polars as pl
 import pytest
 import yaml
-from media import face_clip
 from test_training import SMALL_CNN, inputs_for
 
 from impressions import cli, predict, schemas
 from impressions.schemas import TRAITS
+from impressions.testing import face_clip
 from impressions.training import loop as training
 
 CONFIG = yaml.safe_load((Path(__file__).parents[1] / "config.yaml").read_text())

@@ -3,10 +3,10 @@ import json
 import numpy as np
 import polars as pl
 import pytest
-from media import clip_id
 
 from impressions.data import image_store, preprocess
 from impressions.schemas import QC_STATUSES
+from impressions.testing import clip_id
 
 EXPECTED_STATUS = {
     "good": "ok",
@@ -112,7 +112,7 @@ def test_command_runs_one_clip_as_the_workflow_job_does(bad_media, tmp_path):
 
 def test_frame_timing_comes_from_the_video_stream(tmp_path, bad_media):
     """A still with longer audio keeps its one frame; a cut file is `truncated`, not misdated."""
-    from media import ffmpeg, out
+    from impressions.testing import ffmpeg, out
 
     still, fast, cut = tmp_path / "still.mp4", tmp_path / "fast.mp4", tmp_path / "cut.000.mp4"
     one = tmp_path / "one.mp4"

@@ -7,9 +7,9 @@ import shutil
 
 import numpy as np
 import pytest
-from media import face_clip
 
 from impressions.data import image_store, preprocess, preprocess_shard
+from impressions.testing import face_clip
 
 SETTINGS = preprocess.Settings(frames_per_clip=3, frame_size=32, identity=False)
 

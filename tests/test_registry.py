@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 import workflow
-from media import face_clip
 from test_training import inputs_for
 
 from impressions import predict, rulegraph
 from impressions.models import networks as models
 from impressions.models import registry, transforms
 from impressions.models.registry import Family
+from impressions.testing import face_clip
 from impressions.training import loop as training
 
 REPO = Path(__file__).resolve().parents[1]

@@ -4,8 +4,8 @@ import polars as pl
 import pytest
 from test_training import SMALL_CNN, train
 
+from impressions import metrics
 from impressions.explain import sections
-from impressions.report import metrics
 from impressions.report import render as report
 from impressions.schemas import TRAITS
 

@@ -7,10 +7,10 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from media import face_clip, ffmpeg, out
 
 from impressions.data import preprocess, preprocess_shard, shards, stage_cache
 from impressions.expressions import detector
+from impressions.testing import face_clip, ffmpeg, out
 
 SETTINGS = preprocess.Settings(frames_per_clip=3, frame_size=32, identity=False)
 AUDIO = {"seconds": 2.0, "n_mels": 16, "n_fbank": 8}

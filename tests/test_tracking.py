@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from media import ffmpeg, out, src
 
 from impressions.data import faces, preprocess, tracking
+from impressions.testing import ffmpeg, out, src
 
 SETTINGS = preprocess.Settings(frames_per_clip=10, identity=False)
 

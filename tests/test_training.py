@@ -6,9 +6,8 @@ import polars as pl
 import pytest
 import torch
 
-from impressions import schemas
+from impressions import metrics, schemas
 from impressions.models import networks as models
-from impressions.report import metrics
 from impressions.schemas import AUS, TRAITS
 from impressions.training import loop as training
 

@@ -93,9 +93,8 @@ def test_identity_faces_split_reads_the_identities_beside_the_clips(data, tmp_pa
 
 
 def test_predict_uses_voice_linear_on_a_new_clip(data, tmp_path):
-    from media import face_clip
-
     from impressions import predict
+    from impressions.testing import face_clip
 
     models_dir = tmp_path / "models"
     out = training.Outputs.in_folder(models_dir / "voice_linear")

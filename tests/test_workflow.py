@@ -6,12 +6,12 @@ import shutil
 import numpy as np
 import polars as pl
 import pytest
-from media import clip_id, face_clip, write_fi_annotations
 from test_preprocess import EXPECTED_STATUS
 from workflow import planned, rules, run, write_config
 
 from impressions.data import shards
 from impressions.schemas import AUS, EMOTIONS, TABLES
+from impressions.testing import clip_id, face_clip, write_fi_annotations
 
 pytestmark = pytest.mark.workflow
 

