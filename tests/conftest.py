@@ -55,6 +55,19 @@ def demo_root(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A synthetic results folder with two trained models (au_linear, image): the report tests'."""
+    from model_data import SMALL_CNN, build, train
+
+    root = tmp_path_factory.mktemp("results")
+    data = build(root)
+    models_dir = root / "models"
+    outs = [train(data, models_dir, "au_linear", {"alphas": [0.1, 10.0]})[0],
+            train(data, models_dir, "image", SMALL_CNN)[0]]  # fmt: skip
+    return data, outs
+
+
 @pytest.fixture(scope="session")
 def fi_annotations() -> Path:
     """The real First Impressions annotation pickles, when this checkout has them beside it."""

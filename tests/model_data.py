@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 
-from impressions import schemas
+from impressions import metrics, schemas
 from impressions.expressions import au_maps
 from impressions.schemas import AUS, EMOTIONS, LABELS, TRAITS
+from impressions.training import loop as training
 
 SIZE = 16  # px: frames and faces
 FRAMES = 3
@@ -158,3 +160,43 @@ def train_and_report(root: Path, families: list[str], models: dict, n_boot: int 
         dataset="synthetic test data", splits_path=tables / "splits.parquet",
     )  # fmt: skip
     return report / "report.md"
+
+
+# Training helpers shared by the training, report, prediction and registry tests.
+COMMON = {"seed": 0, "device": "cpu", "threads": 1, "patience": 50}
+SMALL_CNN = {"backbone": "small", "width": 4, "input_size": 16, "epochs": 4, "batch_size": 8, "lr": 0.01}
+
+
+def inputs_for(data, family, features=None):
+    t, a = data["tables"], data["arrays"]
+    return training.Inputs(
+        clips=t / "clips.parquet",
+        frames=t / ("faces.parquet" if family == "face" else "frames.parquet"),
+        clip_dirs={p.name: p for p in data["clips"].iterdir()},
+        audio_table=t / "audio.parquet",
+        audio_array=a / ("audio_waveform.npy" if family == "audio" else "audio_logfbank.npy"),
+        expressions=t / "expressions.parquet",
+        features=features,
+    )
+
+
+def train(data, tmp_path, family, options, common=COMMON, name=None, features=None):
+    out = training.Outputs.in_folder(tmp_path / (name or family))
+    summary = training.train_family(
+        family, inputs_for(data, family, features), out, common, options, name=name
+    )
+    return out, summary
+
+
+def val_accuracy(data, out):
+    clips = pl.read_parquet(data["tables"] / "clips.parquet")
+    preds = pl.read_parquet(out.predictions)
+    y, p, _ = metrics.labels_and_predictions(preds.filter(pl.col("split") == "val"), clips)
+    return metrics.accuracy(y, p).mean()
+
+
+def baseline_accuracy(data, split="val"):
+    clips = pl.read_parquet(data["tables"] / "clips.parquet")
+    train = clips.filter(pl.col("split") == "train").select(TRAITS).to_numpy()
+    y = clips.filter(pl.col("split") == split).select(TRAITS).to_numpy()
+    return metrics.accuracy(y, metrics.train_mean_baseline(train, len(y))).mean()

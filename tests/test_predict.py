@@ -5,7 +5,7 @@ import numpy as np
 import polars as pl
 import pytest
 import yaml
-from test_training import SMALL_CNN, inputs_for
+from model_data import SMALL_CNN, inputs_for
 
 from impressions import cli, predict, schemas
 from impressions.schemas import TRAITS

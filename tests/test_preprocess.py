@@ -6,21 +6,7 @@ import pytest
 
 from impressions.data import image_store, preprocess
 from impressions.schemas import QC_STATUSES
-from impressions.testing import clip_id
-
-EXPECTED_STATUS = {
-    "good": "ok",
-    "dash": "ok",
-    "unicode": "ok",
-    "portrait": "ok",
-    "short": "short",
-    "no_audio": "no_audio",
-    "no_face": "no_face",
-    "audio_only": "no_video",
-    "empty": "corrupt",
-    "text": "corrupt",
-    "truncated": "corrupt",
-}
+from impressions.testing import BAD_MEDIA_STATUS, clip_id
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +19,10 @@ def processed(bad_media, tmp_path_factory):
     }
 
 
-@pytest.mark.parametrize("kind", sorted(EXPECTED_STATUS))
+@pytest.mark.parametrize("kind", sorted(BAD_MEDIA_STATUS))
 def test_every_input_gets_a_qc_record_with_a_reason(processed, kind):
     qc, folder = processed[kind]
-    assert qc["status"] == EXPECTED_STATUS[kind], qc["reason"]
+    assert qc["status"] == BAD_MEDIA_STATUS[kind], qc["reason"]
     assert qc["status"] in QC_STATUSES and len(qc["reason"]) > 20
     assert json.loads((folder / "qc.json").read_text()) == qc
     for name in preprocess.OUTPUT_FILES.values():

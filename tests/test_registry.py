@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import workflow
-from test_training import inputs_for
+from model_data import inputs_for
 
 from impressions import predict, rulegraph
 from impressions.models import networks as models

@@ -118,7 +118,7 @@ def test_iou(box, other, expected):
 
 def test_detect_still_keeps_the_best_scoring_face_for_single_frames():
     # FaceDetector.detect (per-frame callers such as predict) keeps its documented rule
-    from test_faces import still
+    from impressions.testing import still
 
     image = still("multi_face.jpg")
     found = faces.detector().detect(image)
