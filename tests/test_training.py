@@ -1,10 +1,12 @@
 import json
+from pathlib import Path
 
 import model_data
 import numpy as np
 import polars as pl
 import pytest
 import torch
+import yaml
 from model_data import COMMON, SMALL_CNN, baseline_accuracy, train, val_accuracy
 
 from impressions import schemas
@@ -130,3 +132,40 @@ def test_au_linear_published_is_least_squares_on_the_17_au_means(data, tmp_path)
     with torch.no_grad():
         got = model(torch.from_numpy(new).float()).double().numpy()
     np.testing.assert_allclose(got, np.clip(np.c_[new, np.ones(10)] @ coef, 0, 1), atol=1e-5)
+
+
+def test_train_keys_are_the_settings_fields_but_the_workflow_wide_ones():
+    from dataclasses import fields
+
+    from impressions.training import settings
+
+    names = {f.name for f in fields(settings.Settings)}
+    wide = {f.name for f in fields(settings.Settings) if f.metadata == settings.WORKFLOW_WIDE}
+    assert training.TRAIN_KEYS == names - wide
+    # the workflow-wide fields are what the config's `models` section sets for every family, and no
+    # family section of the schema has one (a family's `seed` would be a builder option)
+    schema = yaml.safe_load((Path(__file__).parents[1] / "impressions" / "config.schema.yaml").read_text())
+    models = schema["properties"]["models"]["properties"]
+    families = {k: v for k, v in models.items() if "properties" in v and k != "seeds"}
+    assert wide <= set(models) - set(families)
+    assert not any(wide & set(v["properties"]) for v in families.values())
+    # every training key is settable in some family's section
+    assert training.TRAIN_KEYS <= set().union(*(v["properties"] for v in families.values()))
+
+
+def test_a_new_settings_field_is_a_train_key():
+    from dataclasses import field, make_dataclass
+
+    from impressions.training import settings
+
+    wider = make_dataclass(
+        "Wider",
+        [("new_option", int, 1), ("new_wide", int, field(default=0, metadata=settings.WORKFLOW_WIDE))],
+        bases=(settings.Settings,),
+    )
+    assert settings.train_keys(wider) == training.TRAIN_KEYS | {"new_option"}
+    got, builder = wider.from_options(
+        {"seed": 3, "new_wide": 2}, {"new_option": 5, "new_wide": 7, "width": 4}
+    )
+    assert (got.new_option, got.new_wide, got.seed) == (5, 2, 3)
+    assert builder == {"new_wide": 7, "width": 4}  # a workflow-wide key of a family: a builder option
