@@ -32,6 +32,7 @@ test-all: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check impressions tests workflow_scripts benchmarks
 	$(BIN)/ruff format --check impressions tests workflow_scripts benchmarks
+	$(BIN)/lint-imports
 	$(BIN)/snakefmt --check Snakefile rules
 	$(BIN)/snakemake --lint
 

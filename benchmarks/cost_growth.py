@@ -41,13 +41,11 @@ import numpy as np
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
-
-from media import write_fi_annotations  # noqa: E402
+sys.path.insert(0, str(REPO))  # this checkout's package, as in the workflow runs below (PYTHONPATH)
 
 from impressions import logs  # noqa: E402
 from impressions.data import demo, demo_render  # noqa: E402
+from impressions.testing import write_fi_annotations  # noqa: E402
 
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 FI_CLIPS = 10_000

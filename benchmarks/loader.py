@@ -75,12 +75,8 @@ def build(
 
 def real_faces(tmp: Path, frames: int = 100) -> np.ndarray:
     """Aligned 224 px faces of a 15 s clip of real face video, preprocessed as the workflow does."""
-    import sys
-
     from impressions.data import image_store, preprocess
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from media import face_clip
+    from impressions.testing import face_clip
 
     face_clip(tmp / "real.000.mp4", start=2, seconds=15)
     settings = preprocess.Settings(frames_per_clip=frames, storage="npy", identity=False)

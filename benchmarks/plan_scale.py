@@ -39,11 +39,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from impressions.testing import write_fi_annotations
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
-
-from media import write_fi_annotations  # noqa: E402
-
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 _VIDEOS = """
 import pathlib

@@ -37,8 +37,6 @@ for _name in ("OMP_NUM_THREADS", "GOTO_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MK
 
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
 
 def cpu_seconds() -> float:
     own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -71,7 +69,7 @@ def median(pairs):
 
 
 def make_clip(folder: Path) -> Path:
-    from media import face_clip
+    from impressions.testing import face_clip
 
     clip = folder / "bench.000.mp4"
     face_clip(clip, start=2, seconds=15)

@@ -30,10 +30,9 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
+from impressions.testing import face_clip, write_fi_annotations
 
-from media import face_clip, write_fi_annotations  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 

@@ -12,20 +12,15 @@ the rows marked "added" are what richer signals cost; the others are the preproc
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from preprocess_clip import median, timed  # noqa: E402
+from preprocess_clip import median, timed  # a sibling: a script's own folder is on sys.path
 
 
 def two_people(folder: Path) -> Path:
-    from media import ffmpeg, out, src
+    from impressions.testing import ffmpeg, out, src
 
     path = folder / "two.000.mp4"
     ffmpeg(
@@ -82,9 +77,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--frames", type=int, default=10)
     args = ap.parse_args()
-    from media import face_clip
-
     from impressions.data import faces, identity
+    from impressions.testing import face_clip
 
     faces.detector()  # load models outside the timings
     identity._model()

@@ -22,16 +22,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 FI_CLIPS = 10_000
 GIB = 2**30
@@ -73,9 +69,9 @@ def main() -> None:
     warnings.filterwarnings("ignore", message="This DataLoader will create")
     import loader as loader_bench
     import simplejpeg  # noqa: F401 - loaded before timing: the first decode would pay its import
-    from media import face_clip
 
     from impressions.data import image_store, preprocess
+    from impressions.testing import face_clip
 
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory() as tmp:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from impressions.report import metrics
+from impressions import metrics
 from impressions.schemas import SPLITS, TRAITS
 
 

@@ -132,6 +132,19 @@ OUTPUTS["predict"] = {
 }  # fmt: skip
 
 
+def fingerprint(*tables: str) -> str:
+    """A digest of the named tables' (`TABLES`, `OUTPUTS`) column names and dtypes, in order.
+
+    Cache keys hold it for the tables their stored results are rows of, so that a column added,
+    removed, renamed, retyped or moved in one of them changes every key that names the table.
+    """
+    import hashlib
+    import json
+
+    columns = {table: TABLES[table] if table in TABLES else OUTPUTS[table] for table in tables}
+    return hashlib.blake2b(json.dumps(columns).encode(), digest_size=8).hexdigest()
+
+
 def polars_schema(table: str):
     """The polars schema of a named table (`TABLES`) or model output (`OUTPUTS`)."""
     import polars as pl

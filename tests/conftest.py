@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+from impressions import testing
 
-import media  # noqa: E402
+sys.path.insert(0, str(Path(__file__).parent))  # the tests' own helpers: workflow, model_data
+
 import workflow  # noqa: E402
 
 SHARED_FI = Path(__file__).resolve().parents[2] / "shared" / "fi_annotations"
@@ -40,7 +41,7 @@ def pytest_unconfigure(config):
 @pytest.fixture(scope="session")
 def bad_media(tmp_path_factory) -> dict[str, Path]:
     """Every kind of bad input plus awkwardly named good clips (built once per session)."""
-    return media.bad_media(tmp_path_factory.mktemp("media"))
+    return testing.bad_media(tmp_path_factory.mktemp("media"))
 
 
 @pytest.fixture(scope="session")
@@ -52,6 +53,19 @@ def demo_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("demo")
     demo.build_demo(root, progress=False)
     return root
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A synthetic results folder with two trained models (au_linear, image): the report tests'."""
+    from model_data import SMALL_CNN, build, train
+
+    root = tmp_path_factory.mktemp("results")
+    data = build(root)
+    models_dir = root / "models"
+    outs = [train(data, models_dir, "au_linear", {"alphas": [0.1, 10.0]})[0],
+            train(data, models_dir, "image", SMALL_CNN)[0]]  # fmt: skip
+    return data, outs
 
 
 @pytest.fixture(scope="session")

@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 
-from impressions import schemas
-from impressions.explain import au_maps
+from impressions import metrics, schemas
+from impressions.expressions import au_maps
 from impressions.schemas import AUS, EMOTIONS, LABELS, TRAITS
+from impressions.training import loop as training
 
 SIZE = 16  # px: frames and faces
 FRAMES = 3
@@ -97,3 +99,104 @@ def build(root: Path, seed: int = 0, landmarks: bool = False) -> dict[str, Path]
     schemas.frame("voice", voice_rows).write_parquet(tables / "voice.parquet")
     assert set(LABELS) <= set(clip_rows[0])
     return {"root": root, "tables": tables, "clips": clips_dir, "arrays": arrays}
+
+
+# What each input kind of a family is read from under a results folder: the workflow's mapping
+# (rules/models_common.smk, KIND_TABLES), for the in-process runs below.
+def _kind_files(root: Path) -> dict[str, dict[str, Path]]:
+    tables, arrays = root / "tables", root / "arrays"
+    return {
+        "frames": {"frames": tables / "frames.parquet"},
+        "faces": {"frames": tables / "faces.parquet"},
+        "waveform": {"audio_table": tables / "audio.parquet", "audio_array": arrays / "audio_waveform.npy"},
+        "logfbank": {"audio_table": tables / "audio.parquet", "audio_array": arrays / "audio_logfbank.npy"},
+        "au_table": {"expressions": tables / "expressions.parquet"},
+        "voice_table": {"voice": tables / "voice.parquet"},
+    }
+
+
+def train_and_report(root: Path, families: list[str], models: dict, n_boot: int | None = None) -> Path:
+    """What the workflow's model rules and report do on a results folder, each script's one call made
+    here in process: the split table, `train_or_explain` per family (registry order) and `write_report`.
+    Returns the report's Markdown path."""
+    from impressions import layout
+    from impressions.data import splits
+    from impressions.models import registry
+    from impressions.report import render
+    from impressions.training import degenerate
+    from impressions.training.inputs import Inputs
+
+    tables = root / "tables"
+    splits.split_table(tables / "clips.parquet", "official", 0).write_parquet(tables / "splits.parquet")
+    kinds = _kind_files(root)
+    for family in [f for f in registry.FAMILIES if f in families]:
+        spec = registry.get(family)
+        files = {"clips": tables / "clips.parquet", "splits": tables / "splits.parquet"}
+        for kind in spec.inputs:
+            files |= kinds.get(kind, {})
+        if "features" in spec.inputs:
+            inputs = spec.settings(models.get(family))["inputs"]
+            files["features"] = [root / "models" / m / "features.npz" for m in inputs]
+        degenerate.train_or_explain(
+            family, Inputs.from_files(files, root / "clips"),
+            layout.Outputs.in_folder(root / "models" / family),
+            {"seed": 0, "device": "cpu", "threads": 1}, models.get(family) or {},
+        )  # fmt: skip
+    outs = [layout.Outputs.in_folder(root / "models" / f) for f in families]
+    report = root / "report"
+    names = {
+        "html": "index.html",
+        "markdown": "report.md",
+        "metrics": "metrics.parquet",
+        "breakdowns": "breakdowns.parquet",
+        "comparisons": "comparisons.parquet",
+        "forest": "forest.png",
+    }
+    render.write_report(
+        tables / "clips.parquet", tables / "qc.parquet", tables / "faces.parquet",
+        tables / "expressions.parquet",
+        [o.predictions for o in outs], [o.summary for o in outs], [o.curve for o in outs],
+        {k: report / v for k, v in names.items()}, n_boot=n_boot or models.get("bootstrap", 20),
+        dataset="synthetic test data", splits_path=tables / "splits.parquet",
+    )  # fmt: skip
+    return report / "report.md"
+
+
+# Training helpers shared by the training, report, prediction and registry tests.
+COMMON = {"seed": 0, "device": "cpu", "threads": 1, "patience": 50}
+SMALL_CNN = {"backbone": "small", "width": 4, "input_size": 16, "epochs": 4, "batch_size": 8, "lr": 0.01}
+
+
+def inputs_for(data, family, features=None):
+    t, a = data["tables"], data["arrays"]
+    return training.Inputs(
+        clips=t / "clips.parquet",
+        frames=t / ("faces.parquet" if family == "face" else "frames.parquet"),
+        clip_dirs={p.name: p for p in data["clips"].iterdir()},
+        audio_table=t / "audio.parquet",
+        audio_array=a / ("audio_waveform.npy" if family == "audio" else "audio_logfbank.npy"),
+        expressions=t / "expressions.parquet",
+        features=features,
+    )
+
+
+def train(data, tmp_path, family, options, common=COMMON, name=None, features=None):
+    out = training.Outputs.in_folder(tmp_path / (name or family))
+    summary = training.train_family(
+        family, inputs_for(data, family, features), out, common, options, name=name
+    )
+    return out, summary
+
+
+def val_accuracy(data, out):
+    clips = pl.read_parquet(data["tables"] / "clips.parquet")
+    preds = pl.read_parquet(out.predictions)
+    y, p, _ = metrics.labels_and_predictions(preds.filter(pl.col("split") == "val"), clips)
+    return metrics.accuracy(y, p).mean()
+
+
+def baseline_accuracy(data, split="val"):
+    clips = pl.read_parquet(data["tables"] / "clips.parquet")
+    train = clips.filter(pl.col("split") == "train").select(TRAITS).to_numpy()
+    y = clips.filter(pl.col("split") == split).select(TRAITS).to_numpy()
+    return metrics.accuracy(y, metrics.train_mean_baseline(train, len(y))).mean()

@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 import torch
 
-from impressions.explain import au_maps
+from impressions.expressions import au_maps
 from impressions.models import networks as models
 from impressions.schemas import AUS, EMOTIONS
 from impressions.training import datasets

@@ -4,7 +4,7 @@ import model_data
 import numpy as np
 import pytest
 import torch
-from test_training import train
+from model_data import train
 
 from impressions.data import audio, preprocess
 from impressions.training import datasets

@@ -33,7 +33,7 @@ def test_leakage_on_real_annotations(fi_annotations, capsys):
 
 
 def test_baseline_on_a_small_folder(tmp_path, capsys):
-    from media import write_fi_annotations
+    from impressions.testing import write_fi_annotations
 
     write_fi_annotations(tmp_path, {"train": ["p.000", "p.001", "q.000"], "test": ["p.002", "r.000"]})
     rows = {r["split"]: r for r in cli.leakage_rows(tmp_path)}

@@ -3,9 +3,9 @@ import time
 
 import polars as pl
 import pytest
-from media import write_fi_annotations
 
 from impressions.data import clip_index
+from impressions.testing import write_fi_annotations
 
 
 def test_fi_layout_index_reports_missing_and_unannotated(tmp_path):

@@ -5,8 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from impressions.explain import au_maps
-from impressions.expressions import builtin, codebook
+from impressions.expressions import au_maps, builtin, codebook
 from impressions.schemas import AUS, EMOTIONS
 
 PACKAGE = Path(__file__).resolve().parents[1] / "impressions"

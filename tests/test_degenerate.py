@@ -6,7 +6,6 @@ import model_data
 import numpy as np
 import polars as pl
 import pytest
-from test_report import trained  # noqa: F401 - a fixture shared with the report tests
 
 from impressions import layout, predict
 from impressions.report import render as report
@@ -61,14 +60,14 @@ def test_statements_name_what_an_unlabelled_split_prevents(no_val):
     assert lines[-1] == "Model face was not trained: why."
 
 
-def test_statements_are_empty_for_a_healthy_dataset(trained):  # noqa: F811
+def test_statements_are_empty_for_a_healthy_dataset(trained):
     data, _ = trained
     t = data["tables"]
     clips, qc, faces = (pl.read_parquet(t / f"{n}.parquet") for n in ("clips", "qc", "faces"))
     assert degenerate.statements(clips, qc, faces) == []
 
 
-def test_report_marks_a_missing_or_broken_analysis_and_goes_on(trained, tmp_path):  # noqa: F811
+def test_report_marks_a_missing_or_broken_analysis_and_goes_on(trained, tmp_path):
     data, outs = trained
     t = data["tables"]
     broken = tmp_path / "cam_face" / "section.json"

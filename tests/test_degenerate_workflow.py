@@ -1,13 +1,15 @@
 """Degenerate datasets run to a report that says plainly what could not be computed and why.
 
 Each case is a tiny dataset: the video-free ones start from ready-made dataset tables
-(`model_data.build`, edited into the case) and run the model rules and the report; one case starts
-from real face clips in an FI layout whose test videos are all missing and runs the whole workflow.
+(`model_data.build`, edited into the case) and run the model rules and the report, in process in
+make test and through Snakemake in make test-all; one case starts from real face clips in an FI layout
+whose test videos are all missing and runs the whole workflow (make test-all).
 """
 
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import model_data
 import numpy as np
@@ -18,8 +20,6 @@ from workflow import run, write_config
 from impressions import schemas
 from impressions.data import image_store
 from impressions.schemas import TRAITS
-
-pytestmark = [pytest.mark.workflow, pytest.mark.heavy]
 
 FAMILIES = ["face", "audio", "au_linear", "fusion_handcrafted"]
 TINY = {
@@ -80,34 +80,49 @@ CASES = {
 }
 
 
-@pytest.fixture(scope="session")
-def degenerate_runs(tmp_path_factory):
-    """{case: (results folder, exit status)}: every synthetic case run once per session."""
+def _workflow(work: Path, out: Path, families: list[str]) -> tuple[int, str]:
+    """The model rules and the report through Snakemake (make test-all)."""
+    clips = pl.read_parquet(out / "tables" / "clips.parquet")
+    # The manifest is what the workflow plans with; its rows match the edited clips table.
+    (work / "v").mkdir()
+    for c in clips["clip_id"]:
+        (work / "v" / f"{c}.mp4").write_bytes(b"placeholder: never decoded here")
+    manifest = clips.select(pl.concat_str(pl.lit("v/"), "clip_id", pl.lit(".mp4")).alias("path"),
+                            "clip_id", "split", *TRAITS, "youtube_id")  # fmt: skip
+    manifest.write_csv(work / "manifest.csv")
+    models = {**TINY, "families": families}
+    write_config(work, manifest=str(work / "manifest.csv"), results_dir="out", models=models)
+    proc = run(work, "--nolock", "out/report/index.html", "--allowed-rules", *MODEL_RULES, check=False)
+    return proc.returncode, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def _in_process(work: Path, out: Path, families: list[str]) -> tuple[int, str]:
+    """The same scripts' one call each (split table, train_or_explain per family, write_report), in this
+    process: no Snakemake, no job start-up (make test)."""
+    model_data.train_and_report(out, families, {**TINY, "families": families})
+    return 0, ""
+
+
+# The video-free cases run through Snakemake in make test-all, and in process in make test: the same
+# statements are asserted on both.
+@pytest.fixture(scope="session", params=["in_process", pytest.param("workflow", marks=pytest.mark.heavy)])
+def degenerate_runs(request, tmp_path_factory):
+    """{case: (results folder, exit status, output tail)}: every synthetic case run once per mode."""
+    runner = {"in_process": _in_process, "workflow": _workflow}[request.param]
     template = model_data.build(tmp_path_factory.mktemp("template") / "out")
     done = {}
     for case, families in CASES.items():
-        work = tmp_path_factory.mktemp(case)
+        work = tmp_path_factory.mktemp(f"{case}_{request.param}")
         out = work / "out"
         shutil.copytree(template["root"], out)
         _edit(case, out / "tables", out / "clips", out / "arrays")
-        clips = pl.read_parquet(out / "tables" / "clips.parquet")
-        # The manifest is what the workflow plans with; its rows match the edited clips table.
-        (work / "v").mkdir()
-        for c in clips["clip_id"]:
-            (work / "v" / f"{c}.mp4").write_bytes(b"placeholder: never decoded here")
-        manifest = clips.select(pl.concat_str(pl.lit("v/"), "clip_id", pl.lit(".mp4")).alias("path"),
-                                "clip_id", "split", *TRAITS, "youtube_id")  # fmt: skip
-        manifest.write_csv(work / "manifest.csv")
-        models = {**TINY, "families": families}
-        write_config(work, manifest=str(work / "manifest.csv"), results_dir="out", models=models)
-        proc = run(work, "--nolock", "out/report/index.html", "--allowed-rules", *MODEL_RULES, check=False)
-        done[case] = (out, proc)
+        done[case] = (out, *runner(work, out, families))
     return done
 
 
 def _report(runs, case) -> str:
-    out, proc = runs[case]
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out, returncode, tail = runs[case]
+    assert returncode == 0, tail
     return (out / "report" / "report.md").read_text()
 
 
@@ -157,9 +172,9 @@ def test_no_faces_anywhere_leaves_face_and_au_models_untrained(degenerate_runs):
 
 
 @pytest.fixture(scope="session")
-def missing_test_videos(tmp_path_factory):
+def missing_test_videos(tmp_path_factory):  # the one case that needs videos: a whole workflow run
     """The whole workflow, from real face clips: an FI layout whose test videos are all missing."""
-    from media import face_clip, write_fi_annotations
+    from impressions.testing import face_clip, write_fi_annotations
 
     root = tmp_path_factory.mktemp("fi_no_test")
     ids = {
@@ -180,6 +195,8 @@ def missing_test_videos(tmp_path_factory):
     return work / "out", proc
 
 
+@pytest.mark.workflow
+@pytest.mark.heavy
 def test_split_without_usable_clips_runs_from_videos_to_the_report(missing_test_videos):
     out, proc = missing_test_videos
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from impressions import media
+from impressions import face_template, media
 from impressions.expressions import detector as E
 from impressions.expressions import emotion_net as fer_net
 from impressions.expressions import geometry as G
@@ -194,16 +194,16 @@ def _project(points3d, pitch=0.0, yaw=0.0, roll=0.0, scale=80.0, shift=(112.0, 1
 
 def test_neutral_template_scores_zero_in_any_pose():
     poses = [dict(), dict(pitch=0.3), dict(yaw=-0.4), dict(roll=0.2, scale=50.0), dict(pitch=-0.25, yaw=0.3)]
-    landmarks = np.stack([_project(G.TEMPLATE, **p) for p in poses])
+    landmarks = np.stack([_project(face_template.TEMPLATE, **p) for p in poses])
     np.testing.assert_allclose(
-        G.frontalise(landmarks), np.broadcast_to(G.TEMPLATE[:, :2], landmarks.shape), atol=1e-6
+        G.frontalise(landmarks), np.broadcast_to(face_template.TEMPLATE[:, :2], landmarks.shape), atol=1e-6
     )
     aus = G.geometric_aus(landmarks, [str(i) for i in range(len(poses))])  # single stills: population neutral
     assert np.abs(aus).max() < 1e-6
 
 
 def test_smile_moves_au12_not_au15_and_clip_baseline_removes_face_shape():
-    smile = G.TEMPLATE.copy()
+    smile = face_template.TEMPLATE.copy()
     smile[[48, 54], 1] -= 0.08  # corners up
     smile[48, 0] -= 0.05  # and out
     smile[54, 0] += 0.05
@@ -211,7 +211,7 @@ def test_smile_moves_au12_not_au15_and_clip_baseline_removes_face_shape():
     assert aus["AU12"] > 2.5 and aus["AU15"] < 1e-6 and aus["AU01"] < 1e-6
 
     # a face with naturally high brows reads AU01/AU02 as a still, but not against its own clip
-    high_brows = G.TEMPLATE.copy()
+    high_brows = face_template.TEMPLATE.copy()
     high_brows[17:27, 1] -= 0.06
     clip = np.stack([_project(high_brows)] * 30 + [_project(smile)])
     aus = G.geometric_aus(clip, ["clip"] * len(clip))

@@ -1,13 +1,8 @@
 import numpy as np
 import pytest
-from PIL import Image
 
-from impressions import media
 from impressions.data import faces
-
-
-def still(name: str) -> np.ndarray:
-    return np.asarray(Image.open(media.pyfeat_test_media(name)).convert("RGB"))
+from impressions.testing import still
 
 
 def test_single_face_box_landmarks_and_eye_aligned_crop():

@@ -6,8 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from impressions import layout
-from impressions.report import metrics
+from impressions import layout, metrics
 from impressions.schemas import TRAITS
 from impressions.training import fusion
 from impressions.training import loop as training

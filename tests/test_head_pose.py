@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-from media import face_clip
 
+from impressions import face_template
 from impressions.data import faces, head_pose, video
-from impressions.expressions import geometry
+from impressions.testing import face_clip
 
 ANGLES = [(0, 0, 0), (10, -30, 5), (-20, 25, -15), (15, 30, 10), (-15, -30, 20), (5, 10, -30), (25, 0, 0)]
 WIDE = [(15, 40, 10), (-10, -45, 0), (30, 20, -20)]
@@ -13,7 +13,7 @@ WIDE = [(15, 40, 10), (-10, -45, 0), (30, 20, -20)]
 
 def project(pitch, yaw, roll, *, iod=80.0, distance_iod=20.0, noise=0.5, seed=0):
     """The 3D template at a pose, seen by a pinhole camera `distance_iod` IODs away, plus pixel noise."""
-    camera = geometry.TEMPLATE @ head_pose.rotation_matrix(pitch, yaw, roll).T * iod
+    camera = face_template.TEMPLATE @ head_pose.rotation_matrix(pitch, yaw, roll).T * iod
     depth = camera[:, 2] + distance_iod * iod
     points = camera[:, :2] * (distance_iod * iod) / depth[:, None] + np.array([320.0, 180.0])
     return points + np.random.default_rng(seed).normal(0, noise, points.shape)

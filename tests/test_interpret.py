@@ -67,12 +67,12 @@ def test_faces_keep_face_frames_with_aligned_landmarks_splits_and_cap(tmp_path):
 
 # ----------------------------------------------------------------------------------------------------
 # Each analysis entry point on tiny data: a random-weight GAP image model (no training) on random
-# frames with a face drawn by landmarks (tests/test_analyses_degenerate.py builds both).
+# frames with a face drawn by landmarks (tests/analysis_data.py builds both).
 
 
 def _tiny(tmp_path, splits=("train", "train", "val", "test", "test")):
     import polars as pl
-    from test_analyses_degenerate import checkpoint, dataset
+    from analysis_data import checkpoint, dataset
 
     paths = dataset(tmp_path, list(splits))
     tables = [pl.read_parquet(paths[k]) for k in ("clips", "frames", "faces", "expressions")]

@@ -9,8 +9,9 @@ import time
 import numpy as np
 import polars as pl
 import pytest
-from media import face_clip, write_fi_annotations
 from workflow import REPO, SNAKEMAKE, run, write_config
+
+from impressions.testing import face_clip, write_fi_annotations
 
 pytestmark = [pytest.mark.workflow, pytest.mark.heavy]
 

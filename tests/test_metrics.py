@@ -2,7 +2,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from impressions.report import metrics
+from impressions import metrics
 from impressions.schemas import EMOTIONS, TRAITS
 
 

@@ -3,11 +3,11 @@
 import numpy as np
 import polars as pl
 import pytest
-from media import face_clip
 
 from impressions import cli, schemas
 from impressions.data import openface, preprocess
 from impressions.schemas import AUS
+from impressions.testing import face_clip
 
 
 @pytest.fixture(scope="module")

@@ -1,25 +1,21 @@
-from pathlib import Path
-
 import model_data
 import numpy as np
 import polars as pl
 import pytest
-import yaml
-from media import face_clip
-from test_training import SMALL_CNN, inputs_for
+from model_data import SMALL_CNN, inputs_for
 
 from impressions import cli, predict, schemas
+from impressions.data import defaults
 from impressions.schemas import TRAITS
+from impressions.testing import face_clip
 from impressions.training import loop as training
-
-CONFIG = yaml.safe_load((Path(__file__).parents[1] / "config.yaml").read_text())
 
 
 @pytest.fixture(scope="module")
 def models_dir(tmp_path_factory):
     data = model_data.build(tmp_path_factory.mktemp("results"))
     out = tmp_path_factory.mktemp("models")
-    prep = {k: CONFIG[k] for k in ("frames", "faces", "audio", "expressions")}
+    prep = defaults.preprocessing()  # config.yaml's, as the workflow resolves them
     prep["frames"] = {**prep["frames"], "per_clip": 3}
     runs = [("image", SMALL_CNN), ("face", SMALL_CNN), ("audio", {"width": 4, "stages": 2, "epochs": 2}),
             ("au_linear", {"alphas": [1.0]}),

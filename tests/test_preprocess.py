@@ -3,24 +3,10 @@ import json
 import numpy as np
 import polars as pl
 import pytest
-from media import clip_id
 
 from impressions.data import image_store, preprocess
 from impressions.schemas import QC_STATUSES
-
-EXPECTED_STATUS = {
-    "good": "ok",
-    "dash": "ok",
-    "unicode": "ok",
-    "portrait": "ok",
-    "short": "short",
-    "no_audio": "no_audio",
-    "no_face": "no_face",
-    "audio_only": "no_video",
-    "empty": "corrupt",
-    "text": "corrupt",
-    "truncated": "corrupt",
-}
+from impressions.testing import BAD_MEDIA_STATUS, clip_id
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +19,10 @@ def processed(bad_media, tmp_path_factory):
     }
 
 
-@pytest.mark.parametrize("kind", sorted(EXPECTED_STATUS))
+@pytest.mark.parametrize("kind", sorted(BAD_MEDIA_STATUS))
 def test_every_input_gets_a_qc_record_with_a_reason(processed, kind):
     qc, folder = processed[kind]
-    assert qc["status"] == EXPECTED_STATUS[kind], qc["reason"]
+    assert qc["status"] == BAD_MEDIA_STATUS[kind], qc["reason"]
     assert qc["status"] in QC_STATUSES and len(qc["reason"]) > 20
     assert json.loads((folder / "qc.json").read_text()) == qc
     for name in preprocess.OUTPUT_FILES.values():
@@ -112,7 +98,7 @@ def test_command_runs_one_clip_as_the_workflow_job_does(bad_media, tmp_path):
 
 def test_frame_timing_comes_from_the_video_stream(tmp_path, bad_media):
     """A still with longer audio keeps its one frame; a cut file is `truncated`, not misdated."""
-    from media import ffmpeg, out
+    from impressions.testing import ffmpeg, out
 
     still, fast, cut = tmp_path / "still.mp4", tmp_path / "fast.mp4", tmp_path / "cut.000.mp4"
     one = tmp_path / "one.mp4"

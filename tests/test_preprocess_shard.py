@@ -4,12 +4,15 @@ import dataclasses
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
-from media import face_clip
 
+from impressions import schemas
 from impressions.data import image_store, preprocess, preprocess_shard
+from impressions.testing import face_clip
 
 SETTINGS = preprocess.Settings(frames_per_clip=3, frame_size=32, identity=False)
 
@@ -91,3 +94,41 @@ def test_fingerprint_reads_content(tmp_path):
     b.write_bytes(b"x" * 2_999_999 + b"y")  # same size, one byte differs at the end
     assert preprocess_shard.fingerprint(a)["size"] == preprocess_shard.fingerprint(b)["size"]
     assert preprocess_shard.fingerprint(a) != preprocess_shard.fingerprint(b)
+
+
+def test_the_key_follows_the_stored_columns_and_the_settings_fields(tmp_path, monkeypatch):
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"not decoded: the key reads bytes only")
+    key = preprocess_shard.cache_key(video, SETTINGS)
+    assert preprocess_shard.cache_key(video, SETTINGS) == key  # the same inputs, the same key
+    assert json.loads(json.dumps(key)) == key  # what cache.json stores compares equal
+    for table in preprocess_shard.CLIP_TABLES:
+        monkeypatch.setitem(schemas.TABLES, table, {**schemas.TABLES[table], "new_column": "f32"})
+        assert preprocess_shard.cache_key(video, SETTINGS) != key, f"a new {table} column kept the key"
+        monkeypatch.undo()
+    retyped = {**schemas.TABLES["frames"], "time_s": "f32"}
+    monkeypatch.setitem(schemas.TABLES, "frames", retyped)
+    assert preprocess_shard.cache_key(video, SETTINGS) != key
+    monkeypatch.undo()
+    # a table no clip folder stores changes no clip key
+    monkeypatch.setitem(schemas.TABLES, "audio", {**schemas.TABLES["audio"], "new_column": "f32"})
+    assert preprocess_shard.cache_key(video, SETTINGS) == key
+    monkeypatch.undo()
+    # a new Settings field (at its default) changes every key
+    wider = dataclasses.make_dataclass(
+        "Wider", [("new_option", int, 1)], bases=(preprocess.Settings,), frozen=True
+    )
+    assert preprocess_shard.cache_key(video, wider(**dataclasses.asdict(SETTINGS))) != key
+
+
+def test_the_key_is_the_same_in_another_process(tmp_path):
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"bytes")
+    code = (
+        "import json, sys; from impressions.data import preprocess, preprocess_shard; "
+        "s = preprocess.Settings(frames_per_clip=3, frame_size=32, identity=False); "
+        "print(json.dumps(preprocess_shard.cache_key(sys.argv[1], s)))"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "123"}
+    out = subprocess.run([sys.executable, "-c", code, str(video)], env=env, capture_output=True, text=True)
+    assert json.loads(out.stdout) == preprocess_shard.cache_key(video, SETTINGS), out.stderr

@@ -7,10 +7,10 @@ import json
 
 import polars as pl
 import pytest
-from media import face_clip, ffmpeg, out, src, write_fi_annotations
 from workflow import run, write_config
 
 from impressions import layout
+from impressions.testing import face_clip, ffmpeg, out, src, write_fi_annotations
 
 pytestmark = [pytest.mark.workflow, pytest.mark.heavy]
 

@@ -14,14 +14,14 @@ import polars as pl
 import pytest
 import torch
 import workflow
-from media import face_clip
-from test_training import inputs_for
+from model_data import inputs_for
 
 from impressions import cluster, predict, rulegraph
 from impressions.models import networks as models
 from impressions.models import registry, transforms, variants
 from impressions.models.registry import Family
 from impressions.schemas import TRAITS
+from impressions.testing import face_clip
 from impressions.training import loop as training
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,23 +1,11 @@
-import model_data
 import numpy as np
 import polars as pl
 import pytest
-from test_training import SMALL_CNN, train
 
+from impressions import metrics
 from impressions.explain import sections
-from impressions.report import metrics
 from impressions.report import render as report
 from impressions.schemas import TRAITS
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("results")
-    data = model_data.build(root)
-    models_dir = root / "models"
-    outs = [train(data, models_dir, "au_linear", {"alphas": [0.1, 10.0]})[0],
-            train(data, models_dir, "image", SMALL_CNN)[0]]  # fmt: skip
-    return data, outs
 
 
 def test_report_tables_and_pages(trained):

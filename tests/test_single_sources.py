@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from impressions import devices
+from impressions import devices, metrics
 from impressions.expressions import geometry
-from impressions.report import metrics
 
 PACKAGE = Path(__file__).resolve().parents[1] / "impressions"
 
@@ -19,11 +18,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "impressions"
 COPIES = [
     ("device choice", r"cuda\.is_available\(", "devices.py"),
     ("inter-ocular distance", r"norm\(.*36:42", "expressions/geometry.py"),
-    ("train-mean baseline", r"(labels|\[1\])\.mean\(axis=0\)", "report/metrics.py"),
+    ("train-mean baseline", r"(labels|\[1\])\.mean\(axis=0\)", "metrics.py"),
     # a frame's dominant emotion, whose codebook AUs its AU map shows (clip-level breakdowns in
-    # report/metrics.py rank mean probabilities with polars, another idea)
-    ("frame's dominant emotion", r"EMOTIONS\[int\(np\.argmax", "explain/au_maps.py"),
-    ("landmark rescaling", r"\(points \+ 0\.5\)", "explain/au_maps.py"),
+    # metrics.py rank mean probabilities with polars, another idea)
+    ("frame's dominant emotion", r"EMOTIONS\[int\(np\.argmax", "expressions/au_maps.py"),
+    ("landmark rescaling", r"\(points \+ 0\.5\)", "expressions/au_maps.py"),
 ]
 
 

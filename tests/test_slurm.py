@@ -24,8 +24,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
-from media import face_clip, write_fi_annotations
 from workflow import FAST, REPO, SNAKEMAKE, path_without_scontrol_shim
+
+from impressions.testing import face_clip, write_fi_annotations
 
 pytestmark = [pytest.mark.slurm, pytest.mark.heavy]
 

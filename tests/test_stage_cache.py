@@ -7,10 +7,11 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from media import face_clip, ffmpeg, out
 
+from impressions import schemas
 from impressions.data import preprocess, preprocess_shard, shards, stage_cache
 from impressions.expressions import detector
+from impressions.testing import face_clip, ffmpeg, out
 
 SETTINGS = preprocess.Settings(frames_per_clip=3, frame_size=32, identity=False)
 AUDIO = {"seconds": 2.0, "n_mels": 16, "n_fbank": 8}
@@ -157,9 +158,37 @@ def test_a_half_written_or_stale_result_is_never_trusted(clips, tmp_path, backen
     assert list(run_audio(clips, tmp_path, "reference", cache=False)[1:]) == got
 
 
-def test_the_key_holds_the_clip_key_the_settings_and_the_version(clips):
-    key = json.loads(
-        stage_cache.stage_key(clips["a.000"], "audio_features", shards.AUDIO_CACHE_VERSION, AUDIO)
+def audio_key(clip_dir):
+    return stage_cache.stage_key(
+        clip_dir, "audio_features", shards.AUDIO_CACHE_VERSION, AUDIO, tables=shards.AUDIO_CACHE_TABLES
     )
+
+
+def test_the_key_holds_the_clip_key_the_settings_and_the_version(clips):
+    key = json.loads(audio_key(clips["a.000"]))
     assert key["clip"] == json.loads((clips["a.000"] / preprocess_shard.CACHE_FILE).read_text())
     assert key["settings"] == AUDIO and key["version"] == shards.AUDIO_CACHE_VERSION
+    assert key["tables"] == schemas.fingerprint("audio")
+
+
+@pytest.mark.parametrize(
+    "tables", [shards.AUDIO_CACHE_TABLES, shards.EXPRESSIONS_CACHE_TABLES], ids=["audio", "expressions"]
+)
+def test_a_column_added_to_the_stored_table_changes_the_key(tmp_path, monkeypatch, tables):
+    (tmp_path / preprocess_shard.CACHE_FILE).write_text(json.dumps({"version": 2}))  # any clip key
+
+    def key():
+        return stage_cache.stage_key(tmp_path, "stage", 1, {"option": 1}, tables=tables)
+
+    before = key()
+    assert key() == before  # the same inputs, the same key
+    for table in tables:
+        monkeypatch.setitem(schemas.TABLES, table, {**schemas.TABLES[table], "new_column": "f32"})
+        assert key() != before
+        monkeypatch.undo()
+    assert key() == before
+    # a table the stage does not store changes nothing
+    others = [t for t in ("audio", "expressions", "faces") if t not in tables]
+    for table in others:
+        monkeypatch.setitem(schemas.TABLES, table, {**schemas.TABLES[table], "new_column": "f32"})
+    assert key() == before

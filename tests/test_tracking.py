@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from media import ffmpeg, out, src
 
 from impressions.data import faces, preprocess, tracking
+from impressions.testing import ffmpeg, out, src
 
 SETTINGS = preprocess.Settings(frames_per_clip=10, identity=False)
 
@@ -118,7 +118,7 @@ def test_iou(box, other, expected):
 
 def test_detect_still_keeps_the_best_scoring_face_for_single_frames():
     # FaceDetector.detect (per-frame callers such as predict) keeps its documented rule
-    from test_faces import still
+    from impressions.testing import still
 
     image = still("multi_face.jpg")
     found = faces.detector().detect(image)

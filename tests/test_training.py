@@ -1,59 +1,23 @@
 import json
+from pathlib import Path
 
 import model_data
 import numpy as np
 import polars as pl
 import pytest
 import torch
+import yaml
+from model_data import COMMON, SMALL_CNN, baseline_accuracy, train, val_accuracy
 
 from impressions import schemas
 from impressions.models import networks as models
-from impressions.report import metrics
 from impressions.schemas import AUS, TRAITS
 from impressions.training import loop as training
-
-COMMON = {"seed": 0, "device": "cpu", "threads": 1, "patience": 50}
-SMALL_CNN = {"backbone": "small", "width": 4, "input_size": 16, "epochs": 4, "batch_size": 8, "lr": 0.01}
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     return model_data.build(tmp_path_factory.mktemp("results"))
-
-
-def inputs_for(data, family, features=None):
-    t, a = data["tables"], data["arrays"]
-    return training.Inputs(
-        clips=t / "clips.parquet",
-        frames=t / ("faces.parquet" if family == "face" else "frames.parquet"),
-        clip_dirs={p.name: p for p in data["clips"].iterdir()},
-        audio_table=t / "audio.parquet",
-        audio_array=a / ("audio_waveform.npy" if family == "audio" else "audio_logfbank.npy"),
-        expressions=t / "expressions.parquet",
-        features=features,
-    )
-
-
-def train(data, tmp_path, family, options, common=COMMON, name=None, features=None):
-    out = training.Outputs.in_folder(tmp_path / (name or family))
-    summary = training.train_family(
-        family, inputs_for(data, family, features), out, common, options, name=name
-    )
-    return out, summary
-
-
-def _val_test_accuracy(data, out):
-    clips = pl.read_parquet(data["tables"] / "clips.parquet")
-    preds = pl.read_parquet(out.predictions)
-    y, p, _ = metrics.labels_and_predictions(preds.filter(pl.col("split") == "val"), clips)
-    return metrics.accuracy(y, p).mean()
-
-
-def _baseline(data, split="val"):
-    clips = pl.read_parquet(data["tables"] / "clips.parquet")
-    train = clips.filter(pl.col("split") == "train").select(TRAITS).to_numpy()
-    y = clips.filter(pl.col("split") == split).select(TRAITS).to_numpy()
-    return metrics.accuracy(y, metrics.train_mean_baseline(train, len(y))).mean()
 
 
 def test_same_seed_same_numbers_on_cpu(data, tmp_path):
@@ -78,7 +42,7 @@ def test_image_model_outputs(data, tmp_path):
     assert {"epoch", "train_loss", "val_loss", "val_mean", "best"} <= set(history.columns)
     # The kept epoch is the best validation epoch, and the written predictions reproduce its accuracy.
     assert summary["selected"]["val_mean"] == pytest.approx(history["val_mean"].max())
-    assert _val_test_accuracy(data, out) == pytest.approx(history["val_mean"].max())
+    assert val_accuracy(data, out) == pytest.approx(history["val_mean"].max())
     assert out.curve.stat().st_size > 5000 and out.curve.read_bytes()[:4] == b"\x89PNG"
     assert history["train_loss"][-1] < history["train_loss"][0]  # it learns
     with np.load(out.features) as f:
@@ -103,8 +67,10 @@ def test_au_linear_finds_the_cue_and_chooses_alpha_on_validation(data, tmp_path)
     assert history["alpha"].to_list() == [0.01, 1.0, 1e6]
     assert summary["selected"]["alpha"] == history.sort("val_mean")["alpha"][-1]
     # AU12 carries the labels: far better than the train mean; a huge penalty is the train mean.
-    assert summary["selected"]["val_mean"] > _baseline(data) + 0.03
-    assert history.filter(pl.col("alpha") == 1e6)["val_mean"][0] == pytest.approx(_baseline(data), abs=0.003)
+    assert summary["selected"]["val_mean"] > baseline_accuracy(data) + 0.03
+    assert history.filter(pl.col("alpha") == 1e6)["val_mean"][0] == pytest.approx(
+        baseline_accuracy(data), abs=0.003
+    )
     assert summary["filled_with_train_mean"]["val"] == [model_data.NO_FACE_CLIP]
     assert len(summary["feature_names"]) == 51
 
@@ -116,7 +82,7 @@ def test_audio_models_and_fusion(data, tmp_path):
     )
     assert s["options"]["n_filters"] == 4 and s["options"]["time_bins"] == 5
     # The log filterbank level is the cue: the linear regressor learns it.
-    assert s["selected"]["val_mean"] > _baseline(data) + 0.02
+    assert s["selected"]["val_mean"] > baseline_accuracy(data) + 0.02
     image, _ = train(data, tmp_path, "image", SMALL_CNN)
     features = {"image": image.features, "audio": audio.features, "audio_fbank": fbank.features}
     fused, summary = train(
@@ -153,7 +119,7 @@ def test_au_linear_published_is_least_squares_on_the_17_au_means(data, tmp_path)
     out, summary = train(data, tmp_path, "au_linear_published", {})
     assert summary["feature_names"] == [f"{a}_mean" for a in AUS] and summary["options"]["in_dim"] == 17
     assert pl.read_csv(out.metrics)["alpha"].to_list() == [0.0]
-    assert summary["selected"]["val_mean"] > _baseline(data) + 0.03  # AU12's mean carries the labels
+    assert summary["selected"]["val_mean"] > baseline_accuracy(data) + 0.03  # AU12's mean carries the labels
     # Known answer (more clips than features, so the solution is unique): numpy's least squares
     # with an intercept on raw features equals the fit on standardised ones.
     rng = np.random.default_rng(0)
@@ -166,3 +132,40 @@ def test_au_linear_published_is_least_squares_on_the_17_au_means(data, tmp_path)
     with torch.no_grad():
         got = model(torch.from_numpy(new).float()).double().numpy()
     np.testing.assert_allclose(got, np.clip(np.c_[new, np.ones(10)] @ coef, 0, 1), atol=1e-5)
+
+
+def test_train_keys_are_the_settings_fields_but_the_workflow_wide_ones():
+    from dataclasses import fields
+
+    from impressions.training import settings
+
+    names = {f.name for f in fields(settings.Settings)}
+    wide = {f.name for f in fields(settings.Settings) if f.metadata == settings.WORKFLOW_WIDE}
+    assert training.TRAIN_KEYS == names - wide
+    # the workflow-wide fields are what the config's `models` section sets for every family, and no
+    # family section of the schema has one (a family's `seed` would be a builder option)
+    schema = yaml.safe_load((Path(__file__).parents[1] / "impressions" / "config.schema.yaml").read_text())
+    models = schema["properties"]["models"]["properties"]
+    families = {k: v for k, v in models.items() if "properties" in v and k != "seeds"}
+    assert wide <= set(models) - set(families)
+    assert not any(wide & set(v["properties"]) for v in families.values())
+    # every training key is settable in some family's section
+    assert training.TRAIN_KEYS <= set().union(*(v["properties"] for v in families.values()))
+
+
+def test_a_new_settings_field_is_a_train_key():
+    from dataclasses import field, make_dataclass
+
+    from impressions.training import settings
+
+    wider = make_dataclass(
+        "Wider",
+        [("new_option", int, 1), ("new_wide", int, field(default=0, metadata=settings.WORKFLOW_WIDE))],
+        bases=(settings.Settings,),
+    )
+    assert settings.train_keys(wider) == training.TRAIN_KEYS | {"new_option"}
+    got, builder = wider.from_options(
+        {"seed": 3, "new_wide": 2}, {"new_option": 5, "new_wide": 7, "width": 4}
+    )
+    assert (got.new_option, got.new_wide, got.seed) == (5, 2, 3)
+    assert builder == {"new_wide": 7, "width": 4}  # a workflow-wide key of a family: a builder option

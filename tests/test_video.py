@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
-from media import ffmpeg, out
 
 from impressions import media
 from impressions.data import video
+from impressions.testing import ffmpeg, out
 
 
 def test_probe_reads_header_of_real_clip():

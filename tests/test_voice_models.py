@@ -4,7 +4,7 @@ import model_data
 import numpy as np
 import polars as pl
 import pytest
-from test_training import COMMON, _baseline, _val_test_accuracy, inputs_for
+from model_data import COMMON, baseline_accuracy, inputs_for, val_accuracy
 
 from impressions import schemas
 from impressions.data import splits
@@ -45,7 +45,7 @@ def test_voice_linear_finds_the_pitch_cue(data, tmp_path):
     summary = training.train_family(
         "voice_linear", _inputs(data, "voice_linear"), out, COMMON, {"alphas": [0.01, 1.0, 1e6]}
     )
-    assert _val_test_accuracy(data, out) > _baseline(data) + 0.03
+    assert val_accuracy(data, out) > baseline_accuracy(data) + 0.03
     assert summary["feature_names"] == [f"voice_{v}" for v in VOICE]
     assert summary["filled_with_train_mean"]["test"] == [NO_VOICE_CLIP]  # no voice: the training mean
     _, ckpt = models.load_checkpoint(out.checkpoint)
@@ -93,9 +93,8 @@ def test_identity_faces_split_reads_the_identities_beside_the_clips(data, tmp_pa
 
 
 def test_predict_uses_voice_linear_on_a_new_clip(data, tmp_path):
-    from media import face_clip
-
     from impressions import predict
+    from impressions.testing import face_clip
 
     models_dir = tmp_path / "models"
     out = training.Outputs.in_folder(models_dir / "voice_linear")

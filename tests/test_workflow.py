@@ -6,12 +6,11 @@ import shutil
 import numpy as np
 import polars as pl
 import pytest
-from media import clip_id, face_clip, write_fi_annotations
-from test_preprocess import EXPECTED_STATUS
 from workflow import planned, rules, run, write_config
 
 from impressions.data import shards
 from impressions.schemas import AUS, EMOTIONS, TABLES
+from impressions.testing import BAD_MEDIA_STATUS, clip_id, face_clip, write_fi_annotations
 
 pytestmark = pytest.mark.workflow
 
@@ -56,7 +55,7 @@ def test_every_clip_has_one_qc_row_with_reason(done):
     assert qc["clip_id"].n_unique() == qc.height == len(media) + 2  # + missing + unannotated
     status = dict(zip(qc["clip_id"], qc["status"]))
     for kind, path in media.items():
-        assert status[clip_id(path)] == EXPECTED_STATUS[kind], kind
+        assert status[clip_id(path)] == BAD_MEDIA_STATUS[kind], kind
     assert status["ghost.000"] == "missing_file" and status["stray.000"] == "unannotated"
     assert qc["reason"].str.len_chars().min() > 20
 

@@ -1,12 +1,12 @@
 """Head pose, face confidence and a per-frame success flag, from the 68 landmarks and the detector.
 
-Pose. The 3D face template of the expression stage (`impressions.expressions.geometry.TEMPLATE`, in units of
-the inter-ocular distance, IOD) is fitted to a frame's rigid landmarks (nose 27-35, eye corners) by
-scaled orthography, with `expressions.head_pose` (the same fit the AU geometry uses, here without its
-45-degree cap). The rotation R maps template coordinates to camera coordinates, both with x to the
-image's right, y down and z away from the camera (OpenFace's camera axes), and is reported as Euler
-angles in degrees with R = Rx(pitch) @ Ry(yaw) @ Rz(roll), OpenFace's order (its pose_Rx, pose_Ry,
-pose_Rz, which it gives in radians):
+Pose. The 3D face template (`impressions.face_template.TEMPLATE`, in units of the inter-ocular
+distance, IOD) is fitted to a frame's rigid landmarks (nose 27-35, eye corners) by scaled orthography,
+with `face_template.head_pose` (the same fit the AU geometry uses, here without its 45-degree cap).
+The rotation R maps template coordinates to camera coordinates, both with x to the image's right,
+y down and z away from the camera (OpenFace's camera axes), and is reported as Euler angles in
+degrees with R = Rx(pitch) @ Ry(yaw) @ Rz(roll), OpenFace's order (its pose_Rx, pose_Ry, pose_Rz,
+which it gives in radians):
 
 - ``pitch`` > 0: the head tilts down (the nose tip moves down in the image);
 - ``yaw`` > 0: the head turns toward the image's left (the subject's right);
@@ -28,13 +28,15 @@ detector fires on shoulders (margin about 0.1) get about 0.27. No face: confiden
 Success (OpenFace's flag): a face was found, its fit error is at most `MAX_FIT_ERROR`, and the face
 is turned at most `MAX_POSE_DEG` away from the camera (the angle between the face's forward axis and
 the camera axis: yaw and pitch combined, roll excluded). Beyond that limit the expression stage's
-frontalisation is capped (`impressions.expressions.geometry.MAX_ANGLE`), so its AUs would be
+frontalisation is capped (`impressions.face_template.MAX_ANGLE`), so its AUs would be
 unreliable; frames that fail get no expression row.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from impressions.face_template import RIGID, TEMPLATE, head_pose
 
 CONFIDENCE_MID = 0.25
 """Detector margin mapped to confidence 0.5."""
@@ -46,7 +48,7 @@ MAX_FIT_ERROR = 0.15
 """Largest rigid-landmark fit error (IOD units) of a successful frame."""
 
 MAX_POSE_DEG = 45.0
-"""Largest out-of-plane rotation (degrees) of a successful frame; `expressions.geometry.MAX_ANGLE` too."""
+"""Largest out-of-plane rotation (degrees) of a successful frame; `face_template.MAX_ANGLE` too."""
 
 
 def rotation_matrix(pitch: float, yaw: float, roll: float) -> np.ndarray:
@@ -76,8 +78,6 @@ def confidence(margin) -> np.ndarray:
 
 def estimate(landmarks: np.ndarray) -> dict[str, np.ndarray]:
     """Pose of each face (N, 68, 2 frame pixels): pitch, yaw, roll (deg), off_axis (deg), fit_error (IOD)."""
-    from impressions.expressions.geometry import RIGID, TEMPLATE, head_pose
-
     landmarks = np.asarray(landmarks, dtype=np.float64).reshape(-1, 68, 2)
     if len(landmarks) == 0:
         empty = np.zeros(0)

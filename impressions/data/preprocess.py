@@ -59,7 +59,7 @@ def wants_identity(config: dict) -> bool:
 class Settings:
     """Per-clip preprocessing settings (the `frames`, `faces` and `audio` config sections).
 
-    Defaults: `impressions.data.defaults.PREPROCESSING`, which config.yaml ships too.
+    Defaults: `impressions.data.defaults.PREPROCESSING`, read from the config schema (their one home).
     """
 
     frames_per_clip: int = _DEFAULTS["frames"]["per_clip"]

@@ -7,11 +7,13 @@ the models load once, and the shard's frame, QC and signal tables are written in
 
 A single added or replaced clip must still cost about one clip's work, so each clip folder keeps a
 cache key (`cache.json`): a fingerprint of the video's content (size and BLAKE2b of its bytes, not
-its mtime: a copied or touched file is the same clip, a file replaced in place with equal size is not)
-and the per-clip settings (`preprocess.Settings`) with `CACHE_VERSION`. A clip whose key matches is
-reused as it is; any other is processed again. Changing a frame, face or audio-window setting changes
-every key, so every clip is processed again; expression and audio-feature settings are not in the key
-(their shard stages read the clip folders).
+its mtime: a copied or touched file is the same clip, a file replaced in place with equal size is not),
+the per-clip settings (`preprocess.Settings`, every field by name), a fingerprint of the columns the
+folder stores (`CLIP_TABLES` in `impressions.schemas`) and `CACHE_VERSION`. A clip whose key matches is
+reused as it is; any other is processed again. Changing a frame, face or audio-window setting, adding a
+`Settings` field or adding, removing or retyping a column of those tables changes every key, so every
+clip is processed again; expression and audio-feature settings are not in the key (their shard stages
+read the clip folders).
 
 Writes are atomic per clip: a clip is processed into a scratch folder under `clips/.partial/`, its key
 written last, and the folder then renamed into place. A job killed mid-clip leaves only scratch (removed
@@ -30,6 +32,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from impressions import schemas
 from impressions.data import preprocess
 
 log = logging.getLogger(__name__)
@@ -37,8 +40,18 @@ log = logging.getLogger(__name__)
 CACHE_FILE = "cache.json"
 """The clip folder's cache key, written last (see the module docstring)."""
 
+CLIP_TABLES = ("frames", "faces", "qc")
+"""The tables whose columns a clip folder stores: `frames.parquet` (frames and faces), `qc.json` (qc).
+
+Their schemas (`impressions.schemas.TABLES`) are in every clip's key, so a column change needs no
+version bump."""
+
 CACHE_VERSION = 2
-"""Raise when preprocessing code changes what it writes for the same video and settings.
+"""Raise when preprocessing code changes what it writes for the same video, settings and columns.
+
+What the key cannot see on its own: a column's values computed differently (another detector, a fixed
+bug), an array file's layout, a QC status given on other grounds. A new `Settings` field or a column
+added to `CLIP_TABLES` changes every key without it.
 
 2: frames and faces stored by `frames.storage` (JPEG in a tar by default; 1 wrote `.npy` only)."""
 
@@ -58,9 +71,11 @@ def fingerprint(path: str | Path, chunk: int = 1 << 20) -> dict:
 
 
 def cache_key(video_path: str | Path, settings: preprocess.Settings) -> dict:
-    """What a clip's stored outputs depend on: the video's content and the per-clip settings."""
+    """What a clip's stored outputs depend on: the video's content, the per-clip settings, the columns
+    stored and the code's version."""
     return {
         "version": CACHE_VERSION,
+        "tables": schemas.fingerprint(*CLIP_TABLES),
         "video": fingerprint(video_path),
         "settings": dataclasses.asdict(settings),
     }

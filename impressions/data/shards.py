@@ -31,10 +31,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 AUDIO_CACHE_VERSION = 1
-"""Raise when `audio_shard` changes what it computes for the same clip and audio options."""
+"""Raise when `audio_shard` changes what it computes for the same clip, audio options and `audio`
+columns (a column change needs no bump: the table's schema is in the key, `AUDIO_CACHE_TABLES`)."""
+
+AUDIO_CACHE_TABLES = ("audio",)
+"""The tables whose rows `audio_shard` stores per clip (their columns are in its key)."""
 
 EXPRESSIONS_CACHE_VERSION = 1
-"""Raise when `expression_shard` changes what it computes for the same clip, backend and options."""
+"""Raise when `expression_shard` changes what it computes for the same clip, backend, options and
+`expressions` columns (a column change needs no bump: `EXPRESSIONS_CACHE_TABLES`)."""
+
+EXPRESSIONS_CACHE_TABLES = ("expressions",)
+"""The tables whose rows `expression_shard` stores per clip (their columns are in its key)."""
 
 CACHE_FILES = {"audio": "audio_features.npz", "expressions": "expressions.npz"}
 """Each stage's per-clip cache file in the clip's folder (`impressions.data.stage_cache`)."""
@@ -86,7 +94,9 @@ def audio_shard(
         sorted(clip_dirs.items()), desc="audio features", unit="clip", mininterval=5
     ):
         path = Path(clip_dir) / CACHE_FILES["audio"]
-        key = stage_cache.stage_key(clip_dir, "audio_features", AUDIO_CACHE_VERSION, audio_options)
+        key = stage_cache.stage_key(
+            clip_dir, "audio_features", AUDIO_CACHE_VERSION, audio_options, tables=AUDIO_CACHE_TABLES
+        )
         stored = stage_cache.load(path, key) if cache else None
         if stored is None:
             row, feats = _clip_audio(clip_id, clip_dir, audio_options)
@@ -155,7 +165,9 @@ def expression_shard(
     report = ShardReport()
     parts, keys, todo = {}, {}, {}
     for clip_id, clip_dir in sorted(clip_dirs.items()):
-        keys[clip_id] = stage_cache.stage_key(clip_dir, "expressions", EXPRESSIONS_CACHE_VERSION, settings)
+        keys[clip_id] = stage_cache.stage_key(
+            clip_dir, "expressions", EXPRESSIONS_CACHE_VERSION, settings, tables=EXPRESSIONS_CACHE_TABLES
+        )
         stored = (
             stage_cache.load(Path(clip_dir) / CACHE_FILES["expressions"], keys[clip_id]) if cache else None
         )

@@ -5,8 +5,9 @@ is the shard's QC table), which would otherwise recompute every clip of the shar
 one file per clip beside the clip's preprocessed outputs (`clips/<id>/audio_features.npz`,
 `clips/<id>/expressions.npz`) holding its result and its key: the clip's preprocessing key (the
 folder's `cache.json`: the video's content fingerprint and the frame, face and audio-window settings,
-`impressions.data.preprocess_shard`), the stage's own settings and a stage version. A clip whose stored
-key matches is reused; any other is computed and stored again.
+`impressions.data.preprocess_shard`), the stage's own settings, a fingerprint of the columns of the
+table its result is rows of (`impressions.schemas.fingerprint`: a column added there changes every key)
+and a stage version. A clip whose stored key matches is reused; any other is computed and stored again.
 
 Why per clip, beside the clip, rather than one cache file per shard:
 - lifetime for free: `preprocess_shard` replaces a reprocessed clip's folder and removes a departed
@@ -35,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from impressions import schemas
 from impressions.data.preprocess_shard import CACHE_FILE
 
 KEY = "__key__"
@@ -49,14 +51,21 @@ def clip_key(clip_dir: str | Path) -> dict | None:
         return None
 
 
-def stage_key(clip_dir: str | Path, stage: str, version: int, settings: dict) -> str | None:
-    """A stage's key for one clip, as canonical JSON; None (never cached) without a preprocessing key."""
+def stage_key(
+    clip_dir: str | Path, stage: str, version: int, settings: dict, *, tables: tuple[str, ...]
+) -> str | None:
+    """A stage's key for one clip, as canonical JSON; None (never cached) without a preprocessing key.
+
+    `tables`: the tables (`impressions.schemas.TABLES`) whose rows the stage stores; their columns are
+    in the key, so `version` is raised only for what a schema cannot show."""
     clip = clip_key(clip_dir)
     if clip is None:
         return None
     return json.dumps(
-        {"stage": stage, "version": version, "clip": clip, "settings": settings}, sort_keys=True, default=str
-    )
+        {"stage": stage, "version": version, "tables": schemas.fingerprint(*tables), "clip": clip,
+         "settings": settings},
+        sort_keys=True, default=str,
+    )  # fmt: skip
 
 
 def load(path: str | Path, key: str | None) -> dict[str, np.ndarray] | None:

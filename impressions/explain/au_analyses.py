@@ -24,7 +24,8 @@ def cam_au_correlations(model, transform, images: Images) -> tuple[np.ndarray, n
     """(n, 5) Pearson r of each trait's CAM with the frame's AU-codebook map, the AU maps and the CAMs.
 
     Frames without a face or with a neutral (AU-free) dominant emotion get NaN."""
-    from impressions.explain import au_maps, cam
+    from impressions.explain import cam
+    from impressions.expressions import au_maps
 
     size = images.size
     targets = au_maps.frame_maps(images.landmarks, images.emotions, size)
@@ -43,7 +44,7 @@ def au_map_analysis(name: str, checkpoint: Path, images: Images, files: Mapping[
     """Correlation between each trait's CAM and the AU-codebook map of the frame's emotion."""
     import polars as pl
 
-    from impressions.explain import au_maps
+    from impressions.expressions import au_maps
 
     model, transform, ckpt = load_model(checkpoint)
     faces = images.subset(images.has_face & np.array([e is not None for e in images.emotions], bool))
@@ -107,7 +108,7 @@ def guidance_effect(
     """Accuracy and CAM-AU correlation of each guided model against its unguided twin."""
     import polars as pl
 
-    from impressions.report import metrics
+    from impressions import metrics
 
     rows = []
     for base, guided in pairs:

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from impressions.report import figures
+from impressions import figures
 
 PUBLISHED_SHARE = 0.728
 """Ventura et al. 2017: share of CAM regions with overlap >= 0.9 with the face box on FI (published)."""

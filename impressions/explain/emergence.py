@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from impressions.report import figures
+from impressions import figures
 
 LEVELS = ("frame", "clip")
 CORRECTION = "Benjamini-Hochberg across units x AUs"

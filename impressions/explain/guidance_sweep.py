@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from impressions.report import figures
+from impressions import figures
 
 PUBLISHED = (
     "Belharbi et al. 2024 (RAF-DB, ResNet-50, CAM; published, not measured here): accuracy 88.20% -> "
@@ -47,7 +47,7 @@ SCHEMA = {
 
 def _accuracy_per_clip(preds, clips):
     """(clip ids, (n, 5) 1 - |error|) of the test clips with labels."""
-    from impressions.report import metrics
+    from impressions import metrics
 
     part = preds.filter(preds["split"] == "test").sort("clip_id")
     y, p, joined = metrics.labels_and_predictions(part, clips)

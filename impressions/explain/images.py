@@ -67,7 +67,7 @@ def load_images(
     """
     import polars as pl
 
-    from impressions.explain import au_maps
+    from impressions.expressions import au_maps
 
     if kind not in ("frames", "faces"):
         raise ValueError(f"kind must be frames or faces, not {kind!r}")

@@ -10,7 +10,7 @@ that the report renders (`impressions.report.render`):
 - `units_analysis`: units of the last conv layers as face-part detectors
   (`impressions.explain.unit_detectors`;
   after Zhou et al. 2015) and Action-Unit emergence with hypergeometric p-values.
-- `au_map_analysis`: AU-codebook maps (`impressions.explain.au_maps`) against each model's CAM.
+- `au_map_analysis`: AU-codebook maps (`impressions.expressions.au_maps`) against each model's CAM.
 - `guidance_effect`: accuracy and CAM-AU correlation of a model trained with `au_guidance_weight`
   against the same model trained without it.
 - `manifold_analysis`: t-SNE of penultimate features coloured by trait, gender and emotion, with
@@ -71,8 +71,8 @@ def manifold_analysis(
     gender and emotion. A model with too few held-out clips gets a note, not an embedding."""
     import polars as pl
 
+    from impressions import metrics
     from impressions.explain import manifold
-    from impressions.report import metrics
 
     held_out = set(clips.filter(pl.col("split").is_in(list(splits)))["clip_id"].to_list())
     info = clips.select("clip_id", *TRAITS, "gender")

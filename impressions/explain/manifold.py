@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from impressions.report import figures
+from impressions import figures
 
 METHODS = ("tsne", "pca")
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from impressions import figures
 from impressions.explain.images import Images, load_model, model_input
 from impressions.explain.sections import (
     FIGURE_DPI,
@@ -17,7 +18,6 @@ from impressions.explain.sections import (
     empty_figure,
     polars_types,
 )
-from impressions.report import figures
 from impressions.schemas import AUS
 
 # ----------------------------------------------------------------------------------------------------

@@ -41,7 +41,8 @@ import polars as pl
 from impressions.devices import resolve_device
 from impressions.expressions import codebook
 from impressions.expressions.detector import COLUMNS, check_inputs, output_table
-from impressions.expressions.geometry import geometric_aus, head_pose
+from impressions.expressions.geometry import geometric_aus
+from impressions.face_template import head_pose
 from impressions.schemas import AUS, EMOTIONS
 
 HAAR_CENTRE_DY = 0.25

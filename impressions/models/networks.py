@@ -58,7 +58,7 @@ from impressions.models.backbones import (  # noqa: F401 - this module's API
     resolve_weights,
 )
 from impressions.models.dan import HEADS, L2_EPS, N_TRAITS, DANPlus, l2_normalize  # noqa: F401 - this module's API
-from impressions.models.tabular import FusionMLP, RidgeRegression, Standardize  # noqa: F401 - this module's API
+from impressions.models.tabular import FoldEnsemble, FusionMLP, RidgeRegression, Standardize  # noqa: F401 - this module's API
 from impressions.models.transforms import IMAGENET_MEAN, IMAGENET_STD, ImageTransform  # noqa: F401
 
 # ----------------------------------------------------------------------------------------------------
@@ -86,8 +86,6 @@ def audio_fbank(**options) -> FbankRegressor:
 def _fusion(in_dim: int, members: int = 1, **options) -> nn.Module:
     """One FusionMLP, or (``members`` > 1) the k cross-fitted ones of `impressions.training.fusion`."""
     if members > 1:
-        from impressions.training.fusion import FoldEnsemble
-
         return FoldEnsemble([FusionMLP(in_dim, **options) for _ in range(members)])
     return FusionMLP(in_dim, **options)
 

@@ -1,4 +1,5 @@
-"""Models on one row of features per clip: late fusion (dense layers) and closed-form ridge regression."""
+"""Models on one row of features per clip: late fusion (dense layers, one or a cross-fitted ensemble of
+them) and closed-form ridge regression."""
 
 from __future__ import annotations
 
@@ -53,6 +54,21 @@ class FusionMLP(nn.Module):
 
     def forward(self, x):
         return torch.sigmoid(self.fc(self.embed(x)))
+
+
+class FoldEnsemble(nn.Module):
+    """The k fusion networks of a cross-fit: scores are their mean, features their concatenation."""
+
+    def __init__(self, members: Sequence[nn.Module]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.feature_dim = sum(m.feature_dim for m in members)
+
+    def embed(self, x):
+        return torch.cat([m.embed(x) for m in self.members], dim=1)
+
+    def forward(self, x):
+        return torch.stack([m(x) for m in self.members]).mean(dim=0)
 
 
 class RidgeRegression(nn.Module):

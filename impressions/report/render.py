@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from impressions import metrics
 from impressions.data import splits as data_splits
-from impressions.report import metrics
 from impressions.report.document import Document, data_uri, relative
 from impressions.schemas import TRAITS
 from impressions.training import degenerate

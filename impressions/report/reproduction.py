@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from impressions.report.metrics import PAPER_ORDER as _T  # the order the papers print traits in
+from impressions.metrics import PAPER_ORDER as _T  # the order the papers print traits in
 
 
 def _row(key, label, source, values, mean):

@@ -128,7 +128,7 @@ class AUMapDataset(Dataset):
     """A frame dataset whose samples also carry their AU map: (frame, labels, clip position, map).
 
     `maps` (len(frames), m, m), e.g. float16, holds each item's map in the stored frame's coordinates
-    (all zero where the item has none); AU guidance trains on these (see `impressions.explain.au_maps`).
+    (all zero where the item has none); AU guidance trains on these (see `impressions.expressions.au_maps`).
     """
 
     def __init__(self, frames: FrameDataset, maps: np.ndarray):

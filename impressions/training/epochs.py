@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from impressions.explain import au_maps
+from impressions import metrics
+from impressions.expressions import au_maps
 from impressions.models import transforms
-from impressions.report import metrics
 from impressions.schemas import TRAITS
 from impressions.training import datasets
 from impressions.training.settings import Settings, _autocast

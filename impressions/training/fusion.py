@@ -37,30 +37,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
-from impressions.report import metrics
+from impressions import metrics
+from impressions.models.tabular import FoldEnsemble
 from impressions.schemas import TRAITS
 from impressions.training import datasets
 
 log = logging.getLogger(__name__)
 
 FIT_ON = ("heldout", "train")
-
-
-class FoldEnsemble(nn.Module):
-    """The k fusion networks of a cross-fit: scores are their mean, features their concatenation."""
-
-    def __init__(self, members: Sequence[nn.Module]):
-        super().__init__()
-        self.members = nn.ModuleList(members)
-        self.feature_dim = sum(m.feature_dim for m in members)
-
-    def embed(self, x):
-        return torch.cat([m.embed(x) for m in self.members], dim=1)
-
-    def forward(self, x):
-        return torch.stack([m(x) for m in self.members]).mean(dim=0)
 
 
 def group_folds(groups: Sequence[str], k: int, seed: int = 0) -> np.ndarray:

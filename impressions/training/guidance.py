@@ -1,10 +1,10 @@
-"""AU guidance's training targets: one AU map per training frame (impressions.explain.au_maps)."""
+"""AU guidance's training targets: one AU map per training frame (impressions.expressions.au_maps)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from impressions.explain import au_maps
+from impressions.expressions import au_maps
 from impressions.models import registry
 from impressions.schemas import EMOTIONS
 from impressions.training import datasets

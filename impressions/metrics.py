@@ -12,6 +12,10 @@ matrix product (`counts @ values`): no Python loop over replicates and no (repli
 array. Passing ``groups`` (e.g. YouTube ids) resamples whole groups instead of clips (a cluster
 bootstrap): clips of one person are not independent, and FI's test split shares 1,201 of its 1,455
 people with training, so per-clip intervals are too narrow.
+
+A base module at the package's top level, below every stage: training selects epochs and scores the
+held-out fusion with it, the analyses score their ablations with it and the report prints it, so it
+imports no stage package (the import contracts in pyproject.toml check that).
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Writing a matplotlib figure: its title, layout, folder and closing, in one place."""
+"""Writing a matplotlib figure: its title, layout, folder and closing, in one place.
+
+A base module below the stages: the analyses (explain) write their figures with it, and explain sits
+below the report, so it cannot live there."""
 
 from __future__ import annotations
 

@@ -16,6 +16,9 @@ compares a network's attention (or CAM) with it, or trains the attention toward 
 
 Coordinates follow the landmarks' pixel convention (dlib: a point at (x, y) lies on the centre of
 pixel column x, row y), and maps are evaluated at pixel centres: map[y, x] is the value at (x, y).
+
+The maps belong to the expression stage (landmarks and the codebook), below both of their users:
+training's AU guidance and the analyses that compare CAMs with them (`impressions.explain`).
 """
 
 from __future__ import annotations
@@ -178,7 +181,7 @@ def dominant_emotions(probs: np.ndarray) -> list[str | None]:
 def mean_face(size: int, iod: float = 0.31) -> np.ndarray:
     """(68, 2) landmarks of a neutral frontal face centred in a size x size image (an eye-aligned
     crop's proportions: IOD = `iod` * size); for tests, demos and codebook figures."""
-    from impressions.expressions.geometry import TEMPLATE  # IOD units, origin at the eye midpoint
+    from impressions.face_template import TEMPLATE  # IOD units, origin at the eye midpoint
 
     xy = TEMPLATE[:, :2]
     centre = (xy.min(axis=0) + xy.max(axis=0)) / 2
