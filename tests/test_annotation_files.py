@@ -7,7 +7,7 @@ import subprocess
 import numpy as np
 import polars as pl
 import pytest
-from workflow import REPO, SNAKEMAKE
+from workflow import REPO, SNAKEMAKE, plan, run, write_config
 
 from impressions.data import annotations, clip_index, fi_pickle, tables
 from impressions.schemas import LABELS
@@ -158,4 +158,18 @@ def test_workflow_stops_before_any_job_with_every_annotation_problem(tmp_path):
     assert "2 problem(s) in the annotation files; nothing was processed" in out
     assert f"{path}: clip 'a.000', column 'openness': 'high' is not a number" in out
     assert f"{path}: clip 'b', column 'extraversion': the key is not a '<clip>.mp4' file name" in out
+    assert not (tmp_path / "results").exists()
+
+
+def test_workflow_plans_without_a_partly_listed_clip_and_says_so(tmp_path):
+    data = _labels(["a.000", "b.000"])
+    del data["openness"]["b.000.mp4"]
+    (tmp_path / "annotation_training.pkl").write_bytes(fi_pickle.fi_pickle_bytes(data))
+    for clip in ("a.000", "b.000"):
+        (tmp_path / f"{clip}.mp4").write_bytes(b"")
+    write_config(tmp_path, data_root=str(tmp_path), results_dir="results", shards=1)
+    proc = run(tmp_path, "--dry-run")
+    assert "note: 1 clip(s) excluded as listed under some labels only" in proc.stderr
+    shard_inputs = [job["input"] for rule, job in plan(tmp_path) if rule == "preprocess_shard"]
+    assert len(shard_inputs) == 1 and "a.000.mp4" in shard_inputs[0] and "b.000.mp4" not in shard_inputs[0]
     assert not (tmp_path / "results").exists()
