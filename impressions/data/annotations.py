@@ -183,7 +183,8 @@ def _problems_of(path: Path, split: str) -> tuple[dict, list[PartialClip], list[
     except AnnotationError as err:
         return {}, [], [Problem(source, "", None, None, str(err))]
     by_clip, partial, problems = _check_file(data, source, split)
-    rows = [{"path": c, "split": split, "clip_id": c, **labels} for c, labels in by_clip.items()]
+    absent = dict.fromkeys(LABELS, 0.5)  # a label the file lacks is one problem above, not one per clip
+    rows = [{"path": c, "split": split, "clip_id": c, **absent, **labels} for c, labels in by_clip.items()]
     problems += check_rows(rows, source, [""] * len(rows))
     return by_clip, partial, problems
 
@@ -191,10 +192,12 @@ def _problems_of(path: Path, split: str) -> tuple[dict, list[PartialClip], list[
 def load_pickle(path: str | Path) -> dict[str, dict[str, float]]:
     """One FI annotation pickle as ``{label: {clip_id: float}}`` (clip ids without `.mp4`), checked.
 
-    Raises ManifestError listing every problem; clips listed under some labels only are left out.
+    Raises ManifestError listing every problem (checked as its split's file, by name; else as training
+    labels); clips listed under some labels only are left out.
     """
     path = Path(path)
-    by_clip, _, problems = _problems_of(path, "train")
+    split = {name: split for split, name in ANNOTATION_FILES.items()}.get(path.name, "train")
+    by_clip, _, problems = _problems_of(path, split)
     raise_problems(problems, f"annotation file {path}")
     return {label: {c: labels[label] for c, labels in by_clip.items()} for label in LABELS}
 
