@@ -30,6 +30,7 @@ QC_STATUSES = (
     "error",  # an unexpected failure while processing; the log holds the traceback
     "missing_file",  # annotated, but no video file under the data root
     "unannotated",  # a video file that no annotation file lists (not processed)
+    "partial_labels",  # its annotation file lists it under some labels only (not processed)
 )
 """QC statuses from least to most severe; a clip's `status` is the most severe that applies."""
 

@@ -13,7 +13,14 @@ LOGS = RESULTS / "logs"
 BENCH = RESULTS / "benchmarks"
 DEMO_ROOT = clip_index.demo_root(config)
 
+# A bad annotation file or manifest stops the run here, before any job, listing every problem.
 INDEX = clip_index.for_config(config)
+if INDEX.partially_labelled:
+    print(
+        f"note: {len(INDEX.partially_labelled)} clip(s) excluded as listed under some labels only "
+        "(status partial_labels in the QC table)",
+        file=sys.stderr,
+    )
 CLIP_PATHS = INDEX.paths
 SHARDS = shards.assign(CLIP_PATHS, config["shards"])
 SHARDS_DIR = RESULTS / "shards"

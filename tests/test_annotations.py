@@ -3,7 +3,7 @@ import pickle
 import numpy as np
 import pytest
 
-from impressions.data import annotations, fi_pickle
+from impressions.data import annotations, fi_pickle, manifest
 from impressions.schemas import LABELS, TRAITS
 
 
@@ -81,8 +81,11 @@ def test_pickle_that_would_run_code_is_refused_before_running(tmp_path):
 def test_pickle_missing_labels_is_named(tmp_path):
     path = tmp_path / "annotation_test.pkl"
     path.write_bytes(pickle.dumps({"openness": {"a.mp4": np.float64(0.1)}}, protocol=2))
-    with pytest.raises(annotations.AnnotationError, match="missing labels"):
+    with pytest.raises(manifest.ManifestError) as err:
         annotations.load_pickle(path)
+    assert str(err.value).startswith(f"5 problem(s) in annotation file {path}")
+    for label in set(LABELS) - {"openness"}:
+        assert f"{path}: column {label!r}: missing: the file lists no clip under this label" in str(err.value)
 
 
 def test_demographics_and_age_files(tmp_path):

@@ -28,6 +28,7 @@ class ClipIndex:
     clips: list[dict] = field(default_factory=list)  # rows of the `clips` table; every one has a file
     missing_files: list[dict] = field(default_factory=list)  # annotated clips with no video file
     unannotated: list[str] = field(default_factory=list)  # video files no annotation lists (paths)
+    partially_labelled: list[annotations.PartialClip] = field(default_factory=list)  # excluded (QC)
 
     @property
     def paths(self) -> dict[str, str]:
@@ -38,10 +39,13 @@ class ClipIndex:
         return frame("clips", self.clips)
 
     def summary(self) -> str:
-        return (
+        text = (
             f"{len(self.clips)} clips with a video file, {len(self.missing_files)} annotated clips without "
             f"one, {len(self.unannotated)} video files without annotations"
         )
+        if self.partially_labelled:
+            text += f", {len(self.partially_labelled)} clips excluded as listed under some labels only"
+        return text
 
 
 def youtube_id(clip_id: str) -> str:
@@ -71,22 +75,26 @@ def find_videos(root: str | Path) -> dict[str, str]:
 
 
 def from_fi_layout(root: str | Path) -> ClipIndex:
-    """Index a First Impressions layout: annotation pickles (and optional CSVs) plus videos below root."""
+    """Index a First Impressions layout: annotation pickles (and optional CSVs) plus videos below root.
+
+    The pickles are checked as a whole first (`annotations.read_split_files`): a bad file stops
+    indexing with every problem listed, before any video is looked for; clips listed under some labels
+    only are kept out and recorded in `partially_labelled`.
+    """
     root = Path(root)
     if not root.is_dir():
         raise IndexError_(f"data_root {root} is not a folder")
-    labelled = annotations.load_split_labels(root)
-    if not labelled:
-        names = ", ".join(annotations.ANNOTATION_FILES.values())
-        raise IndexError_(f"no annotation file in {root}: expected at least one of {names}")
-    files = {split: str(root / name) for split, name in annotations.ANNOTATION_FILES.items()}
     try:
-        manifest.check_fi_labels(labelled, files)
+        found = annotations.read_split_files(root)  # every file checked before anything else is read
     except manifest.ManifestError as err:
         raise IndexError_(str(err)) from None
+    if not found.files:
+        names = ", ".join(annotations.ANNOTATION_FILES.values())
+        raise IndexError_(f"no annotation file in {root}: expected at least one of {names}")
+    labelled = found.clips
     demographics = annotations.load_demographics(root)
     videos = find_videos(root)
-    index = ClipIndex()
+    index = ClipIndex(partially_labelled=found.partial)
     for clip_id, (split, labels) in labelled.items():
         demo = demographics.get(clip_id, {})
         row = {
@@ -100,7 +108,8 @@ def from_fi_layout(root: str | Path) -> ClipIndex:
             "youtube_id": demo.get("youtube_id") or youtube_id(clip_id),
         }
         (index.clips if row["path"] else index.missing_files).append(row)
-    index.unannotated = sorted(path for clip_id, path in videos.items() if clip_id not in labelled)
+    excluded = {p.clip_id for p in found.partial}
+    index.unannotated = sorted(p for c, p in videos.items() if c not in labelled and c not in excluded)
     index.clips.sort(key=lambda row: row["clip_id"])
     return index
 

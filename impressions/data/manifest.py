@@ -147,9 +147,9 @@ def raise_problems(problems: list[Problem], what: str) -> None:
     if len(problems) > _MAX_LISTED:
         lines.append(f"  ... and {len(problems) - _MAX_LISTED} more")
     raise ManifestError(
-        f"{len(problems)} problem(s) in {what}; nothing was processed. Labels are numbers in [0, 1]; only "
-        f"{', '.join(UNLABELLED_SPLITS)} clips may be unlabelled (see impressions/manifest.schema.yaml):\n"
-        + "\n".join(lines)
+        f"{len(problems)} problem(s) in {what}; nothing was processed. Labels are numbers in [0, 1]; "
+        f"only {', '.join(UNLABELLED_SPLITS)} clips may be unlabelled "
+        "(see impressions/data/manifest.schema.yaml):\n" + "\n".join(lines)
     )
 
 
@@ -193,17 +193,3 @@ def read(path: str | Path) -> list[dict]:
     where = [f"line {i + 2}" if csv else f"row {i + 1}" for i in range(len(rows))]
     raise_problems(check_rows(rows, str(path), where), f"manifest {path}")
     return rows
-
-
-def check_fi_labels(labelled: dict, files: dict[str, str]) -> None:
-    """Check FI annotations `{clip_id: (split, {label: value})}`; `files` names each split's pickle."""
-    rows, where, sources = [], [], []
-    for clip_id, (split, labels) in labelled.items():
-        rows.append({"path": clip_id, "split": split, "clip_id": clip_id, **labels})
-        sources.append(files.get(split, split))
-        where.append("")
-    problems: list[Problem] = []
-    for source in sorted(set(sources)):
-        picked = [i for i, s in enumerate(sources) if s == source]
-        problems += check_rows([rows[i] for i in picked], source, [where[i] for i in picked])
-    raise_problems(problems, "the annotation files")

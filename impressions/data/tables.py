@@ -23,7 +23,7 @@ AUDIO_ARRAYS = ("waveform", "logmel", "logfbank")
 
 
 def write_index(index: ClipIndex, clips_out: Path, index_qc_out: Path) -> None:
-    """The clips table, and QC rows for annotated clips without a file and unannotated files."""
+    """The clips table, and QC rows for the clips the index left out (no file, no or partial labels)."""
     index.table().write_parquet(clips_out)
     rows = [
         {"clip_id": row["clip_id"], "split": row["split"], "status": "missing_file",
@@ -33,6 +33,11 @@ def write_index(index: ClipIndex, clips_out: Path, index_qc_out: Path) -> None:
         {"clip_id": Path(path).stem, "status": "unannotated",
          "reason": f"video file {path} is not listed in any annotation file; not processed"}
         for path in index.unannotated
+    ] + [
+        {"clip_id": p.clip_id, "split": p.split, "status": "partial_labels",
+         "reason": f"{Path(p.source).name} does not list it under {', '.join(p.missing)} (it does under the "
+                   "other labels); excluded: not processed, trained on or scored"}
+        for p in index.partially_labelled
     ]  # fmt: skip
     frame("qc", rows).write_parquet(index_qc_out)
 
