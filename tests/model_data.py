@@ -9,6 +9,8 @@ import polars as pl
 
 from impressions import metrics, schemas
 from impressions.expressions import au_maps
+from impressions.models import registry
+from impressions.models.registry import Family
 from impressions.schemas import AUS, EMOTIONS, LABELS, TRAITS
 from impressions.training import loop as training
 
@@ -162,9 +164,52 @@ def train_and_report(root: Path, families: list[str], models: dict, n_boot: int 
     return report / "report.md"
 
 
+# The tests' tiny model settings: their one home. Unit tests pass them to train_family, workflow tests
+# put them in the config's `models` section (tiny_models).
+def tiny_options(family: str | Family, epochs: int = 1, **overrides) -> dict:
+    """Settings small enough to train `family` on tiny data in seconds, by what the family reads.
+
+    Trained families get `epochs`; `overrides` change or add keys (``input_size=32``, ``inputs=[...]``).
+    """
+    spec = family if isinstance(family, Family) else registry.get(family)
+    if spec.sample_kind in registry.IMAGE_KINDS:
+        options = {"backbone": "small", "width": 4, "input_size": 16, "batch_size": 8}
+    elif spec.sample_kind == "waveform":
+        options = {"width": 4, "stages": 2}
+    elif spec.sample_kind == "logfbank":
+        options = {"time_bins": 1}
+    elif spec.trainer == "fusion":
+        options = {"inputs": registry.names(trainer="samples"), "hidden": [8, 8]}
+    else:  # ridge and average: fast at their defaults
+        options = {}
+    if spec.trainer in ("samples", "fusion"):
+        options["epochs"] = epochs
+    return {**options, **overrides}
+
+
+def tiny_models(families, epochs: int = 1, bootstrap: int = 20, **overrides) -> dict:
+    """A workflow config's `models` section: `families` at tiny settings on one thread.
+
+    Fusion and averaging families combine the listed sample-trained families unless `overrides` say
+    otherwise; `overrides` are a family's extra keys, or top-level `models` keys (``seeds={...}``).
+    """
+    samples = [f for f in families if registry.get(f).trainer == "samples"]
+    section = {"families": list(families), "bootstrap": bootstrap, "threads": 1}
+    for name in families:
+        spec = registry.get(name)
+        extra = overrides.pop(name, {})
+        options = tiny_options(spec, epochs)
+        if spec.trainer in ("fusion", "average"):
+            options["inputs"] = samples
+        options.update(extra)
+        if options:
+            section[name] = options
+    return {**section, **overrides}
+
+
 # Training helpers shared by the training, report, prediction and registry tests.
 COMMON = {"seed": 0, "device": "cpu", "threads": 1, "patience": 50}
-SMALL_CNN = {"backbone": "small", "width": 4, "input_size": 16, "epochs": 4, "batch_size": 8, "lr": 0.01}
+SMALL_CNN = tiny_options("image", epochs=4, lr=0.01)
 
 
 def inputs_for(data, family, features=None):

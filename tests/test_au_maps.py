@@ -5,6 +5,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+from model_data import tiny_options
 
 from impressions.expressions import au_maps
 from impressions.models import networks as models
@@ -14,7 +15,7 @@ from impressions.training import loop as training
 
 SIZE = 64
 COMMON = {"seed": 0, "device": "cpu", "threads": 1, "patience": 50}
-GUIDED_CNN = {"backbone": "small", "width": 4, "input_size": 32, "epochs": 4, "batch_size": 8, "lr": 0.01}
+GUIDED_CNN = tiny_options("face", epochs=4, input_size=32, lr=0.01)
 
 
 def _face(size=SIZE, angle=0.0, shift=(0.0, 0.0)):
@@ -361,7 +362,7 @@ def test_guidance_needs_landmarks_emotions_and_an_image_family(data, tmp_path):
     with pytest.raises(ValueError, match=r"faces table .* and the expressions table"):
         _train(data, tmp_path, "image", options, faces=None, expressions=None)
     with pytest.raises(ValueError, match="image and face families only"):
-        _train(data, tmp_path, "audio", {"width": 4, "stages": 2, "epochs": 1, "au_guidance_weight": 1.0})
+        _train(data, tmp_path, "audio", tiny_options("audio", au_guidance_weight=1.0))
     with pytest.raises(ValueError, match=">= 0"):
         _train(data, tmp_path, "face", {**options, "au_guidance_weight": -1.0})
     # The face family's frames input is the faces table: no separate faces input needed.

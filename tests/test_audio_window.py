@@ -4,7 +4,7 @@ import model_data
 import numpy as np
 import pytest
 import torch
-from model_data import train
+from model_data import tiny_options, train
 
 from impressions.data import audio, preprocess
 from impressions.training import datasets
@@ -62,7 +62,7 @@ def test_whole_clips_are_their_real_samples():
 
 def test_waveform_model_trains_on_crops_and_scores_whole_clips(tmp_path):
     data = model_data.build(tmp_path / "data")
-    options = {"width": 4, "stages": 2, "blocks": 2, "epochs": 2, "batch_size": 8, "crop_seconds": 0.05}
+    options = tiny_options("audio", epochs=2, blocks=2, batch_size=8, crop_seconds=0.05)
     out, summary = train(data, tmp_path, "audio", options)
     assert summary["settings"]["crop_seconds"] == 0.05 and "whole clips" in summary["audio_samples"]
     assert summary["options"]["blocks"] == 2

@@ -15,6 +15,7 @@ import model_data
 import numpy as np
 import polars as pl
 import pytest
+from model_data import tiny_models
 from workflow import run, write_config
 
 from impressions import schemas
@@ -22,13 +23,7 @@ from impressions.data import image_store
 from impressions.schemas import TRAITS
 
 FAMILIES = ["face", "audio", "au_linear", "fusion_handcrafted"]
-TINY = {
-    "families": FAMILIES, "bootstrap": 20, "threads": 1,
-    "face": {"width": 4, "input_size": 16, "epochs": 1},
-    "audio": {"width": 4, "stages": 2, "epochs": 1},
-    "au_linear": {"alphas": [1.0]},
-    "fusion_handcrafted": {"inputs": ["face", "audio"], "hidden": [4, 4], "epochs": 1},
-}  # fmt: skip
+TINY = tiny_models(FAMILIES, au_linear={"alphas": [1.0]}, fusion_handcrafted={"hidden": [4, 4]})
 MODEL_RULES = ["splits", "train_model", "report"]
 
 

@@ -9,6 +9,7 @@ import shutil
 
 import polars as pl
 import pytest
+from model_data import tiny_models
 from workflow import by_model, planned, run, write_config
 
 from impressions.data import demo
@@ -17,14 +18,13 @@ from impressions.schemas import AUS, TRAITS
 
 pytestmark = [pytest.mark.workflow, pytest.mark.heavy]
 
-MODELS = {
-    "families": ["image", "face", "audio", "au_linear", "fusion_handcrafted"],
-    "bootstrap": 50, "threads": 1,
-    "image": {"width": 4, "input_size": 32, "epochs": 2},
-    "face": {"width": 4, "input_size": 32, "epochs": 2},
-    "audio": {"width": 4, "stages": 2, "epochs": 2},
-    "fusion_handcrafted": {"inputs": ["image", "face", "audio"], "hidden": [8, 8], "epochs": 2},
-}  # fmt: skip
+MODELS = tiny_models(
+    ["image", "face", "audio", "au_linear", "fusion_handcrafted"],
+    epochs=2,
+    bootstrap=50,
+    image={"input_size": 32},
+    face={"input_size": 32},
+)
 INTERPRET = {
     "max_frames": 200, "top_k": 2, "unit_top": 5, "au_top_n": 10,
     "au_guidance": {"weight": 1.0, "models": ["face"], "sweep": [0, 1]},

@@ -120,3 +120,11 @@ def test_euclidean_loss_is_the_batch_mean_of_unsquared_distances():
     out = torch.tensor([[0.5] * 5, [0.0] * 5])
     target = torch.tensor([[0.5] * 5, [0.3, 0.4, 0.0, 0.0, 0.0]])
     assert float(training._loss_fn("l2dist")(out, target)) == pytest.approx((0.0 + 0.5) / 2, abs=1e-6)
+
+
+@pytest.mark.parametrize("head", ["dan", "dan_plus", "cam"])
+def test_activation_maps_stay_on_the_models_device(head):
+    # The meta device stands in for a GPU: a tensor made on the CPU inside the method cannot mix with it.
+    model = models.build("face", backbone="small", width=2, head=head).eval().to("meta")
+    maps, logits = model.activation_maps(torch.rand(2, 3, 32, 32, device="meta"))
+    assert maps.device.type == logits.device.type == "meta"

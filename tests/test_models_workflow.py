@@ -6,6 +6,7 @@ import model_data
 import numpy as np
 import polars as pl
 import pytest
+from model_data import tiny_models
 from workflow import by_model, planned, rules, run, write_config
 
 from impressions.schemas import LABELS
@@ -13,15 +14,12 @@ from impressions.schemas import LABELS
 pytestmark = pytest.mark.workflow
 
 MODEL_RULES = ["splits", "train_model", "report"]
-TINY = {
-    "families": ["image", "face", "audio", "audio_fbank", "au_linear", "fusion_handcrafted"],
-    "bootstrap": 100, "threads": 1,
-    "image": {"width": 4, "input_size": 16, "epochs": 2},
-    "face": {"width": 4, "input_size": 16, "epochs": 2},
-    "audio": {"width": 4, "stages": 2, "epochs": 2},
-    "audio_fbank": {"epochs": 2},
-    "fusion_handcrafted": {"inputs": ["face", "audio"], "hidden": [8, 8], "epochs": 2},
-}  # fmt: skip
+TINY = tiny_models(
+    ["image", "face", "audio", "audio_fbank", "au_linear", "fusion_handcrafted"],
+    epochs=2,
+    bootstrap=100,
+    fusion_handcrafted={"inputs": ["face", "audio"]},
+)
 
 
 def only_models(target: str) -> list[str]:

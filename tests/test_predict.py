@@ -2,7 +2,7 @@ import model_data
 import numpy as np
 import polars as pl
 import pytest
-from model_data import SMALL_CNN, inputs_for
+from model_data import SMALL_CNN, inputs_for, tiny_options
 
 from impressions import cli, predict, schemas
 from impressions.data import defaults
@@ -17,9 +17,9 @@ def models_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("models")
     prep = defaults.preprocessing()  # config.yaml's, as the workflow resolves them
     prep["frames"] = {**prep["frames"], "per_clip": 3}
-    runs = [("image", SMALL_CNN), ("face", SMALL_CNN), ("audio", {"width": 4, "stages": 2, "epochs": 2}),
-            ("au_linear", {"alphas": [1.0]}),
-            ("fusion_handcrafted", {"inputs": ["face", "audio"], "hidden": [8, 8], "epochs": 3})]  # fmt: skip
+    fusion = tiny_options("fusion_handcrafted", epochs=3, inputs=["face", "audio"])
+    runs = [("image", SMALL_CNN), ("face", SMALL_CNN), ("audio", tiny_options("audio", epochs=2)),
+            ("au_linear", {"alphas": [1.0]}), ("fusion_handcrafted", fusion)]  # fmt: skip
     for family, options in runs:
         features = {m: out / m / "features.npz" for m in ("face", "audio")}
         training.train_family(

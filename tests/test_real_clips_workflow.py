@@ -7,6 +7,7 @@ import json
 
 import polars as pl
 import pytest
+from model_data import tiny_models
 from workflow import run, write_config
 
 from impressions.explain import analyses
@@ -14,12 +15,7 @@ from impressions.testing import face_clip, ffmpeg, out, src, write_fi_annotation
 
 pytestmark = [pytest.mark.workflow, pytest.mark.heavy]
 
-MODELS = {
-    "families": ["image", "face", "audio"], "bootstrap": 20, "threads": 1,
-    "image": {"width": 4, "input_size": 32, "epochs": 2},
-    "face": {"width": 4, "input_size": 32, "epochs": 2},
-    "audio": {"width": 4, "stages": 2, "epochs": 2},
-}  # fmt: skip
+MODELS = tiny_models(["image", "face", "audio"], epochs=2, image={"input_size": 32}, face={"input_size": 32})
 INTERPRET = {
     "max_frames": 120, "top_k": 2, "unit_top": 5, "au_top_n": 10, "au_top_clips": 2,
     "au_guidance": {"weight": 1.0, "models": ["face"], "sweep": [0, 1]},

@@ -14,12 +14,11 @@ import polars as pl
 import pytest
 import torch
 import workflow
-from model_data import inputs_for
+from model_data import inputs_for, tiny_options
 
 from impressions import cluster, predict, rulegraph
 from impressions.models import networks as models
 from impressions.models import registry, transforms, variants
-from impressions.models.registry import Family
 from impressions.schemas import TRAITS
 from impressions.testing import face_clip
 from impressions.training import loop as training
@@ -27,19 +26,6 @@ from impressions.training import loop as training
 REPO = Path(__file__).resolve().parents[1]
 TRAINED = registry.names_where(lambda f: f.trained)
 CAM = registry.names(cam=True)
-
-
-def tiny_options(spec: Family) -> dict:
-    """Settings small enough to train any registered family on the synthetic results in seconds."""
-    if spec.sample_kind in registry.IMAGE_KINDS:
-        return {"backbone": "small", "width": 4, "input_size": 16, "epochs": 1, "batch_size": 8}
-    if spec.sample_kind == "waveform":
-        return {"width": 4, "stages": 2, "epochs": 1}
-    if spec.sample_kind == "logfbank":
-        return {"time_bins": 1, "epochs": 1}
-    if spec.trainer == "fusion":
-        return {"inputs": registry.names(trainer="samples"), "hidden": [8, 8], "epochs": 2}
-    return {}
 
 
 def _inputs(data, family, features):
@@ -61,7 +47,7 @@ def trained(tmp_path_factory):
     for family in TRAINED:
         training.train_family(
             family, _inputs(data, family, features), training.Outputs.in_folder(out / family),
-            {"seed": 0, "device": "cpu", "threads": 1}, tiny_options(registry.get(family)),
+            {"seed": 0, "device": "cpu", "threads": 1}, tiny_options(family),
         )  # fmt: skip
     return out
 

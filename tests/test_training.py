@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 import torch
 import yaml
-from model_data import COMMON, SMALL_CNN, baseline_accuracy, train, val_accuracy
+from model_data import COMMON, SMALL_CNN, baseline_accuracy, tiny_options, train, val_accuracy
 
 from impressions import schemas
 from impressions.models import networks as models
@@ -76,7 +76,7 @@ def test_au_linear_finds_the_cue_and_chooses_alpha_on_validation(data, tmp_path)
 
 
 def test_audio_models_and_fusion(data, tmp_path):
-    audio, _ = train(data, tmp_path, "audio", {"width": 4, "stages": 2, "epochs": 3, "batch_size": 8})
+    audio, _ = train(data, tmp_path, "audio", tiny_options("audio", epochs=3, batch_size=8))
     fbank, s = train(
         data, tmp_path, "audio_fbank", {"time_bins": 5, "epochs": 30, "batch_size": 8, "lr": 0.05}
     )

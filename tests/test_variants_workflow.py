@@ -8,6 +8,7 @@ import json
 import model_data
 import polars as pl
 import pytest
+from model_data import tiny_models
 from workflow import planned, rules, run, write_config
 
 from impressions.explain import analyses
@@ -15,13 +16,11 @@ from impressions.schemas import TRAITS
 
 pytestmark = pytest.mark.workflow
 
-SMALL = {"width": 4, "input_size": 16, "epochs": 1, "batch_size": 8}
-MODELS = {
-    "families": ["image", "face", "audio", "late_average"], "bootstrap": 20, "threads": 1,
-    "image": SMALL, "face": SMALL, "audio": {"width": 4, "stages": 2, "epochs": 1},
-    "late_average": {"inputs": ["face", "audio"]},
-    "seeds": {"values": [0, 1], "families": ["face"]},
-}  # fmt: skip
+MODELS = tiny_models(
+    ["image", "face", "audio", "late_average"],
+    late_average={"inputs": ["face", "audio"]},
+    seeds={"values": [0, 1], "families": ["face"]},
+)
 INTERPRET = {
     "models": ["image", "face"], "max_frames": 60, "top_k": 2, "unit_top": 3, "au_top_n": 5,
     "au_top_clips": 2,

@@ -4,7 +4,7 @@ import model_data
 import numpy as np
 import polars as pl
 import pytest
-from model_data import COMMON, baseline_accuracy, inputs_for, val_accuracy
+from model_data import COMMON, baseline_accuracy, inputs_for, tiny_options, val_accuracy
 
 from impressions import schemas
 from impressions.data import splits
@@ -54,9 +54,7 @@ def test_voice_linear_finds_the_pitch_cue(data, tmp_path):
 
 def test_fusion_handcrafted_takes_the_voice_columns_when_given(data, tmp_path):
     audio = training.Outputs.in_folder(tmp_path / "audio")
-    training.train_family(
-        "audio", inputs_for(data, "audio"), audio, COMMON, {"width": 4, "stages": 2, "epochs": 1}
-    )
+    training.train_family("audio", inputs_for(data, "audio"), audio, COMMON, tiny_options("audio"))
     options = {"inputs": ["audio"], "hidden": [4, 4], "epochs": 1}
     features = {"audio": audio.features}
     with_voice = training.train_family(

@@ -1,4 +1,5 @@
-"""The workflow end to end on an FI-layout folder holding every kind of bad input, then re-runs."""
+"""The shared tiny run: the workflow from videos to the report on an FI-layout folder holding every kind
+of bad and awkward input (every rule kind, a handful of jobs), then re-runs."""
 
 import os
 import shutil
@@ -6,7 +7,8 @@ import shutil
 import numpy as np
 import polars as pl
 import pytest
-from workflow import planned, rules, run, write_config
+from model_data import tiny_models
+from workflow import FAST, planned, rules, run, write_config
 
 from impressions.data import shards
 from impressions.schemas import AUS, EMOTIONS, TABLES
@@ -19,6 +21,20 @@ SPLITS = {
     "val": ["no_audio", "no_face", "audio_only"],
     "test": ["empty", "text", "truncated"],
 }
+# Two sample-trained families and their average, the per-model analyses of the face model: every kind
+# of rule after the dataset tables runs at least once (tests/test_variants_workflow.py covers the
+# variants and the workflow-wide analyses on ready-made tables).
+MODELS = tiny_models(["face", "audio", "late_average"])
+INTERPRET = {"models": ["face"], "max_frames": 20, "top_k": 1, "unit_top": 2, "au_top_n": 3,
+             "au_top_clips": 1}  # fmt: skip
+AFTER_TABLES = {"splits": 1, "train_model": 2, "late_average": 1, "interpret_cam": 1, "interpret_units": 1,
+                "interpret_au_maps": 1, "report": 1}  # fmt: skip
+
+
+def configure(work, root, **changes):
+    """The shared run's config (write_config's tiny preprocessing, MODELS, INTERPRET) with `changes`."""
+    sections = {"models": MODELS, "interpret": {**FAST["interpret"], **INTERPRET}} | changes
+    write_config(work, data_root=str(root), results_dir="out", **sections)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +50,7 @@ def done(bad_media, tmp_path_factory):
     ids["test"].append("ghost.000")
     write_fi_annotations(root, ids)
     work = tmp_path_factory.mktemp("work")
-    write_config(work, data_root=str(root), results_dir="out")
+    configure(work, root)
     run(work)
     return root, work, bad_media
 
@@ -96,6 +112,25 @@ def test_clips_table_has_splits_and_youtube_ids(done):
     assert row["split"] == "train" and row["youtube_id"] == "-6otZ7M-Mro"
 
 
+def test_the_run_reaches_the_report_through_every_kind_of_rule(done):
+    _, work, _ = done
+    out = work / "out"
+    ran = {p.parent.name for p in (out / "logs").glob("*/*.log")} | {
+        p.stem for p in (out / "logs").glob("*.log")
+    }
+    assert {"preprocess_shard", "audio_shard", "expression_shard", "train", "interpret"} <= ran, ran
+    for model in ("face", "audio", "late_average"):
+        preds = pl.read_parquet(out / "models" / model / "predictions.parquet")
+        assert preds.height and set(preds["model"]) == {model}
+    for analysis in ("cam", "units", "au_maps"):
+        assert (out / "interpret" / analysis / "face" / "section.json").is_file()
+    report = (out / "report" / "report.md").read_text()
+    assert {"clip_index", "gather_clips", "gather_audio", "gather_expressions", "splits", "report"} <= ran
+    # the test split holds only bad clips: the report says its scores are the baseline's
+    assert "None of the 3 labelled test clips could be decoded" in report
+    assert "| this run | face |" in report and "| this run | late_average |" in report
+
+
 def test_nothing_to_do_after_a_complete_run(done):
     _, work, _ = done
     assert not planned(work)
@@ -103,20 +138,27 @@ def test_nothing_to_do_after_a_complete_run(done):
 
 def test_expression_setting_reruns_only_expressions(done):
     root, work, _ = done
-    write_config(work, data_root=str(root), results_dir="out", expressions={"device": "cpu", "batch_size": 7})
+    configure(work, root, expressions={"device": "cpu", "batch_size": 7})
     try:
-        assert rules(planned(work)) == {"expression_shard": 2, "gather_expressions": 1, "all": 1}
+        assert rules(planned(work)) == {
+            "expression_shard": 2, "gather_expressions": 1, "all": 1,
+            # the analyses read the expressions table, and the report its emotions
+            "interpret_cam": 1, "interpret_units": 1, "interpret_au_maps": 1, "report": 1,
+        }  # fmt: skip
     finally:
-        write_config(work, data_root=str(root), results_dir="out")
+        configure(work, root)
 
 
 def test_audio_feature_setting_reruns_only_audio_features(done):
     _, work, _ = done
-    write_config(work, data_root=str(done[0]), results_dir="out", audio={"n_mels": 40})
+    configure(work, done[0], audio={"n_mels": 40})
     try:
-        assert rules(planned(work)) == {"audio_shard": 2, "gather_audio": 1, "all": 1}
+        assert rules(planned(work)) == {
+            "audio_shard": 2, "gather_audio": 1, "all": 1,
+            "train_model": 1, "late_average": 1, "report": 1,  # the audio model and what uses it
+        }  # fmt: skip
     finally:
-        write_config(work, data_root=str(done[0]), results_dir="out")
+        configure(work, done[0])
 
 
 def shard_log(work, shard, rule="preprocess_shard"):
@@ -132,13 +174,11 @@ def assert_one_clip_processed(work, shard, n, cid):
 
 def test_frame_setting_reprocesses_every_clip(done):
     root, work, _ = done
-    write_config(
-        work, data_root=str(root), results_dir="out", frames={"per_clip": 3, "size": 64, "max_side": 640}
-    )
+    configure(work, root, frames={"per_clip": 3, "size": 64, "max_side": 640})
     try:
         jobs = rules(planned(work))
     finally:
-        write_config(work, data_root=str(root), results_dir="out")
+        configure(work, root)
     assert jobs["preprocess_shard"] == 2 and jobs["audio_shard"] == jobs["expression_shard"] == 2
     # that every clip's cache key changes with a frame setting: tests/test_preprocess_shard.py
 
@@ -150,9 +190,11 @@ def test_replaced_clip_file_reruns_only_its_own_jobs(done):
     cid = clip_id(media["good"])
     shard = shards.shard_of(cid, 2)
     jobs = planned(work)
+    # its shard's jobs, the gathers, and everything after the tables but the splits (same clips)
     assert rules(jobs) == {
         "preprocess_shard": 1, "audio_shard": 1, "expression_shard": 1,
         "gather_clips": 1, "gather_audio": 1, "gather_expressions": 1, "all": 1,
+        **{rule: n for rule, n in AFTER_TABLES.items() if rule != "splits"},
     }  # fmt: skip
     for rule in ("preprocess_shard", "audio_shard", "expression_shard"):
         assert (rule, f"shard={shard}") in jobs
@@ -173,7 +215,7 @@ def test_added_clip_reruns_only_its_own_jobs(done, tmp_path):
     jobs = planned(work)
     assert rules(jobs) == {
         "clip_index": 1, "preprocess_shard": 1, "audio_shard": 1, "expression_shard": 1,
-        "gather_clips": 1, "gather_audio": 1, "gather_expressions": 1, "all": 1,
+        "gather_clips": 1, "gather_audio": 1, "gather_expressions": 1, "all": 1, **AFTER_TABLES,
     }  # fmt: skip
     for rule in ("preprocess_shard", "audio_shard", "expression_shard"):
         assert (rule, f"shard={shard}") in jobs

@@ -127,13 +127,13 @@ class DANPlus(nn.Module):
         kinds = {"cam": ["avg"], "dan": ["max", "avg"], "dan_plus": ["max", "avg", "avg", "max"]}[self.head]
         sources = [maps, maps, tapped, tapped][: len(kinds)]
         descriptors = self._descriptors(maps, tapped)
-        total, start = torch.zeros(n, weight.shape[0], h, w, dtype=maps.dtype), 0
+        total, start = torch.zeros(n, weight.shape[0], h, w, dtype=maps.dtype, device=maps.device), 0
         for kind, source, d in zip(kinds, sources, descriptors):
             c = source.shape[1]
             scale = (
                 torch.sqrt((d * d).sum(dim=1) + L2_EPS)
                 if self.normalize and self.head != "cam"
-                else torch.ones(n, dtype=maps.dtype)
+                else torch.ones(n, dtype=maps.dtype, device=maps.device)
             )
             if kind == "avg":
                 part = source / (source.shape[2] * source.shape[3])

@@ -234,11 +234,26 @@ def clip_means(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-clip means of per-sample rows (n_clips, d), and the number of samples per clip."""
     sums = torch.zeros(n_clips, values.shape[1], dtype=torch.float64)
-    sums.index_add_(0, positions.cpu(), values.double().cpu())
-    counts = torch.bincount(positions.cpu(), minlength=n_clips)
+    counts = torch.zeros(n_clips, dtype=torch.int64)
+    add_to_clips(sums, counts, values, positions)
+    return means_of(sums, counts), counts
+
+
+def add_to_clips(
+    sums: torch.Tensor, counts: torch.Tensor | None, values: torch.Tensor, positions: torch.Tensor
+) -> None:
+    """Add per-sample rows to their clips' float64 sums (and counts) in place: a streaming `clip_means`."""
+    positions = positions.cpu()
+    sums.index_add_(0, positions, values.double().cpu())
+    if counts is not None:
+        counts += torch.bincount(positions, minlength=len(counts))
+
+
+def means_of(sums: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Per-clip sums divided by their sample counts; NaN rows for clips without samples."""
     means = sums / counts.clamp_min(1).unsqueeze(1)
     means[counts == 0] = float("nan")
-    return means, counts
+    return means
 
 
 class RandomCrop(Dataset):

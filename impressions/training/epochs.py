@@ -65,9 +65,15 @@ def predict_clips(
     model: nn.Module, dataset, n_clips: int, prepare: Prepare, device: str, batch_size: int = 128,
     amp: bool = False, num_workers: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
-    """Per-clip mean scores (n_clips, 5) and penultimate features, NaN where a clip has no samples; counts."""
+    """Per-clip mean scores (n_clips, 5) and penultimate features, NaN where a clip has no samples; counts.
+
+    Each batch is added to per-clip sums at once, so memory is bounded by the batch and the clips
+    (n_clips x feature width), not by the number of frames: FI's final pass is 600,000 frames."""
     model.eval()
-    scores, embeds, positions = [], [], []
+    dim = getattr(model, "feature_dim", 1)
+    score_sums = torch.zeros(n_clips, len(TRAITS), dtype=torch.float64)
+    embed_sums: torch.Tensor | None = None
+    counts = torch.zeros(n_clips, dtype=torch.int64)
     if len(dataset):
         batches = datasets.loader(
             dataset, batch_size, shuffle=False, seed=0, device=device, num_workers=num_workers
@@ -78,16 +84,16 @@ def predict_clips(
                 # Every network family ends in embed -> (dropout) -> fc -> sigmoid; dropout is off in eval.
                 emb = model.embed(prepare(x, device, train=False))
                 out = torch.sigmoid(model.fc(emb))
-            scores.append(out.float().cpu())
-            embeds.append(emb.float().cpu())
-            positions.append(pos)
-    if not positions:
-        dim = getattr(model, "feature_dim", 1)
+            pos = pos.cpu()
+            if embed_sums is None:
+                embed_sums = torch.zeros(n_clips, emb.shape[1], dtype=torch.float64)
+            datasets.add_to_clips(score_sums, counts, out.float(), pos)
+            datasets.add_to_clips(embed_sums, None, emb.float(), pos)
+    if embed_sums is None:
         nan = np.full((n_clips, len(TRAITS)), np.nan)
-        return nan, np.full((n_clips, dim), np.nan, dtype=np.float32), np.zeros(n_clips, dtype=np.int64)
-    pos = torch.cat(positions)
-    score, counts = datasets.clip_means(torch.cat(scores), pos, n_clips)
-    emb, _ = datasets.clip_means(torch.cat(embeds), pos, n_clips)
+        return nan, np.full((n_clips, dim), np.nan, dtype=np.float32), counts.numpy()
+    score = datasets.means_of(score_sums, counts)
+    emb = datasets.means_of(embed_sums, counts)
     return score.numpy(), emb.numpy().astype(np.float32), counts.numpy()
 
 
