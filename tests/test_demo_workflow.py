@@ -221,5 +221,5 @@ def test_added_clip_reruns_its_own_jobs_then_gathering_training_and_report(done)
     counted = by_model(jobs)
     assert counted["preprocess_shard"] == counted["audio_shard"] == counted["expression_shard"] == 1
     assert {"clip_index", "gather_clips", "gather_audio", "gather_expressions"} <= set(counted)
-    retrained = ("image", "face", "audio", "au_linear", "fusion", "face_au_guided")
+    retrained = ("image", "face", "audio", "au_linear", "fusion_handcrafted", "face_au_guided")
     assert {*(f"train_model:{m}" for m in retrained), "report"} <= set(counted)
