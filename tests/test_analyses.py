@@ -71,7 +71,8 @@ def planned(plugin, tmp_path_factory):
         work,
         interpret={"models": ["image", "face"], "cam_overlap": {"enabled": True}, "toy": TOY,
                    "au_guidance": {"weight": 1.0, "models": ["face"], "sweep": [0, 1]},
-                   "manifold": {"models": ["face", "audio"], "method": "pca", "perplexity": 5, "neighbors": 3}},
+                   "manifold": {"models": ["face", "audio"], "method": "pca", "perplexity": 5,
+                                "neighbors": 3}},
     )  # fmt: skip
     with pytest.MonkeyPatch.context() as env:
         env.setenv("PYTHONPATH", os.pathsep.join([str(plugin), os.environ.get("PYTHONPATH", "")]))
