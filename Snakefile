@@ -5,6 +5,7 @@ import os
 from snakemake.utils import min_version, validate
 
 from impressions.config_types import coerce_file as coerce_config
+from impressions.explain import analyses as analysis_registry
 from impressions.models import registry as model_registry
 
 min_version("9.0")
@@ -17,8 +18,10 @@ configfile: os.path.join(workflow.basedir, "config.yaml")
 # Nested `--config` values arrive as strings ('{per_clip: 20}' gives '20'): type them by the schema first.
 coerce_config(config, os.path.join(workflow.basedir, "impressions/config.schema.yaml"))
 validate(config, "impressions/config.schema.yaml")
-# Family names are checked against the model registry, not listed in the schema.
+# Family names are checked against the model registry, not listed in the schema; the sub-sections of
+# interpret against the analysis registry.
 model_registry.check_config(config)
+analysis_registry.check_config(config)
 
 
 include: "rules/common.smk"

@@ -5,39 +5,39 @@ include: "interpret_common.smk"
 
 
 # One rule per analysis of a model (interpret_cam, interpret_units, interpret_au_maps,
-# interpret_cam_overlap), each with a job per explained model.
-for _analysis, (_mem_mb, _doc) in ANALYSES.items():
+# interpret_cam_overlap and any other registry entry of scope model: impressions/explain/analyses.py),
+# each with a job per model of its model sets.
+for _spec in [analyses.get(a) for a in analyses.names(scope="model")]:
 
     rule:
-        """A per-model analysis of impressions/explain/interpret.py (its docstring: rules/interpret_common.smk ANALYSES)."""
+        """A per-model analysis of impressions/explain/interpret.py (its docstring: its registry entry)."""
         name:
-            f"interpret_{_analysis}"
+            _spec.rule
         input:
             **INTERPRET_INPUTS,
             checkpoint=MODELS_DIR / "{explained}" / "checkpoint.pt",
         output:
-            **interpret_files(_analysis, "{explained}"),
+            **interpret_files(_spec.name, "{explained}"),
         log:
-            LOGS / "interpret" / f"{_analysis}_{{explained}}.log",
+            LOGS / "interpret" / f"{_spec.name}_{{explained}}.log",
         benchmark:
-            BENCH / "interpret" / f"{_analysis}_{{explained}}.tsv"
+            BENCH / "interpret" / f"{_spec.name}_{{explained}}.tsv"
         conda:
             "../envs/models.yaml"
         threads: MODELS_CFG["threads"]
         resources:
-            mem_mb=_mem_mb,
-            runtime=60,
+            mem_mb=_spec.mem_mb,
+            runtime=_spec.runtime,
         params:
-            analysis=_analysis,
-            options=interpret_options(_analysis),
+            analysis=_spec.name,
+            options=interpret_options(_spec.name),
         script:
             "../workflow_scripts/interpret.py"
 
-    workflow.get_rule(f"interpret_{_analysis}").docstring = _doc
 
-
+# The workflow-wide analyses (scope workflow) each read different inputs, so each has a rule of its
+# own; its files, settings, resources and docstring come from its registry entry.
 rule au_guidance_effect:
-    """Accuracy and CAM-AU correlation of each AU-guided model against its unguided twin."""
     input:
         clips=TABLES_DIR / "clips.parquet",
         splits=TABLES_DIR / "splits.parquet",
@@ -51,7 +51,7 @@ rule au_guidance_effect:
         ],
         summaries=[model_files(m)["summary"] for pair in GUIDANCE_PAIRS for m in pair],
     output:
-        **guidance_files(),
+        **interpret_files("au_guidance"),
     log:
         LOGS / "interpret" / "au_guidance.log",
     benchmark:
@@ -59,8 +59,8 @@ rule au_guidance_effect:
     conda:
         "../envs/models.yaml"
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=analyses.get("au_guidance").mem_mb,
+        runtime=analyses.get("au_guidance").runtime,
     params:
         pairs=GUIDANCE_PAIRS,
         split=MODELS_CFG["split"],
@@ -70,16 +70,13 @@ rule au_guidance_effect:
 
 
 rule interpret_manifold:
-    """t-SNE of each model's per-clip penultimate features, with trustworthiness."""
     input:
         clips=TABLES_DIR / "clips.parquet",
         splits=TABLES_DIR / "splits.parquet",
         expressions=TABLES_DIR / "expressions.parquet",
-        features=[
-            model_files(m)["features"] for m in INTERPRET_CFG["manifold"]["models"]
-        ],
+        features=[model_files(m)["features"] for m in analysis_models("manifold")],
     output:
-        **manifold_files(),
+        **interpret_files("manifold"),
     log:
         LOGS / "interpret" / "manifold.log",
     benchmark:
@@ -88,10 +85,10 @@ rule interpret_manifold:
         "../envs/models.yaml"
     threads: MODELS_CFG["threads"]
     resources:
-        mem_mb=8000,
-        runtime=60,
+        mem_mb=analyses.get("manifold").mem_mb,
+        runtime=analyses.get("manifold").runtime,
     params:
-        options={k: v for k, v in INTERPRET_CFG["manifold"].items() if k != "models"}
+        options=analyses.get("manifold").job_options(INTERPRET_CFG, {})
         | {"seed": MODELS_CFG["seed"]},
         split=MODELS_CFG["split"],
         seed=MODELS_CFG["seed"],
@@ -118,14 +115,13 @@ workflow.get_rule("train_guidance_sweep").docstring = (
 
 
 rule au_guidance_sweep:
-    """Accuracy and CAM-AU correlation per AU-guidance weight, and the paper's claim checked."""
     input:
         **INTERPRET_INPUTS,
         checkpoints=[sweep_model_files(w)["checkpoint"] for w in sweep_weights()],
         predictions=[sweep_model_files(w)["predictions"] for w in sweep_weights()],
         histories=[sweep_model_files(w)["metrics"] for w in sweep_weights()],
     output:
-        **sweep_files(),
+        **interpret_files("au_guidance_sweep"),
     log:
         LOGS / "interpret" / "au_guidance_sweep.log",
     benchmark:
@@ -134,10 +130,22 @@ rule au_guidance_sweep:
         "../envs/models.yaml"
     threads: MODELS_CFG["threads"]
     resources:
-        mem_mb=8000,
-        runtime=60,
+        mem_mb=analyses.get("au_guidance_sweep").mem_mb,
+        runtime=analyses.get("au_guidance_sweep").runtime,
     params:
         family=SWEEP_FAMILY,
-        options=interpret_options("au_maps") | {"n_boot": MODELS_CFG["bootstrap"]},
+        options=interpret_options("au_guidance_sweep")
+        | {"n_boot": MODELS_CFG["bootstrap"]},
     script:
         "../workflow_scripts/au_guidance_sweep.py"
+
+
+# Every analysis's rule, generated or written above, gets its registry entry's docstring; a
+# workflow-wide entry without its rule stops planning here.
+for _spec in analyses.ANALYSES.values():
+    if _spec.rule not in {r.name for r in workflow.rules}:
+        raise ValueError(
+            f"analysis {_spec.name} (impressions/explain/analyses.py) has no rule {_spec.rule}: a "
+            "workflow-wide analysis needs a rule of its own in rules/interpret.smk"
+        )
+    workflow.get_rule(_spec.rule).docstring = _spec.doc

@@ -1,6 +1,7 @@
 """Settings and input functions of the interpretation rules (rules/interpret.smk)."""
 
 from impressions import layout
+from impressions.explain import analyses
 from impressions.models import registry, variants
 
 INTERPRET_DIR = RESULTS / "interpret"
@@ -42,62 +43,6 @@ wildcard_constraints:
     sweep_weight="[0-9.]+",
 
 
-def interpret_files(analysis, model):
-    """One analysis's outputs for a model (impressions.layout.INTERPRET_FILES), by kind."""
-    return {
-        kind: str(INTERPRET_DIR / analysis / model / name)
-        for kind, name in layout.INTERPRET_FILES[analysis].items()
-    }
-
-
-def manifold_files():
-    files = {
-        kind: str(INTERPRET_DIR / "manifold" / name)
-        for kind, name in (
-            ("section", "section.json"),
-            ("table", "trustworthiness.csv"),
-            ("coordinates", "coordinates.parquet"),
-        )
-    }
-    for name in INTERPRET_CFG["manifold"]["models"]:
-        files[f"figure_{name}"] = str(INTERPRET_DIR / "manifold" / f"{name}.png")
-    return files
-
-
-def guidance_files():
-    return {
-        "section": str(INTERPRET_DIR / "au_guidance" / "section.json"),
-        "table": str(INTERPRET_DIR / "au_guidance" / "au_guidance.csv"),
-    }
-
-
-def interpret_sections():
-    """Every analysis's section.json: what the report renders after the model results."""
-    sections = []
-    for model in EXPLAINED:
-        sections += [
-            interpret_files(a, model)["section"] for a in ("cam", "units", "au_maps")
-        ]
-    for model in GUIDED:
-        sections += [interpret_files(a, model)["section"] for a in ("cam", "au_maps")]
-    if GUIDED:
-        sections.append(guidance_files()["section"])
-    if INTERPRET_CFG["manifold"]["models"]:
-        sections.append(manifold_files()["section"])
-    sections += [interpret_files("cam_overlap", m)["section"] for m in CAM_OVERLAP]
-    if SWEEP:
-        sections.append(sweep_files()["section"])
-    return sections
-
-
-def sweep_files():
-    return {
-        "section": str(SWEEP_DIR / "section.json"),
-        "table": str(SWEEP_DIR / "au_guidance_sweep.csv"),
-        "figure": str(SWEEP_DIR / "au_guidance_sweep.png"),
-    }
-
-
 def sweep_model_files(weight):
     """One sweep weight's trained model files (under au_guidance_sweep/w<weight>/)."""
     return {
@@ -110,56 +55,57 @@ def sweep_weights():
     return [f"{float(w):g}" for w in SWEEP]
 
 
-# The per-model analyses, one rule each (interpret_<analysis>, generated in rules/interpret.smk), with
-# the memory each asks for and what it does.
-ANALYSES = {
-    "cam": (
-        8000,
-        "Class activation maps per trait, Grad-CAM, and the share of CAM regions on the face.",
-    ),
-    "units": (
-        16000,
-        "Units of the last conv layers as face-part detectors, and Action-Unit emergence.",
-    ),
-    "au_maps": (
-        8000,
-        "AU-codebook maps from landmarks and emotions, against each trait's CAM.",
-    ),
-    "cam_overlap": (
-        8000,
-        "Ventura et al.'s share of CAM regions on the face, as published: GAP model, test frames only.",
-    ),
+# The models each analysis runs on, by model set (impressions/explain/analyses.py MODEL_SETS).
+MODEL_SETS = {
+    "explained": EXPLAINED,
+    "guided": GUIDED,
+    "cam_overlap": CAM_OVERLAP,
+    "manifold": list(INTERPRET_CFG["manifold"]["models"]),
+    "sweep": [variants.name(SWEEP_FAMILY, "sweep", weight=w) for w in sweep_weights()],
 }
 
-# Only the settings an analysis uses, so that changing one re-runs only that analysis.
-ANALYSIS_KEYS = {
-    "cam": ("top_k",),
-    "cam_overlap": ("cam_threshold", "face_overlap"),
-    "units": (
-        "unit_layers",
-        "unit_top",
-        "detector_threshold",
-        "au_top_n",
-        "detector_margin",
-        "au_top_clips",
-    ),
-    "au_maps": (),
-}
+
+def analysis_models(analysis):
+    """The models of an analysis's model sets (its registry entry's `models`), each once, in order."""
+    sets = analyses.get(analysis).models
+    return list(dict.fromkeys(m for s in sets for m in MODEL_SETS[s]))
+
+
+def interpret_files(analysis, model=None):
+    """An analysis's outputs (its registry entry's `files`), by kind: under interpret/<analysis>/<model>/
+    for one model, else under interpret/<analysis>/ with its files per model (`model_files`) added.
+    """
+    spec = analyses.get(analysis)
+    folder = (
+        INTERPRET_DIR / analysis if model is None else INTERPRET_DIR / analysis / model
+    )
+    files = {kind: str(folder / name) for kind, name in spec.files.items()}
+    for m in analysis_models(analysis) if spec.model_files else []:
+        for kind, name in spec.model_files.items():
+            files[kind.format(model=m)] = str(folder / name.format(model=m))
+    return files
+
+
+def interpret_sections():
+    """Every analysis's section.json, in registry order: what the report renders after the model
+    results (in each section's order). A per-model analysis has one per model of its sets, a
+    workflow-wide one a single one when its sets hold any model."""
+    sections = []
+    for spec in analyses.ANALYSES.values():
+        models = analysis_models(spec.name)
+        if spec.scope == "model":
+            sections += [interpret_files(spec.name, m)["section"] for m in models]
+        elif models:
+            sections.append(interpret_files(spec.name)["section"])
+    return sections
 
 
 def interpret_options(analysis):
-    keys = ("splits", "max_frames") + ANALYSIS_KEYS[analysis]
-    extra = (
-        {
-            "box_scales": CAM_OVERLAP_CFG.get("box_scales", [1.0, 1.25, 1.5]),
-            "dataset": DATASET_NOTE,
-        }
-        if analysis == "cam_overlap"
-        else {}
-    )
-    return {
-        **{k: INTERPRET_CFG[k] for k in keys if k in INTERPRET_CFG},
-        **extra,
+    """What an analysis's job passes on (params.options): the settings it reads (its registry entry),
+    then where the clips are and the models' split and seed. Only those, so that changing another
+    analysis's setting does not re-run it."""
+    spec = analyses.get(analysis)
+    return spec.job_options(INTERPRET_CFG, {"dataset": DATASET_NOTE}) | {
         "clips_dir": str(CLIPS_DIR),
         "split": MODELS_CFG["split"],
         "seed": MODELS_CFG["seed"],

@@ -9,8 +9,7 @@ import polars as pl
 import pytest
 from analysis_data import checkpoint, dataset
 
-from impressions import layout
-from impressions.explain import interpret, unit_analyses
+from impressions.explain import analyses, interpret, unit_analyses
 from impressions.schemas import TRAITS
 
 OPTIONS = {
@@ -21,9 +20,7 @@ OPTIONS = {
 
 
 def run(tmp_path, analysis, inputs, ckpt, model="image_cam"):
-    outputs = {
-        k: str(tmp_path / "out" / analysis / name) for k, name in layout.INTERPRET_FILES[analysis].items()
-    }
+    outputs = {k: str(tmp_path / "out" / analysis / name) for k, name in analyses.get(analysis).files.items()}
     section = interpret.run(
         analysis, model, {**{k: str(v) for k, v in inputs.items()}, "checkpoint": str(ckpt)}, outputs,
         {**OPTIONS, "clips_dir": str(tmp_path / "clips")},

@@ -12,8 +12,8 @@ import pytest
 from model_data import tiny_models
 from workflow import by_model, planned, run, write_config
 
-from impressions import layout
 from impressions.data import demo
+from impressions.explain import analyses
 from impressions.schemas import AUS, TRAITS
 
 pytestmark = [pytest.mark.workflow, pytest.mark.heavy]
@@ -56,10 +56,10 @@ def test_interpretation_sections_figures_and_tables(done):
     out = work / "out"
     report = (out / "report" / "report.md").read_text()
     for model in ("image", "face"):
-        for analysis, files in layout.INTERPRET_FILES.items():
+        for analysis in analyses.names(scope="model"):
             if analysis == "cam_overlap":
                 continue  # on the GAP (cam head) twin of the image model only, below
-            for name in files.values():
+            for name in analyses.get(analysis).files.values():
                 assert (out / "interpret" / analysis / model / name).stat().st_size > 0, (analysis, name)
         assert f"Class activation maps: {model}" in report
         assert f"Units as face-part and Action-Unit detectors: {model}" in report
@@ -69,7 +69,7 @@ def test_interpretation_sections_figures_and_tables(done):
     assert html.count("<figure>") == html.count("<figcaption>") >= 20
 
     twin = out / "interpret" / "cam_overlap" / "image_cam"
-    for name in layout.INTERPRET_FILES["cam_overlap"].values():
+    for name in analyses.get("cam_overlap").files.values():
         assert (twin / name).stat().st_size > 0, name
     assert "CAM regions on the face (Ventura et al. 2017): image_cam" in report
     overlap = pl.read_csv(twin / "cam_face_overlap.csv")

@@ -80,10 +80,10 @@ def _tiny(tmp_path, splits=("train", "train", "val", "test", "test")):
 
 
 def _files(tmp_path, analysis):
-    from impressions import layout
+    from impressions.explain import analyses
 
     (tmp_path / analysis).mkdir()  # as the workflow's rule does
-    return {k: tmp_path / analysis / name for k, name in layout.INTERPRET_FILES[analysis].items()}
+    return {k: tmp_path / analysis / name for k, name in analyses.get(analysis).files.items()}
 
 
 def test_cam_analysis_ranks_the_top_clips_and_compares_with_gradcam(tmp_path):
@@ -105,7 +105,7 @@ def test_cam_overlap_analysis_shares_are_shares_of_test_frames(tmp_path):
     _, tables, ckpt = _tiny(tmp_path)
     images = loader.load_images("frames", *tables, tmp_path / "clips", splits=["test"])
     files = _files(tmp_path, "cam_overlap")
-    cam_analyses.cam_overlap_analysis("image_cam", ckpt, images, files, scales=(1.0, 2.0))
+    cam_analyses.cam_overlap_analysis("image_cam", ckpt, images, files, box_scales=(1.0, 2.0))
     overlap = pl.read_csv(files["overlap"])
     assert overlap["share"].drop_nulls().is_between(0, 1).all() and set(overlap["box_scale"]) == {1.0, 2.0}
     # a box twice as large holds at least as many regions
@@ -120,7 +120,7 @@ def test_units_analysis_finds_shares_and_emergence_per_level(tmp_path):
     _, tables, ckpt = _tiny(tmp_path, ["train"] * 4 + ["test"] * 2)
     images = loader.load_images("faces", *tables, tmp_path / "clips")
     files = _files(tmp_path, "units")
-    unit_analyses.units_analysis("image_cam", ckpt, images, files, n_layers=2, top=4, au_top_n=5)
+    unit_analyses.units_analysis("image_cam", ckpt, images, files, unit_layers=2, unit_top=4, au_top_n=5)
     units = pl.read_parquet(files["units"])
     assert units["layer"].n_unique() == 2 and units["unit"].n_unique() > 1
     masses = units.select(pl.col("^mass_.*$")).to_numpy()

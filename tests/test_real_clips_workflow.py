@@ -10,7 +10,7 @@ import pytest
 from model_data import tiny_models
 from workflow import run, write_config
 
-from impressions import layout
+from impressions.explain import analyses
 from impressions.testing import face_clip, ffmpeg, out, src, write_fi_annotations
 
 pytestmark = [pytest.mark.workflow, pytest.mark.heavy]
@@ -85,7 +85,7 @@ def test_twenty_real_clips_complete_end_to_end(done):
             assert section["title"] in report
     units = pl.read_parquet(out_dir / "interpret" / "units" / "face" / "units.parquet")
     assert units.schema["part"] == pl.String
-    for name in layout.INTERPRET_FILES["cam_overlap"].values():
+    for name in analyses.get("cam_overlap").files.values():
         assert (out_dir / "interpret" / "cam_overlap" / "image_cam" / name).stat().st_size > 0
     assert (out_dir / "interpret" / "au_guidance_sweep" / "au_guidance_sweep.csv").is_file()
     assert "Manifold view" in report

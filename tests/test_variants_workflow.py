@@ -11,7 +11,7 @@ import pytest
 from model_data import tiny_models
 from workflow import planned, rules, run, write_config
 
-from impressions import layout
+from impressions.explain import analyses
 from impressions.schemas import TRAITS
 
 pytestmark = pytest.mark.workflow
@@ -78,11 +78,11 @@ def test_every_analysis_writes_its_files_and_its_report_section(done):
     out = work / "out"
     report = (out / "report" / "report.md").read_text()
     for model in ("image", "face"):
-        for analysis, files in layout.INTERPRET_FILES.items():
+        for analysis in analyses.names(scope="model"):
             explained = f"{model}_cam" if analysis == "cam_overlap" else model
             if analysis == "cam_overlap" and model == "face":
                 continue  # the CAM-face overlap is an image-model analysis (its GAP twin)
-            for name in files.values():
+            for name in analyses.get(analysis).files.values():
                 assert (out / "interpret" / analysis / explained / name).is_file(), (analysis, model, name)
             section = json.loads((out / "interpret" / analysis / explained / "section.json").read_text())
             assert section, (analysis, model)

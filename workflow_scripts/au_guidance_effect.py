@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from impressions import logs
-from impressions.explain import au_analyses, interpret, sections
+from impressions.explain import analyses, interpret, sections
 
 
 def by_model(paths):
@@ -16,10 +16,10 @@ with logs.to_file(snakemake.log[0]):
     )  # fmt: skip
     files = {key: Path(path) for key, path in snakemake.output.items()}
     sections.guarded(
-        "guidance",
+        "au_guidance",
         "",
         files,
-        au_analyses.guidance_effect,
+        analyses.function("au_guidance"),
         snakemake.params.pairs,
         by_model(snakemake.input.correlations),
         by_model(snakemake.input.predictions),

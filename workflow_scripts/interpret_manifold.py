@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from impressions import logs
-from impressions.explain import interpret, sections
+from impressions.explain import analyses, interpret, sections
 
 with logs.to_file(snakemake.log[0]):
     clips, _, _, expressions = interpret.read_tables(
@@ -10,7 +10,7 @@ with logs.to_file(snakemake.log[0]):
     )  # fmt: skip
     files = {key: Path(path) for key, path in snakemake.output.items()}
     sections.guarded(
-        "manifold", "", files, interpret.manifold_analysis,
+        "manifold", "", files, analyses.function("manifold"),
         {Path(p).parent.name: Path(p) for p in snakemake.input.features}, clips, expressions, files,
         **snakemake.params.options,
     )  # fmt: skip

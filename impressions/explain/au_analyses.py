@@ -9,11 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
+from impressions.explain import analyses
 from impressions.explain.images import Images, batched, load_model, model_input
-from impressions.explain.sections import (
-    TITLES,
-    Section,
-)
+from impressions.explain.sections import Section
 from impressions.schemas import TRAITS
 
 # ----------------------------------------------------------------------------------------------------
@@ -77,14 +75,15 @@ def au_map_analysis(name: str, checkpoint: Path, images: Images, files: Mapping[
     )  # fmt: skip
     weight = ckpt.get("summary", {}).get("settings", {}).get("au_guidance_weight", 0.0) or 0.0
     what = "aligned faces" if images.kind == "faces" else "frames"
+    spec = analyses.get("au_maps")
     section = Section(
-        f"AU-codebook maps against CAM: {name}",
+        spec.title.format(model=name),
         f"How far the {name} model (au_guidance_weight {weight:g}) looks where the facial expression is. "
         f"Each frame's AU map places a Gaussian at the landmarks of every Action Unit that the emotion -> AU "
         f"codebook (impressions.expressions.codebook, EMFACS prototypes) lists for the frame's dominant "
         f"emotion; {int(used.sum())} of {len(faces)} {what} have a non-neutral emotion and enter the "
         f"correlation. Mean r over traits: {table['mean_r'][-1]:.3f}.",
-        order=40 + (images.kind == "faces"),
+        order=spec.order + (images.kind == "faces"),
     )
     section.figure(
         files["examples"],
@@ -131,8 +130,9 @@ def guidance_effect(
             f"{guided} against {base}: CAM-AU r {b['cam_au_r']:.3f} -> {g['cam_au_r']:.3f}, test accuracy "
             f"{b['test_accuracy']:.4f} -> {g['test_accuracy']:.4f}"
         )
+    spec = analyses.get("au_guidance")
     section = Section(
-        TITLES["guidance"][0],
+        spec.title,
         "A model trained with au_guidance_weight > 0 adds to its loss the squared distance between its last "
         "conv layer's attention (mean squared activation over channels, L2-normalised) and the frame's "
         "AU-codebook map, times the weight and (au_guidance_scale init, the default) the ratio of trait loss "
@@ -141,7 +141,7 @@ def guidance_effect(
         + "; ".join(lines)
         + ". Accuracy is the mean over traits of 1 - MAE; the report's accuracy tables hold its confidence "
         "intervals.",
-        order=45,
+        order=spec.order,
     )
     section.table(table, "Guided against unguided models (same seed, data and settings).", files["table"])
     section.write(files["section"])

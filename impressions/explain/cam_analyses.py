@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from impressions.explain import analyses
 from impressions.explain.images import Images, batched, load_model, model_input
 from impressions.explain.sections import (
-    TITLES,
     NotComputable,
     Section,
     polars_types,
@@ -34,20 +34,36 @@ def cam_analysis(
 ) -> Section:  # fmt: skip
     """CAM overlays of the top-K clips per trait and CAM against Grad-CAM (the face-overlap test is
     `cam_overlap_analysis`)."""
-    import polars as pl
+    if not len(images):
+        raise NotComputable(f"no {images.kind} of the splits {', '.join(images.splits)} to explain")
+    cams, logits, grads = _cam_maps(checkpoint, images)
+    scores = _clip_scores(images.clip_ids, logits)
+    _plot_top_clips(name, images, cams, logits, scores, top_k, files["overlays"])
+    gradcam_table = _gradcam_table(name, cams, grads)
+    pick = np.unique(np.linspace(0, len(images) - 1, min(compare_frames, len(images))).round().astype(int))
+    _plot_cam_vs_gradcam(images, cams, grads, pick, files["compare"])
+    section = _cam_section(
+        name, images, files, gradcam_table, top_k=top_k, clips=len(scores), shown=len(pick)
+    )
+    section.write(files["section"])
+    return section
 
+
+def _cam_maps(checkpoint: Path, images: Images) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(CAMs (n, 5, h, w), logits (n, 5), Grad-CAMs (n, 5, h, w)) of the model on `images`."""
     from impressions.explain import cam
 
     model, transform, _ = load_model(checkpoint)
-    if not len(images):
-        raise ValueError(f"{name}: no {images.kind} to explain")
     x = model_input(images.images, transform)
     cams, logits = batched(lambda b: cam.class_activation_maps(model, b), x)
     grads = batched(lambda b: cam.grad_cam(model, b), x)
-    what = "whole frames" if images.kind == "frames" else "aligned faces"
+    return cams, logits, grads
 
-    # Overlays: per trait the K clips the model scores highest, each at its highest-scoring frame.
-    scores = _clip_scores(images.clip_ids, logits)
+
+def _plot_top_clips(name: str, images: Images, cams, logits, scores, top_k: int, path: Path) -> None:
+    """Overlays: per trait the K clips the model scores highest, each at its highest-scoring frame."""
+    from impressions.explain import cam
+
     ranked = sorted(scores)
     tiles, maps, titles = [], [], []
     for t, trait in enumerate(TRAITS):
@@ -57,42 +73,59 @@ def cam_analysis(
             tiles.append(images.images[i])
             maps.append(cams[i, t])
             titles.append(f"{trait[:5]} {scores[clip_id][t]:.2f}\n{clip_id} #{images.frame_index[i]}")
-    cam.plot_overlays(tiles, maps, titles, files["overlays"], columns=top_k,
+    cam.plot_overlays(tiles, maps, titles, path, columns=top_k,
                       suptitle=f"{name}: CAM of each trait (rows) on its top-{top_k} clips")  # fmt: skip
 
-    # CAM against Grad-CAM on the same frames and traits.
+
+def _gradcam_table(name: str, cams, grads):
+    """CAM against Grad-CAM on the same frames and traits: Pearson r per trait."""
+    import polars as pl
+
+    from impressions.explain import cam
+
     corr = np.array([[cam.map_correlation(cams[i, t], grads[i, t]) for t in range(len(TRAITS))]
-                     for i in range(len(images))])  # fmt: skip
+                     for i in range(len(cams))])  # fmt: skip
     rows = [{"model": name, "trait": trait, "frames": int(np.isfinite(corr[:, t]).sum()),
              "mean_r": float(np.nanmean(corr[:, t])) if np.isfinite(corr[:, t]).any() else float("nan"),
              "median_r": float(np.nanmedian(corr[:, t])) if np.isfinite(corr[:, t]).any() else float("nan")}
             for t, trait in enumerate(TRAITS)]  # fmt: skip
-    gradcam_table = pl.DataFrame(rows)
-    pick = np.unique(np.linspace(0, len(images) - 1, min(compare_frames, len(images))).round().astype(int))
+    return pl.DataFrame(rows)
+
+
+def _plot_cam_vs_gradcam(images: Images, cams, grads, pick, path: Path) -> None:
+    from impressions.explain import cam
+
     cam.plot_cam_vs_gradcam(
         [images.images[i] for i in pick], [cams[i, 0] for i in pick], [grads[i, 0] for i in pick],
-        [f"{images.clip_ids[i]} #{images.frame_index[i]} ({TRAITS[0]})" for i in pick], files["compare"],
+        [f"{images.clip_ids[i]} #{images.frame_index[i]} ({TRAITS[0]})" for i in pick], path,
     )  # fmt: skip
 
+
+def _cam_section(
+    name: str, images: Images, files: Mapping[str, Path], gradcam_table, *, top_k: int, clips: int, shown: int
+) -> Section:
+    """The CAM section: what the maps are, the overlays, CAM against Grad-CAM."""
+    spec = analyses.get("cam")
+    what = "whole frames" if images.kind == "frames" else "aligned faces"
     section = Section(
-        f"Class activation maps: {name}",
+        spec.title.format(model=name),
         f"Which parts of the {what} drive each trait's score in the {name} model. The maps are the exact "
         "decomposition of each trait's logit over the last convolutional layer's locations "
         "(impressions.models.networks.DANPlus.activation_maps): with the cam head this is CAM "
         "(Zhou et al. 2016); "
         "with the DAN+ head it adds the max-pooled half's contribution at each channel's peak.",
-        order=20 + (images.kind == "faces"),
+        order=spec.order + (images.kind == "faces"),
     )
     section.figure(
         files["overlays"],
         f"CAM per trait (rows) for the {top_k} clips with the highest predicted score of that trait among "
-        f"the {len(scores)} clips analysed, each at its highest-scoring frame; red is where the trait's "
+        f"the {clips} clips analysed, each at its highest-scoring frame; red is where the trait's "
         "logit gains most, blue where it loses; each map is scaled to its own range.",
     )
     section.figure(
         files["compare"],
         f"CAM (middle) against Grad-CAM (right; Selvaraju et al. 2017: ReLU of the feature maps weighted "
-        f"by the spatial mean gradient of the trait output) for {TRAITS[0]} on {len(pick)} evenly spaced "
+        f"by the spatial mean gradient of the trait output) for {TRAITS[0]} on {shown} evenly spaced "
         "frames.",
     )
     section.table(
@@ -106,7 +139,6 @@ def cam_analysis(
             " The share of CAM regions on the face (Ventura et al. 2017) is measured as published, on a "
             "GAP (cam head) model and test frames only, in the section 'CAM regions on the face'."
         )
-    section.write(files["section"])
     return section
 
 
@@ -162,15 +194,17 @@ def _overlap_protocol(name: str, head, threshold: float, min_overlap: float) -> 
 
 
 def cam_overlap_analysis(
-    name: str, checkpoint: Path, images: Images, files: Mapping[str, Path], *, threshold: float = 0.2,
-    min_overlap: float = 0.9, scales: Sequence[float] = (1.0, 1.25, 1.5), dataset: str = "",
+    name: str, checkpoint: Path, images: Images, files: Mapping[str, Path], *, cam_threshold: float = 0.2,
+    face_overlap: float = 0.9, box_scales: Sequence[float] = (1.0, 1.25, 1.5), dataset: str = "",
 ) -> Section:  # fmt: skip
-    """Ventura et al.'s share of CAM regions on the face, as published (`impressions.explain.cam_overlap`).
+    """Ventura et al.'s share of CAM regions on the face, as published (`impressions.explain.cam_overlap`):
+    regions of each map thresholded at `cam_threshold` of its maximum, on the face when `face_overlap` of
+    a region lies in the detected face box, the box also enlarged by each of `box_scales`.
 
     `images` are the test split's frames; frames without a detected face are counted, not used."""
     import polars as pl
 
-    from impressions.explain import cam, cam_overlap
+    from impressions.explain import cam_overlap
 
     if images.kind != "frames":
         raise NotComputable("the face-overlap test needs whole frames (the image family), not aligned faces")
@@ -180,10 +214,36 @@ def cam_overlap_analysis(
     if not has_box.any():
         raise NotComputable(f"none of the {len(images)} test frames has a detected face")
     frames = images.subset(has_box)
+    scales = [float(s) for s in box_scales]
+    regions, head = _cam_regions(name, checkpoint, frames, cam_threshold, scales)
+    regions.write_parquet(files["regions"])
+    summary = cam_overlap.summarise(regions, face_overlap, scales).with_columns(pl.lit(name).alias("model"))
+    summary = summary.select("model", *[c for c in summary.columns if c != "model"])
+    summary.write_csv(files["overlap"])
+    title = f"{name}: CAM region overlap with the face box (test frames)"
+    cam_overlap.plot_histogram(regions, files["histogram"], face_overlap, title=title)
+    cam_overlap.plot_scale_sensitivity(summary, files["scales"], title=f"{name}: face-box scale")
+    comparison, every, n_every, largest, n_largest = _published_comparison(name, dataset, summary)
+    comparison.write_csv(files["comparison"])
+    section = _overlap_section(
+        name, images, frames, files, summary, comparison, shares=(every, n_every, largest, n_largest),
+        protocol=_overlap_protocol(name, head, cam_threshold, face_overlap), threshold=cam_threshold,
+        min_overlap=face_overlap,
+    )  # fmt: skip
+    section.write(files["section"])
+    return section
+
+
+def _cam_regions(name: str, checkpoint: Path, frames: Images, threshold: float, scales: Sequence[float]):
+    """(one row per CAM region of every trait's map on every frame (`REGION_SCHEMA` plus the overlap per
+    box scale), the model's head)."""
+    import polars as pl
+
+    from impressions.explain import cam, cam_overlap
+
     model, transform, _ = load_model(checkpoint)  # after the checks: they need no model
     x = model_input(frames.images, transform)
     cams, _ = batched(lambda b: cam.class_activation_maps(model, b), x)
-    scales = [float(s) for s in scales]
     schema = polars_types(REGION_SCHEMA) | {cam_overlap.overlap_column(s): pl.Float64 for s in scales}
     rows = []
     for i in range(len(frames)):
@@ -192,29 +252,29 @@ def cam_overlap_analysis(
             for row in cam_overlap.frame_regions(up[t], frames.boxes[i], threshold, scales):
                 rows.append({"model": name, "clip_id": frames.clip_ids[i],
                              "frame_index": int(frames.frame_index[i]), "trait": trait, **row})  # fmt: skip
-    regions = pl.DataFrame(rows, schema=schema)
-    regions.write_parquet(files["regions"])
-    summary = cam_overlap.summarise(regions, min_overlap, scales).with_columns(pl.lit(name).alias("model"))
-    summary = summary.select("model", *[c for c in summary.columns if c != "model"])
-    summary.write_csv(files["overlap"])
-    title = f"{name}: CAM region overlap with the face box (test frames)"
-    cam_overlap.plot_histogram(regions, files["histogram"], min_overlap, title=title)
-    cam_overlap.plot_scale_sensitivity(summary, files["scales"], title=f"{name}: face-box scale")
+    return pl.DataFrame(rows, schema=schema), getattr(model, "head", None)
 
-    comparison, every, n_every, largest, n_largest = _published_comparison(name, dataset, summary)
-    comparison.write_csv(files["comparison"])
-    head = getattr(model, "head", None)
+
+def _overlap_section(
+    name: str, images: Images, frames: Images, files: Mapping[str, Path], summary, comparison, *, shares,
+    protocol: str, threshold: float, min_overlap: float,
+) -> Section:  # fmt: skip
+    """The face-overlap section: the measured shares beside the published one, the protocol, the figures
+    and tables."""
+    from impressions.explain import cam_overlap
+
+    spec = analyses.get("cam_overlap")
+    every, n_every, largest, n_largest = shares
     clips = len(set(frames.clip_ids))
-    protocol = _overlap_protocol(name, head, threshold, min_overlap)
     section = Section(
-        TITLES["cam_overlap"][0].format(model=name),
+        spec.title.format(model=name),
         f"How much of where the {name} model looks lies on the face, on {len(frames)} test frames with a "
         f"detected face from {clips} clips ({len(images) - len(frames)} test frames without a face are left "
         f"out). Every connected region: {every:.1%} of {n_every} regions on the face; largest region per "
         f"map: {largest:.1%} of {n_largest}. Published (Ventura et al. 2017, First Impressions, NOT measured "
         f"here): {cam_overlap.PUBLISHED_SHARE:.1%}. {protocol} The numbers are comparable with the published "
         "one only on the FI test split.",
-        order=TITLES["cam_overlap"][1],
+        order=spec.order,
     )
     section.figure(
         files["histogram"],
@@ -241,5 +301,4 @@ def cam_overlap_analysis(
         f"{Path(files['regions']).name}.",
         files["overlap"],
     )
-    section.write(files["section"])
     return section

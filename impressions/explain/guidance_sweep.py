@@ -143,14 +143,32 @@ def sweep_analysis(
     """The sweep's table, figure and report section (an `sections.Section`)."""
     import polars as pl
 
-    from impressions.explain import au_analyses, interpret, sections
-    from impressions.explain.images import load_images, load_model
+    from impressions.explain import interpret, sections
+    from impressions.explain.images import load_images
 
     images = load_images(
         interpret.explained_kind(family), clips, frames, faces, expressions, clips_dir, splits=["test"],
         max_frames=max_frames,
     )  # fmt: skip
     usable = images.subset(images.has_face & np.array([e is not None for e in images.emotions], bool))
+    rows, per_clip = _weight_rows(weights, checkpoints, predictions, histories, clips, usable)
+    _accuracy_differences(rows, per_clip, n_boot, seed)
+    rows = judge(rows, tolerance)
+    table = pl.DataFrame(rows, schema=sections.polars_types(SCHEMA)).select(list(SCHEMA))
+    plot(table, files["figure"], title=f"{family}: AU guidance weight sweep (test split)")
+    section = _sweep_section(family, weights, len(usable), rows, table, files, tolerance)
+    section.write(files["section"])
+    return section
+
+
+def _weight_rows(weights, checkpoints, predictions, histories, clips, usable) -> tuple[list[dict], dict]:
+    """Per weight (sorted): accuracy on val (selected epoch) and test, the guidance scale and CAM-AU r on
+    the `usable` test frames; and per weight, each test clip's accuracy (for the paired intervals)."""
+    import polars as pl
+
+    from impressions.explain import au_analyses
+    from impressions.explain.images import load_model
+
     rows, per_clip = [], {}
     for w in sorted(weights):
         preds = pl.read_parquet(predictions[w])
@@ -174,6 +192,12 @@ def sweep_analysis(
         rows.append({"weight": float(w), "guidance_scale": scale, "val_accuracy": val,
                      "test_accuracy": float(acc.mean()) if len(acc) else float("nan"), "test_clips": len(ids),
                      "cam_au_r": r, "cam_au_frames": n})  # fmt: skip
+    return rows, per_clip
+
+
+def _accuracy_differences(rows: list[dict], per_clip: Mapping[float, dict], n_boot: int, seed: int) -> None:
+    """Fill each row's difference in test accuracy from weight 0, with its paired bootstrap interval
+    over the clips both weights scored."""
     base = per_clip.get(0.0)
     for r in rows:
         if base is None or not len(base):
@@ -184,25 +208,29 @@ def sweep_analysis(
         b = np.array([base[c] for c in common])
         r["delta_accuracy"] = float((a - b).mean()) if len(common) else float("nan")
         r["delta_low"], r["delta_high"] = paired_bootstrap(a, b, n_boot, seed)
-    rows = judge(rows, tolerance)
-    table = pl.DataFrame(rows, schema=sections.polars_types(SCHEMA)).select(list(SCHEMA))
-    plot(table, files["figure"], title=f"{family}: AU guidance weight sweep (test split)")
+
+
+def _sweep_section(family, weights, usable: int, rows, table, files, tolerance: float):
+    """The sweep's section: the protocol, the paper's claim and its verdict, the figure and the table."""
+    from impressions.explain import analyses, sections
+
+    spec = analyses.get("au_guidance_sweep")
     note = (
         ""
-        if len(usable)
+        if usable
         else " No test frame has a face and a non-neutral emotion: CAM-AU r could not be computed."
     )
     section = sections.Section(
-        sections.TITLES["guidance_sweep"][0],
+        spec.title,
         f"The {family} model trained once per au_guidance_weight in "
         f"{', '.join(f'{w:g}' for w in sorted(weights))} "
         "with all else equal; the guidance term is normalised at initialisation (multiplied by trait loss / "
         "guidance term on the first batch, column guidance_scale), so weight 1 weighs it like the trait loss "
-        f"at the start. CAM-AU r is measured on {len(usable)} test frames with a face and expressions.{note} "
+        f"at the start. CAM-AU r is measured on {usable} test frames with a face and expressions.{note} "
         f"Paper's claim: interpretability improves without degrading accuracy; {PUBLISHED}. "
         f"{DEVIATIONS}. The claim's direction, checked here with this project's measures: "
         + verdict(rows, tolerance),
-        order=sections.TITLES["guidance_sweep"][1],
+        order=spec.order,
     )
     section.figure(
         files["figure"],
@@ -217,7 +245,6 @@ def sweep_analysis(
         f"(accuracy_kept: interval lower end above -{tolerance:g}: a larger loss is ruled out).",
         files["table"],
     )
-    section.write(files["section"])
     return section
 
 
@@ -244,7 +271,7 @@ def run(family: str, inputs: Mapping, outputs: Mapping[str, str], options: Mappi
         options["split"], options["seed"], inputs.get("splits"),
     )  # fmt: skip
     return sections.guarded(
-        "guidance_sweep", family, files, sweep_analysis, family, list(checkpoints), checkpoints,
+        "au_guidance_sweep", family, files, sweep_analysis, family, list(checkpoints), checkpoints,
         read_weights(inputs["predictions"]), read_weights(inputs["histories"]), clips, frames, faces,
         expressions, options["clips_dir"], files, max_frames=options["max_frames"],
         n_boot=options["n_boot"], seed=options["seed"],

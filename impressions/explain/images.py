@@ -29,6 +29,7 @@ class Images:
     landmarks: np.ndarray  # (n, 68, 2) in image pixels, NaN without a face
     aus: np.ndarray  # (n, 17) AU intensities, NaN without expressions
     emotions: list[str | None]  # dominant emotion of the frame, None without expressions
+    splits: tuple[str, ...] = ()  # the splits whose clips were read
 
     def __len__(self) -> int:
         return len(self.clip_ids)
@@ -45,7 +46,7 @@ class Images:
         idx = np.flatnonzero(mask)
         return Images(
             self.kind, self.images[idx], [self.clip_ids[i] for i in idx], self.frame_index[idx],
-            self.boxes[idx], self.landmarks[idx], self.aus[idx], [self.emotions[i] for i in idx],
+            self.boxes[idx], self.landmarks[idx], self.aus[idx], [self.emotions[i] for i in idx], self.splits,
         )  # fmt: skip
 
 
@@ -122,6 +123,7 @@ def load_images(
         np.stack(landmarks).astype(np.float32) if n else np.zeros((0, 68, 2), np.float32),
         np.stack(aus) if n else np.zeros((0, len(AUS)), np.float32),
         emotions,
+        tuple(splits),
     )
 
 

@@ -1,23 +1,26 @@
 """What the trained networks look at: the interpretation analyses the workflow runs and reports.
 
-Each analysis is one workflow rule per model (rules/interpret.smk) and writes, beside its figures,
-every number as CSV or Parquet plus a `section.json` (title, text, figures with captions, tables)
-that the report renders (`impressions.report.render`):
+Every analysis is an entry of `impressions.explain.analyses` (its function, files, settings, report
+section and models). Each writes, beside its figures, every number as CSV or Parquet plus a
+`section.json` (title, text, figures with captions, tables) that the report renders
+(`impressions.report.render`). The built-in ones:
 
 - `cam_analysis`: class activation maps per trait (`impressions.explain.cam`; Zhou et al. 2016) on the
-  top-scored clips, Grad-CAM beside them, and for whole frames the share of CAM regions that lie on
-  the detected face (Ventura et al. 2017 report 72.8% on First Impressions).
+  top-scored clips, Grad-CAM beside them;
+- `cam_overlap_analysis`: the share of CAM regions that lie on the detected face, as Ventura et al.
+  2017 measured it (72.8% on First Impressions);
 - `units_analysis`: units of the last conv layers as face-part detectors
-  (`impressions.explain.unit_detectors`;
-  after Zhou et al. 2015) and Action-Unit emergence with hypergeometric p-values.
-- `au_map_analysis`: AU-codebook maps (`impressions.expressions.au_maps`) against each model's CAM.
+  (`impressions.explain.unit_detectors`; after Zhou et al. 2015) and Action-Unit emergence with
+  hypergeometric p-values;
+- `au_map_analysis`: AU-codebook maps (`impressions.expressions.au_maps`) against each model's CAM;
 - `guidance_effect`: accuracy and CAM-AU correlation of a model trained with `au_guidance_weight`
-  against the same model trained without it.
+  against the same model trained without it; `guidance_sweep.sweep_analysis` the same per weight;
 - `manifold_analysis`: t-SNE of penultimate features coloured by trait, gender and emotion, with
   trustworthiness (`impressions.explain.manifold`).
 
-The analyses live in `cam_analyses`, `unit_analyses` and `au_analyses` (this module runs them
-and holds the manifold view), their sections in `sections`.
+The analyses live in `cam_analyses`, `unit_analyses`, `au_analyses` and `guidance_sweep`, their
+sections in `sections`; this module runs the per-model ones (`run`: one workflow job per analysis and
+model, dispatched by the registry) and holds the manifold view.
 
 Images are read (`images.load_images`) from the per-clip frames or faces the models were trained on
 (`impressions.data.image_store`) with their faces-table landmarks and boxes mapped into the stored
@@ -33,19 +36,15 @@ from pathlib import Path
 
 import numpy as np
 
-from impressions import layout
 from impressions.data import splits
-from impressions.explain.au_analyses import au_map_analysis
-from impressions.explain.cam_analyses import cam_analysis, cam_overlap_analysis
+from impressions.explain import analyses
 from impressions.explain.images import load_images
 from impressions.explain.sections import (
-    NotComputable,
     Section,
     guarded,
     placeholder,
     polars_types,
 )
-from impressions.explain.unit_analyses import units_analysis
 from impressions.models import registry, variants
 from impressions.schemas import TRAITS
 
@@ -81,15 +80,16 @@ def manifold_analysis(
     else:
         info = info.with_columns(pl.lit(None, pl.String).alias("dominant_emotion"))
     rows, coords = [], []
+    spec = analyses.get("manifold")
     section = Section(
-        "Manifold view of the learned features",
+        spec.title,
         f"Per-clip penultimate features of each model (what late fusion consumes) on the {'/'.join(splits)} "
         f"split only ({len(held_out)} clips), standardised and embedded "
         f"in 2-D by {method.upper() if method == 'pca' else 't-SNE'} (seed {seed}), coloured by each trait's "
         f"label, gender and the clip's dominant emotion. Trustworthiness (scikit-learn; Venna & Kaski 2001) "
         f"measures how many of each point's {neighbors} nearest 2-D neighbours are true neighbours in the "
         "feature space: 1 is perfect, about 0.5 a random layout.",
-        order=60,
+        order=spec.order,
     )
     for name, path in feature_files.items():
         with np.load(path) as data:
@@ -170,48 +170,37 @@ def explained_kind(model_name: str) -> str:
 def run(
     analysis: str, model_name: str, inputs: Mapping[str, str], outputs: Mapping[str, str], options: Mapping
 ):
-    """One per-model analysis (cam, cam_overlap, units or au_maps) as the workflow calls it.
+    """One per-model analysis (a registry entry of scope ``model``: cam, cam_overlap, units, au_maps ...)
+    as the workflow calls it.
 
-    `inputs`: checkpoint, clips, frames, faces, expressions; `options`: the config's `interpret`
-    section plus clips_dir, split and seed. An analysis that cannot be computed writes its section
-    saying why (and placeholders for its other outputs) instead of failing the workflow.
+    `inputs`: checkpoint, clips, frames, faces, expressions (and splits); `options`: the settings the
+    analysis reads (`impressions.explain.analyses.Analysis.job_options`) plus clips_dir, split and seed.
+    The frames or faces the model saw are read here, from the analysis's splits, and handed to its
+    function. An analysis that cannot be computed writes its section saying why (and placeholders for
+    its other outputs) instead of failing the workflow.
     """
+    spec = analyses.ANALYSES.get(analysis)
+    if spec is None or spec.scope != "model":
+        raise ValueError(f"unknown per-model analysis {analysis!r}; known: {analyses.names(scope='model')}")
     files = {k: Path(v) for k, v in outputs.items()}
     for path in files.values():
         path.parent.mkdir(parents=True, exist_ok=True)
-    if analysis not in layout.INTERPRET_FILES:
-        raise ValueError(f"unknown analysis {analysis!r}; known: {list(layout.INTERPRET_FILES)}")
-    return guarded(analysis, model_name, files, _run, analysis, model_name, inputs, files, options)
+    return guarded(analysis, model_name, files, _run, spec, model_name, inputs, files, options)
 
 
-def _run(analysis: str, model_name: str, inputs: Mapping[str, str], files: Mapping[str, Path], options):
+def _run(
+    spec: analyses.Analysis, model_name: str, inputs: Mapping[str, str], files: Mapping[str, Path], options
+):
     clips, frames, faces, expressions = read_tables(
         inputs["clips"], inputs["frames"], inputs["faces"], inputs.get("expressions"),
         options.get("split", "official"), options.get("seed", 0), inputs.get("splits"),
     )  # fmt: skip
     kind = explained_kind(model_name)
-    # The published face-overlap test uses held-out frames only, whatever `splits` says.
-    splits = ["test"] if analysis == "cam_overlap" else options["splits"]
+    splits = list(spec.splits) if spec.splits is not None else options["splits"]
     images = load_images(
         kind, clips, frames, faces, expressions, options["clips_dir"], splits=splits,
         max_frames=options["max_frames"],
     )  # fmt: skip
-    log.info("%s of %s on %d %s", analysis, model_name, len(images), images.kind)
-    checkpoint = Path(inputs["checkpoint"])
-    if analysis == "cam":
-        if not len(images):
-            raise NotComputable(f"no {images.kind} of the splits {', '.join(splits)} to explain")
-        return cam_analysis(model_name, checkpoint, images, files, top_k=options["top_k"])
-    if analysis == "cam_overlap":
-        return cam_overlap_analysis(
-            model_name, checkpoint, images, files, threshold=options["cam_threshold"],
-            min_overlap=options["face_overlap"], scales=options.get("box_scales", (1.0, 1.25, 1.5)),
-            dataset=options.get("dataset", ""),
-        )  # fmt: skip
-    if analysis == "units":
-        return units_analysis(
-            model_name, checkpoint, images, files, n_layers=options["unit_layers"], top=options["unit_top"],
-            threshold=options["detector_threshold"], au_top_n=options["au_top_n"],
-            margin=options.get("detector_margin", 0.25), clip_top_n=options.get("au_top_clips", 10),
-        )  # fmt: skip
-    return au_map_analysis(model_name, checkpoint, images, files)
+    log.info("%s of %s on %d %s", spec.name, model_name, len(images), images.kind)
+    compute = analyses.function(spec.name)
+    return compute(model_name, Path(inputs["checkpoint"]), images, files, **spec.arguments(options))

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from impressions.explain import analyses
+
 log = logging.getLogger(__name__)
 
 
@@ -82,18 +84,6 @@ class NotComputable(ValueError):
     why instead of failing the workflow."""
 
 
-TITLES = {
-    "cam": ("Class activation maps: {model}", 20),
-    "cam_overlap": ("CAM regions on the face (Ventura et al. 2017): {model}", 25),
-    "units": ("Units as face-part and Action-Unit detectors: {model}", 30),
-    "au_maps": ("AU-codebook maps against CAM: {model}", 40),
-    "guidance": ("AU guidance: its effect on accuracy and on where the model looks", 45),
-    "guidance_sweep": ("AU guidance weight sweep", 46),
-    "manifold": ("Manifold view of the learned features", 60),
-}
-"""Analysis -> (section title, report order): also the title of its section when it is not computed."""
-
-
 def placeholder(path: Path, reason: str) -> None:
     """A declared output that could not be computed: a figure or a one-row table saying why."""
     import polars as pl
@@ -118,8 +108,10 @@ def _wrap(text: str, width: int) -> list[str]:
 
 def not_computed(analysis: str, model: str, reason: str, files: Mapping[str, Path]) -> Section:
     """Write the section of an analysis that could not run, and a placeholder for each declared output
-    (so that the rest of the workflow and the report go on and show the gap)."""
-    title, order = TITLES.get(analysis, (analysis, 90))
+    (so that the rest of the workflow and the report go on and show the gap). Its title and order are
+    the analysis's (`impressions.explain.analyses`)."""
+    spec = analyses.ANALYSES.get(analysis)
+    title, order = (spec.title, spec.order) if spec else (analysis, 90)
     section = Section(
         title.format(model=model) + " (not computed)",
         f"This analysis could not be computed: {reason}. Its figures and tables are placeholders.",

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from impressions import figures
+from impressions.explain import analyses
 from impressions.explain.images import Images, load_model, model_input
 from impressions.explain.sections import (
     FIGURE_DPI,
-    TITLES,
     NotComputable,
     Section,
     empty_figure,
@@ -110,14 +110,15 @@ def _emergence_table(name, faces: Images, peak_values, au_top_n, clip_top_n, not
 
 
 def units_analysis(
-    name: str, checkpoint: Path, images: Images, files: Mapping[str, Path], *, n_layers: int = 2,
-    top: int = 20, threshold: float = 0.5, au_top_n: int = 50, gallery_units: int = 4,
-    margin: float = 0.25, clip_top_n: int = 10,
+    name: str, checkpoint: Path, images: Images, files: Mapping[str, Path], *, unit_layers: int = 2,
+    unit_top: int = 20, detector_threshold: float = 0.5, au_top_n: int = 50, detector_margin: float = 0.25,
+    au_top_clips: int = 10, gallery_units: int = 4,
 ) -> Section:  # fmt: skip
     """Face-part detectors against their chance share, and which units track which AU (frame and clip
-    level). Parts that cannot be computed are said so in the section; the tables keep their columns."""
-    import polars as pl
-
+    level). The units of the last `unit_layers` conv layers, each on its `unit_top` images; a detector
+    peaks inside one part at least `detector_threshold` of the time and `detector_margin` above the
+    part's chance share; AU emergence over the top `au_top_n` frames and `au_top_clips` clips. Parts
+    that cannot be computed are said so in the section; the tables keep their columns."""
     from impressions.explain import emergence
     from impressions.explain import unit_detectors as units
 
@@ -128,19 +129,39 @@ def units_analysis(
         raise NotComputable(
             f"{len(faces)} of {len(images)} {images.kind} have a detected face; the unit analysis needs 2"
         )
-    x = model_input(faces.images, transform)
-    layers = units.unit_layers(model, n_layers)
-    acts = units.unit_activations(model, layers, x)
-    size = faces.size
-    masks = units.part_masks(faces.landmarks, size)
-    top = min(top, len(faces))
-    what = "aligned faces" if images.kind == "faces" else "frames with a face"
-
-    unit_rows, chance_rows, hists, gallery, peak_values = _layer_detectors(
-        name, acts, size, masks, parts, top, threshold, margin
+    acts = units.unit_activations(
+        model, units.unit_layers(model, unit_layers), model_input(faces.images, transform)
     )
-    table = pl.DataFrame(unit_rows, schema=_unit_schema(parts, True))
+    masks = units.part_masks(faces.landmarks, faces.size)
+    top = min(unit_top, len(faces))
+    unit_rows, chance_rows, hists, gallery, peak_values = _layer_detectors(
+        name, acts, faces.size, masks, parts, top, detector_threshold, detector_margin
+    )
+    table, counts, chance_table = _detector_tables(unit_rows, chance_rows, parts)
     table.write_parquet(files["units"])
+    last, strongest, notes = _plot_detectors(
+        name, faces, acts, masks, hists, gallery, peak_values, chance_table, gallery_units, files
+    )
+    em, clip_ids, n_units = _emergence_table(name, faces, peak_values, au_top_n, au_top_clips, notes)
+    em.write_csv(files["emergence"])
+    emergence.plot_levels(em, files["emergence_figure"], title=f"{name}: AU emergence, frame vs clip level")
+    section = _units_section(
+        name, images, faces, acts, em, counts, n_clips=len(set(clip_ids)), n_units=n_units, top=top,
+        threshold=detector_threshold, margin=detector_margin, notes=notes,
+    )  # fmt: skip
+    _unit_figures_and_tables(
+        section, files, em, counts, chance_table, last=last, strongest=strongest, n_units=n_units,
+        top=top, threshold=detector_threshold, margin=detector_margin, gallery_units=gallery_units,
+    )  # fmt: skip
+    section.write(files["section"])
+    return section
+
+
+def _detector_tables(unit_rows, chance_rows, parts):
+    """(per unit, detectors per layer and part, chance baseline per layer and part) as polars frames."""
+    import polars as pl
+
+    table = pl.DataFrame(unit_rows, schema=_unit_schema(parts, True))
     counts = table.group_by("layer", maintain_order=True).agg(
         pl.len().alias("units"),
         *[(pl.col("part") == p).sum().cast(pl.Int64).alias(p) for p in parts],
@@ -152,6 +173,17 @@ def units_analysis(
                 "chance_share": pl.Float64, "required_share": pl.Float64, "detectors": pl.Int64,
                 "mean_share": pl.Float64, "mean_lift": pl.Float64, "best_lift": pl.Float64},
     )  # fmt: skip
+    return table, counts, chance_table
+
+
+def _plot_detectors(
+    name, faces: Images, acts, masks, hists, gallery, peak_values, chance_table, gallery_units, files
+):
+    """The detector figures: lift over chance, peak histograms, the strongest units of the last layer
+    and a gallery per part. Returns (the last layer, its strongest units, notes for the section)."""
+    from impressions.explain import unit_detectors as units
+
+    parts = list(units.FACE_PARTS)
     _plot_detector_lift(chance_table, files["detector_figure"], f"{name}: face-part detectors against chance")
     units.plot_histograms(
         hists, files["histograms"], masks_mean={p: m.mean(axis=0) for p, m in masks.items()}
@@ -164,18 +196,25 @@ def units_analysis(
     missing = [p for p in parts if not gallery[p]]
     if missing:
         notes.append(f"No unit is a detector of: {', '.join(missing)} (their galleries are empty).")
+    return last, strongest, notes
 
-    em, clip_ids, n_units = _emergence_table(name, faces, peak_values, au_top_n, clip_top_n, notes)
-    em.write_csv(files["emergence"])
-    emergence.plot_levels(em, files["emergence_figure"], title=f"{name}: AU emergence, frame vs clip level")
+
+def _units_section(
+    name: str, images: Images, faces: Images, acts, em, counts, *, n_clips: int, n_units: int, top: int,
+    threshold: float, margin: float, notes: list[str],
+) -> Section:  # fmt: skip
+    """The units section's text: detectors found and AUs with a unit beyond chance, at both levels."""
+    import polars as pl
+
+    spec = analyses.get("units")
+    what = "aligned faces" if images.kind == "faces" else "frames with a face"
 
     def significant(level):
         part = em.filter(pl.col("level") == level)
         return f"{int((part['p_corrected'] < 0.05).sum())} of {part.height}" if part.height else "none"
 
-    n_clips = len(set(clip_ids))
-    section = Section(
-        TITLES["units"][0].format(model=name),
+    return Section(
+        spec.title.format(model=name),
         f"Units of the last {len(acts)} conv layers of the {name} model ({n_units} units) on {len(faces)} "
         f"{what} from {len(set(faces.clip_ids))} clips. {int(counts['detectors'].sum())} units are face-part "
         f"detectors: their top-{top} images peak inside one part at least {threshold:.0%} of the time AND "
@@ -184,14 +223,8 @@ def units_analysis(
         "(Benjamini-Hochberg across "
         f"{n_units} units x {len(AUS)} AUs, q < 0.05): frame level {significant('frame')}, clip level "
         f"{significant('clip')} ({n_clips} clips). " + " ".join(notes),
-        order=30 + (images.kind == "faces"),
+        order=spec.order + (images.kind == "faces"),
     )
-    _unit_figures_and_tables(
-        section, files, em, counts, chance_table, last=last, strongest=strongest, n_units=n_units,
-        top=top, threshold=threshold, margin=margin, gallery_units=gallery_units,
-    )  # fmt: skip
-    section.write(files["section"])
-    return section
 
 
 def _unit_figures_and_tables(
