@@ -63,8 +63,6 @@ rule au_guidance_effect:
         runtime=analyses.get("au_guidance").runtime,
     params:
         pairs=GUIDANCE_PAIRS,
-        split=MODELS_CFG["split"],
-        seed=MODELS_CFG["seed"],
     script:
         "../workflow_scripts/au_guidance_effect.py"
 
@@ -90,8 +88,6 @@ rule interpret_manifold:
     params:
         options=analyses.get("manifold").job_options(INTERPRET_CFG, {})
         | {"seed": MODELS_CFG["seed"]},
-        split=MODELS_CFG["split"],
-        seed=MODELS_CFG["seed"],
     script:
         "../workflow_scripts/interpret_manifold.py"
 
@@ -135,7 +131,7 @@ rule au_guidance_sweep:
     params:
         family=SWEEP_FAMILY,
         options=interpret_options("au_guidance_sweep")
-        | {"n_boot": MODELS_CFG["bootstrap"]},
+        | {"n_boot": MODELS_CFG["bootstrap"], "seed": MODELS_CFG["seed"]},
     script:
         "../workflow_scripts/au_guidance_sweep.py"
 

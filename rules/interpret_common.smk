@@ -102,13 +102,11 @@ def interpret_sections():
 
 def interpret_options(analysis):
     """What an analysis's job passes on (params.options): the settings it reads (its registry entry),
-    then where the clips are and the models' split and seed. Only those, so that changing another
-    analysis's setting does not re-run it."""
+    then where the clips are (the split is the splits table's, an input). Only those, so that
+    changing another analysis's setting does not re-run it."""
     spec = analyses.get(analysis)
     return spec.job_options(INTERPRET_CFG, {"dataset": DATASET_NOTE}) | {
-        "clips_dir": str(CLIPS_DIR),
-        "split": MODELS_CFG["split"],
-        "seed": MODELS_CFG["seed"],
+        "clips_dir": str(CLIPS_DIR)
     }
 
 

@@ -43,7 +43,6 @@ rule report:
     params:
         n_boot=MODELS_CFG["bootstrap"],
         seed=MODELS_CFG["seed"],
-        split=MODELS_CFG["split"],
         dataset=DATASET_NOTE,
         reproduce=(config.get("experiment") or {}).get("reproduce", []),
         experiment=(config.get("experiment") or {}).get("title", ""),

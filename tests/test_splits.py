@@ -61,7 +61,7 @@ def test_an_unknown_mode_is_refused():
 
 def test_the_splits_table_is_what_every_consumer_reads(tmp_path):
     """splits.parquet holds the assignment once; read_clips puts it on the clips table unchanged
-    otherwise, and computes a split itself only for another mode or seed (a seed replica)."""
+    whatever mode and seed the caller has (a seed copy shares it), and says what it was made with."""
     from impressions import schemas
     from impressions.data import splits
 
@@ -79,9 +79,12 @@ def test_the_splits_table_is_what_every_consumer_reads(tmp_path):
     assert splits.read_clips(tmp_path / "clips.parquet", tmp_path / "edited.parquet", "identity", 5)[
         "split"
     ].equals(edited["split"])
-    # A seed replica of the re-split gets its own seed's split; the official split ignores the seed.
+    # A seed copy of a model (models.seeds) reads the stored split, not its own seed's re-split: seed
+    # copies are trained, fused and scored on one split.
+    assert not assign_splits(clips, "identity", seed=6)["split"].equals(read["split"])  # seeds differ here
     other = splits.read_clips(tmp_path / "clips.parquet", tmp_path / "splits.parquet", "identity", 6)
-    assert other.equals(assign_splits(clips, "identity", seed=6))
+    assert other.equals(read)
+    assert splits.made_with(tmp_path / "splits.parquet") == ("identity", 5)
     official = splits.split_table(tmp_path / "clips.parquet")
     official.write_parquet(tmp_path / "official.parquet")
     assert splits.read_clips(tmp_path / "clips.parquet", tmp_path / "official.parquet", seed=3).equals(clips)

@@ -10,10 +10,7 @@ def by_model(paths):
 
 
 with logs.to_file(snakemake.log[0]):
-    clips, _, _, _ = interpret.read_tables(
-        snakemake.input.clips, None, None, None, snakemake.params.split, snakemake.params.seed,
-        snakemake.input.splits,
-    )  # fmt: skip
+    clips, _, _, _ = interpret.read_tables(snakemake.input.clips, snakemake.input.splits)
     files = {key: Path(path) for key, path in snakemake.output.items()}
     sections.guarded(
         "au_guidance",

@@ -5,9 +5,8 @@ from impressions.explain import analyses, interpret, sections
 
 with logs.to_file(snakemake.log[0]):
     clips, _, _, expressions = interpret.read_tables(
-        snakemake.input.clips, None, None, snakemake.input.expressions,
-        snakemake.params.split, snakemake.params.seed, snakemake.input.splits,
-    )  # fmt: skip
+        snakemake.input.clips, snakemake.input.splits, expressions_path=snakemake.input.expressions
+    )
     files = {key: Path(path) for key, path in snakemake.output.items()}
     sections.guarded(
         "manifold", "", files, analyses.function("manifold"),

@@ -15,7 +15,6 @@ with logs.to_file(snakemake.log[0]):
         {key: Path(path) for key, path in snakemake.output.items()},
         n_boot=snakemake.params.n_boot,
         seed=snakemake.params.seed,
-        split=snakemake.params.split,
         dataset=snakemake.params.dataset,
         sections=[Path(p) for p in snakemake.input.sections],
         reproduce=getattr(snakemake.params, "reproduce", ()),

@@ -102,21 +102,21 @@ def split_table(clips_path: str | Path, mode: str = "official", seed: int = 0):
     return table.cast(dict(polars_schema("splits")))
 
 
-def read_clips(clips_path: str | Path, splits_path: str | Path | None, mode: str = "official", seed: int = 0):
+def read_clips(
+    clips_path: str | Path, splits_path: str | Path | None = None, mode: str = "official", seed: int = 0
+):
     """The clips table with the split every model, analysis and the report use.
 
-    With `splits_path` (the workflow's splits.parquet) the stored split replaces the clips table's,
-    when it was made with this `mode` and `seed` (the official split does not depend on the seed); a
-    seed replica of a re-split (`models.seeds` with `split: identity`) has its own seed, and computes
-    its split as the splits rule would. Without a path, the split is computed (`split_clips`)."""
+    With `splits_path` (the workflow's splits.parquet, made once by the splits rule with `models.split`
+    and `models.seed`) the stored split replaces the clips table's, whatever `mode` and `seed` say: a
+    seed copy of a model (`models.seeds`) trains, is fused and is scored on the same split as the
+    others, so only its initialisation, data order and augmentation change with its seed. Without a
+    path, the split is computed from `mode` and `seed` (`split_clips`)."""
     import polars as pl
 
     if splits_path is None:
         return split_clips(clips_path, mode, seed)
     stored = pl.read_parquet(splits_path)
-    made_with = stored.select("mode", "seed").unique().rows()
-    if made_with and (made_with[0][0] != mode or (mode != "official" and made_with[0][1] != seed)):
-        return split_clips(clips_path, mode, seed)
     clips = pl.read_parquet(clips_path)
     if set(stored["clip_id"]) != set(clips["clip_id"]):
         raise ValueError(f"{splits_path} does not list the clips of {clips_path}: re-run the splits rule")
@@ -124,3 +124,13 @@ def read_clips(clips_path: str | Path, splits_path: str | Path | None, mode: str
     return clips.with_columns(
         pl.col("clip_id").replace_strict(split, default=None, return_dtype=pl.String).alias("split")
     )
+
+
+def made_with(splits_path: str | Path) -> tuple[str, int]:
+    """(mode, seed) the splits table was made with (`split_table`), for the report's split note."""
+    import polars as pl
+
+    rows = pl.read_parquet(splits_path, columns=["mode", "seed"]).unique().rows()
+    if len(rows) != 1:
+        raise ValueError(f"{splits_path}: expected one (mode, seed), found {rows}: re-run the splits rule")
+    return rows[0][0], int(rows[0][1])

@@ -267,9 +267,8 @@ def run(family: str, inputs: Mapping, outputs: Mapping[str, str], options: Mappi
     files = {key: Path(path) for key, path in outputs.items()}
     checkpoints = read_weights(inputs["checkpoints"])
     clips, frames, faces, expressions = interpret.read_tables(
-        inputs["clips"], inputs["frames"], inputs["faces"], inputs["expressions"],
-        options["split"], options["seed"], inputs.get("splits"),
-    )  # fmt: skip
+        inputs["clips"], inputs.get("splits"), inputs["frames"], inputs["faces"], inputs["expressions"]
+    )
     return sections.guarded(
         "au_guidance_sweep", family, files, sweep_analysis, family, list(checkpoints), checkpoints,
         read_weights(inputs["predictions"]), read_weights(inputs["histories"]), clips, frames, faces,

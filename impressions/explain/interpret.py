@@ -140,18 +140,16 @@ def manifold_analysis(
 # Entry point for the workflow's scripts
 
 
-def read_tables(
-    clips_path, frames_path, faces_path, expressions_path, split: str = "official", seed: int = 0,
-    splits_path=None,
-):  # fmt: skip
+def read_tables(clips_path, splits_path, frames_path=None, faces_path=None, expressions_path=None):
     """(clips with the models' split, frames, faces, expressions) as polars frames; None where no path.
-    The split is the splits table's (`splits_path`), else computed from `split` and `seed`."""
+    The split is the splits table's (`splits_path`: the one every model trained on), else the clips
+    table's own."""
     import polars as pl
 
     def read(path):
         return pl.read_parquet(path) if path else None
 
-    clips = splits.read_clips(clips_path, splits_path, split, seed)
+    clips = splits.read_clips(clips_path, splits_path)
     return clips, read(frames_path), read(faces_path), read(expressions_path)
 
 
@@ -174,7 +172,7 @@ def run(
     as the workflow calls it.
 
     `inputs`: checkpoint, clips, frames, faces, expressions (and splits); `options`: the settings the
-    analysis reads (`impressions.explain.analyses.Analysis.job_options`) plus clips_dir, split and seed.
+    analysis reads (`impressions.explain.analyses.Analysis.job_options`) plus clips_dir.
     The frames or faces the model saw are read here, from the analysis's splits, and handed to its
     function. An analysis that cannot be computed writes its section saying why (and placeholders for
     its other outputs) instead of failing the workflow.
@@ -192,9 +190,8 @@ def _run(
     spec: analyses.Analysis, model_name: str, inputs: Mapping[str, str], files: Mapping[str, Path], options
 ):
     clips, frames, faces, expressions = read_tables(
-        inputs["clips"], inputs["frames"], inputs["faces"], inputs.get("expressions"),
-        options.get("split", "official"), options.get("seed", 0), inputs.get("splits"),
-    )  # fmt: skip
+        inputs["clips"], inputs.get("splits"), inputs["frames"], inputs["faces"], inputs.get("expressions")
+    )
     kind = explained_kind(model_name)
     splits = list(spec.splits) if spec.splits is not None else options["splits"]
     images = load_images(

@@ -234,8 +234,9 @@ def _result_first(doc: Document, table, outputs, reproduce, experiment, dataset)
     if rows:
         doc.section("Spread across training seeds (test mean accuracy)",
                     "The bootstrap interval covers the sampling of test people for one trained model; the "
-                    "spread over seeds covers training randomness (initialisation, order, augmentation). "
-                    "Both matter when comparing models.")  # fmt: skip
+                    "spread over seeds covers training randomness (initialisation, order, augmentation): "
+                    "every seed copy trains, is fused and is scored on the same split (models.seed's, "
+                    "results/tables/splits.parquet). Both matter when comparing models.")  # fmt: skip
         doc.table(header, rows)
 
 
@@ -341,15 +342,17 @@ def write_report(
     clips_path: Path, qc_path: Path, faces_path: Path, expressions_path: Path | None,
     prediction_paths: Sequence[Path], summary_paths: Sequence[Path], curve_paths: Sequence[Path],
     outputs: Mapping[str, Path], n_boot: int = 1000, seed: int = 0, dataset: str = "",
-    split: str = "official", sections: Sequence[Path] = (), reproduce: Sequence[Mapping] = (),
-    experiment: str = "", splits_path: Path | None = None,
+    sections: Sequence[Path] = (), reproduce: Sequence[Mapping] = (), experiment: str = "",
+    splits_path: Path | None = None,
 ) -> None:  # fmt: skip
     """Evaluate every model and write the HTML and Markdown report and its tables (see the docstring).
-    `splits_path`: the workflow's splits table (else the split is computed from `split` and `seed`)."""
+    `splits_path`: the workflow's splits table, the split every model trained on and its note (else
+    the clips table's own split); `seed` seeds the bootstrap."""
     import polars as pl
 
     clips, qc, faces = (pl.read_parquet(p) for p in (clips_path, qc_path, faces_path))
-    clips = data_splits.read_clips(clips_path, splits_path, split, seed)  # the models' split
+    clips = data_splits.read_clips(clips_path, splits_path)  # the models' split
+    split, split_seed = data_splits.made_with(splits_path) if splits_path else ("official", 0)
     expressions = pl.read_parquet(expressions_path) if expressions_path else None
     predictions = [pl.read_parquet(p) for p in prediction_paths]
     table, breakdowns, comparisons = evaluate(clips, predictions, expressions, n_boot=n_boot, seed=seed)
@@ -362,7 +365,7 @@ def write_report(
     doc = Document("Apparent personality: model evaluation")
     if dataset:
         doc.labelled("Dataset", dataset)
-    doc.labelled("Split", SPLIT_NOTES[split].format(seed=seed))
+    doc.labelled("Split", SPLIT_NOTES[split].format(seed=split_seed))
     _dataset_sections(doc, clips, qc, faces, summaries)
     _result_first(doc, table, outputs, reproduce, experiment, dataset)
     _accuracy_sections(doc, table, breakdowns, comparisons, n_boot)
