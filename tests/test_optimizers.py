@@ -117,10 +117,11 @@ def test_dan_plus_presets_train_with_the_released_sgd(name, family):
     np.testing.assert_allclose(per_epoch, np.logspace(-3, -6, 30)[: settings.epochs], rtol=1e-6)
 
 
-def test_zhang_audio_preset_trains_with_torch7_sgd():
+def test_zhang_audio_preset_trains_with_torch7_sgd_on_the_released_filterbank():
     config = preset("ventura2017_100frames")
     section = config["models"]["audio_fbank"]
     jsonschema.validate(section, SCHEMA["properties"]["models"]["properties"]["audio_fbank"])
+    jsonschema.validate(config["audio"], SCHEMA["properties"]["audio"])
     settings, _ = Settings.from_options({}, section)
     assert (settings.optimizer, settings.lr, settings.momentum, settings.weight_decay) == (
         "sgd",
@@ -129,6 +130,7 @@ def test_zhang_audio_preset_trains_with_torch7_sgd():
         6.5,
     )
     assert (settings.lr_schedule, settings.lr_decay, settings.dampening) == ("inverse_time", 1.01e-6, 0.9)
+    assert config["audio"]["fbank"] == "python_speech_features"
     # no other preset trains Zhang et al.'s audio regressor
     others = [p.stem for p in (REPO / "experiments").glob("*.yaml") if p.stem != "ventura2017_100frames"]
     assert not [n for n in others if "audio_fbank" in ((preset(n).get("models") or {}).get("families") or [])]
