@@ -39,3 +39,41 @@ def test_concurrent_first_calls_with_a_cold_numba_cache(tmp_path):
     ]
     codes = [p.wait(timeout=300) for p in procs]
     assert codes == [0, 0, 0], [p.stderr.read().decode()[-500:] for p in procs]
+
+
+def test_released_filterbank_is_python_speech_features_logfbank_on_real_speech():
+    """audio.fbank python_speech_features: the released call `logfbank(sig, rate)` (METHODS.md 3.1)."""
+    from python_speech_features import logfbank
+
+    from impressions import media
+    from impressions.data import video
+
+    samples = video.read_audio(media.pyfeat_test_media("single_face.mp4"), 5.0)  # a man talking
+    assert samples.size > 30000 and np.sqrt(np.mean(samples**2)) > 1e-3
+    released = audio.features(samples, fbank="python_speech_features")
+    # the library's defaults (25 ms, 10 ms, 26 filters, NFFT 512) on 16-bit sample values
+    want = logfbank(released.waveform.astype(np.float64) * 32768, 16000).T
+    assert released.logfbank.shape == want.shape == (26, 499) and released.logfbank.dtype == np.float32
+    np.testing.assert_allclose(released.logfbank, want, rtol=0, atol=1e-4)
+    assert np.ptp(want[:, :150]) > 10  # speech, not a flat floor
+
+    default = audio.features(samples)
+    assert default.logfbank.shape == (26, 501)  # librosa's centred frames
+    np.testing.assert_array_equal(default.logfbank, audio.features(samples, fbank="librosa").logfbank)
+    np.testing.assert_array_equal(default.logmel, released.logmel)  # the log-mel is librosa's either way
+    with pytest.raises(ValueError, match="fbank must be one of"):
+        audio.features(samples, fbank="kaldi")
+
+
+def test_the_demo_default_stays_librosa_and_the_zhang_preset_selects_the_released_filterbank():
+    from pathlib import Path
+
+    import yaml
+
+    from impressions.data import defaults
+
+    assert defaults.PREPROCESSING["audio"]["fbank"] == "librosa"
+    repo = Path(__file__).resolve().parents[1]
+    zhang = yaml.safe_load((repo / "experiments" / "ventura2017_100frames.yaml").read_text())
+    assert zhang["audio"]["fbank"] == "python_speech_features"
+    assert "audio_fbank" in zhang["models"]["families"]

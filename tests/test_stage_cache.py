@@ -99,6 +99,12 @@ def test_audio_features_reused_byte_identical_and_invalidated_by_their_own_setti
     wider = run_audio(clips, tmp_path, "wider", options=dict(AUDIO, n_mels=20))[0]
     assert sorted(wider.processed) == sorted(clips)
     assert run_audio(clips, tmp_path, "wider2", options=dict(AUDIO, n_mels=20))[0].processed == []
+    # so does the filterbank's implementation (audio.fbank), and its stored features are the new ones
+    released = dict(AUDIO, fbank="python_speech_features")
+    run, _, arrays = run_audio(clips, tmp_path, "released", options=released)
+    assert sorted(run.processed) == sorted(clips) and arrays["logfbank.npy"] != want[1]["logfbank.npy"]
+    run, _, again = run_audio(clips, tmp_path, "released2", options=released)
+    assert run.processed == [] and again == arrays
 
 
 def test_expressions_reused_byte_identical_and_invalidated_by_their_own_settings(clips, tmp_path, backend):

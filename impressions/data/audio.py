@@ -2,7 +2,9 @@
 
 Two spectral views serve the two published audio models: a 64-band log-mel spectrogram (25 ms
 window, 10 ms hop) for CNNs, and a 26-filter log filterbank with the same framing, the features of the
-DAN+ audio model. Clips shorter than the window are zero-padded at the end and flagged.
+DAN+ audio model. The filterbank (``fbank``) is librosa's (centred Hann STFT, HTK mel bank) or, as
+Zhang et al.'s released code computed it, `python_speech_features.logfbank` itself (METHODS.md 3.1).
+Clips shorter than the window are zero-padded at the end and flagged.
 
 The window (`window_seconds`): ``seconds`` (the thesis's first 5 s) or, with ``seconds: null``, the
 whole clip. Arrays stay rectangular, so a whole clip is stored in a window of ``max_seconds``
@@ -20,6 +22,17 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
+
+from impressions.data.defaults import PREPROCESSING as _DEFAULTS
+
+FBANKS = ("librosa", "python_speech_features")
+"""The log-filterbank implementations (config `audio.fbank`; its default is the schema's)."""
+
+PCM16_SCALE = 32768.0
+"""python_speech_features gets the window at 16-bit sample values: Zhang et al. wrote 16-bit WAVs
+(ffmpeg's default for .wav, `audio/utils/mp42wav.sh`); their reader is not released, so reading them
+as int16 with scipy.io.wavfile (the package README's example, DeepPersonality's port) is our inference.
+The log energies then sit 2 * log(32768) = 20.8 above the float waveform's."""
 
 WHOLE_CLIP_MAX_SECONDS = 20.0
 """The window that holds a whole clip (``seconds: null``) when ``max_seconds`` is not set."""
@@ -114,10 +127,16 @@ def features(
     win_ms: float = 25.0,
     hop_ms: float = 10.0,
     max_seconds: float | None = None,
+    fbank: str = _DEFAULTS["audio"]["fbank"],
 ) -> ClipAudio:
-    """Pad/trim decoded samples to the window (`window_seconds`) and compute the spectral features."""
+    """Pad/trim decoded samples to the window (`window_seconds`) and compute the spectral features.
+
+    `fbank` (`FBANKS`): the log filterbank's implementation; with python_speech_features it has that
+    package's frame count (uncentred frames: 499 for 5 s at 16 kHz, librosa's centred ones 501)."""
     import librosa
 
+    if fbank not in FBANKS:
+        raise ValueError(f"fbank must be one of {', '.join(FBANKS)}, not {fbank!r}")
     _warm_librosa()
     waveform, n_real = window(samples, sample_rate=sample_rate, seconds=seconds, max_seconds=max_seconds)
     length = waveform.size
@@ -125,18 +144,38 @@ def features(
     n_fft = 1 << (win - 1).bit_length()  # FFT size: the next power of two holding the window
     hop = int(sample_rate * hop_ms / 1000)
     power = np.abs(librosa.stft(waveform, n_fft=n_fft, hop_length=hop, win_length=win, center=True)) ** 2
-    logs = []
-    for n_bands, htk in ((n_mels, False), (n_fbank, True)):
+
+    def log_bands(n_bands: int, htk: bool) -> np.ndarray:
         bank = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_bands, htk=htk)
-        logs.append(np.log(bank @ power + 1e-10).astype(np.float32))
+        return np.log(bank @ power + 1e-10).astype(np.float32)
+
+    if fbank == "librosa":
+        logfbank = log_bands(n_fbank, htk=True)
+    else:
+        logfbank = released_logfbank(waveform, sample_rate, n_fbank, win_ms, hop_ms)
     return ClipAudio(
         waveform=waveform,
-        logmel=logs[0],
-        logfbank=logs[1],
+        logmel=log_bands(n_mels, htk=False),
+        logfbank=logfbank,
         sample_rate=sample_rate,
         n_samples=n_real,
         padded=n_real < length and seconds is not None,  # a whole clip's window is padded by design
     )
+
+
+def released_logfbank(
+    waveform: np.ndarray, sample_rate: int, n_fbank: int, win_ms: float, hop_ms: float
+) -> np.ndarray:
+    """(n_fbank, T) float32: `python_speech_features.logfbank` of the window at 16-bit sample values
+    (`PCM16_SCALE`), its other arguments (NFFT 512, pre-emphasis 0.97, 0 Hz to sr/2) the library's
+    defaults, as Zhang et al. called it (METHODS.md 3.1)."""
+    from python_speech_features import logfbank
+
+    signal = waveform.astype(np.float64) * PCM16_SCALE
+    bank = logfbank(
+        signal, samplerate=sample_rate, winlen=win_ms / 1000, winstep=hop_ms / 1000, nfilt=n_fbank
+    )
+    return bank.T.astype(np.float32)
 
 
 def silent(*, sample_rate: int = 16000, seconds: float | None = 5.0, **kwargs) -> ClipAudio:

@@ -19,9 +19,9 @@ features (what late fusion consumes):
 - ``audio``: a 1-D residual CNN on the raw 16 kHz waveform (after Guclu-turk et al., 2016: a wide,
   strided first convolution, then residual blocks of width-9 convolutions, global average pooling).
   The waveform is not normalised per clip: loudness is a cue.
-- ``audio_fbank``: DAN+'s audio model, a linear regressor on the log filterbank (26 x 501), here
-  after input batch normalisation and optional average pooling over time (``time_bins``; None keeps
-  DAN+'s full resolution).
+- ``audio_fbank``: DAN+'s audio model, a linear regressor on the log filterbank (26 x 501 for 5 s;
+  499 with `audio.fbank: python_speech_features`), here after input batch normalisation and optional
+  average pooling over time (``time_bins``; None keeps DAN+'s full resolution).
 - ``fusion`` / ``fusion_handcrafted``: late fusion; the trained audio and visual models' per-clip
   penultimate features (and, for the handcrafted variant, age group, gender and mean emotion
   probabilities) are standardised with training statistics and pass three dense layers.

@@ -60,6 +60,49 @@ def _loss_fn(name: str) -> nn.Module:
     return {"mse": nn.MSELoss, "l1": nn.L1Loss, "l2dist": EuclideanLoss}[name]()
 
 
+OPTIMIZERS = ("adamw", "sgd")
+LR_SCHEDULES = ("constant", "step", "inverse_time")
+
+
+class Schedule:
+    """The learning-rate schedule of `settings.lr_schedule`: `epoch_done` and `batch_done` advance it."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, settings: Settings):
+        name = settings.lr_schedule
+        if name not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, not {name!r}")
+        self.scheduler, self.per = None, name
+        if name == "step":
+            self.scheduler = torch.optim.lr_scheduler.StepLR(
+                optimizer, step_size=settings.lr_step_epochs, gamma=settings.lr_gamma
+            )
+        elif name == "inverse_time":
+            decay = float(settings.lr_decay)
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: 1.0 / (1.0 + decay * t))
+
+    def batch_done(self) -> None:
+        if self.per == "inverse_time":
+            self.scheduler.step()
+
+    def epoch_done(self) -> None:
+        if self.per == "step":
+            self.scheduler.step()
+
+
+def make_optimizer(params, settings: Settings) -> tuple[torch.optim.Optimizer, Schedule]:
+    """The optimizer of `settings.optimizer` (adamw or sgd) and its learning-rate schedule."""
+    if settings.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    elif settings.optimizer == "sgd":
+        optimizer = torch.optim.SGD(
+            params, lr=settings.lr, momentum=settings.momentum, dampening=settings.dampening,
+            weight_decay=settings.weight_decay,
+        )  # fmt: skip
+    else:
+        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {settings.optimizer!r}")
+    return optimizer, Schedule(optimizer, settings)
+
+
 @torch.no_grad()
 def predict_clips(
     model: nn.Module, dataset, n_clips: int, prepare: Prepare, device: str, batch_size: int = 128,
@@ -101,7 +144,8 @@ def fit(
     model: nn.Module, train_set, val_set, val_clips: datasets.Clips, settings: Settings, prepare: Prepare,
     device: str,
 ) -> tuple[nn.Module, list[dict]]:  # fmt: skip
-    """Train with Adam(W); keep the weights of the epoch with the best validation mean accuracy.
+    """Train with `settings.optimizer` and its schedule (`make_optimizer`); keep the weights of the epoch
+    with the best validation mean accuracy.
 
     With `settings.au_guidance_weight` > 0, `train_set` yields (x, y, position, AU map) (an
     `datasets.AUMapDataset`) and the loss adds weight * `au_maps.guidance_loss` on the model's
@@ -114,7 +158,7 @@ def fit(
         raise ValueError("au_guidance_weight > 0 needs a training set with AU maps (datasets.AUMapDataset)")
 
     model.to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    optimizer, schedule = make_optimizer(model.parameters(), settings)
     criterion = _loss_fn(settings.loss)
     autocast, use_scaler = _autocast(device, settings.amp)
     scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
@@ -128,10 +172,11 @@ def fit(
     scale = None  # the guidance term's normalisation, fixed on the first batch that has AU maps
     bar = tqdm(range(1, settings.epochs + 1), desc="epochs", unit="epoch", mininterval=5)
     for epoch in bar:
-        start = time.perf_counter()
+        start, lr = time.perf_counter(), optimizer.param_groups[0]["lr"]  # the epoch's (first batch's) lr
         step = _train_epoch(
-            model, batches, prepare, device, optimizer, criterion, autocast, scaler, settings, scale
+            model, batches, prepare, device, optimizer, schedule, criterion, autocast, scaler, settings, scale
         )
+        schedule.epoch_done()
         total, seen, guide_total, guide_seen, scale = step
         val_loss, acc = _validate(model, val_set, val_clips, prepare, device, settings, criterion, fill)
         guide = (
@@ -142,7 +187,7 @@ def fit(
         )  # fmt: skip
         row = {"epoch": epoch, "train_loss": total / max(seen, 1), **guide, "val_loss": val_loss,
                **{f"val_{t}": float(a) for t, a in zip(TRAITS, acc)}, "val_mean": float(acc.mean()),
-               "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - start}  # fmt: skip
+               "lr": lr, "seconds": time.perf_counter() - start}  # fmt: skip
         improved = row["val_mean"] > best_acc
         row["best"] = improved
         history.append(row)
@@ -164,7 +209,9 @@ def fit(
     return model, history
 
 
-def _train_epoch(model, batches, prepare, device, optimizer, criterion, autocast, scaler, settings, scale):
+def _train_epoch(
+    model, batches, prepare, device, optimizer, schedule, criterion, autocast, scaler, settings, scale
+):
     """One pass over the training batches: (loss sum, samples, guidance sum, guided samples, scale).
 
     `scale` is the guidance term's normalisation, fixed on the first batch whose term is positive."""
@@ -203,6 +250,7 @@ def _train_epoch(model, batches, prepare, device, optimizer, criterion, autocast
         scaler.scale(objective).backward()
         scaler.step(optimizer)
         scaler.update()
+        schedule.batch_done()
         total += float(loss.detach()) * len(y)
         seen += len(y)
     return total, seen, guide_total, guide_seen, scale

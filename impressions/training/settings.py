@@ -30,7 +30,21 @@ class Settings:
     batch_size: int = 32
     eval_batch_size: int = 128
     lr: float = 1e-3
-    weight_decay: float = 1e-4
+    weight_decay: float = 1e-4  # adamw: decoupled decay; sgd: L2 added to the gradient
+    # adamw (torch AdamW) or sgd (torch SGD: `momentum`, `dampening`, `weight_decay` as L2), the
+    # published solvers: DAN+ (MatConvNet cnn_train_dag: momentum 0.9, L2 5e-4; METHODS 2.3) and
+    # Zhang et al.'s audio regressor (Torch7 optim.sgd: momentum 0.9, weightDecay 6.5; METHODS 3.1)
+    optimizer: str = "adamw"
+    momentum: float = 0.9  # sgd only
+    # sgd only: torch's default 0; Torch7's optim.sgd defaults it to the momentum (optim/sgd.lua)
+    dampening: float = 0.0
+    # constant; step: lr * lr_gamma every lr_step_epochs epochs (DAN+'s logspace(-3,-6,30) per epoch
+    # is step 1, gamma 10^(-3/29); METHODS 2.3); inverse_time: lr / (1 + lr_decay * batches seen)
+    # after each batch (Torch7 optim.sgd's learningRateDecay; METHODS 3.1)
+    lr_schedule: str = "constant"
+    lr_step_epochs: int = 1
+    lr_gamma: float = 0.1
+    lr_decay: float = 0.0
     patience: int = 5  # epochs without a better validation accuracy before stopping
     loss: str = "mse"  # mse, l1 (the challenge metric is an L1 error) or l2dist (DAN+'s Euclidean loss)
     input_size: int | None = None  # images are resized to this side on the device
