@@ -1,9 +1,11 @@
 """Apparent-personality workflow: clips -> frames, faces, audio, expressions -> dataset tables."""
 
 import os
+import sys
 
 from snakemake.utils import min_version, validate
 
+from impressions import config_sources
 from impressions.config_types import coerce_file as coerce_config
 from impressions.models import registry as model_registry
 
@@ -19,6 +21,14 @@ coerce_config(config, os.path.join(workflow.basedir, "impressions/config.schema.
 validate(config, "impressions/config.schema.yaml")
 # Family names are checked against the model registry, not listed in the schema.
 model_registry.check_config(config)
+# An experiment preset that leaves a result-shaping key to config.yaml (the demo's) or to code says so.
+_inherited = config_sources.inherited_warning(
+    config,
+    workflow.config_settings.configfiles,
+    base=os.path.join(workflow.basedir, "config.yaml"),
+)
+if _inherited:
+    print(f"Warning: {_inherited}", file=sys.stderr)
 
 
 include: "rules/common.smk"

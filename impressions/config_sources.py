@@ -12,7 +12,8 @@ networks, few epochs, sized for a CPU); a preset layered on it must not take any
 from it, nor leave one to a builder's or `training.settings.Settings`' default in code that no
 config file shows. So each preset sets every result-shaping key (`result_shaping`) itself, with the
 paper's value or one marked [NF]; `inherited` lists what a config leaves to the demo or to code, and
-tests/test_presets.py holds every preset to it. We chose this over moving the demo settings into a
+tests/test_presets.py holds every preset to it; the Snakefile warns when an experiment config (one
+with `experiment.name`) inherits any (`inherited_warning`). We chose this over moving the demo settings into a
 demo preset: `config.yaml` must still run the demo with no flags, and a builder default would leak
 either way. `experiments/demo-scale.yaml` layered after a preset still shrinks it on purpose.
 
@@ -206,3 +207,24 @@ def show(resolved: Resolved, base: str | Path = BASE) -> str:
     if untrained:
         lines.append(f"# not trained by this config (settings unused): models.{', models.'.join(untrained)}")
     return "\n".join(lines)
+
+
+def inherited_warning(config: Mapping, files: Sequence[str | Path], base: str | Path = BASE) -> str:
+    """For an experiment config (`experiment.name` set), a warning naming the result-shaping keys it
+    leaves to the demo config or to code; '' for none or another config. `config` is the one the
+    workflow resolved (a `--config` value that changed a key is not reported)."""
+    if not (config.get("experiment") or {}).get("name"):
+        return ""
+    resolved = resolve(files, base)
+    found = [
+        f"{path} ({why})"
+        for path, why in inherited(resolved, base).items()
+        if _get(config, path, missing=KeyError) == _get(resolved.config, path, missing=KeyError)
+    ]
+    if not found:
+        return ""
+    return (
+        f"experiment {config['experiment']['name']!r} takes result-shaping settings from the demo config "
+        "or from code; set them in the experiment's file (`impressions config show` lists every source):\n  "
+        + "\n  ".join(found)
+    )

@@ -54,3 +54,17 @@ def test_resolve_merges_like_snakemake_and_names_each_source(tmp_path):
     assert src["models.face.lr"] == str(second) and src["models.face.epochs"] == str(first)
     assert src["frames.per_clip"] == str(first) and src["frames.size"] == config_sources.SCHEMA_DEFAULT
     assert src["audio.seconds"] == str(second) and src["models.seed"] == str(config_sources.BASE)
+
+
+def test_the_workflow_warns_about_an_experiment_that_inherits(tmp_path):
+    preset = tmp_path / "partial.yaml"
+    preset.write_text("experiment: {name: partial}\nmodels: {families: [face], face: {backbone: small}}\n")
+    config = config_sources.resolve([preset]).config
+    warning = config_sources.inherited_warning(config, [preset])
+    assert "'partial'" in warning and "models.face.lr (config.yaml)" in warning and "models.seed " in warning
+    config["models"]["seed"] = 3  # as --config models='{seed: 3}' sets it: not inherited
+    assert "models.seed " not in config_sources.inherited_warning(config, [preset])
+    del config["experiment"]["name"]  # the default run is no experiment: nothing to say
+    assert config_sources.inherited_warning(config, [preset]) == ""
+    hernandez = REPO / "experiments" / "hernandez_thesis.yaml"
+    assert config_sources.inherited_warning(config_sources.resolve([hernandez]).config, [hernandez]) == ""
