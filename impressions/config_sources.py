@@ -4,18 +4,19 @@ The workflow resolves its config in this order (the Snakefile): `config.yaml`, t
 `--configfile` in order, merged key by key (snakemake's `update_config`: a mapping merges into the
 mapping before it, anything else replaces), then nested strings typed by the schema
 (`config_types.coerce`), then the schema's `default:`s filled in where a key is missing
-(`validate`, mirrored by `data.defaults.fill`). `resolve` does the same with the same code and
-records, for every leaf, the file it came from or ``schema default``.
+(`validate`, mirrored by `data.defaults.fill`). `resolve` does the same, with `merge` (the package
+imports no Snakemake) and the same coerce and fill code, and records each leaf's source: the file
+that set it or ``schema default``.
 
 Decision: a preset (experiments/*.yaml) says everything. `config.yaml` is the demo's config (small
 networks, few epochs, sized for a CPU); a preset layered on it must not take any result-shaping value
 from it, nor leave one to a builder's or `training.settings.Settings`' default in code that no
 config file shows. So each preset sets every result-shaping key (`result_shaping`) itself, with the
-paper's value or one marked [NF]; `inherited` lists what a config leaves to the demo or to code, and
-tests/test_presets.py holds every preset to it; the Snakefile warns when an experiment config (one
-with `experiment.name`) inherits any (`inherited_warning`). We chose this over moving the demo settings into a
-demo preset: `config.yaml` must still run the demo with no flags, and a builder default would leak
-either way. `experiments/demo-scale.yaml` layered after a preset still shrinks it on purpose.
+paper's value or one marked [NF]; `inherited` lists what a config leaves to the demo or to code,
+tests/test_presets.py holds every preset to it, and the Snakefile warns when an experiment config
+(one with `experiment.name`) inherits any (`inherited_warning`). We chose this over moving the demo
+settings into a demo preset: `config.yaml` must still run the demo with no flags, and a builder
+default would leak either way. `experiments/demo-scale.yaml` layered after a preset still shrinks it on purpose.
 
 Result-shaping keys are derived from the schema, so a new key is covered without an edit here: every
 key of the preprocessing sections and of the `models` section of each family the config trains, and
