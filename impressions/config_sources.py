@@ -16,7 +16,8 @@ paper's value or one marked [NF]; `inherited` lists what a config leaves to the 
 tests/test_presets.py holds every preset to it, and the Snakefile warns when an experiment config
 (one with `experiment.name`) inherits any (`inherited_warning`). We chose this over moving the demo
 settings into a demo preset: `config.yaml` must still run the demo with no flags, and a builder
-default would leak either way. `experiments/demo-scale.yaml` layered after a preset still shrinks it on purpose.
+default would leak either way. `experiments/demo-scale.yaml` layered after a preset still shrinks it
+on purpose.
 
 Result-shaping keys are derived from the schema, so a new key is covered without an edit here: every
 key of the preprocessing sections and of the `models` section of each family the config trains, and
