@@ -1,9 +1,11 @@
 """Apparent-personality workflow: clips -> frames, faces, audio, expressions -> dataset tables."""
 
 import os
+import sys
 
 from snakemake.utils import min_version, validate
 
+from impressions import config_sources
 from impressions.config_types import coerce_file as coerce_config
 from impressions.explain import analyses as analysis_registry
 from impressions.models import registry as model_registry
@@ -22,6 +24,14 @@ validate(config, "impressions/config.schema.yaml")
 # interpret against the analysis registry.
 model_registry.check_config(config)
 analysis_registry.check_config(config)
+# An experiment preset that leaves a result-shaping key to config.yaml (the demo's) or to code says so.
+_inherited = config_sources.inherited_warning(
+    config,
+    workflow.config_settings.configfiles,
+    base=os.path.join(workflow.basedir, "config.yaml"),
+)
+if _inherited:
+    print(f"Warning: {_inherited}", file=sys.stderr)
 
 
 include: "rules/common.smk"

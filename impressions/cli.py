@@ -5,6 +5,7 @@ impressions leakage ANNOTATION_DIR      YouTube ids of each split that also occu
 impressions leakage --faces IDENTITIES  people (face clusters across YouTube ids) also in training
 impressions export-openface RESULTS OUT one OpenFace-style CSV per clip from the dataset tables
 impressions predict CLIP.mp4|FOLDER ... trait scores of new clips from trained models
+impressions config show [--configfile F ...]  the resolved config, each value with its source
 """
 
 from __future__ import annotations
@@ -202,6 +203,11 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     _add_convert_vggface(sub)
+    c = sub.add_parser("config", help="the configuration the workflow resolves (impressions.config_sources)")
+    c.add_argument("action", choices=["show"], help="show: every value with the file it came from")
+    c.add_argument("--configfile", nargs="+", action="extend", default=[], metavar="F",
+                   help="config files layered over the default config in order, as snakemake's")  # fmt: skip
+    c.add_argument("--base", help="the default config (default: config.yaml beside the Snakefile)")
     return ap
 
 
@@ -259,6 +265,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     elif args.command == "convert-vggface":
         _convert_vggface(args)
+    elif args.command == "config":
+        from impressions import config_sources
+
+        base = args.base or config_sources.BASE
+        print(config_sources.show(config_sources.resolve(args.configfile, base=base), base=base))
     return 0
 
 

@@ -41,3 +41,23 @@ def test_baseline_on_a_small_folder(tmp_path, capsys):
     assert "val" not in rows
     with pytest.raises(SystemExit, match="no annotation"):
         cli.main(["baseline", str(tmp_path / "empty")])
+
+
+def test_config_show_names_each_value_source(capsys):
+    from impressions import config_sources
+
+    preset = config_sources.BASE.parent / "experiments" / "hernandez_thesis.yaml"
+    assert cli.main(["config", "show", "--configfile", str(preset)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert f"models.face.lr: 0.0001  # {preset}" in lines
+    assert "models.bootstrap: 1000  # config.yaml (run setting)" in lines
+    assert "frames.max_side: 640  # schema default" in lines
+    # No model value from the demo config (but settings that do not apply) and none left to code.
+    models = [line for line in lines if line.startswith("models.")]
+    demo = [line for line in models if line.endswith("# config.yaml")]
+    assert not demo and not [line for line in models if "not set" in line]
+    assert not [line for line in models if line.startswith(("models.image.", "models.audio_fbank."))]
+    # The same command on the default config alone shows what a preset must not inherit.
+    cli.main(["config", "show"])
+    out = capsys.readouterr().out
+    assert "models.audio.batch_size: 4  # config.yaml" in out and "models.audio.dropout: -  # not set" in out
