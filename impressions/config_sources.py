@@ -148,6 +148,12 @@ def applies(path: str, config: Mapping) -> bool:
         return False
     if path == "audio.max_seconds":  # the whole-clip window only
         return _get(config, "audio.seconds", 5.0) is None
+    if key in ("momentum", "dampening"):  # torch SGD's; AdamW has neither
+        return _get(config, f"{section}.optimizer") == "sgd"
+    if key in ("lr_step_epochs", "lr_gamma"):
+        return _get(config, f"{section}.lr_schedule") == "step"
+    if key == "lr_decay":
+        return _get(config, f"{section}.lr_schedule") == "inverse_time"
     if family in registry.FAMILIES and registry.get(family).cam:
         if key == "width":  # channels of the small backbone only
             return _get(config, f"{section}.backbone") == "small"

@@ -140,7 +140,9 @@ def _clip_inputs(
     shards.audio_shard(dirs, audio_options, work / "audio.parquet", work / "audio.npz")
     out = {"dirs": dirs, "qc": qc, "failures": failures, "audio": dict(np.load(work / "audio.npz"))}
     out["audio_ids"] = out["audio"]["clip_id"].tolist()
-    from impressions.data import tables  # voice descriptors: voice_linear and fusion_handcrafted use them
+    from impressions.data import (
+        tables,
+    )  # voice descriptors: voice_linear and fusion_handcrafted_voice use them
 
     out["voice"] = tables.clip_signals(dirs, settings.sample_rate)
     if need_expressions:
@@ -322,9 +324,7 @@ def _table_input(
             blocks.append(np.asarray(features[component], np.float64))
     # after the component features, before the handcrafted ones: training's column order
     spec = registry.get(family)
-    if "voice_table" in spec.inputs and (
-        not spec.composite or any(n.startswith("voice_") for n in ckpt["summary"].get("feature_names", []))
-    ):
+    if "voice_table" in spec.inputs:
         ids, values, _ = training.voice_features(data["voice"].filter(pl.col("clip_id") == clip_id))
         voice = values[0] if ids else np.full(values.shape[1], np.nan)
         has_input = not np.isnan(voice).any() if not spec.composite else has_input

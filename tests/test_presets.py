@@ -30,11 +30,18 @@ def test_the_check_finds_what_the_demo_config_fills_in(tmp_path):
 
 
 def test_result_shaping_keys_come_from_the_schema(tmp_path):
-    config = {"models": {"families": ["fusion"], "fusion": {"inputs": ["audio"]}}, "audio": {"seconds": None}}
+    sgd = {"optimizer": "sgd", "lr_schedule": "step"}
+    config = {"models": {"families": ["fusion"], "fusion": {"inputs": ["audio"]}, "audio": sgd},
+              "audio": {"seconds": None}}  # fmt: skip
     keys = config_sources.result_shaping(config)
     schema = config_sources.defaults.schema()["properties"]
     for key in schema["models"]["properties"]["audio"]["properties"]:  # a fused family's, every one
-        assert (f"models.audio.{key}" in keys) == (key != "eval_batch_size"), key
+        assert (f"models.audio.{key}" in keys) == (key not in ("eval_batch_size", "lr_decay")), key
+    # the optimiser's and the schedule's own settings count only where they apply
+    adamw = config_sources.result_shaping({**config, "models": {**config["models"], "audio": {}}})
+    assert "models.audio.optimizer" in adamw and not {"models.audio.momentum", "models.audio.lr_gamma"} & set(
+        adamw
+    )
     assert {"frames.per_clip", "faces.size", "audio.sample_rate", "audio.max_seconds"} <= set(keys)
     assert "models.seed" in keys and "models.device" not in keys
     assert not any(k.startswith("models.image.") for k in keys)

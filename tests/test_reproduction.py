@@ -167,3 +167,62 @@ def test_published_figures_match_the_methods_tables():
         if row["traits"]:
             assert np.mean(list(row["traits"].values())) == pytest.approx(row["mean"], abs=6e-4)
     assert Path(reproduction.__file__).is_file()
+
+
+def _summary(family, **changes):
+    """A summary.json as training writes it: the demo's small CNN, unless `changes` say otherwise."""
+    summary = {
+        "model": family, "family": family, "input_size": 64,
+        "options": {"backbone": "small", "weights": None, "head": "dan", "width": 16},
+        "settings": {"split": "official", "optimizer": "adamw", "inputs": ["image", "face", "audio"]},
+        "preprocessing": {"frames": {"per_clip": 10}, "expressions": {"backend": "builtin"},
+                          "audio": {"seconds": 5.0}},
+    }  # fmt: skip
+    for key, value in changes.items():
+        summary[key] = {**summary[key], **value} if isinstance(value, dict) else value
+    return summary
+
+
+def test_a_row_says_how_its_model_differs_from_the_papers():
+    from impressions.report import differences
+
+    small = differences.differences("ventura2017_img_10", _summary("image"))
+    assert "backbone small (paper: vgg16)" in small and "weights random init (paper: VGG-Face)" in small
+    assert "optimizer adamw (paper: sgd)" in small and "input size 64 (paper: 224)" in small
+    # the DAN+ preset's model: nothing left to say but the frames it was given
+    dan = _summary("image", input_size=224, options={"backbone": "vgg16", "weights": "weights/vgg_face.pth",
+                   "head": "dan_plus"}, settings={"optimizer": "sgd"})  # fmt: skip
+    assert differences.differences("ventura2017_img_10", dan) == []
+    hundred = {**dan, "preprocessing": {**dan["preprocessing"], "frames": {"per_clip": 100}}}
+    assert differences.differences("ventura2017_img_10", hundred) == ["frames 100 (paper: 10)"]
+    # The AU row names its AU source; the note changes with the backend.
+    au = differences.differences("ventura2017_au17", _summary("au_linear_published"))
+    openface = _summary("au_linear_published", preprocessing={"expressions": {"backend": "openface"}})
+    assert au != differences.differences("ventura2017_au17", openface) and "openface" in str(
+        differences.differences("ventura2017_au17", openface)
+    )
+    # The thesis's +handcrafted row: its own inputs say nothing; the voice extension says what it adds.
+    thesis = _summary("fusion_handcrafted", settings={"inputs": ["face", "audio"]})
+    assert differences.differences("thesis_av_handcrafted", thesis) == []
+    assert differences.differences("thesis_audio", _summary("audio", options={})) == [
+        "network the raw-waveform residual CNN (paper: 3 dense layers on the raw waveform)"
+    ]
+    voice = {**thesis, "family": "fusion_handcrafted_voice"}
+    assert differences.differences("thesis_av_handcrafted", voice) == [
+        "extra inputs age, gender, emotions, 14 voice descriptors (paper: age, gender, emotions)"
+    ]
+
+
+def test_the_reproduction_note_follows_the_optimizer():
+    table = pl.DataFrame({"model": ["image"] * 6, "split": ["test"] * 6, "metric": ["accuracy"] * 6,
+                          "trait": [*TRAITS, "mean"], "value": [0.9] * 6, "ci_low": [0.89] * 6,
+                          "ci_high": [0.91] * 6, "n": [10] * 6})  # fmt: skip
+    item = [{"published": "ventura2017_img_10", "model": "image"}]
+    notes = {
+        optimizer: reproduction.reproduction_rows(
+            table, item, summaries={"image": _summary("image", settings={"optimizer": optimizer})}
+        )[1][1][-1]
+        for optimizer in ("adamw", "sgd")
+    }
+    assert "optimizer adamw (paper: sgd)" in notes["adamw"] and "optimizer" not in notes["sgd"]
+    assert notes["sgd"].startswith("10 test clips; differs: backbone small (paper: vgg16)")

@@ -52,17 +52,18 @@ def test_voice_linear_finds_the_pitch_cue(data, tmp_path):
     assert ckpt["family"] == "voice_linear"
 
 
-def test_fusion_handcrafted_takes_the_voice_columns_when_given(data, tmp_path):
+def test_the_voice_extension_adds_the_voice_columns_the_thesis_family_does_not(data, tmp_path):
     audio = training.Outputs.in_folder(tmp_path / "audio")
     training.train_family("audio", inputs_for(data, "audio"), audio, COMMON, tiny_options("audio"))
     options = {"inputs": ["audio"], "hidden": [4, 4], "epochs": 1}
     features = {"audio": audio.features}
     with_voice = training.train_family(
-        "fusion_handcrafted", _inputs(data, "fusion_handcrafted", features),
+        "fusion_handcrafted_voice", _inputs(data, "fusion_handcrafted_voice", features),
         training.Outputs.in_folder(tmp_path / "fh"), COMMON, options,
     )  # fmt: skip
+    # the thesis's family: age, gender and emotions only, even with the voice table at hand
     without = training.train_family(
-        "fusion_handcrafted", inputs_for(data, "fusion_handcrafted", features),
+        "fusion_handcrafted", _inputs(data, "fusion_handcrafted", features),
         training.Outputs.in_folder(tmp_path / "fh0"), COMMON, options,
     )  # fmt: skip
     voice_names = [f"voice_{v}" for v in VOICE]

@@ -31,8 +31,8 @@ features (what late fusion consumes):
   torch module so that it saves, loads and predicts like the others; the ridge penalty is chosen on
   validation.
 - ``voice_linear``: the same ridge regression on the 14 per-clip voice descriptors (impressions.data.voice:
-  pitch, jitter, shimmer, HNR, loudness, voicing and pauses). When the voice table is given,
-  ``fusion_handcrafted`` appends the same descriptors to its handcrafted features.
+  pitch, jitter, shimmer, HNR, loudness, voicing and pauses). ``fusion_handcrafted_voice`` (an
+  extension, not the thesis's row) appends the same descriptors to fusion_handcrafted's inputs.
 
 Weights (``weights=`` for the torchvision backbones) are explicit: None (random init), a torchvision
 weight name (``"IMAGENET1K_V1"`` or ``"VGG16_Weights.IMAGENET1K_V1"``), or a local file holding a

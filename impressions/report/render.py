@@ -206,7 +206,7 @@ def _other_metrics_rows(metrics_table, split: str):
     return ["model", "PCC (mean over traits)", "CCC", "R2"], rows
 
 
-def _result_first(doc: Document, table, outputs, reproduce, experiment, dataset) -> None:
+def _result_first(doc: Document, table, outputs, reproduce, experiment, dataset, summaries=()) -> None:
     """The forest plot, the reproduction table and the spread over seeds (impressions.report.reproduction)."""
     from impressions.report import reproduction
 
@@ -228,8 +228,11 @@ def _result_first(doc: Document, table, outputs, reproduce, experiment, dataset)
         doc.section(title, "Published rows are figures reported by the authors on First Impressions (test "
                     "split unless noted), NOT measured here. This run's rows: test accuracy with 95% "
                     f"bootstrap intervals on {dataset or 'this dataset'}; comparable to the published "
-                    "figures only on the official FI test split.")  # fmt: skip
-        doc.table(*reproduction.reproduction_rows(table, reproduce))
+                    "figures only on the official FI test split. 'differs' says how this run's model "
+                    "differs from the paper's, read from what it was trained with "
+                    "(impressions/report/differences.py).")  # fmt: skip
+        by_model = {s.get("model"): s for s in summaries}
+        doc.table(*reproduction.reproduction_rows(table, reproduce, summaries=by_model))
     header, rows = reproduction.seed_rows(table)
     if rows:
         doc.section("Spread across training seeds (test mean accuracy)",
@@ -367,7 +370,7 @@ def write_report(
         doc.labelled("Dataset", dataset)
     doc.labelled("Split", SPLIT_NOTES[split].format(seed=split_seed))
     _dataset_sections(doc, clips, qc, faces, summaries)
-    _result_first(doc, table, outputs, reproduce, experiment, dataset)
+    _result_first(doc, table, outputs, reproduce, experiment, dataset, summaries)
     _accuracy_sections(doc, table, breakdowns, comparisons, n_boot)
     _training_section(doc, summaries, curve_paths, report_dir)
     if sections:

@@ -13,10 +13,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 
-from impressions.metrics import PAPER_ORDER as _T  # the order the papers print traits in
+from impressions.metrics import PAPER_ORDER as _T
+from impressions.report import differences  # the order the papers print traits in
 
 
 def _row(key, label, source, values, mean):
@@ -90,8 +92,14 @@ def _trait_values(metrics_table, model: str, split: str = "test") -> dict:
     return {r["trait"]: r for r in part.iter_rows(named=True)}
 
 
-def reproduction_rows(metrics_table, reproduce: Sequence[Mapping], run_label: str = "this run"):
-    """(header, rows, row classes): per mapping, the published row then this run's with intervals."""
+def reproduction_rows(
+    metrics_table,
+    reproduce: Sequence[Mapping],
+    run_label: str = "this run",
+    summaries: Mapping = MappingProxyType({}),
+):
+    """(header, rows, row classes): per mapping, the published row then this run's with intervals and,
+    from the model's summary (`summaries`: model -> summary.json), how it differs from the paper's."""
     header = ["figure", "model", "O", "C", "E", "A", "N", "mean", "source"]
     rows, kinds = [], []
     for item in reproduce:
@@ -114,8 +122,10 @@ def reproduction_rows(metrics_table, reproduce: Sequence[Mapping], run_label: st
         else:
             cells = [_fmt(values.get(t)) for t in (*_T, "mean")]
             where = f"{values['mean']['n']} test clips"
-            # how this run's model differs from the published one, when it does (experiment configs say)
-            source = f"{where}; differs: {item['note']}" if item.get("note") else where
+            # how this run's model differs from the published one: derived from what it was trained with
+            differs = differences.differences(key, summaries.get(model, {})) if key else []
+            differs += [item["note"]] if item.get("note") else []
+            source = f"{where}; differs: {'; '.join(differs)}" if differs else where
             rows.append([run_label, model, *cells, source])
         kinds.append("")
     return header, rows, kinds

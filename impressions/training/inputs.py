@@ -31,7 +31,7 @@ class Inputs:
     expressions: Path | None = None
     features: Mapping[str, Path] | None = None  # component model -> features.npz (fusion)
     faces: Path | None = None  # faces table: landmarks for AU guidance (the face family's `frames` has them)
-    voice: Path | None = None  # voice table: voice_linear, and fusion_handcrafted's voice columns when given
+    voice: Path | None = None  # voice table: voice_linear, and fusion_handcrafted_voice's voice columns
     splits: Path | None = None  # the workflow's splits.parquet (impressions.data.splits); else computed
 
     @classmethod
@@ -175,8 +175,7 @@ def _features_matrix(family: str, settings: Settings, inputs: Inputs, clips_tabl
                 ids, feats = data["clip_id"].tolist(), data["features"].astype(np.float64)
             blocks.append(_rows(all_ids, ids, feats))
             names += [f"{name}_{i}" for i in range(feats.shape[1])]
-    # A composite family appends the voice descriptors only when given the voice table.
-    if "voice_table" in spec.inputs and (inputs.voice is not None or not spec.composite):
+    if "voice_table" in spec.inputs:
         if inputs.voice is None:
             raise ValueError(f"{family} needs the voice table (results/tables/voice.parquet)")
         ids, values, cols = voice_features(_read(inputs.voice))
