@@ -4,8 +4,9 @@
 # compare CPU and GPU predictions and run the interpretation analyses on the GPU.
 #   bash benchmarks/gpu_check.sh            on a GPU node (or: srun --gpus=1 bash benchmarks/gpu_check.sh)
 #   bash benchmarks/gpu_check.sh --dry      the same code on the CPU with a tiny network, in seconds
-# The logic is benchmarks/gpu_check.py; this wrapper only picks the project's .venv (`make test` or
-# `make demo` creates it) and runs from the repository root.
+# The logic and its runtime budget (FULL: clips, steps) are in benchmarks/gpu_check.py; this wrapper
+# only picks the project's .venv (`make test` or `make demo` creates it; PYTHON= overrides it) and runs
+# from the repository root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
