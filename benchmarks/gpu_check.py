@@ -144,11 +144,26 @@ def write_dataset(
     return inputs, clips, frames, faces
 
 
+def nvidia_smi_utilisation(csv: str, uuid: str, index: int) -> float | None:
+    """Utilisation (%) of one GPU from `nvidia-smi --query-gpu=uuid,utilization.gpu --format=csv,noheader,
+    nounits` output: the row of `uuid` (torch's device; CUDA_VISIBLE_DEVICES renumbers indices), else
+    the only row, else row `index`; None where it reports none (e.g. [N/A] on a MIG slice)."""
+    rows = [[part.strip() for part in row.split(",")] for row in csv.strip().splitlines() if "," in row]
+    want = uuid.removeprefix("GPU-")
+    match = [r for r in rows if want and r[0].removeprefix("GPU-") == want]
+    row = match[0] if match else rows[0] if len(rows) == 1 else rows[index] if index < len(rows) else None
+    try:
+        return float(row[1]) if row else None
+    except ValueError:
+        return None
+
+
 class UtilisationSampler:
     """GPU utilisation (%) sampled in a thread: `torch.cuda.utilization` (nvidia-ml-py), else nvidia-smi."""
 
     def __init__(self, device: str, interval: float = 0.2):
         self.device, self.interval, self.samples, self.source = device, interval, [], None
+        self.problem = "neither nvidia-ml-py nor nvidia-smi is available"
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -164,23 +179,21 @@ class UtilisationSampler:
                 self.source = "nvidia-smi"
         if shutil.which("nvidia-smi") is None:
             return None
-        query = ["--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", f"--id={self._id()}"]
+        query = ["--query-gpu=uuid,utilization.gpu", "--format=csv,noheader,nounits"]
         out = subprocess.run(["nvidia-smi", *query], capture_output=True, text=True, timeout=5)
-        return float(out.stdout.strip()) if out.returncode == 0 and out.stdout.strip() else None
-
-    def _id(self) -> str:
-        """nvidia-smi's id of torch's device: its UUID (CUDA_VISIBLE_DEVICES renumbers indices)."""
-        import torch
-
         index = torch.device(self.device).index or torch.cuda.current_device()
         uuid = str(getattr(torch.cuda.get_device_properties(index), "uuid", "") or "")
-        if not uuid:
-            return str(index)
-        return uuid if uuid.startswith(("GPU-", "MIG-")) else f"GPU-{uuid}"
+        value = nvidia_smi_utilisation(out.stdout, uuid, index) if out.returncode == 0 else None
+        if value is None:
+            self.problem = f"nvidia-smi gave no utilisation: {(out.stdout or out.stderr).strip()[:200]!r}"
+        return value
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            value = self._read()
+            try:
+                value = self._read()
+            except Exception as error:  # noqa: BLE001 - sampling must never stop the check
+                self.problem, value = f"sampling failed: {error}", None
             if value is None:
                 return
             self.samples.append(value)
@@ -196,9 +209,9 @@ class UtilisationSampler:
 
     def summary(self) -> str:
         if not self.samples:
-            return "n/a (neither nvidia-ml-py nor nvidia-smi answered)"
+            return f"n/a ({self.problem})"
         n, mean, peak = len(self.samples), np.mean(self.samples), max(self.samples)
-        return f"mean {mean:.1f}, max {peak:.0f} ({n} samples, {self.source})"
+        return f"mean {mean:.1f}, max {peak:.0f} ({n} samples every {self.interval} s, {self.source})"
 
 
 def _cycle(loader):

@@ -8,6 +8,9 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import gpu_check  # noqa: E402
 
 
 def test_dry_run_prints_every_figure():
@@ -29,3 +32,12 @@ def test_dry_run_prints_every_figure():
     assert "random init" in figures["weights"]
     assert figures["interpretation"].startswith("ok on cpu")
     assert re.search(r"^gpu_check: ok in [\d.]+ s$", proc.stdout, re.MULTILINE)
+
+
+def test_nvidia_smi_utilisation_picks_torchs_gpu():
+    csv = "GPU-aaaa-1, 10\nGPU-bbbb-2, 97\n"
+    assert gpu_check.nvidia_smi_utilisation(csv, "bbbb-2", 0) == 97  # by UUID, whatever the index
+    assert gpu_check.nvidia_smi_utilisation(csv, "", 1) == 97  # no UUID: by index
+    assert gpu_check.nvidia_smi_utilisation("GPU-cccc, 55\n", "other", 3) == 55  # the only GPU
+    assert gpu_check.nvidia_smi_utilisation("GPU-cccc, [N/A]\n", "cccc", 0) is None  # MIG: none reported
+    assert gpu_check.nvidia_smi_utilisation("", "cccc", 0) is None
