@@ -1,10 +1,15 @@
 """What a network saw: the one loader of frames or aligned faces for every analysis, with their
 landmarks, boxes, AUs and emotions in the stored image's pixels, and the model input built from them
-exactly as in training."""
+exactly as in training.
+
+Analyses run on the CPU unless a caller picks a device with `on_device` (benchmarks/gpu_check.py runs
+them on a GPU that way): `load_model` then puts the network there and `model_input` its input."""
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,11 +132,26 @@ def load_images(
     )
 
 
+_DEVICE: contextvars.ContextVar[str] = contextvars.ContextVar("explain_device", default="cpu")
+
+
+@contextmanager
+def on_device(device: str):
+    """Within the block, `load_model` and `model_input` place models and inputs on `device`."""
+    token = _DEVICE.set(device)
+    try:
+        yield device
+    finally:
+        _DEVICE.reset(token)
+
+
 def load_model(checkpoint: str | Path):
-    """(model in eval mode, its input transform (impressions.models.transforms), checkpoint dict)."""
+    """(model in eval mode, its input transform (impressions.models.transforms), checkpoint dict), on
+    the device `on_device` picked (the CPU by default)."""
     from impressions.models import networks as models
 
     model, ckpt = models.load_checkpoint(checkpoint)
+    model.to(_DEVICE.get())
     if not hasattr(model, "activation_maps"):
         raise ValueError(
             f"{checkpoint}: a {ckpt['family']} model has no class activation maps; "
@@ -142,8 +162,9 @@ def load_model(checkpoint: str | Path):
 
 def model_input(images: np.ndarray, transform):
     """uint8 (n, S, S, 3) -> float tensor (n, 3, s, s) in 0..1 by the model's own input transform
-    (`model.transform`, recorded with its checkpoint: impressions.models.transforms), as in training."""
-    return transform(images)
+    (`model.transform`, recorded with its checkpoint: impressions.models.transforms), as in training;
+    on the device `on_device` picked."""
+    return transform(images).to(_DEVICE.get())
 
 
 def batched(fn, x, batch_size: int = 64):
