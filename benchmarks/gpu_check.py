@@ -261,8 +261,8 @@ def train_steps(model, train_set, settings, device: str, warmup: int, steps: int
 
     prepare = epochs.Prepare("frames", model.transform, settings.augment, settings.seed)
     model.to(device)
-    # the optimiser, loss, autocast and scaler exactly as `epochs.fit` sets them up
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    # the optimiser (the preset's: `epochs.make_optimizer`), loss, autocast and scaler as in `epochs.fit`
+    optimizer, schedule = epochs.make_optimizer(model.parameters(), settings)
     criterion = epochs._loss_fn(settings.loss)
     autocast, use_scaler = _autocast(device, settings.amp)
     scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
@@ -271,7 +271,7 @@ def train_steps(model, train_set, settings, device: str, warmup: int, steps: int
         num_workers=settings.num_workers,
     )  # fmt: skip
     stream = _cycle(loader)
-    step = (prepare, device, optimizer, criterion, autocast, scaler, settings, None)
+    step = (prepare, device, optimizer, schedule, criterion, autocast, scaler, settings, None)
     epochs._train_epoch(model, itertools.islice(stream, warmup), *step)
     cuda = device.startswith("cuda")
     _sync(device)
@@ -403,7 +403,8 @@ def run(args) -> None:
         model = transforms.attach(models.build("image", **builder), settings.input_size)
         line("model", f"image: {builder.get('backbone')} {builder.get('head')}, input "
                       f"{settings.input_size} px, batch {settings.batch_size}, num_workers "
-                      f"{settings.num_workers}, loss {settings.loss}, "
+                      f"{settings.num_workers}, loss {settings.loss}, optimizer {settings.optimizer} "
+                      f"({settings.lr_schedule} lr), "
                       f"amp {'on' if settings.amp and cuda else 'off'}")  # fmt: skip
         line(
             "loader images/s",
