@@ -4,6 +4,7 @@ import os
 import sys
 from pathlib import Path
 
+from impressions import cluster
 from impressions.data import clip_index, preprocess, shards
 
 RESULTS = Path(config["results_dir"])
@@ -24,6 +25,9 @@ if INDEX.partially_labelled:
 CLIP_PATHS = INDEX.paths
 SHARDS = shards.assign(CLIP_PATHS, config["shards"])
 SHARDS_DIR = RESULTS / "shards"
+# The run's size (clips per split, the largest shard): what the jobs' memory and wall-time requests
+# grow with (impressions/cluster.py).
+WORK = cluster.Work.of(INDEX.clips, SHARDS)
 
 # `python` in shell commands is the one running Snakemake, as for `script:` (`.venv/bin/snakemake` does
 # not put .venv/bin on the PATH by itself), or under --sdm conda the rule's environment's own (its

@@ -25,9 +25,20 @@ for _spec in [analyses.get(a) for a in analyses.names(scope="model")]:
         conda:
             "../envs/models.yaml"
         threads: MODELS_CFG["threads"]
+        # Sized by interpret.max_frames and the model's input (impressions/cluster.py), growing with
+        # each retry; the registry entry's values are the floor.
         resources:
-            mem_mb=_spec.mem_mb,
-            runtime=_spec.runtime,
+            mem_mb=lambda wildcards, attempt, spec=_spec: cluster.interpret_mem_mb(
+                spec.mem_mb, wildcards.explained, config, WORK, attempt
+            ),
+            runtime=lambda wildcards, attempt, spec=_spec: cluster.interpret_runtime(
+                spec.runtime,
+                wildcards.explained,
+                config,
+                WORK,
+                MODELS_CFG["threads"],
+                attempt,
+            ),
         params:
             analysis=_spec.name,
             options=interpret_options(_spec.name),

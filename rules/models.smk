@@ -19,10 +19,18 @@ rule train_model:
     conda:
         "../envs/models.yaml"
     threads: train_threads
+    # What a job asks a cluster for (impressions/cluster.py): GPUs and the GPU partition and model for a
+    # family with `gpu`, memory and wall time from the run's size, growing with each retry.
     resources:
         gpu=train_gpus,
-        mem_mb=lambda wildcards: job_family(wildcards).mem_mb,
-        runtime=lambda wildcards: job_family(wildcards).runtime,
+        slurm_partition=lambda wildcards: cluster.partition(job_model(wildcards)),
+        gpu_model=lambda wildcards: cluster.gpu_model(job_model(wildcards)),
+        mem_mb=lambda wildcards, attempt: cluster.train_mem_mb(
+            job_model(wildcards), config, WORK, attempt
+        ),
+        runtime=lambda wildcards, attempt: cluster.train_runtime(
+            job_model(wildcards), config, WORK, attempt
+        ),
     params:
         clips_dir=CLIPS_DIR_PARAM,
         family=lambda wildcards: job_family(wildcards).name,

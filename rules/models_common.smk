@@ -116,8 +116,9 @@ def train_job_inputs(wildcards):
 
 
 def train_threads(wildcards):
-    """models.threads for a job on a GPU (its data loader's workers), else one."""
-    return MODELS_CFG["threads"] if job_family(wildcards).gpu else 1
+    """A GPU job's DataLoader workers plus its main process (at least models.threads), else one
+    (impressions/cluster.py train_threads)."""
+    return cluster.train_threads(job_model(wildcards), config)
 
 
 def train_gpus(wildcards):

@@ -19,8 +19,12 @@ rule preprocess_shard:
     conda:
         "../envs/preprocess.yaml"
     resources:
-        mem_mb=lambda wildcards, attempt: 2000 * attempt,
-        runtime=120,
+        mem_mb=lambda wildcards, attempt: cluster.shard_mem_mb(
+            "preprocess_shard", config, WORK, attempt
+        ),
+        runtime=lambda wildcards, attempt: cluster.shard_runtime(
+            "preprocess_shard", config, WORK, attempt
+        ),
     params:
         clips=shard_clips,
         clips_dir=str(CLIPS_DIR),
@@ -54,8 +58,12 @@ rule audio_shard:
     conda:
         "../envs/preprocess.yaml"
     resources:
-        mem_mb=lambda wildcards, attempt: 2000 * attempt,
-        runtime=60,
+        mem_mb=lambda wildcards, attempt: cluster.shard_mem_mb(
+            "audio_shard", config, WORK, attempt
+        ),
+        runtime=lambda wildcards, attempt: cluster.shard_runtime(
+            "audio_shard", config, WORK, attempt
+        ),
     params:
         clips_dir=str(CLIPS_DIR),
         options=config["audio"],
@@ -77,8 +85,12 @@ rule expression_shard:
         "../envs/expressions.yaml"
     threads: 2
     resources:
-        mem_mb=lambda wildcards, attempt: 4000 * attempt,
-        runtime=120,
+        mem_mb=lambda wildcards, attempt: cluster.shard_mem_mb(
+            "expression_shard", config, WORK, attempt
+        ),
+        runtime=lambda wildcards, attempt: cluster.shard_runtime(
+            "expression_shard", config, WORK, attempt
+        ),
     params:
         clips_dir=str(CLIPS_DIR),
         options=config["expressions"],

@@ -57,6 +57,12 @@ rule gather_audio:
         BENCH / "gather_audio.tsv"
     conda:
         "../envs/preprocess.yaml"
+    # every clip's audio arrays in memory at once: sized by the run (impressions/cluster.py)
+    resources:
+        mem_mb=lambda wildcards, attempt: cluster.gather_audio_mem_mb(
+            config, WORK, attempt
+        ),
+        runtime=60,
     script:
         "../workflow_scripts/gather_audio.py"
 

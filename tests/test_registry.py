@@ -2,6 +2,7 @@
 CAM-explainable) interpreted; a new family is one entry plus its builder; the input transform travels
 with the checkpoint; the checked-in rule graph and the rule table in docs/workflow.md are current."""
 
+import copy
 import json
 import os
 import re
@@ -17,6 +18,7 @@ import workflow
 from model_data import inputs_for, tiny_options
 
 from impressions import cluster, predict, rulegraph
+from impressions.data import defaults
 from impressions.models import networks as models
 from impressions.models import registry, transforms, variants
 from impressions.schemas import TRAITS
@@ -125,20 +127,35 @@ def test_a_variant_passes_on_its_family_settings_with_its_overrides():
         variants.parse("audio_au_guided")  # AU guidance needs CAM
 
 
-def test_the_slurm_profile_sends_gpu_training_jobs_to_the_gpu_partition(monkeypatch):
+def test_gpu_training_jobs_go_to_the_gpu_partition(monkeypatch):
     monkeypatch.setenv(cluster.PARTITION, "cpu")
     monkeypatch.setenv(cluster.GPU_PARTITION, "gpu")
     monkeypatch.setenv(cluster.GPU_MODEL, "a100")
-    image, ridge = {"model": "image_seed1"}, {"model": "au_linear"}
-
-    def asked(wildcards):
-        return cluster.partition(wildcards), cluster.gpu_model(wildcards), cluster.mem_mb(wildcards, 2)
-
-    assert asked(image) == ("gpu", "a100", 32000)
-    assert asked(ridge) == ("cpu", "", 4000)
-    assert cluster.partition({"sweep_weight": "0.1"}) == "gpu"  # the sweep trains a CAM family
+    assert (cluster.partition("image_seed1"), cluster.gpu_model("image_seed1")) == ("gpu", "a100")
+    assert (cluster.partition("au_linear"), cluster.gpu_model("au_linear")) == ("cpu", "")
+    assert cluster.partition("face_w0.1") == "gpu"  # the sweep trains a CAM family
     monkeypatch.delenv(cluster.GPU_PARTITION)
-    assert cluster.partition(image) == "cpu"
+    assert cluster.partition("image_seed1") == "cpu"
+
+
+def test_training_requests_grow_with_the_run_and_the_attempt():
+    image = {**DEMO["models"]["image"], "input_size": 224}
+    config = {**DEMO, "models": {**DEMO["models"], "num_workers": 8, "threads": 2, "image": image}}
+    config = defaults.fill(copy.deepcopy(config))  # the schema's defaults, as the Snakefile's validate
+    small = cluster.Work(clips=100, train_clips=60, eval_clips=40, shard_clips=25)
+    fi = cluster.Work(clips=10_000, train_clips=6_000, eval_clips=4_000, shard_clips=120)
+    for model in ("image_seed1", "face_w0.3", "audio", "au_linear", "fusion"):
+        family = variants.parse(model).family
+        # demo-sized runs get the registry's values, the floor
+        assert cluster.train_mem_mb(model, config, small, 1) >= family.mem_mb
+        assert cluster.train_runtime(model, config, small, 1) >= family.runtime
+        for resource in (cluster.train_mem_mb, cluster.train_runtime):
+            assert resource(model, config, fi, 2) == 2 * resource(model, config, fi, 1), model
+            assert resource(model, config, fi, 1) >= resource(model, config, small, 1), model
+    assert cluster.train_threads("image", config) == 9 and cluster.train_threads("au_linear", config) == 1
+    more_frames = {**config, "frames": {**config["frames"], "per_clip": 100}}
+    assert cluster.train_mem_mb("image", more_frames, fi) > cluster.train_mem_mb("image", config, fi)
+    assert cluster.train_runtime("image", more_frames, fi) > cluster.train_runtime("image", config, fi)
 
 
 # A new family outside impressions/models/registry.py: this entry and its builder are all it takes. The

@@ -44,7 +44,7 @@ CLIPS = {"train": ["-6otZ7M-Mro.000", "goodclip.001"], "val": ["noaudio.002"], "
 # The run stops at the dataset tables: training would add minutes of CPU-bound jobs here, and its GPU
 # requests are checked on their own (test_gpu_training_job_...).
 TABLES = ["clips", "frames", "faces", "audio", "expressions", "qc"]
-SHARD_RUNTIME = 60  # preprocess_shard runtime (minutes) in profiles/slurm, first attempt
+SHARD_RUNTIME = 60  # preprocess_shard runtime (minutes), first attempt: impressions/cluster.py's floor
 
 
 @dataclass
@@ -246,7 +246,7 @@ def test_clips_run_in_one_slurm_job_per_shard(fi_run, slurm):
     assert processed == n_clips
 
 
-def test_shard_and_gather_jobs_get_the_profile_resources(fi_run, slurm):
+def test_shard_and_gather_jobs_get_their_rules_resources(fi_run, slurm):
     first = {c: tries[0] for c, tries in by_comment(fi_run.accounting).items()}
     shard = first["rule_expression_shard_wildcards_0"]
     assert int(shard["ReqCPUS"]) == min(4, slurm.cpus)  # set-threads, capped by --cores
@@ -285,11 +285,16 @@ rule needs_memory:
     output: "needs_memory.txt"
     shell: "test {resources.mem_mb} -ge 4000 && echo {resources.mem_mb} > {output}"
 
-# Named like the workflow's training rule, with its `model` wildcard (here a GPU family's), so that the
-# profile's settings for it apply; asks for a GPU the way rules/models.smk does.
+# Named like the workflow's training rule, with its `model` wildcard (here a GPU family's); asks for a
+# GPU, its partition and its model the way rules/models.smk does (impressions/cluster.py).
+from impressions import cluster
+
 rule train_model:
     output: "trained_{model}.txt"
-    resources: gpu=1
+    resources:
+        gpu=1,
+        slurm_partition=lambda wildcards: cluster.partition(wildcards.model),
+        gpu_model=lambda wildcards: cluster.gpu_model(wildcards.model),
     shell: "echo $SLURM_JOB_PARTITION $CUDA_VISIBLE_DEVICES > {output}"
 """
 

@@ -99,9 +99,10 @@ class Analysis:
     values it reads (`CONTEXT`); `splits` the splits whose images a per-model analysis reads (None:
     ``interpret.splits``); `title` its report section's title (``{model}``: the model's name) and
     `order` its place in the report (the built-in per-model analyses add 1 for a model of aligned
-    faces, so that its section follows the image model's); `mem_mb` and `runtime` (minutes) what its
-    job asks a cluster for; `rule` its rule (default ``interpret_<name>``, the generated one for the
-    model scope); `doc` one line, the rule's docstring.
+    faces, so that its section follows the image model's); `mem_mb` and `runtime` (minutes) the least
+    its job asks a cluster for (a per-model analysis asks more for more frames: impressions/cluster.py);
+    `rule` its rule (default ``interpret_<name>``, the generated one for the model scope); `doc` one
+    line, the rule's docstring.
     """
 
     name: str

@@ -59,9 +59,10 @@ class Family:
     checkpoint for what one input sample is (``frames`` ... ``au_means``); `gpu` whether its training
     job asks a cluster for GPUs; `cam` whether class activation maps explain it (interpretation, AU
     guidance, the cam twin: `impressions.models.variants`); `seedable` whether `models.seeds` may
-    retrain it; `mem_mb` and `runtime` (minutes) what its training job asks a cluster for; `fixed`
-    settings that always apply (over the config's); `defaults` the settings it gets where the config
-    section gives none; `doc` one line for the docs and the rule.
+    retrain it; `mem_mb` and `runtime` (minutes) the least its training job asks a cluster for (a
+    bigger run asks more: impressions/cluster.py); `fixed` settings that always apply (over the
+    config's); `defaults` the settings it gets where the config section gives none; `doc` one line for
+    the docs and the rule.
     """
 
     name: str
