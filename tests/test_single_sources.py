@@ -59,3 +59,17 @@ def test_device(monkeypatch):
     assert devices.resolve_device("auto") == "cpu" and devices.resolve_device("cpu") == "cpu"
     with pytest.raises(RuntimeError, match="torch sees no GPU"):
         devices.resolve_device("cuda:0")
+
+
+def test_the_cluster_estimates_use_the_training_defaults():
+    """impressions/cluster.py repeats two training defaults and the filterbank's time bins (planning
+    must not import torch): they stay equal to their homes."""
+    import inspect
+
+    from impressions import cluster
+    from impressions.models.audio import FbankRegressor
+    from impressions.training.settings import Settings
+
+    defaults = Settings()
+    assert cluster.TRAINING_DEFAULTS == {k: getattr(defaults, k) for k in cluster.TRAINING_DEFAULTS}
+    assert cluster.FBANK_TIME_BINS == inspect.signature(FbankRegressor).parameters["time_bins"].default
