@@ -256,20 +256,13 @@ def train_steps(model, train_set, settings, device: str, warmup: int, steps: int
     """`warmup` then `steps` timed training steps of `fit`'s own step (`epochs._train_epoch`)."""
     import torch
 
-    from impressions.training import datasets, epochs
-    from impressions.training.settings import _autocast
+    from impressions.training import epochs
 
     prepare = epochs.Prepare("frames", model.transform, settings.augment, settings.seed)
-    model.to(device)
-    # the optimiser (the preset's: `epochs.make_optimizer`), loss, autocast and scaler as in `epochs.fit`
-    optimizer, schedule = epochs.make_optimizer(model.parameters(), settings)
-    criterion = epochs._loss_fn(settings.loss)
-    autocast, use_scaler = _autocast(device, settings.amp)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
-    loader = datasets.loader(
-        train_set, settings.batch_size, shuffle=True, seed=settings.seed, device=device,
-        num_workers=settings.num_workers,
-    )  # fmt: skip
+    # the optimiser (the preset's), loss, autocast, scaler and loader as `epochs.fit` sets them up
+    optimizer, schedule, criterion, autocast, scaler, loader = epochs.training_parts(
+        model, train_set, settings, device
+    )
     stream = _cycle(loader)
     step = (prepare, device, optimizer, schedule, criterion, autocast, scaler, settings, None)
     epochs._train_epoch(model, itertools.islice(stream, warmup), *step)

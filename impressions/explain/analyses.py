@@ -54,10 +54,11 @@ named as ``"module:function"`` strings and imported only when an analysis runs (
 from __future__ import annotations
 
 import importlib
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+
+from impressions import plugins
 
 SCOPES = ("model", "workflow")
 """One job per model, or one job over all the models of its sets (see the module docstring)."""
@@ -309,12 +310,4 @@ EXTRA_ANALYSES = "IMPRESSIONS_EXTRA_ANALYSES"
 """Environment variable naming modules with more `Analysis` entries (see the module docstring)."""
 
 
-def _add_extra_analyses() -> None:
-    for module in filter(None, (m.strip() for m in os.environ.get(EXTRA_ANALYSES, "").split(","))):
-        for analysis in importlib.import_module(module).ANALYSES:
-            if analysis.name in ANALYSES:
-                raise ValueError(f"{EXTRA_ANALYSES}: {module} redefines analysis {analysis.name!r}")
-            ANALYSES[analysis.name] = analysis
-
-
-_add_extra_analyses()
+plugins.add_entries(ANALYSES, EXTRA_ANALYSES, "ANALYSES", "analysis")

@@ -31,10 +31,11 @@ Input kinds (`Family.inputs`), each with the dataset table or array a rule names
 from __future__ import annotations
 
 import importlib
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+
+from impressions import plugins
 
 INPUT_KINDS = (
     "frames", "faces", "waveform", "logfbank", "au_table", "voice_table", "features", "predictions",
@@ -253,12 +254,4 @@ EXTRA_FAMILIES = "IMPRESSIONS_EXTRA_FAMILIES"
 """Environment variable naming modules with more `Family` entries (see the module docstring)."""
 
 
-def _add_extra_families() -> None:
-    for module in filter(None, (m.strip() for m in os.environ.get(EXTRA_FAMILIES, "").split(","))):
-        for family in importlib.import_module(module).FAMILIES:
-            if family.name in FAMILIES:
-                raise ValueError(f"{EXTRA_FAMILIES}: {module} redefines model family {family.name!r}")
-            FAMILIES[family.name] = family
-
-
-_add_extra_families()
+plugins.add_entries(FAMILIES, EXTRA_FAMILIES, "FAMILIES", "model family")

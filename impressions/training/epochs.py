@@ -140,6 +140,20 @@ def predict_clips(
     return score.numpy(), emb.numpy().astype(np.float32), counts.numpy()
 
 
+def training_parts(model: nn.Module, train_set, settings: Settings, device: str):
+    """What a training step needs, as `fit` sets it up (the model moved to `device`): (optimizer, lr
+    schedule, loss, autocast context, grad scaler, the shuffled training loader)."""
+    model.to(device)
+    optimizer, schedule = make_optimizer(model.parameters(), settings)
+    autocast, use_scaler = _autocast(device, settings.amp)
+    batches = datasets.loader(
+        train_set, settings.batch_size, shuffle=True, seed=settings.seed, device=device,
+        num_workers=settings.num_workers,
+    )  # fmt: skip
+    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+    return optimizer, schedule, _loss_fn(settings.loss), autocast, scaler, batches
+
+
 def fit(
     model: nn.Module, train_set, val_set, val_clips: datasets.Clips, settings: Settings, prepare: Prepare,
     device: str,
@@ -157,15 +171,9 @@ def fit(
     if guided and not isinstance(train_set, datasets.AUMapDataset):
         raise ValueError("au_guidance_weight > 0 needs a training set with AU maps (datasets.AUMapDataset)")
 
-    model.to(device)
-    optimizer, schedule = make_optimizer(model.parameters(), settings)
-    criterion = _loss_fn(settings.loss)
-    autocast, use_scaler = _autocast(device, settings.amp)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
-    batches = datasets.loader(
-        train_set, settings.batch_size, shuffle=True, seed=settings.seed, device=device,
-        num_workers=settings.num_workers,
-    )  # fmt: skip
+    optimizer, schedule, criterion, autocast, scaler, batches = training_parts(
+        model, train_set, settings, device
+    )
     fill = metrics.train_mean(train_set.clips.labels)  # what clips without samples get, as in the end
     history: list[dict] = []
     best_acc, best_state, stale = -np.inf, None, 0
