@@ -123,6 +123,8 @@ def test_every_analysis_function_is_importable_and_its_settings_are_in_the_confi
         missing = [k for k in common + spec.options if k not in demo]
         assert not missing, (spec.name, missing)
         assert set(spec.settings) <= set(demo.get(spec.name, {})), spec.name  # each setting documented
+        for key, default in spec.settings.items():  # ... with the entry's default: one value, not two
+            assert demo[spec.name][key] == default, (spec.name, key)
     # the units analysis's galleries are the face parts the detectors know
     from impressions.explain import unit_detectors
 

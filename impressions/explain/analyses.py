@@ -76,6 +76,10 @@ CONTEXT = ("dataset",)
 """Values of the workflow (not of the `interpret` section) an analysis may ask for: ``dataset``, what
 the results are from (the report's dataset note)."""
 
+BOX_SCALES = (1.0, 1.25, 1.5)
+"""The face box enlarged about its centre by these factors in the CAM-overlap test (its default
+`interpret.cam_overlap.box_scales`): how much the published share depends on the box."""
+
 FACE_PARTS = ("eyebrows", "eyes", "nose", "mouth")
 """Face parts the unit analysis looks for (defined by landmarks in
 impressions.explain.unit_detectors.FACE_PARTS): one gallery figure each."""
@@ -232,7 +236,7 @@ ANALYSES: dict[str, Analysis] = {
                 "scales": "box_scale_sensitivity.png",
             },
             options=("cam_threshold", "face_overlap"),
-            settings=MappingProxyType({"box_scales": [1.0, 1.25, 1.5]}), context=("dataset",),
+            settings=MappingProxyType({"box_scales": list(BOX_SCALES)}), context=("dataset",),
             splits=("test",), title="CAM regions on the face (Ventura et al. 2017): {model}", order=25,
             mem_mb=8000,
             doc="Ventura et al.'s share of CAM regions on the face, as published: GAP model, test frames "

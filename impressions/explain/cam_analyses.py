@@ -195,7 +195,7 @@ def _overlap_protocol(name: str, head, threshold: float, min_overlap: float) -> 
 
 def cam_overlap_analysis(
     name: str, checkpoint: Path, images: Images, files: Mapping[str, Path], *, cam_threshold: float = 0.2,
-    face_overlap: float = 0.9, box_scales: Sequence[float] = (1.0, 1.25, 1.5), dataset: str = "",
+    face_overlap: float = 0.9, box_scales: Sequence[float] = analyses.BOX_SCALES, dataset: str = "",
 ) -> Section:  # fmt: skip
     """Ventura et al.'s share of CAM regions on the face, as published (`impressions.explain.cam_overlap`):
     regions of each map thresholded at `cam_threshold` of its maximum, on the face when `face_overlap` of
@@ -228,7 +228,7 @@ def cam_overlap_analysis(
     section = _overlap_section(
         name, images, frames, files, summary, comparison, shares=(every, n_every, largest, n_largest),
         protocol=_overlap_protocol(name, head, cam_threshold, face_overlap), threshold=cam_threshold,
-        min_overlap=face_overlap,
+        min_overlap=face_overlap, scales=scales,
     )  # fmt: skip
     section.write(files["section"])
     return section
@@ -257,7 +257,7 @@ def _cam_regions(name: str, checkpoint: Path, frames: Images, threshold: float, 
 
 def _overlap_section(
     name: str, images: Images, frames: Images, files: Mapping[str, Path], summary, comparison, *, shares,
-    protocol: str, threshold: float, min_overlap: float,
+    protocol: str, threshold: float, min_overlap: float, scales: Sequence[float],
 ) -> Section:  # fmt: skip
     """The face-overlap section: the measured shares beside the published one, the protocol, the figures
     and tables."""
@@ -285,8 +285,8 @@ def _overlap_section(
     )
     section.figure(
         files["scales"],
-        "Sensitivity to the face box: share of regions on the face when the detected box is enlarged about "
-        "its centre by 1.0, 1.25 and 1.5 (pooled over traits). The dotted line is the published 72.8% "
+        "Sensitivity to the face box: share of regions on the face when the detected box is enlarged "
+        f"about its centre by {', '.join(f'{s:g}' for s in scales)} (pooled over traits). The dotted line is the published 72.8% "
         "(Ventura et al. 2017, First Impressions), shown for reference, not measured here.",
     )
     section.table(

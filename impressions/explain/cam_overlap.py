@@ -11,8 +11,8 @@ fixed here and reported both ways:
 - regions are the 8-connected components of that mask; variant ``every`` keeps them all, variant
   ``largest`` only the largest (the CAM paper's box uses the largest component);
 - a region's overlap is ``|region ∩ box| / |region|``; it is on the face when that is >= 0.9;
-- the face box is also enlarged about its centre (scales 1.0, 1.25, 1.5) to show how much the
-  statistic depends on how tight the detector's box is (dlib's HOG box is tight).
+- the face box is also enlarged about its centre (`BOX_SCALES`: 1.0, 1.25, 1.5 by default) to show how
+  much the statistic depends on how tight the detector's box is (dlib's HOG box is tight).
 
 Only test-split frames with a detected face enter the statistic (the caller filters them).
 """
@@ -24,12 +24,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from impressions import figures
+from impressions.explain.analyses import BOX_SCALES
 
 PUBLISHED_SHARE = 0.728
 """Ventura et al. 2017: share of CAM regions with overlap >= 0.9 with the face box on FI (published)."""
 
 VARIANTS = ("every", "largest")
-BOX_SCALES = (1.0, 1.25, 1.5)
 
 
 def normalise(cam: np.ndarray) -> np.ndarray | None:
