@@ -286,8 +286,9 @@ def _overlap_section(
     section.figure(
         files["scales"],
         "Sensitivity to the face box: share of regions on the face when the detected box is enlarged "
-        f"about its centre by {', '.join(f'{s:g}' for s in scales)} (pooled over traits). The dotted line is the published 72.8% "
-        "(Ventura et al. 2017, First Impressions), shown for reference, not measured here.",
+        f"about its centre by {', '.join(f'{s:g}' for s in scales)} (pooled over traits). The dotted line "
+        "is the published 72.8% (Ventura et al. 2017, First Impressions), shown for reference, not measured "
+        "here.",
     )
     section.table(
         comparison,
