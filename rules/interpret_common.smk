@@ -102,11 +102,12 @@ def interpret_sections():
 
 def interpret_options(analysis):
     """What an analysis's job passes on (params.options): the settings it reads (its registry entry),
-    then where the clips are (the split is the splits table's, an input). Only those, so that
+    then where the clips are (the split is the splits table's, an input) and the device it runs on. Only those, so that
     changing another analysis's setting does not re-run it."""
     spec = analyses.get(analysis)
     return spec.job_options(INTERPRET_CFG, {"dataset": DATASET_NOTE}) | {
-        "clips_dir": str(CLIPS_DIR)
+        "clips_dir": str(CLIPS_DIR),
+        "device": MODELS_CFG["device"],
     }
 
 

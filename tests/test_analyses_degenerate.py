@@ -122,3 +122,26 @@ def test_manifold_on_test_clips_only_and_too_few_is_said(tmp_path):
     assert 0 <= trust["trustworthiness"][0] <= 1
     assert "Not computed for audio: 3 held-out clips" in json.loads(files["section"].read_text())["text"]
     assert files["figure_audio"].stat().st_size > 0
+
+
+def test_an_analysis_runs_on_the_configured_device(tmp_path, monkeypatch):
+    """interpret.run places the model and its input on `options["device"]` (models.device: a GPU when
+    there is one); the analysis sees that device while it computes."""
+    from impressions.explain import images
+
+    seen = []
+    real = images.load_model
+
+    def load_model(checkpoint):
+        seen.append(images._DEVICE.get())
+        return real(checkpoint)
+
+    monkeypatch.setattr(images, "load_model", load_model)
+    monkeypatch.setattr("impressions.explain.cam_analyses.load_model", load_model)
+    inputs = dataset(tmp_path, ["train", "train", "val", "test"])
+    monkeypatch.setitem(OPTIONS, "device", "cpu")
+    run(tmp_path, "cam", inputs, checkpoint(tmp_path))
+    assert seen == ["cpu"]
+    monkeypatch.setattr("impressions.devices.resolve_device", lambda name: "meta")  # stands in for a GPU
+    _, data, _ = run(tmp_path, "cam", inputs, checkpoint(tmp_path))
+    assert seen[-1] == "meta"  # the model went there (and the analysis, on meta, is not computed)

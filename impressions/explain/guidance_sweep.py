@@ -262,16 +262,17 @@ def run(family: str, inputs: Mapping, outputs: Mapping[str, str], options: Mappi
     """The sweep as the workflow calls it: `inputs` holds the sweep's checkpoints, predictions and
     histories (one per weight) and the dataset tables; a sweep that cannot run writes its section
     saying why."""
-    from impressions.explain import interpret, sections
+    from impressions.explain import images, interpret, sections
 
     files = {key: Path(path) for key, path in outputs.items()}
     checkpoints = read_weights(inputs["checkpoints"])
     clips, frames, faces, expressions = interpret.read_tables(
         inputs["clips"], inputs.get("splits"), inputs["frames"], inputs["faces"], inputs["expressions"]
     )
-    return sections.guarded(
-        "au_guidance_sweep", family, files, sweep_analysis, family, list(checkpoints), checkpoints,
-        read_weights(inputs["predictions"]), read_weights(inputs["histories"]), clips, frames, faces,
-        expressions, options["clips_dir"], files, max_frames=options["max_frames"],
-        n_boot=options["n_boot"], seed=options["seed"],
-    )  # fmt: skip
+    with images.on_device(images.analysis_device(options)):
+        return sections.guarded(
+            "au_guidance_sweep", family, files, sweep_analysis, family, list(checkpoints), checkpoints,
+            read_weights(inputs["predictions"]), read_weights(inputs["histories"]), clips, frames, faces,
+            expressions, options["clips_dir"], files, max_frames=options["max_frames"],
+            n_boot=options["n_boot"], seed=options["seed"],
+        )  # fmt: skip

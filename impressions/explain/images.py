@@ -2,13 +2,14 @@
 landmarks, boxes, AUs and emotions in the stored image's pixels, and the model input built from them
 exactly as in training.
 
-Analyses run on the CPU unless a caller picks a device with `on_device` (benchmarks/gpu_check.py runs
-them on a GPU that way): `load_model` then puts the network there and `model_input` its input."""
+Analyses run on the CPU unless a caller picks a device with `on_device`: the workflow's analyses run
+on `models.device` (`analysis_device`: a GPU when there is one), benchmarks/gpu_check.py on its GPU;
+`load_model` then puts the network there and `model_input` its input."""
 
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,6 +144,14 @@ def on_device(device: str):
         yield device
     finally:
         _DEVICE.reset(token)
+
+
+def analysis_device(options: Mapping) -> str:
+    """The device the workflow's analyses run on: `options["device"]` (the config's `models.device`:
+    auto is a GPU when torch sees one), resolved as training resolves it."""
+    from impressions.devices import resolve_device
+
+    return resolve_device(options.get("device", "auto"))
 
 
 def load_model(checkpoint: str | Path):

@@ -38,7 +38,7 @@ import numpy as np
 
 from impressions.data import splits
 from impressions.explain import analyses
-from impressions.explain.images import load_images
+from impressions.explain.images import analysis_device, load_images, on_device
 from impressions.explain.sections import (
     Section,
     guarded,
@@ -198,6 +198,8 @@ def _run(
         kind, clips, frames, faces, expressions, options["clips_dir"], splits=splits,
         max_frames=options["max_frames"],
     )  # fmt: skip
-    log.info("%s of %s on %d %s", spec.name, model_name, len(images), images.kind)
+    device = analysis_device(options)
+    log.info("%s of %s on %d %s, on %s", spec.name, model_name, len(images), images.kind, device)
     compute = analyses.function(spec.name)
-    return compute(model_name, Path(inputs["checkpoint"]), images, files, **spec.arguments(options))
+    with on_device(device):
+        return compute(model_name, Path(inputs["checkpoint"]), images, files, **spec.arguments(options))
