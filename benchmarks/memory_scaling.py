@@ -1,0 +1,302 @@
+"""Does each training and interpretation job's peak memory grow with the number of frames?
+
+    .venv/bin/python benchmarks/memory_scaling.py                 (1x, 2x, 4x of 40 clips x 100 frames)
+    .venv/bin/python benchmarks/memory_scaling.py --quick         (tiny sizes: the smoke test's run)
+
+Writes an FI-shaped synthetic results tree at each size with the project's own writers: per-clip
+frames and faces (`impressions.data.image_store.write`, the config's storage and JPEG quality), the
+clips, frames, faces (box and 68 landmarks per face, as the real table), expressions and splits
+tables (`schemas.frame`, `data.splits.split_table`), and the audio table and arrays from one audio
+shard (`data.tables.gather_audio`). Clips are split 60/20/20 as FI's 6,000/2,000/2,000. Then runs, each
+in a fresh child process, the package function the workflow's script calls for the job:
+
+- ``image``, ``face``, ``audio``, ``fusion``: `training.loop.train_family` with the inputs the rule
+  names (`Inputs.from_files`, the clips folder as in rules/models_common.smk) and the config's
+  settings (`models.variants.settings`) made tiny: 16 px images, 1 epoch, batch 32, one thread, CPU;
+  fusion fuses the image, face and audio models just trained at that size (their features.npz);
+- ``cam``: `explain.interpret.run("cam", "image", ...)` on the image model, with the options the
+  rule passes (`Analysis.job_options` of the config's `interpret` section: `max_frames` 2,000).
+
+The image and face networks are the `small` backbone with the `dan_plus` head at width 86: its
+descriptor is 24 x width = 2,064 wide, the nearest the small body gets to DAN+'s 2,048 (85 gives
+2,040), so that everything sized by the descriptor (per-clip feature sums, features.npz, the fusion's
+input) is as wide as the real model's, at a cost of seconds on a CPU (VGG-16 would take hours). Its
+weights are a few MB and constant; what grows with the frames is the job's own bookkeeping. Audio
+windows are the config's (`audio.seconds`, 5 s at 16 kHz: 320 KB a clip in audio_waveform.npy).
+
+Each job's peak is `ru_maxrss` of its child process. The slope is a least-squares fit of the peaks
+against the training frames (per 100,000), and the projection is the peak at FI's 600,000 training
+frames (10,000 clips at 100 frames): the fitted line, evaluated there. The request is what the job
+asks a cluster for: `impressions.cluster.mem_mb` (the SLURM profile's train_model, first attempt)
+for training and `Analysis.mem_mb` (rules/interpret.smk) for interpretation; the rules' own
+`Family.mem_mb` is printed beside it. The goal (the issue's): slope at most 50 MB per 100,000 frames
+and the projected peak under the job's request; the last column says PASS or FAIL.
+
+The machine this ran on has 2 cores shared with other work: peaks move by a few MB from run to run,
+which at these sizes is a large share of the growth; the slope's sign and order of magnitude are the
+figures to read, not its last digit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+JOBS = ("image", "face", "audio", "fusion", "cam")
+FI_TRAIN_FRAMES = 600_000
+GOAL_SLOPE_MB = 50.0  # per 100,000 training frames
+SPLIT_SHARES = (("train", 0.6), ("val", 0.2), ("test", 0.2))
+SIZE = 16  # px, frames and faces
+WIDTH = 86  # small backbone, dan_plus head: 24 * 86 = 2,064-d descriptor
+FULL = {"clips": 40, "frames": 100}  # 1x: 4,000 frames, 2,400 of them training frames
+QUICK = {"clips": 10, "frames": 4}
+TABLES = ("clips", "splits", "frames", "faces", "expressions")  # what the interpretation rules name
+BOX = ("box_left", "box_top", "box_right", "box_bottom")
+
+
+def config() -> dict:
+    """config.yaml with the schema's defaults filled in, as the workflow sees it."""
+    import yaml
+
+    from impressions.data import defaults
+
+    return defaults.fill(yaml.safe_load((REPO / "config.yaml").read_text()))
+
+
+def write_tree(root: Path, n_clips: int, per_clip: int, seed: int = 0) -> dict:
+    """The synthetic results tree (see the module docstring); returns its counts by split."""
+    import polars as pl
+
+    from impressions import schemas
+    from impressions.data import image_store, splits, tables
+    from impressions.face_template import TEMPLATE
+
+    frames_cfg = config()["frames"]
+    rng = np.random.default_rng(seed)
+    ids = [f"synth{i:05d}.000" for i in range(n_clips)]
+    bounds = np.cumsum([0] + [round(share * n_clips) for _, share in SPLIT_SHARES])
+    bounds[-1] = n_clips
+    split_of = {c: s for (s, _), a, b in zip(SPLIT_SHARES, bounds[:-1], bounds[1:]) for c in ids[a:b]}
+    box = (np.array([0.3, 0.2, 0.7, 0.75]) * SIZE).tolist()
+    flat = (TEMPLATE[:, :2] * 0.17 * SIZE + np.array([0.5, 0.42]) * SIZE).ravel().tolist()
+    clip_rows, frame_rows, face_rows, expr_rows = [], [], [], []
+    for clip in ids:
+        grey = rng.uniform(40, 215)
+        images = np.clip(grey + rng.normal(0, 20, (per_clip, SIZE, SIZE, 3)), 0, 255).astype(np.uint8)
+        folder = root / "clips" / clip
+        folder.mkdir(parents=True)
+        for kind in ("frames", "faces"):
+            image_store.write(folder, kind, images, frames_cfg["storage"], frames_cfg["jpeg_quality"])
+        (folder / "qc.json").write_text("{}")  # a finished clip job's marker (logs.ClipFolders)
+        clip_rows.append({"clip_id": clip, "path": f"{clip}.mp4", "split": split_of[clip],
+                          "youtube_id": clip[:-4], "gender": "female", "age_group": "25-32",
+                          **{label: float(grey / 255) for label in schemas.LABELS}})  # fmt: skip
+        for k in range(per_clip):
+            frame_rows.append({"clip_id": clip, "frame_index": k, "source_frame": 3 * k, "time_s": 0.1 * k,
+                               "width": SIZE, "height": SIZE})  # fmt: skip
+            face_rows.append({"clip_id": clip, "frame_index": k, "has_face": True, "n_faces": 1,
+                              "chosen_face": 0, "score": 1.0, **dict(zip(BOX, box)), "landmarks": flat,
+                              "landmarks_aligned": flat})  # fmt: skip
+            expr_rows.append({"clip_id": clip, "frame_index": k,
+                              **{a: float(rng.uniform(0, 3)) for a in schemas.AUS},
+                              **{e: 1 / len(schemas.EMOTIONS) for e in schemas.EMOTIONS}})  # fmt: skip
+    t = root / "tables"
+    t.mkdir()
+    schemas.frame("clips", clip_rows).write_parquet(t / "clips.parquet")
+    schemas.frame("frames", frame_rows).write_parquet(t / "frames.parquet")
+    schemas.frame("faces", face_rows).write_parquet(t / "faces.parquet")
+    schemas.frame("expressions", expr_rows).write_parquet(t / "expressions.parquet")
+    splits.split_table(t / "clips.parquet", "official", 0).write_parquet(t / "splits.parquet")
+    # one audio shard (table and arrays, as an audio shard job writes them), gathered by the project's gather
+    audio_cfg = config()["audio"]  # the stored window: 5 s at 16 kHz by default (320 KB a clip)
+    rate = int(audio_cfg["sample_rate"])
+    n = int(rate * audio_cfg["seconds"])
+    shard = root / "audio_shard"
+    shard.mkdir()
+    wave = (0.1 * rng.standard_normal((n_clips, n))).astype(np.float32)
+    np.savez(shard / "arrays.npz", clip_id=np.array(ids), waveform=wave,
+             logmel=rng.normal(size=(n_clips, 8, 10)).astype(np.float32),
+             logfbank=rng.normal(size=(n_clips, 4, 10)).astype(np.float32))  # fmt: skip
+    audio_rows = [{"clip_id": c, "has_audio": True, "padded": False, "n_samples": n,
+                   "sample_rate": rate, "rms": 0.1, "loudness_db": -20.0, "pitch_hz": 150.0}
+                  for c in ids]  # fmt: skip
+    schemas.frame("audio", audio_rows).write_parquet(shard / "audio.parquet")
+    tables.gather_audio(
+        [shard / "audio.parquet"], [shard / "arrays.npz"], t / "audio.parquet", root / "arrays"
+    )
+    counts = pl.DataFrame(clip_rows).group_by("split").len()
+    return {s: int(n) * per_clip for s, n in counts.iter_rows()}
+
+
+def training_files(root: Path, family: str) -> dict:
+    """What the train_model rule names for `family` (rules/models_common.smk `train_inputs`)."""
+    from impressions.models import registry
+
+    t, arrays = root / "tables", root / "arrays"
+    kinds = {
+        "frames": {"frames": t / "frames.parquet"},
+        "faces": {"frames": t / "faces.parquet"},
+        "waveform": {"audio_table": t / "audio.parquet", "audio_array": arrays / "audio_waveform.npy"},
+    }
+    files = {"clips": t / "clips.parquet", "splits": t / "splits.parquet"}
+    for kind in registry.get(family).inputs:
+        files |= kinds.get(kind, {})
+    if family == "fusion":
+        files["features"] = [root / "models" / m / "features.npz" for m in ("image", "face", "audio")]
+    return {k: v if isinstance(v, list) else str(v) for k, v in files.items()}
+
+
+def child(job: str, root: Path) -> dict:
+    """Run one job in this process; its peak RSS (MB) and seconds."""
+    start = time.perf_counter()
+    cfg = config()
+    if job == "cam":
+        from impressions.explain import analyses, interpret
+
+        spec = analyses.get("cam")
+        t = root / "tables"
+        inputs = {
+            "checkpoint": str(root / "models" / "image" / "checkpoint.pt"),
+            **{name: str(t / f"{name}.parquet") for name in TABLES},
+        }
+        outputs = {k: str(root / "interpret" / "cam" / "image" / v) for k, v in spec.files.items()}
+        options = spec.job_options(cfg["interpret"], {"dataset": "synthetic"}) | {
+            "clips_dir": str(root / "clips")
+        }
+        import torch
+
+        torch.set_num_threads(1)
+        interpret.run("cam", "image", inputs, outputs, options)
+    else:
+        from impressions import layout
+        from impressions.models import variants
+        from impressions.training import loop as training
+
+        sides = variants.settings(job, cfg)
+        common = {**sides["common"], "device": "cpu", "threads": 1, "num_workers": 0}
+        options = {**sides["options"], "epochs": 1, "batch_size": 32}
+        if job in ("image", "face"):
+            options |= {"backbone": "small", "head": "dan_plus", "width": WIDTH, "weights": None,
+                        "input_size": SIZE}  # fmt: skip
+        elif job == "audio":
+            options |= {"width": 4, "stages": 2, "crop_seconds": None}
+        else:
+            options |= {"inputs": ["image", "face", "audio"]}
+        inputs = training.Inputs.from_files(training_files(root, job), root / "clips")
+        training.train_family(job, inputs, layout.Outputs.in_folder(root / "models" / job), common, options)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"peak_mb": peak, "seconds": time.perf_counter() - start}
+
+
+def request_mb(job: str) -> tuple[int, int]:
+    """(what the job asks a cluster for, the rule's own mem_mb)."""
+    from impressions import cluster
+    from impressions.explain import analyses
+    from impressions.models import registry
+
+    if job == "cam":
+        mem = analyses.get("cam").mem_mb
+        return mem, mem
+    return cluster.mem_mb({"model": job}, 1), registry.get(job).mem_mb
+
+
+def run_child(job: str, root: Path) -> dict:
+    cmd = [sys.executable, __file__, "--child", job, str(root)]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    if out.returncode:
+        raise RuntimeError(f"{job} failed at {root}:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def fit(train_frames: list[int], peaks: list[float]) -> tuple[float, float, float]:
+    """(slope in MB per 100,000 training frames, its standard error, projected peak MB at FI's 600,000
+    training frames): least squares; the error is NaN with fewer than 3 sizes."""
+    x, y = np.array(train_frames, float), np.array(peaks, float)
+    slope, intercept = np.polyfit(x, y, 1)
+    error = float("nan")
+    if len(x) > 2:
+        residual = y - (intercept + slope * x)
+        error = np.sqrt(residual @ residual / (len(x) - 2) / ((x - x.mean()) ** 2).sum())
+    return slope * 100_000, error * 100_000, intercept + slope * FI_TRAIN_FRAMES
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--clips", type=int, help="clips at 1x (default 40; --quick 10)")
+    parser.add_argument("--frames", type=int, help="frames per clip (default 100; --quick 4)")
+    parser.add_argument("--scales", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument(
+        "--jobs",
+        nargs="+",
+        choices=JOBS,
+        default=list(JOBS),
+        help="these and the jobs they need (fusion: image, face, audio; cam: image)",
+    )
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: checks that it runs, in seconds")
+    parser.add_argument("--keep", type=Path, help="write the trees here and keep them (default: a temp dir)")
+    parser.add_argument("--child", nargs=2, metavar=("JOB", "ROOT"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(args.child[0], Path(args.child[1]))))
+        return 0
+    base = QUICK if args.quick else FULL
+    n_clips, per_clip = args.clips or base["clips"], args.frames or base["frames"]
+    jobs = list(args.jobs)
+    need = {"fusion": ["image", "face", "audio"], "cam": ["image"]}
+    run_jobs = [j for j in JOBS if j in jobs or any(j in need.get(k, []) for k in jobs)]
+    top = args.keep or Path(tempfile.mkdtemp(prefix="memory_scaling_"))
+    start = time.perf_counter()
+    results = {j: [] for j in run_jobs}
+    sizes = []
+    try:
+        for scale in args.scales:
+            root = top / f"x{scale}"
+            if root.exists():
+                shutil.rmtree(root)
+            t0 = time.perf_counter()
+            counts = write_tree(root, n_clips * scale, per_clip)
+            sizes.append(counts)
+            print(f"x{scale}: {n_clips * scale} clips x {per_clip} frames ({counts.get('train', 0)} training "
+                  f"frames), written in {time.perf_counter() - t0:.1f} s", flush=True)  # fmt: skip
+            for job in run_jobs:
+                got = run_child(job, root)
+                results[job].append(got)
+                print(f"  {job}: peak {got['peak_mb']:.0f} MB in {got['seconds']:.1f} s", flush=True)
+    finally:
+        if args.keep is None:
+            shutil.rmtree(top, ignore_errors=True)
+    train = [s.get("train", 0) for s in sizes]
+    head = "  ".join(f"{f'x{s} MB':>8}" for s in args.scales)
+    print(
+        f"\ntraining frames at each size: {', '.join(f'{n:,}' for n in train)} ({per_clip} frames per clip)"
+    )
+    print(f"{'job':<7} {head}  {'MB/100k frames':>14}  {'s.e.':>6}  {'FI projected MB':>15}  "
+          f"{'request MB':>10}  {'rule MB':>7}  goal")  # fmt: skip
+    for job in run_jobs:  # with the jobs a requested one needs (fusion: image, face, audio)
+        peaks = [r["peak_mb"] for r in results[job]]
+        slope, error, projected = fit(train, peaks) if len(peaks) > 1 else (float("nan"),) * 3
+        request, rule = request_mb(job)
+        ok = slope <= GOAL_SLOPE_MB and projected < request
+        cells = "  ".join(f"{p:>8.0f}" for p in peaks)
+        print(f"{job:<7} {cells}  {slope:>14.1f}  {error:>6.1f}  {projected:>15.0f}  {request:>10}  "
+              f"{rule:>7}  {'PASS' if ok else 'FAIL'}")  # fmt: skip
+    print(f"goal: at most {GOAL_SLOPE_MB:.0f} MB per 100,000 training frames and the projected peak at "
+          f"{FI_TRAIN_FRAMES:,} training frames under the request; "
+          f"whole run {time.perf_counter() - start:.0f} s")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
