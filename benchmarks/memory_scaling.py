@@ -184,18 +184,93 @@ def child(job: str, root: Path) -> dict:
 
         sides = variants.settings(job, cfg)
         common = {**sides["common"], "device": "cpu", "threads": 1, "num_workers": 0}
-        options = {**sides["options"], "epochs": 1, "batch_size": 32}
+        options = {**sides["options"], "epochs": 1}  # the config's batch sizes
         if job in ("image", "face"):
             options |= {"backbone": "small", "head": "dan_plus", "width": WIDTH, "weights": None,
                         "input_size": SIZE}  # fmt: skip
         elif job == "audio":
-            options |= {"width": 4, "stages": 2, "crop_seconds": None}
+            # scoring batches full at every size (the job's 128 clips outnumber these splits' clips;
+            # FI's 2,000 do not): else the batch, not the frames, would grow with the size
+            options |= {"width": 4, "stages": 2, "crop_seconds": None, "eval_batch_size": 4}
         else:
             options |= {"inputs": ["image", "face", "audio"]}
         inputs = training.Inputs.from_files(training_files(root, job), root / "clips")
         training.train_family(job, inputs, layout.Outputs.in_folder(root / "models" / job), common, options)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"peak_mb": peak, "seconds": time.perf_counter() - start}
+
+
+def write_tables(root: Path, n_frames: int, per_clip: int) -> None:
+    """The clips, frames, faces and expressions tables alone (no images) of `n_frames` frames."""
+    import polars as pl
+
+    from impressions import schemas
+    from impressions.face_template import TEMPLATE
+
+    ids = np.array([f"synth{i:06d}.000" for i in range(n_frames // per_clip)])
+    split = np.array(["train", "train", "train", "val", "test"])[np.arange(len(ids)) % 5]  # 60/20/20
+    flat = (TEMPLATE[:, :2] * 0.17 * SIZE + np.array([0.5, 0.42]) * SIZE).ravel().tolist()
+    constants = {
+        "frames": {"source_frame": 0, "time_s": 0.0, "width": SIZE, "height": SIZE},
+        "faces": {"has_face": True, "n_faces": 1, "chosen_face": 0, "score": 1.0, **dict.fromkeys(BOX, 4.0),
+                  "landmarks": flat, "landmarks_aligned": flat},
+        "expressions": {**dict.fromkeys(schemas.AUS, 1.0), **dict.fromkeys(schemas.EMOTIONS, 0.1)},
+    }  # fmt: skip
+    keys = {"clip_id": np.repeat(ids, per_clip), "frame_index": np.tile(np.arange(per_clip), len(ids))}
+    (root / "tables").mkdir(parents=True)
+    for name, values in constants.items():
+        schema = schemas.polars_schema(name)
+        table = pl.DataFrame(keys).with_columns(
+            pl.lit(values.get(c), dtype).alias(c) for c, dtype in schema.items() if c not in keys
+        )
+        table.select(schema.names()).cast(dict(schema)).write_parquet(root / "tables" / f"{name}.parquet")
+    clips = {"clip_id": ids, "path": ids, "split": split, "youtube_id": ids,
+             **{label: np.full(len(ids), 0.5) for label in schemas.LABELS},
+             **dict.fromkeys(("gender", "ethnicity", "age_group"), np.full(len(ids), None))}  # fmt: skip
+    schemas.frame("clips", clips).write_parquet(root / "tables" / "clips.parquet")
+
+
+class _NoImages:
+    """Stands in for a clip's stored images in `--tables` runs: blank 16 px images, nothing read."""
+
+    size = (SIZE, SIZE)
+
+    def batch(self, index):
+        return np.zeros((len(index), SIZE, SIZE, 3), np.uint8)
+
+
+def table_part(part: str, root: Path) -> dict:
+    """MB that one table-reading part adds to this process's peak (RSS before and after it)."""
+    import inspect
+
+    import polars as pl
+
+    t = root / "tables"
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if part in ("image", "face"):
+        from impressions.training import loop as training
+
+        clips = pl.read_parquet(t / "clips.parquet")
+        ids = clips["clip_id"].to_list()
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        table = t / ("faces.parquet" if part == "face" else "frames.parquet")
+        inputs = training.Inputs(
+            clips=t / "clips.parquet", frames=table, clip_dirs={c: root / c for c in ids}
+        )
+        sets = training._frame_sets(part, inputs, training._clips_by_split(clips))
+        items = sum(len(s) for s in sets.values())
+    else:  # cam's tables: interpret._run's read_tables and load_images, every split, max_frames 2,000
+        from impressions.explain import images, interpret
+        from impressions.expressions import au_maps  # noqa: F401 - load_images imports it (and torch)
+
+        images.image_store.read = lambda folder, kind: _NoImages()
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # after the imports
+        lazy = {"lazy": True} if "lazy" in inspect.signature(interpret.read_tables).parameters else {}
+        tables = interpret.read_tables(t / "clips.parquet", None, t / "frames.parquet", t / "faces.parquet",
+                                       t / "expressions.parquet", **lazy)  # fmt: skip
+        items = len(images.load_images("frames", *tables, root / "clips", max_frames=2000))
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"added_mb": after - before, "items": items}
 
 
 def request_mb(job: str) -> tuple[int, int]:
@@ -230,6 +305,35 @@ def fit(train_frames: list[int], peaks: list[float]) -> tuple[float, float, floa
     return slope * 100_000, error * 100_000, intercept + slope * FI_TRAIN_FRAMES
 
 
+def tables_main(sizes: list[int], per_clip: int) -> int:
+    """`--tables`: MB each table-reading part adds (a fresh child each) at each frame count."""
+    parts = {"image": "training _frame_sets, frames table", "face": "training _frame_sets, faces table",
+             "cam": "interpret: read_tables + load_images (max_frames 2,000)"}  # fmt: skip
+    rows = {p: [] for p in parts}
+    with tempfile.TemporaryDirectory(prefix="memory_tables_") as tmp:
+        for n in sizes:
+            root = Path(tmp) / str(n)
+            write_tables(root, n, per_clip)
+            for part in parts:
+                cmd = [sys.executable, __file__, "--child-table", part, str(root)]
+                out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+                if out.returncode:
+                    raise RuntimeError(f"{part} failed at {n} frames:\n{out.stderr[-3000:]}")
+                rows[part].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    print(
+        f"{'part':<6} {'what':<56} "
+        + "  ".join(f"{f'{n:,} fr MB':>14}" for n in sizes)
+        + "  MB/100k train fr"
+    )
+    for part, what in parts.items():
+        added = [r["added_mb"] for r in rows[part]]
+        train = [0.6 * n for n in sizes]
+        slope = np.polyfit(train, added, 1)[0] * 100_000 if len(sizes) > 1 else float("nan")
+        cells = "  ".join(f"{a:>14.0f}" for a in added)
+        print(f"{part:<6} {what:<56} {cells}  {slope:>16.1f}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -246,11 +350,19 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks that it runs, in seconds")
     parser.add_argument("--keep", type=Path, help="write the trees here and keep them (default: a temp dir)")
+    parser.add_argument("--tables", type=int, nargs="+", metavar="FRAMES",
+                        help="instead: what the table-reading parts add at these frame counts")  # fmt: skip
     parser.add_argument("--child", nargs=2, metavar=("JOB", "ROOT"), help=argparse.SUPPRESS)
+    parser.add_argument("--child-table", nargs=2, metavar=("PART", "ROOT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(child(args.child[0], Path(args.child[1]))))
         return 0
+    if args.child_table:
+        print(json.dumps(table_part(args.child_table[0], Path(args.child_table[1]))))
+        return 0
+    if args.tables:
+        return tables_main(args.tables, args.frames or FULL["frames"])
     base = QUICK if args.quick else FULL
     n_clips, per_clip = args.clips or base["clips"], args.frames or base["frames"]
     jobs = list(args.jobs)
