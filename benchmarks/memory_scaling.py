@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/memory_scaling.py                 (1x, 2x, 4x of 40 clips x 100 frames)
     .venv/bin/python benchmarks/memory_scaling.py --quick         (tiny sizes: the smoke test's run)
+    .venv/bin/python benchmarks/memory_scaling.py --tables 200000 1000000   (the table reads at FI size)
 
 Writes an FI-shaped synthetic results tree at each size with the project's own writers: per-clip
 frames and faces (`impressions.data.image_store.write`, the config's storage and JPEG quality), the
@@ -31,6 +32,12 @@ asks a cluster for: `impressions.cluster.mem_mb` (the SLURM profile's train_mode
 for training and `Analysis.mem_mb` (rules/interpret.smk) for interpretation; the rules' own
 `Family.mem_mb` is printed beside it. The goal (the issue's): slope at most 50 MB per 100,000 frames
 and the projected peak under the job's request; the last column says PASS or FAIL.
+
+`--tables FRAMES...` measures instead what the parts that read the dataset tables add to a fresh
+process's peak at FI-sized tables (no images written): training's `_frame_sets` (image: frames table,
+face: faces table) and the cam job's `interpret.read_tables` + `images.load_images` (its image reads
+stubbed with blank images). They run once at a job's start, so at the sizes above they sit under the
+training plateau and the fit cannot see them; at FI's 1,000,000 frames they can set the peak.
 
 The machine this ran on has 2 cores shared with other work: peaks move by a few MB from run to run,
 which at these sizes is a large share of the growth; the slope's sign and order of magnitude are the
