@@ -65,6 +65,35 @@ def test_faces_keep_face_frames_with_aligned_landmarks_splits_and_cap(tmp_path):
     assert list(zip(capped.clip_ids, capped.frame_index.tolist())) == [("a", 0), ("a", 2), ("b", 2)]
 
 
+def test_interpretation_scans_the_tables_and_reads_the_picked_rows(tmp_path):
+    # interpret.run scans the tables (read_tables(lazy=True)): load_images picks its frames from the
+    # key columns and reads the other columns of those rows only (read whole and joined, the tables
+    # took about 4 GB at FI's 1,000,000 frames: benchmarks/history/memory_scaling.md). Same images.
+    from impressions.data import splits as data_splits
+    from impressions.explain import interpret
+
+    clips, frames, faces, expressions = tables(tmp_path)
+    paths = {}
+    for name, table in (("frames", frames), ("faces", faces), ("expressions", expressions)):
+        paths[name] = tmp_path / f"{name}.parquet"
+        table.write_parquet(paths[name])
+    clips_path = tmp_path / "clips.parquet"
+    pl.DataFrame(
+        {"clip_id": ["a", "b"], "path": ["a.mp4", "b.mp4"], "split": ["train", "test"]}
+    ).write_parquet(clips_path)
+    read = clips_path, None, paths["frames"], paths["faces"], paths["expressions"]
+    _, *scans = interpret.read_tables(*read, lazy=True)
+    assert all(isinstance(t, pl.LazyFrame) for t in scans)
+    clips = data_splits.read_clips(clips_path, None)
+    for kind, cap in (("frames", 4), ("faces", 3), ("frames", 2000)):
+        got = loader.load_images(kind, clips, *scans, tmp_path, max_frames=cap)
+        want = loader.load_images(kind, clips, frames, faces, expressions, tmp_path, max_frames=cap)
+        assert got.clip_ids == want.clip_ids and got.frame_index.tolist() == want.frame_index.tolist()
+        assert got.emotions == want.emotions and len(got) == min(cap, 6 if kind == "frames" else 5)
+        for field in ("images", "boxes", "landmarks", "aus"):
+            np.testing.assert_array_equal(getattr(got, field), getattr(want, field))
+
+
 # ----------------------------------------------------------------------------------------------------
 # Each analysis entry point on tiny data: a random-weight GAP image model (no training) on random
 # frames with a face drawn by landmarks (tests/analysis_data.py builds both).

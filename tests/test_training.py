@@ -169,3 +169,26 @@ def test_a_new_settings_field_is_a_train_key():
     )
     assert (got.new_option, got.new_wide, got.seed) == (5, 2, 3)
     assert builder == {"new_wide": 7, "width": 4}  # a workflow-wide key of a family: a builder option
+
+
+def test_frame_sets_read_only_the_columns_that_pick_frames(data, monkeypatch):
+    # The faces table's landmark lists are about 1.2 KB a row: read whole they would grow the face
+    # job by about 1.2 GB at FI's 1,000,000 frames (benchmarks/memory_scaling.py).
+    read = []
+    real = pl.read_parquet
+
+    def spy(source, *args, columns=None, **kwargs):
+        read.append((Path(source).name, columns))
+        return real(source, *args, columns=columns, **kwargs)
+
+    monkeypatch.setattr(pl, "read_parquet", spy)
+    clips = pl.read_parquet(data["tables"] / "clips.parquet")
+    splits = training._clips_by_split(clips)
+    read.clear()
+    for family in ("image", "face"):
+        sets = training._frame_sets(family, model_data.inputs_for(data, family), splits)
+        assert len(sets["train"]) > 0
+    assert read == [
+        ("frames.parquet", ["clip_id", "frame_index"]),
+        ("faces.parquet", ["clip_id", "frame_index", "has_face"]),
+    ]

@@ -140,14 +140,17 @@ def manifold_analysis(
 # Entry point for the workflow's scripts
 
 
-def read_tables(clips_path, splits_path, frames_path=None, faces_path=None, expressions_path=None):
+def read_tables(
+    clips_path, splits_path, frames_path=None, faces_path=None, expressions_path=None, lazy: bool = False
+):
     """(clips with the models' split, frames, faces, expressions) as polars frames; None where no path.
     The split is the splits table's (`splits_path`: the one every model trained on), else the clips
-    table's own."""
+    table's own. With `lazy`, frames, faces and expressions are scans (LazyFrames), read only where
+    used (`images.load_images` reads the rows of the frames it picks)."""
     import polars as pl
 
     def read(path):
-        return pl.read_parquet(path) if path else None
+        return (pl.scan_parquet(path) if lazy else pl.read_parquet(path)) if path else None
 
     clips = splits.read_clips(clips_path, splits_path)
     return clips, read(frames_path), read(faces_path), read(expressions_path)
@@ -190,8 +193,9 @@ def _run(
     spec: analyses.Analysis, model_name: str, inputs: Mapping[str, str], files: Mapping[str, Path], options
 ):
     clips, frames, faces, expressions = read_tables(
-        inputs["clips"], inputs.get("splits"), inputs["frames"], inputs["faces"], inputs.get("expressions")
-    )
+        inputs["clips"], inputs.get("splits"), inputs["frames"], inputs["faces"], inputs.get("expressions"),
+        lazy=True,
+    )  # fmt: skip
     kind = explained_kind(model_name)
     splits = list(spec.splits) if spec.splits is not None else options["splits"]
     images = load_images(
