@@ -28,9 +28,9 @@ windows are the config's (`audio.seconds`, 5 s at 16 kHz: 320 KB a clip in audio
 Each job's peak is `ru_maxrss` of its child process. The slope is a least-squares fit of the peaks
 against the training frames (per 100,000), and the projection is the peak at FI's 600,000 training
 frames (10,000 clips at 100 frames): the fitted line, evaluated there. The request is what the job
-asks a cluster for: `impressions.cluster.mem_mb` (the SLURM profile's train_model, first attempt)
-for training and `Analysis.mem_mb` (rules/interpret.smk) for interpretation; the rules' own
-`Family.mem_mb` is printed beside it. The goal (the issue's): slope at most 50 MB per 100,000 frames
+asks a cluster for in the FI run at 100 frames (experiments/ventura2017_100frames.yaml,
+10,000 clips, first attempt): `impressions.cluster.train_mem_mb` for training, `interpret_mem_mb`
+for interpretation; the registry's floor (`Family.mem_mb`, `Analysis.mem_mb`) is printed beside it. The goal (the issue's): slope at most 50 MB per 100,000 frames
 and the projected peak under the job's request; the last column says PASS or FAIL.
 
 `--tables FRAMES...` measures instead what the parts that read the dataset tables add to a fresh
@@ -280,16 +280,23 @@ def table_part(part: str, root: Path) -> dict:
     return {"added_mb": after - before, "items": items}
 
 
+FI_PRESET = REPO / "experiments" / "ventura2017_100frames.yaml"
+"""The run whose requests the projections are set against: FI at 100 frames, VGG-16 DAN+."""
+
+
 def request_mb(job: str) -> tuple[int, int]:
-    """(what the job asks a cluster for, the rule's own mem_mb)."""
-    from impressions import cluster
+    """(what the job asks a cluster for in the FI run at 100 frames, first attempt: impressions/cluster.py
+    on FI_PRESET and FI's 10,000 clips; the registry's floor for the job)."""
+    from impressions import cluster, config_sources
     from impressions.explain import analyses
     from impressions.models import registry
 
+    config = config_sources.resolve([FI_PRESET]).config
+    work = cluster.Work(clips=10_000, train_clips=6_000, eval_clips=4_000, shard_clips=100)
     if job == "cam":
-        mem = analyses.get("cam").mem_mb
-        return mem, mem
-    return cluster.mem_mb({"model": job}, 1), registry.get(job).mem_mb
+        floor = analyses.get("cam").mem_mb
+        return cluster.interpret_mem_mb(floor, "image", config, work), floor
+    return cluster.train_mem_mb(job, config, work), registry.get(job).mem_mb
 
 
 def run_child(job: str, root: Path) -> dict:
