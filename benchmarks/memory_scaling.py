@@ -30,8 +30,9 @@ against the training frames (per 100,000), and the projection is the peak at FI'
 frames (10,000 clips at 100 frames): the fitted line, evaluated there. The request is what the job
 asks a cluster for in the FI run at 100 frames (experiments/ventura2017_100frames.yaml,
 10,000 clips, first attempt): `impressions.cluster.train_mem_mb` for training, `interpret_mem_mb`
-for interpretation; the registry's floor (`Family.mem_mb`, `Analysis.mem_mb`) is printed beside it. The goal (the issue's): slope at most 50 MB per 100,000 frames
-and the projected peak under the job's request; the last column says PASS or FAIL.
+for interpretation; the registry's floor (`Family.mem_mb`, `Analysis.mem_mb`) is printed beside it.
+The goal (the issue's): slope at most 50 MB per 100,000 frames and the projected peak under the job's
+request; the last column says PASS or FAIL.
 
 `--tables FRAMES...` measures instead what the parts that read the dataset tables add to a fresh
 process's peak at FI-sized tables (no images written): training's `_frame_sets` (image: frames table,
