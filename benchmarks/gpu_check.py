@@ -58,9 +58,7 @@ FULL = {"frames_in_all": 10_000, "warmup": 20, "steps": 200, "loader_batches": 2
 DRY = {"frames_in_all": 40, "warmup": 1, "steps": 3, "loader_batches": 3, "compare_clips": 2,
        "interpret_frames": 8, "frames": 4, "size": 32, "batch_size": 4, "num_workers": 0,
        "backbone": "small", "width": 8}  # fmt: skip
-SPLIT_SHARES = (("train", 0.6), ("val", 0.2), ("test", 0.2))  # FI's 6,000 / 2,000 / 2,000
 ANALYSES = ("cam", "cam_overlap", "units")
-BOX = ("box_left", "box_top", "box_right", "box_bottom")
 NA_CPU = "n/a (cpu)"
 
 
@@ -96,19 +94,13 @@ def write_dataset(
     import torch
     import torch.nn.functional as F
 
-    from impressions import schemas
+    from impressions import schemas, testing
     from impressions.data import image_store
-    from impressions.face_template import TEMPLATE
     from impressions.training import loop as training
 
     rng = np.random.default_rng(seed)
     ids = [f"synthetic{i:05d}.000" for i in range(n_clips)]
-    bounds = np.cumsum([0] + [round(share * n_clips) for _, share in SPLIT_SHARES])
-    bounds[-1] = n_clips
-    split_of = {c: s for (s, _), a, b in zip(SPLIT_SHARES, bounds[:-1], bounds[1:]) for c in ids[a:b]}
-    # A face box and 68 landmarks at a fixed place: what the CAM-overlap and unit analyses need.
-    box = np.array([0.3, 0.2, 0.7, 0.75]) * size
-    flat = (TEMPLATE[:, :2] * 0.17 * size + np.array([0.5, 0.42]) * size).ravel().tolist()
+    split_of = testing.splits_by_share(ids)
     clip_dirs, frames, faces = {}, [], []
     for clip in ids:
         base = torch.from_numpy(rng.uniform(0, 255, (1, 3, 7, 7)).astype(np.float32))
@@ -120,12 +112,9 @@ def write_dataset(
         folder.mkdir(parents=True)
         image_store.write(folder, "frames", images, storage=storage, quality=quality)
         clip_dirs[clip] = folder
-        for k in range(n_frames):
-            frames.append({"clip_id": clip, "frame_index": k, "source_frame": 3 * k, "time_s": 0.1 * k,
-                           "width": size, "height": size})  # fmt: skip
-            faces.append({"clip_id": clip, "frame_index": k, "has_face": True, "n_faces": 1,
-                          "chosen_face": 0, "score": 1.0, **dict(zip(BOX, box)), "landmarks": flat,
-                          "landmarks_aligned": flat})  # fmt: skip
+        frame_rows, face_rows = testing.synthetic_frame_rows(clip, n_frames, size)
+        frames += frame_rows
+        faces += face_rows
     labels = rng.uniform(0.2, 0.8, (n_clips, len(schemas.LABELS)))
     clips = schemas.frame(
         "clips",
@@ -353,6 +342,7 @@ def interpret_on(
 def run(args) -> None:
     import torch
 
+    from impressions import schemas
     from impressions.models import networks as models
     from impressions.models import transforms, variants
     from impressions.training import loop as training
@@ -386,7 +376,7 @@ def run(args) -> None:
         start = time.perf_counter()
         storage, quality = frames_cfg["storage"], frames_cfg["jpeg_quality"]
         inputs, clips, frames, faces = write_dataset(root, n_clips, n_frames, size, storage, quality)
-        counts = {s: clips.filter(clips["split"] == s).height for s, _ in SPLIT_SHARES}
+        counts = {s: clips.filter(clips["split"] == s).height for s in schemas.SPLITS}
         shares = "/".join(map(str, counts.values()))
         line("data", f"{n_clips} synthetic clips x {n_frames} frames, {size} px, {storage} "
                      f"(q{quality}) in clips/<id>/ ({shares} train/val/test), "

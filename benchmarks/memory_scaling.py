@@ -63,13 +63,11 @@ REPO = Path(__file__).resolve().parents[1]
 JOBS = ("image", "face", "audio", "fusion", "cam")
 FI_TRAIN_FRAMES = 600_000
 GOAL_SLOPE_MB = 50.0  # per 100,000 training frames
-SPLIT_SHARES = (("train", 0.6), ("val", 0.2), ("test", 0.2))
 SIZE = 16  # px, frames and faces
 WIDTH = 86  # small backbone, dan_plus head: 24 * 86 = 2,064-d descriptor
 FULL = {"clips": 40, "frames": 100}  # 1x: 4,000 frames, 2,400 of them training frames
 QUICK = {"clips": 10, "frames": 4}
 TABLES = ("clips", "splits", "frames", "faces", "expressions")  # what the interpretation rules name
-BOX = ("box_left", "box_top", "box_right", "box_bottom")
 
 
 def config() -> dict:
@@ -85,18 +83,13 @@ def write_tree(root: Path, n_clips: int, per_clip: int, seed: int = 0) -> dict:
     """The synthetic results tree (see the module docstring); returns its counts by split."""
     import polars as pl
 
-    from impressions import schemas
+    from impressions import schemas, testing
     from impressions.data import image_store, splits, tables
-    from impressions.face_template import TEMPLATE
 
     frames_cfg = config()["frames"]
     rng = np.random.default_rng(seed)
     ids = [f"synth{i:05d}.000" for i in range(n_clips)]
-    bounds = np.cumsum([0] + [round(share * n_clips) for _, share in SPLIT_SHARES])
-    bounds[-1] = n_clips
-    split_of = {c: s for (s, _), a, b in zip(SPLIT_SHARES, bounds[:-1], bounds[1:]) for c in ids[a:b]}
-    box = (np.array([0.3, 0.2, 0.7, 0.75]) * SIZE).tolist()
-    flat = (TEMPLATE[:, :2] * 0.17 * SIZE + np.array([0.5, 0.42]) * SIZE).ravel().tolist()
+    split_of = testing.splits_by_share(ids)
     clip_rows, frame_rows, face_rows, expr_rows = [], [], [], []
     for clip in ids:
         grey = rng.uniform(40, 215)
@@ -109,12 +102,10 @@ def write_tree(root: Path, n_clips: int, per_clip: int, seed: int = 0) -> dict:
         clip_rows.append({"clip_id": clip, "path": f"{clip}.mp4", "split": split_of[clip],
                           "youtube_id": clip[:-4], "gender": "female", "age_group": "25-32",
                           **{label: float(grey / 255) for label in schemas.LABELS}})  # fmt: skip
+        frames, faces = testing.synthetic_frame_rows(clip, per_clip, SIZE)
+        frame_rows += frames
+        face_rows += faces
         for k in range(per_clip):
-            frame_rows.append({"clip_id": clip, "frame_index": k, "source_frame": 3 * k, "time_s": 0.1 * k,
-                               "width": SIZE, "height": SIZE})  # fmt: skip
-            face_rows.append({"clip_id": clip, "frame_index": k, "has_face": True, "n_faces": 1,
-                              "chosen_face": 0, "score": 1.0, **dict(zip(BOX, box)), "landmarks": flat,
-                              "landmarks_aligned": flat})  # fmt: skip
             expr_rows.append({"clip_id": clip, "frame_index": k,
                               **{a: float(rng.uniform(0, 3)) for a in schemas.AUS},
                               **{e: 1 / len(schemas.EMOTIONS) for e in schemas.EMOTIONS}})  # fmt: skip
@@ -212,16 +203,15 @@ def write_tables(root: Path, n_frames: int, per_clip: int) -> None:
     """The clips, frames, faces and expressions tables alone (no images) of `n_frames` frames."""
     import polars as pl
 
-    from impressions import schemas
-    from impressions.face_template import TEMPLATE
+    from impressions import schemas, testing
 
     ids = np.array([f"synth{i:06d}.000" for i in range(n_frames // per_clip)])
     split = np.array(["train", "train", "train", "val", "test"])[np.arange(len(ids)) % 5]  # 60/20/20
-    flat = (TEMPLATE[:, :2] * 0.17 * SIZE + np.array([0.5, 0.42]) * SIZE).ravel().tolist()
+    _, flat = testing.synthetic_face(SIZE)
     constants = {
         "frames": {"source_frame": 0, "time_s": 0.0, "width": SIZE, "height": SIZE},
-        "faces": {"has_face": True, "n_faces": 1, "chosen_face": 0, "score": 1.0, **dict.fromkeys(BOX, 4.0),
-                  "landmarks": flat, "landmarks_aligned": flat},
+        "faces": {"has_face": True, "n_faces": 1, "chosen_face": 0, "score": 1.0,
+                  **dict.fromkeys(testing.BOX_COLUMNS, 4.0), "landmarks": flat, "landmarks_aligned": flat},
         "expressions": {**dict.fromkeys(schemas.AUS, 1.0), **dict.fromkeys(schemas.EMOTIONS, 0.1)},
     }  # fmt: skip
     keys = {"clip_id": np.repeat(ids, per_clip), "frame_index": np.tile(np.arange(per_clip), len(ids))}

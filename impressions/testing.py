@@ -124,3 +124,38 @@ def write_fi_annotations(root: Path, splits: dict[str, list[str]], seed: int = 0
     for split, ids in splits.items():
         data = {label: {f"{i}.mp4": rng.uniform() for i in ids} for label in LABELS}
         (root / ANNOTATION_FILES[split]).write_bytes(fi_pickle_bytes(data))
+
+
+# Synthetic FI-shaped data for the benchmarks (benchmarks/gpu_check.py, benchmarks/memory_scaling.py).
+
+FI_SPLIT_SHARES = (("train", 0.6), ("val", 0.2), ("test", 0.2))
+"""FI's official proportions: 6,000 / 2,000 / 2,000 clips."""
+
+BOX_COLUMNS = ("box_left", "box_top", "box_right", "box_bottom")
+
+
+def splits_by_share(ids, shares=FI_SPLIT_SHARES) -> dict[str, str]:
+    """Clip id -> split, consecutive ids in `shares` proportions (the last split takes the rest)."""
+    bounds = np.cumsum([0] + [round(share * len(ids)) for _, share in shares])
+    bounds[-1] = len(ids)
+    return {c: s for (s, _), a, b in zip(shares, bounds[:-1], bounds[1:]) for c in ids[a:b]}
+
+
+def synthetic_face(size: int) -> tuple[list[float], list[float]]:
+    """(face box, 68 flattened landmarks) at a fixed place in a `size` px square image: what the
+    CAM-overlap and unit analyses need from the faces table."""
+    from impressions.face_template import TEMPLATE
+
+    box = (np.array([0.3, 0.2, 0.7, 0.75]) * size).tolist()
+    return box, (TEMPLATE[:, :2] * 0.17 * size + np.array([0.5, 0.42]) * size).ravel().tolist()
+
+
+def synthetic_frame_rows(clip: str, n_frames: int, size: int) -> tuple[list[dict], list[dict]]:
+    """(frames-table rows, faces-table rows) of one synthetic clip: every frame holds `synthetic_face`."""
+    box, flat = synthetic_face(size)
+    frames = [{"clip_id": clip, "frame_index": k, "source_frame": 3 * k, "time_s": 0.1 * k, "width": size,
+               "height": size} for k in range(n_frames)]  # fmt: skip
+    faces = [{"clip_id": clip, "frame_index": k, "has_face": True, "n_faces": 1, "chosen_face": 0,
+              "score": 1.0, **dict(zip(BOX_COLUMNS, box)), "landmarks": flat, "landmarks_aligned": flat}
+             for k in range(n_frames)]  # fmt: skip
+    return frames, faces
