@@ -114,7 +114,8 @@ def _get(config: Mapping, path: str, missing=None):
 
 
 def trained_families(config: Mapping) -> list[str]:
-    """The families the config lists and the ones they fuse or average (`inputs`), in that order."""
+    """The families the config lists and the ones they fuse or average (their `inputs`, the registry's
+    defaults where the config gives none: `Family.settings`), in that order."""
     models = config.get("models") or {}
     out: list[str] = []
     todo = list(models.get("families") or [])
@@ -122,7 +123,9 @@ def trained_families(config: Mapping) -> list[str]:
         family = todo.pop(0)
         if family not in out:
             out.append(family)
-            todo += list((models.get(family) or {}).get("inputs") or [])
+            spec = registry.FAMILIES.get(family)
+            settings = spec.settings(models.get(family)) if spec else models.get(family) or {}
+            todo += list(settings.get("inputs") or [])
     return out
 
 

@@ -75,3 +75,9 @@ def test_the_workflow_warns_about_an_experiment_that_inherits(tmp_path):
     assert config_sources.inherited_warning(config, [preset]) == ""
     hernandez = REPO / "experiments" / "hernandez_thesis.yaml"
     assert config_sources.inherited_warning(config_sources.resolve([hernandez]).config, [hernandez]) == ""
+
+
+def test_a_fusion_trains_its_default_members():
+    """A fusion listed without `inputs` fuses the registry's default members: their keys shape results."""
+    assert config_sources.trained_families({"models": {"families": ["fusion"]}}) == ["fusion", "image", "face",
+                                                                                        "audio"]  # fmt: skip

@@ -168,7 +168,10 @@ def released_logfbank(
 ) -> np.ndarray:
     """(n_fbank, T) float32: `python_speech_features.logfbank` of the window at 16-bit sample values
     (`PCM16_SCALE`), its other arguments (NFFT 512, pre-emphasis 0.97, 0 Hz to sr/2) the library's
-    defaults, as Zhang et al. called it (METHODS.md 3.1)."""
+    defaults, as Zhang et al. called it (METHODS.md 3.1). A deviation from their pipeline all the same:
+    the input is the stored mono window at `audio.sample_rate`, not the 44.1 kHz stereo clip that their
+    pre-emphasis flattened to interleaved L/R and whose 1,103-sample frames NFFT 512 cut (METHODS
+    pitfall 9), so it gives about half their 3,059 frames per clip."""
     from python_speech_features import logfbank
 
     signal = waveform.astype(np.float64) * PCM16_SCALE
