@@ -60,6 +60,9 @@ DRY = {"frames_in_all": 40, "warmup": 1, "steps": 3, "loader_batches": 3, "compa
        "backbone": "small", "width": 8}  # fmt: skip
 ANALYSES = ("cam", "cam_overlap", "units")
 NA_CPU = "n/a (cpu)"
+# Largest CPU-vs-device differences accepted: absolute on the sigmoid scores, relative on the maps. Not
+# measured on a GPU yet: set loose (float32 kernels differ by ~1e-6, fp16 by ~1e-3); tighten after a run.
+TOLERANCE = {"fp32": 1e-3, "amp": 5e-2, "cam": 1e-2}
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -334,7 +337,8 @@ def interpret_on(
                 0
             ]
 
-    results["cam_diff"] = float(np.abs(maps(device) - maps("cpu")).max())
+    on_cpu = maps("cpu")  # relative to the maps' own range: CAMs are logit contributions, not 0..1
+    results["cam_diff"] = float(np.abs(maps(device) - on_cpu).max() / max(float(np.abs(on_cpu).max()), 1e-12))
     results["cam_frames"] = min(8, len(images))
     return results, len(images)
 
@@ -412,18 +416,19 @@ def run(args) -> None:
             f"{diff['fp32']:.3g} (cpu vs {device}, fp32, per-clip scores, {where})",
         )
         line("cpu vs device max abs diff (amp)", f"{diff['amp']:.3g}" if diff["amp"] is not None else NA_CPU)
-        if not all(math.isfinite(v) for v in diff.values() if v is not None):
-            raise RuntimeError(f"CPU and {device} predictions differ by {diff}")
+        if not all(math.isfinite(v) and v <= TOLERANCE[k] for k, v in diff.items() if v is not None):
+            raise RuntimeError(f"CPU and {device} predictions differ by {diff} (tolerance {TOLERANCE})")
         results, n = interpret_on(device, checkpoint, config, clips, frames, faces, root / "clips",
                                   root / "interpret", budget["interpret_frames"])  # fmt: skip
         times = ", ".join(f"{a} {results[a]:.1f} s" for a in ANALYSES)
         line("interpretation", f"ok on {device} ({n} test frames): {times}")
         line(
             "cam cpu vs device max abs diff",
-            f"{results['cam_diff']:.3g} (cpu vs {device}, {results['cam_frames']} test frames)",
+            f"{results['cam_diff']:.3g} (cpu vs {device}, relative to the largest map value, "
+            f"{results['cam_frames']} test frames)",
         )
-        if not math.isfinite(results["cam_diff"]):
-            raise RuntimeError("class activation maps are not finite")
+        if not (math.isfinite(results["cam_diff"]) and results["cam_diff"] <= TOLERANCE["cam"]):
+            raise RuntimeError(f"CPU and {device} activation maps differ by {results['cam_diff']}")
 
 
 def main(argv=None) -> int:

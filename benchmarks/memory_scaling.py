@@ -13,7 +13,8 @@ in a fresh child process, the package function the workflow's script calls for t
 
 - ``image``, ``face``, ``audio``, ``fusion``: `training.loop.train_family` with the inputs the rule
   names (`Inputs.from_files`, the clips folder as in rules/models_common.smk) and the config's
-  settings (`models.variants.settings`) made tiny: 16 px images, 1 epoch, batch 32, one thread, CPU;
+  settings (`models.variants.settings`) made tiny: 16 px images, 1 epoch, the config's batch sizes (audio
+  scores in batches of 4 clips), one thread, CPU;
   fusion fuses the image, face and audio models just trained at that size (their features.npz);
 - ``cam``: `explain.interpret.run("cam", "image", ...)` on the image model, with the options the
   rule passes (`Analysis.job_options` of the config's `interpret` section: `max_frames` 2,000).

@@ -106,8 +106,9 @@ INTERPRET_S_PER_FRAME = 1.0
 about that; an assumption), divided by the job's threads and scaled by (side / 224)^2."""
 
 PREPROCESS_S_PER_FRAME = 0.045
-"""CPU seconds per new frame of a preprocess_shard job: 4.5 CPU-s per clip at 100 frames, 0.75 at
-10 (measured: benchmarks/history/preprocessing.md)."""
+"""CPU seconds per new frame of a preprocess_shard job: 4.5 CPU-s per clip at 100 frames (measured:
+benchmarks/history/preprocessing.md). At 10 frames the measured 0.75 s is mostly per-clip cost, which
+this per-frame rate underestimates (0.45 s); the rule's 60-minute floor covers it."""
 
 AUDIO_S_PER_CLIP = 2.0
 """CPU seconds per clip of an audio_shard job (librosa features, pitch): an assumption."""
@@ -343,7 +344,7 @@ SHARD_FLOORS = {
 def audio_clip_bytes(config: Mapping) -> int:
     """Bytes of one clip's audio arrays (impressions.data.tables AUDIO_ARRAYS, float32): the waveform
     (``sample_rate x seconds``) and the log-mel and log-filterbank frames (``(n_mels + n_fbank) x
-    seconds / hop``). 5 s windows: about 500 KB; ventura2017's 16 s: about 1.6 MB."""
+    seconds / hop``). 5 s windows: about 500 KB; ventura2017_100frames' 16 s: about 1.6 MB."""
     audio_cfg = config["audio"]
     bands = audio_cfg["n_mels"] + audio_cfg["n_fbank"]
     return 4 * int(audio_cfg["sample_rate"] * _audio_seconds(config) + bands * _audio_frames(config))
@@ -368,7 +369,7 @@ def gather_audio_mem_mb(config: Mapping, work: Work, attempt: int = 1) -> int:
     """Memory (MB) of gather_audio, which holds every clip's audio arrays and concatenates them one
     kind at a time (impressions.data.tables.gather_audio): ``max(12,000, 1,000 + 2 x clips x
     audio_clip_bytes) * attempt``. FI with 5 s windows: about 10,500 MB (the floor holds); with
-    ventura2017's 16 s windows: about 31,500 MB."""
+    ventura2017_100frames' 16 s windows: about 31,500 MB."""
     estimate = 1000 * MB + 2 * work.clips * audio_clip_bytes(config)
     return max(12000, math.ceil(estimate / MB)) * attempt
 

@@ -97,10 +97,11 @@ def resolve(files: Sequence[str | Path] = (), base: str | Path = BASE) -> Resolv
     schema = defaults.schema()
     config_types.coerce(config, schema)
     defaults.fill(config, schema)
+    given = [(name, set(leaves(layer))) for name, layer in layers]
     sources = {}
     for path in leaves(config):
-        given = [name for name, layer in layers if path in leaves(layer)]
-        sources[path] = given[-1] if given else SCHEMA_DEFAULT
+        setting = [name for name, keys in given if path in keys]
+        sources[path] = setting[-1] if setting else SCHEMA_DEFAULT
     return Resolved(config, sources)
 
 

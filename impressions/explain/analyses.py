@@ -261,12 +261,13 @@ ANALYSES: dict[str, Analysis] = {
             doc="t-SNE of each model's per-clip penultimate features, with trustworthiness.",
         ),
         Analysis(
-            # `splits` is passed on as before; the sweep reads the test split's frames only
+            # the sweep reads the test split's frames only (`splits`), whatever interpret.splits says
             name="au_guidance_sweep", function="impressions.explain.guidance_sweep:sweep_analysis",
             scope="workflow", models=("sweep",),
             files={"section": "section.json", "table": "au_guidance_sweep.csv",
                    "figure": "au_guidance_sweep.png"},
-            options=("splits", "max_frames"), title="AU guidance weight sweep", order=46, mem_mb=8000,
+            options=("max_frames",), splits=("test",), title="AU guidance weight sweep", order=46,
+            mem_mb=8000,
             rule="au_guidance_sweep",
             doc="Accuracy and CAM-AU correlation per AU-guidance weight, and the paper's claim checked.",
         ),

@@ -143,12 +143,12 @@ def sweep_analysis(
     """The sweep's table, figure and report section (an `sections.Section`)."""
     import polars as pl
 
-    from impressions.explain import interpret, sections
+    from impressions.explain import analyses, interpret, sections
     from impressions.explain.images import load_images
 
     images = load_images(
-        interpret.explained_kind(family), clips, frames, faces, expressions, clips_dir, splits=["test"],
-        max_frames=max_frames,
+        interpret.explained_kind(family), clips, frames, faces, expressions, clips_dir,
+        splits=list(analyses.get("au_guidance_sweep").splits), max_frames=max_frames,
     )  # fmt: skip
     usable = images.subset(images.has_face & np.array([e is not None for e in images.emotions], bool))
     rows, per_clip = _weight_rows(weights, checkpoints, predictions, histories, clips, usable)
@@ -267,7 +267,12 @@ def run(family: str, inputs: Mapping, outputs: Mapping[str, str], options: Mappi
     files = {key: Path(path) for key, path in outputs.items()}
     checkpoints = read_weights(inputs["checkpoints"])
     clips, frames, faces, expressions = interpret.read_tables(
-        inputs["clips"], inputs.get("splits"), inputs["frames"], inputs["faces"], inputs["expressions"]
+        inputs["clips"],
+        inputs.get("splits"),
+        inputs["frames"],
+        inputs["faces"],
+        inputs["expressions"],
+        lazy=True,  # load_images reads only the rows of the frames it picks
     )
     with images.on_device(images.analysis_device(options)):
         return sections.guarded(
