@@ -27,6 +27,7 @@ def test_silence_is_flagged_not_invented():
     assert clip.n_samples == 0 and clip.padded and np.isnan(clip.stats()["pitch_hz"])
 
 
+@pytest.mark.heavy  # 25-35 s of cold numba compiles in fresh processes: test-all
 def test_concurrent_first_calls_with_a_cold_numba_cache(tmp_path):
     """Parallel jobs on a fresh environment must not corrupt numba's cache (they segfaulted before)."""
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}

@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.heavy  # four child processes importing torch, 18-23 s: test-all
 def test_quick_run_prints_a_slope_per_job():
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
