@@ -15,8 +15,10 @@ with logs.to_file(snakemake.log[0]):
     shards.expression_shard(
         folders,
         backend,
-        Path(snakemake.output[0]),
+        Path(snakemake.output.table),
         settings=settings,
         # read from the config, not a param: switching it must not make every shard out of date
         cache=snakemake.config.get("preprocess_cache", True),
+        out_qc=Path(snakemake.output.qc),
+        videos=snakemake.params.videos,
     )

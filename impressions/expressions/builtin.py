@@ -116,6 +116,7 @@ class BuiltinBackend:
     """Offline backend: landmark-geometry AUs + fer's mini-Xception emotions (torch), fused."""
 
     name = "builtin"
+    sources = {"aus": "builtin landmark geometry", "emotions": "builtin fer CNN fused with builtin AUs"}
 
     def __init__(self, *, device: str = "auto", batch_size: int = 256, fusion: float = FUSION):
         from impressions.expressions import emotion_net as fer_net

@@ -133,6 +133,7 @@ class PyFeatBackend:
     """
 
     name = "pyfeat"
+    sources = {"aus": "py-feat xgb (AU45: builtin landmark geometry)", "emotions": "py-feat resmasknet"}
 
     def __init__(self, *, device: str = "auto", batch_size: int = 16, detector=None):
         self.batch_size = int(batch_size)
