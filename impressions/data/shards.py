@@ -38,7 +38,7 @@ columns (a column change needs no bump: the table's schema is in the key, `AUDIO
 AUDIO_CACHE_TABLES = ("audio",)
 """The tables whose rows `audio_shard` stores per clip (their columns are in its key)."""
 
-EXPRESSIONS_CACHE_VERSION = 1
+EXPRESSIONS_CACHE_VERSION = 2
 """Raise when `expression_shard` changes what it computes for the same clip, backend, options and
 `expressions` columns (a column change needs no bump: `EXPRESSIONS_CACHE_TABLES`)."""
 

@@ -135,8 +135,9 @@ class PyFeatBackend:
     name = "pyfeat"
     sources = {"aus": "py-feat xgb (AU45: builtin landmark geometry)", "emotions": "py-feat resmasknet"}
 
-    def __init__(self, *, device: str = "auto", batch_size: int = 16, detector=None):
+    def __init__(self, *, device: str = "auto", batch_size: int = 16, baseline: str = "clip", detector=None):
         self.batch_size = int(batch_size)
+        self.baseline = baseline  # for the landmark AU45 (geometry.BASELINES)
         if detector is None:
             detector = _load_pyfeat_detector(resolve_device(device))
         self.detector = detector
@@ -147,7 +148,7 @@ class PyFeatBackend:
         crops, landmarks, ids = check_inputs(crops, landmarks, clip_ids)
         if len(crops) == 0:
             return output_table(np.zeros((0, len(COLUMNS))))
-        au45 = geometric_aus(landmarks, ids)[:, AUS.index("AU45")]
+        au45 = geometric_aus(landmarks, ids, self.baseline)[:, AUS.index("AU45")]
         images = torch.from_numpy(np.ascontiguousarray(crops.transpose(0, 3, 1, 2))).float()
         detections = self.detector.detect(
             images, data_type="tensor", batch_size=self.batch_size, progress_bar=False
