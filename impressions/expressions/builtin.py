@@ -27,9 +27,9 @@ posed stills the emotion test uses (with the earlier AU measures, where AU07 rea
 aperture, it turned the anger still right for any weight from 3 to 10), so that test is in-sample
 and says so; since AU07 reads the lower lid only, the anger and disgust stills stay sadness as with
 the CNN alone. The evidence from other faces: Wolfgang's crying frames are sadness and laughing
-frames happiness (`tests/test_expressions.py`), and `single_face.jpg` is happiness. The fused emotions therefore depend on the AU
-geometry: `BuiltinBackend.emotion_cnn` gives the CNN's own probabilities, and `fusion=0` turns
-the fusion off.
+frames happiness (`tests/test_expressions.py`), and `single_face.jpg` is happiness. The fused
+emotions therefore depend on the AU geometry: `BuiltinBackend.emotion_cnn` gives the CNN's own
+probabilities, and `fusion=0` turns the fusion off.
 """
 
 from __future__ import annotations

@@ -46,14 +46,16 @@
 
 3. Neutral baseline (`baseline`, the `expressions.baseline` setting). ``population``: every frame is
    compared to the template face's own measures, so stable differences between people (a face that
-   smiles all clip) stay in its AUs. ``clip`` (the default): per clip and AU, neutral = w * clip statistic + (1 - w) * population neutral,
-   with w = (n - 1) / (n - 1 + PRIOR_FRAMES), n the clip's frame count. The clip statistic is the
+   smiles all clip) stay in its AUs. ``clip`` (the default): per clip and AU, neutral =
+   w * clip statistic + (1 - w) * population neutral, with w = (n - 1) / (n - 1 + PRIOR_FRAMES), n
+   the clip's frame count. The clip statistic is the
    median (OpenFace's person-specific normalisation: neutral is the most common face in a clip),
    but the 10th percentile for AU25 and AU26, whose neutral (mouth closed) is the low end while
    speaking. The population neutral is the template face's own measure. A single still (n = 1) has
    w = 0, so it is compared to the population neutral only: its own frame says nothing about
    its neutral face. Long clips use mostly their own baseline, which removes face shape and mean
-   pose (w = 0.91 at 50 frames).
+   pose (w = 0.91 at 50 frames), and also a person's steady expression (AU12 of a smile held all
+   clip is near 0): what clip-mean AU-to-trait regression would read.
 
 """
 
