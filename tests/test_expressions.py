@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from impressions import face_template, media
+from impressions.expressions import agreement
 from impressions.expressions import detector as E
 from impressions.expressions import emotion_net as fer_net
 from impressions.expressions import geometry as G
@@ -222,12 +223,8 @@ def test_smile_moves_au12_not_au15_and_clip_baseline_removes_face_shape():
 
 def _openface_test():
     """OpenFace_Test.csv (100 frames of real OpenFace 2 output): its landmarks and its AUxx_r."""
-    from impressions.expressions import openface_csv
-
-    table = openface_csv.read_csv(media.pyfeat_test_media("OpenFace_Test.csv"))
-    xs = table.select([f"x_{i}" for i in range(68)]).to_numpy()
-    ys = table.select([f"y_{i}" for i in range(68)]).to_numpy()
-    return np.stack([xs, ys], axis=-1), table.select(openface_csv.INTENSITY_COLUMNS).to_numpy()
+    reference = agreement.openface_reference(media.pyfeat_test_media("OpenFace_Test.csv"))
+    return reference.landmarks, np.stack([reference.values[au] for au in AUS], axis=1)
 
 
 def test_builtin_au45_follows_openface_blinks_partial_closures_included():
@@ -238,6 +235,19 @@ def test_builtin_au45_follows_openface_blinks_partial_closures_included():
     print(f"AU45 Pearson r builtin vs OpenFace: {r:.2f}; OpenFace AU45_r max {openface[:, j].max():.2f}")
     assert openface[:, j].max() < 2.0  # only partial closures: the old 40% ramp scored every frame 0
     assert r >= 0.7 and ours[:, j].std() > 0
+
+
+def test_agreement_table_covers_every_au_of_each_shipped_reference():
+    """benchmarks/au_agreement.py's rows: 17 AUs against OpenFace, 17 against each py-feat file
+    (our AU45 against py-feat's AU43); the blink agrees with both tools (one person, 100 frames)."""
+    for name, frames in (("OpenFace_Test.csv", 100), ("001.csv", 40), ("002.csv", 28)):
+        load = agreement.openface_reference if name.startswith("OpenFace") else agreement.pyfeat_reference
+        rows = {row["au"]: row for row in agreement.agreement(load(media.pyfeat_test_media(name)))}
+        assert list(rows) == list(AUS) and {row["n"] for row in rows.values()} == {frames}
+        assert rows["AU45"]["pearson"] >= 0.7, name
+        assert all(0 <= row["presence_agreement"] <= 1 for row in rows.values())
+    # py-feat's smiling clips: our smile measure follows py-feat's AU12
+    assert rows["AU12"]["pearson"] > 0.5
 
 
 def test_au07_au15_au06_are_their_own_measures():
