@@ -30,19 +30,19 @@ def main() -> None:
     def fmt(value: float) -> str:
         return "n/a" if value != value else f"{value:.2f}"
 
+    columns = ["reference", "AU", "frames", "Pearson", "Spearman", "presence agreement", "ours present"]
     print(f"builtin AUs (baseline {args.baseline}) vs each tool, frame level")
-    print(
-        "| reference | AU | frames | Pearson | Spearman | presence agreement | ours present | theirs present |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
+    print("| " + " | ".join([*columns, "theirs present"]) + " |")
+    print("|---" * (len(columns) + 1) + "|")
     for reference in references:
         for row in agreement.agreement(reference, args.baseline):
             pyfeat_blink = row["au"] == "AU45" and "OpenFace" not in row["reference"]
-            au = "AU45 vs AU43" if pyfeat_blink else row["au"]
-            print(
-                f"| {row['reference']} | {au} | {row['n']} | {fmt(row['pearson'])} | {fmt(row['spearman'])} | "
-                f"{row['presence_agreement']:.0%} | {row['ours_present']:.0%} | {row['theirs_present']:.0%} |"
-            )
+            cells = [
+                row["reference"], "AU45 vs AU43" if pyfeat_blink else row["au"], str(row["n"]),
+                fmt(row["pearson"]), fmt(row["spearman"]), f"{row['presence_agreement']:.0%}",
+                f"{row['ours_present']:.0%}", f"{row['theirs_present']:.0%}",
+            ]  # fmt: skip
+            print("| " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
