@@ -142,7 +142,7 @@ def test_config_section_reaches_only_its_backend(tmp_path):
         "openface", device="cpu", batch_size=4, openface={"csv_dir": str(tmp_path), "tolerance_s": 0.1}
     )
     assert backend.csv_dir == tmp_path and backend.tolerance_s == 0.1
-    assert backend.sources["aus"].startswith("openface")
+    assert backend.sources["aus"] == "openface (OpenFace 2 FeatureExtraction AUxx_r)"
 
 
 def test_expression_stage_takes_the_csv_values_at_the_sampled_frames(tmp_path):
@@ -179,7 +179,10 @@ def test_expression_stage_takes_the_csv_values_at_the_sampled_frames(tmp_path):
     np.testing.assert_allclose(table.select(AUS).to_numpy(), aus[rows], atol=1e-6)
     np.testing.assert_allclose(table.select(EMOTIONS).to_numpy().sum(axis=1), 1.0, atol=1e-5)
     qc_rows = {r["clip_id"]: r for r in pl.read_parquet(qc).to_dicts()}
-    assert qc_rows["a.000"]["reason"] == "" and qc_rows["a.000"]["au_source"].startswith("openface")
+    assert (
+        qc_rows["a.000"]["reason"] == ""
+        and qc_rows["a.000"]["au_source"] == detector.SOURCES["openface"]["aus"]
+    )
     assert qc_rows["-b.001"]["frames_scored"] == 0
     assert str(csvs / "-b.001.csv") in qc_rows["-b.001"]["reason"]
     # the reason survives the per-clip cache, and an edited CSV is read again

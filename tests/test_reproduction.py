@@ -201,15 +201,17 @@ def test_a_row_says_how_its_model_differs_from_the_papers():
     assert au != differences.differences("ventura2017_au17", openface) and "openface" in str(
         differences.differences("ventura2017_au17", openface)
     )
-    # The thesis's +handcrafted row: its own inputs say nothing; the voice extension says what it adds.
+    # The thesis's +handcrafted row names where its emotions came from (the thesis does not say)
     thesis = _summary("fusion_handcrafted", settings={"inputs": ["face", "audio"]})
-    assert differences.differences("thesis_av_handcrafted", thesis) == []
+    emotions = "emotions from builtin fer CNN fused with builtin AUs"
+    assert differences.differences("thesis_av_handcrafted", thesis) == [emotions]
     assert differences.differences("thesis_audio", _summary("audio", options={})) == [
         "network the raw-waveform residual CNN (paper: 3 dense layers on the raw waveform)"
     ]
     voice = {**thesis, "family": "fusion_handcrafted_voice"}
     assert differences.differences("thesis_av_handcrafted", voice) == [
-        "extra inputs age, gender, emotions, 14 voice descriptors (paper: age, gender, emotions)"
+        "extra inputs age, gender, emotions, 14 voice descriptors (paper: age, gender, emotions)",
+        emotions,
     ]
 
 

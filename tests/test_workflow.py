@@ -93,6 +93,26 @@ def test_good_clips_processed_bad_clips_left_out(done):
     assert np.allclose(expressions.select(EMOTIONS).to_numpy().sum(axis=1), 1, atol=1e-3)
 
 
+def test_expression_rows_name_their_backend(done):
+    """tables/expression_qc: one row per clip the expression stage saw, naming the AU and emotion
+    sources; the report's training table has the column that names them for models reading them."""
+    from impressions.expressions.detector import SOURCES
+
+    _, work, media = done
+    qc = table(work, "expression_qc")
+    assert set(qc["backend"]) == {"builtin"} and set(qc["au_source"]) == {SOURCES["builtin"]["aus"]}
+    assert set(qc["emotion_source"]) == {SOURCES["builtin"]["emotions"]}
+    scored = dict(zip(qc["clip_id"], qc["frames_scored"]))
+    expressions = table(work, "expressions")
+    assert (
+        scored[clip_id(media["good"])]
+        == expressions.filter(pl.col("clip_id") == clip_id(media["good"])).height
+    )
+    assert set(qc["reason"]) == {""}  # the builtin scores every face frame
+    report = (work / "out" / "report" / "report.md").read_text()
+    assert "expressions from" in report
+
+
 def test_audio_table_and_arrays_line_up(done):
     _, work, media = done
     audio = table(work, "audio")

@@ -42,7 +42,7 @@ import polars as pl
 
 from impressions.devices import resolve_device
 from impressions.expressions import codebook
-from impressions.expressions.detector import COLUMNS, check_inputs, output_table
+from impressions.expressions.detector import COLUMNS, SOURCES, check_inputs, output_table
 from impressions.expressions.geometry import geometric_aus
 from impressions.face_template import head_pose
 from impressions.schemas import AUS, EMOTIONS
@@ -118,7 +118,7 @@ class BuiltinBackend:
     """Offline backend: landmark-geometry AUs + fer's mini-Xception emotions (torch), fused."""
 
     name = "builtin"
-    sources = {"aus": "builtin landmark geometry", "emotions": "builtin fer CNN fused with builtin AUs"}
+    sources = SOURCES["builtin"]
 
     def __init__(
         self, *, device: str = "auto", batch_size: int = 256, fusion: float = FUSION, baseline: str = "clip"

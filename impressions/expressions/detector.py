@@ -109,6 +109,17 @@ BACKENDS: dict[str, Callable[..., ExpressionBackend]] = {
 """Backend name -> constructor (keyword options)."""
 
 
+SOURCES: dict[str, dict[str, str]] = {
+    "builtin": {"aus": "builtin landmark geometry", "emotions": "builtin fer CNN fused with builtin AUs"},
+    "pyfeat": {"aus": "py-feat xgb (AU45: builtin landmark geometry)", "emotions": "py-feat resmasknet"},
+    "openface": {
+        "aus": "openface (OpenFace 2 FeatureExtraction AUxx_r)",
+        "emotions": "builtin fer CNN fused with OpenFace AUs",
+    },
+}
+"""Where each backend's AUs and emotions come from, in words (tables and the report name them)."""
+
+
 def get_backend(name: str, **options) -> ExpressionBackend:
     """Build the named backend with its options (e.g. device="auto", batch_size=64, openface={...})."""
     if name not in BACKENDS:

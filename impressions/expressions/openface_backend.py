@@ -21,7 +21,7 @@ import numpy as np
 
 from impressions.data.shards import Clip
 from impressions.expressions import openface_csv
-from impressions.expressions.detector import COLUMNS, output_table
+from impressions.expressions.detector import COLUMNS, SOURCES, output_table
 from impressions.schemas import AUS, EMOTIONS
 
 log = logging.getLogger(__name__)
@@ -40,10 +40,7 @@ class OpenFaceBackend:
     """OpenFace AUs per sampled frame from its CSVs (or its binary), emotions from the builtin CNN."""
 
     name = "openface"
-    sources = {
-        "aus": "openface (FeatureExtraction AUxx_r)",
-        "emotions": "builtin fer CNN fused with OpenFace AUs",
-    }
+    sources = SOURCES["openface"]
 
     def __init__(
         self,

@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 
 from impressions.devices import resolve_device
-from impressions.expressions.detector import COLUMNS, check_inputs, output_table
+from impressions.expressions.detector import COLUMNS, SOURCES, check_inputs, output_table
 from impressions.expressions.geometry import geometric_aus
 from impressions.schemas import AUS, EMOTIONS
 
@@ -133,7 +133,7 @@ class PyFeatBackend:
     """
 
     name = "pyfeat"
-    sources = {"aus": "py-feat xgb (AU45: builtin landmark geometry)", "emotions": "py-feat resmasknet"}
+    sources = SOURCES["pyfeat"]
 
     def __init__(self, *, device: str = "auto", batch_size: int = 16, baseline: str = "clip", detector=None):
         self.batch_size = int(batch_size)
