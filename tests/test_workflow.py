@@ -249,9 +249,9 @@ def test_bad_config_key_and_value_are_named(tmp_path):
     write_config(tmp_path, data_root="demo", frams={"per_clip": 3})
     proc = run(tmp_path, "--dry-run", check=False)
     assert proc.returncode != 0 and "frams" in proc.stdout + proc.stderr
-    write_config(tmp_path, data_root="demo", expressions={"backend": "openface", "device": "cpu"})
+    write_config(tmp_path, data_root="demo", expressions={"backend": "libreface", "device": "cpu"})
     proc = run(tmp_path, "--dry-run", check=False)
-    assert proc.returncode != 0 and "openface" in proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "libreface" in proc.stdout + proc.stderr
 
 
 def test_unsafe_annotation_pickle_stops_the_run_before_anything_runs(tmp_path):
