@@ -43,6 +43,10 @@ def main() -> None:
                 f"{row['ours_present']:.0%}", f"{row['theirs_present']:.0%}",
             ]  # fmt: skip
             print("| " + " | ".join(cells) + " |")
+    print("\nshare of builtin (frame, AU) values at exactly 0, by neutral baseline")
+    for reference in references:
+        shares = {b: agreement.zero_share(reference, b) for b in ("clip", "population")}
+        print(f"  {reference.name}: clip {shares['clip']:.0%}, population {shares['population']:.0%}")
 
 
 if __name__ == "__main__":

@@ -69,6 +69,12 @@ def pyfeat_reference(path) -> Reference:
     return Reference(f"py-feat ({path.name})", landmarks_of(table), values, present, clip_ids)
 
 
+def zero_share(reference: Reference, baseline: str = "clip") -> float:
+    """Share of (frame, AU) builtin values at exactly 0 under `baseline` (the clip median zeroes the
+    half of each AU's frames below it)."""
+    return float((geometric_aus(reference.landmarks, reference.clip_ids, baseline) == 0).mean())
+
+
 def _correlation(a: np.ndarray, b: np.ndarray) -> float:
     if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return float("nan")
