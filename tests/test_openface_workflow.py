@@ -30,7 +30,7 @@ def test_workflow_takes_openface_values_at_the_sampled_frames(bad_media, tmp_pat
     expressions = {"backend": "openface", "device": "cpu", "openface": {"csv_dir": str(csvs)}}
     write_config(work, data_root=str(root), results_dir="out", expressions=expressions)
     tables = work / "out" / "tables"
-    run(work, str(tables / "frames.parquet"), str(tables / "faces.parquet"))
+    run(work, "--", "out/tables/frames.parquet", "out/tables/faces.parquet")  # targets, not config files
 
     # OpenFace's rows: one per video frame at the video's rate, known values, for all but the dash clip
     frames = pl.read_parquet(tables / "frames.parquet").filter(pl.col("source_frame") > 0)
@@ -43,7 +43,7 @@ def test_workflow_takes_openface_values_at_the_sampled_frames(bad_media, tmp_pat
         times = np.arange(int(6 * fps)) / fps
         written[cid] = (times, np.round(rng.uniform(0, 5, (len(times), len(AUS))), 2))
         (csvs / f"{cid}.csv").write_text(openface_text(*written[cid]))
-    run(work, str(tables / "expressions.parquet"))
+    run(work, "--", "out/tables/expressions.parquet")
 
     table = pl.read_parquet(tables / "expressions.parquet")
     faces = pl.read_parquet(tables / "faces.parquet").filter("has_face", "success")
