@@ -11,28 +11,9 @@ from impressions.data import preprocess, preprocess_shard, shards
 from impressions.expressions import detector, openface_csv
 from impressions.expressions.openface_backend import OpenFaceBackend
 from impressions.schemas import AUS, EMOTIONS
-from impressions.testing import face_clip
+from impressions.testing import face_clip, openface_text
 
 OPENFACE_TEST = media.pyfeat_test_media("OpenFace_Test.csv")  # 100 frames of real OpenFace 2 output
-
-
-def openface_text(times, aus, confidence=None, success=None) -> str:
-    """A FeatureExtraction CSV as OpenFace 2.2 writes it: ", " separators, frame, face_id, timestamp,
-    confidence, success, the 17 AUxx_r then the 18 AUxx_c (AU28 has only _c)."""
-    n = len(times)
-    confidence = np.full(n, 0.98) if confidence is None else confidence
-    success = np.ones(n, int) if success is None else success
-    occurrence = [*AUS[:-1], "AU28", "AU45"]
-    header = ["frame", "face_id", "timestamp", "confidence", "success"]
-    header += [f"{au}_r" for au in AUS] + [f"{au}_c" for au in occurrence]
-    lines = [", ".join(header)]
-    for i in range(n):
-        row = [str(i + 1), "0", f"{times[i]:.3f}", f"{confidence[i]:.6g}", str(int(success[i]))]
-        row += [f"{v:.2f}" for v in aus[i]] + [
-            "1" if v >= 1 else "0" for v in [*aus[i][:-1], 0.0, aus[i][-1]]
-        ]
-        lines.append(", ".join(row))
-    return "\n".join(lines) + "\n"
 
 
 class FakeEmotions:

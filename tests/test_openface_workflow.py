@@ -5,12 +5,11 @@ import shutil
 import numpy as np
 import polars as pl
 import pytest
-from test_openface_backend import openface_text
 from workflow import run, write_config
 
 from impressions.expressions import openface_csv
 from impressions.schemas import AUS
-from impressions.testing import clip_id, write_fi_annotations
+from impressions.testing import clip_id, openface_text, write_fi_annotations
 
 pytestmark = [pytest.mark.workflow, pytest.mark.heavy]  # its own snakemake runs
 
