@@ -228,3 +228,18 @@ def test_the_reproduction_note_follows_the_optimizer():
     }
     assert "optimizer adamw (paper: sgd)" in notes["adamw"] and "optimizer" not in notes["sgd"]
     assert notes["sgd"].startswith("10 test clips; differs: backbone small (paper: vgg16)")
+
+
+def test_models_reading_expressions_name_their_sources():
+    """The report's training table column: where a model's AUs and emotions came from, or nothing."""
+    from impressions.report import differences
+
+    openface = _summary("au_linear_published", preprocessing={"expressions": {"backend": "openface"}})
+    assert differences.expression_note(openface) == (
+        "AUs: openface (OpenFace 2 FeatureExtraction AUxx_r); emotions: builtin fer CNN fused with OpenFace AUs"
+    )
+    assert differences.expression_note(_summary("image")) == ""
+    assert (
+        differences.run_emotion_source([_summary("image"), openface])
+        == "builtin fer CNN fused with builtin AUs"
+    )
