@@ -123,6 +123,8 @@ def test_config_section_reaches_only_its_backend(tmp_path):
         "openface", device="cpu", batch_size=4, openface={"csv_dir": str(tmp_path), "tolerance_s": 0.1}
     )
     assert backend.csv_dir == tmp_path and backend.tolerance_s == 0.1
+    options = {"backend": "builtin", "device": "cpu", "openface": {"csv_dir": "x"}, "pyfeat": {}}
+    assert detector.backend_settings(options) == {"backend": "builtin", "device": "cpu"}
     assert backend.sources["aus"] == "openface (OpenFace 2 FeatureExtraction AUxx_r)"
 
 

@@ -120,6 +120,13 @@ SOURCES: dict[str, dict[str, str]] = {
 """Where each backend's AUs and emotions come from, in words (tables and the report name them)."""
 
 
+def backend_settings(options: dict) -> dict:
+    """The `expressions` config that shapes the chosen backend's output: other backends' sections
+    dropped, so editing `openface.csv_dir` does not recompute a builtin run's cached clips."""
+    name = options.get("backend")
+    return {key: value for key, value in options.items() if key not in BACKENDS or key == name}
+
+
 def get_backend(name: str, **options) -> ExpressionBackend:
     """Build the named backend with its options (e.g. device="auto", batch_size=64, openface={...})."""
     if name not in BACKENDS:

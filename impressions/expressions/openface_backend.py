@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from impressions.data.shards import Clip
+from impressions.devices import resolve_device
 from impressions.expressions import openface_csv
 from impressions.expressions.detector import COLUMNS, SOURCES, output_table
 from impressions.schemas import AUS, EMOTIONS
@@ -61,7 +62,7 @@ class OpenFaceBackend:
         self.min_confidence = float(min_confidence)
         self._emotion_options = {"device": device, "batch_size": batch_size}
         self._emotions = emotions
-        self.device = ""  # the CNN's device is known once it is built; cached rows must not depend on it
+        self.device = resolve_device(device)  # the emotion CNN's, built on first use
 
     def _emotion_backend(self):
         if self._emotions is None:
