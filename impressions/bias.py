@@ -43,9 +43,6 @@ TOO_FEW = "too few"
 ALL = "all"
 """The attribute and group of the rows over every clip of the split (the reference level)."""
 
-MIN_PEOPLE = 20
-"""Default smallest group that gets an interval and a test (`bias.min_people` in the config)."""
-
 
 def attribute_name(attribute: str | Sequence[str]) -> str:
     """``gender`` or ``gender x ethnicity``."""
@@ -171,7 +168,7 @@ class Audit:
 
 
 def audit_attribute(
-    pp: People, columns: Sequence[str], min_people: int = MIN_PEOPLE, n_boot: int = 1000,
+    pp: People, columns: Sequence[str], min_people: int, n_boot: int = 1000,
     n_perm: int = 2000, seed: int = 0, level: float = 0.95,
 ) -> Audit:  # fmt: skip
     """Per-group estimates with intervals and the gap between the highest and lowest tested group.
@@ -208,7 +205,8 @@ def audit_attribute(
                "people": int(in_test.sum())}  # fmt: skip
         if len(tested_names) >= 2:
             by = np.array([values[n][j] for n in tested_names])
-            high, low = tested_names[int(by.argmax())], tested_names[int(by.argmin())]
+            order = np.argsort(by, kind="stable")  # all equal: still two distinct groups
+            high, low = tested_names[int(order[-1])], tested_names[int(order[0])]
             row.update(high=high, low=low, gap=float(by.max() - by.min()))
             if reps:
                 diff = reps[high][:, j] - reps[low][:, j]
@@ -259,7 +257,7 @@ def _audit_values(clips, values, columns, split, kind, model, attrs, min_people,
 
 
 def audit(
-    clips, predictions, split: str = "test", min_people: int = MIN_PEOPLE, n_boot: int = 1000,
+    clips, predictions, min_people: int, split: str = "test", n_boot: int = 1000,
     n_perm: int = 2000, seed: int = 0, attributes: Sequence[str] = DEMOGRAPHICS,
     intersections: Sequence[tuple[str, str]] = INTERSECTIONS,
 ):  # fmt: skip
