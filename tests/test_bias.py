@@ -184,3 +184,28 @@ def test_every_model_in_the_predictions_gets_rows_and_its_own_family():
     assert gaps.filter(pl.col("model") == "text").height == gaps.filter(pl.col("model") == "face").height
     overall = groups.filter((pl.col("attribute") == bias.ALL) & (pl.col("kind") == "label"))
     assert overall["people"].unique().to_list() == [60] and overall.height == len(TRAITS) + 1
+
+
+def test_the_command_prints_the_reports_tables_from_a_finished_run(tmp_path, capsys):
+    from impressions import cli
+    from impressions.report import bias as bias_report
+    from impressions.report.document import md_table
+
+    with pytest.raises(SystemExit, match="no bias_groups.parquet, bias_gaps.parquet"):
+        cli.main(["bias", str(tmp_path)])
+    groups, gaps = run(*synthetic(model_gap=0.05), n_boot=100, n_perm=100)
+    (tmp_path / "report").mkdir()
+    groups.write_parquet(tmp_path / "report" / "bias_groups.parquet")
+    gaps.write_parquet(tmp_path / "report" / "bias_gaps.parquet")
+    assert cli.main(["bias", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    tables = bias_report.tables(groups, gaps, "test")
+    titles = [t[0] for t in tables]
+    assert titles[0] == "Group gaps (test): labels and every model" and titles[1].startswith(
+        "All clips (test)"
+    )
+    for title, header, rows in tables:
+        assert f"{title}\n\n{md_table(header, rows)}\n" in out
+    assert "| gender | extraversion | " in out and "female - male: +0.05" in out and "Holm" in out
+    with pytest.raises(SystemExit, match="no model image"):
+        cli.main(["bias", str(tmp_path), "--model", "image"])

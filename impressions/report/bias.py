@@ -208,6 +208,8 @@ def section(doc, groups, gaps, figure_path: Path | None, split: str, split_note:
                    f"bars: the labels' own difference, group mean label minus the {split} mean label. "
                    f"Tested groups only ({split} split; {split_note}).")  # fmt: skip
         doc.figure(figure_path, figure_path.name, caption, alt="signed bias per group")
+    elif set(groups["attribute"]) == {bias.ALL}:
+        doc.paragraph(f"The {split} clips carry no gender, age group or ethnicity: only the overall rows.")
     else:
         doc.paragraph(f"No group has {settings['min_people']} people or more in any attribute: no figure.")
     notes = [f"{n} people carry more than one {a.replace('_', ' ')} over their clips; each is counted in "
