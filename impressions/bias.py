@@ -96,8 +96,13 @@ def _means(weights: np.ndarray, sums: np.ndarray, counts: np.ndarray) -> np.ndar
 def bootstrap_means(sums, counts, n_boot: int, rng: np.random.Generator) -> np.ndarray:
     """Replicates (n_boot x columns) of the clip-weighted mean, drawing people with replacement."""
     k = len(counts)
-    draws = rng.multinomial(k, np.full(k, 1.0 / k), size=n_boot).astype(np.float64)
-    return _means(draws, np.asarray(sums), np.asarray(counts))
+    drawn = rng.integers(0, k, size=(n_boot, k)) + k * np.arange(n_boot)[:, None]
+    weights = np.bincount(drawn.ravel(), minlength=n_boot * k).reshape(n_boot, k).astype(np.float64)
+    return _means(weights, np.asarray(sums), np.asarray(counts))
+
+
+CHUNK_CELLS = 4_000_000
+"""Permutations x groups x people per chunk of the permutation test."""
 
 
 def shuffled_groups(codes: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -106,26 +111,37 @@ def shuffled_groups(codes: np.ndarray, n: int, rng: np.random.Generator) -> np.n
     return rng.permuted(np.broadcast_to(codes, (n, len(codes))), axis=1)
 
 
+def _group_means(sums: np.ndarray, counts: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
+    """Clip-weighted group means for each row of `codes` (rows x people): (rows, groups, columns).
+    One product of a (rows x groups) x people indicator with the sums serves every column at once."""
+    rows, n = codes.shape
+    member = (codes[:, None, :] == np.arange(n_groups)[None, :, None]).reshape(rows * n_groups, n)
+    member = member.astype(np.float64)
+    return ((member @ sums) / (member @ counts)[:, None]).reshape(rows, n_groups, sums.shape[1])
+
+
 def group_range(sums, counts, codes, n_groups: int) -> np.ndarray:
     """Per column, max - min over groups of the clip-weighted group mean (`codes`: a group per person)."""
-    onehot = (np.asarray(codes)[None, :] == np.arange(n_groups)[:, None]).astype(np.float64)
-    means = _means(onehot, sums, counts)
+    means = _group_means(
+        np.asarray(sums, float), np.asarray(counts, float), np.asarray(codes)[None], n_groups
+    )[0]
     return means.max(axis=0) - means.min(axis=0)
 
 
-def permutation_p(sums, counts, codes, n_perm: int, rng: np.random.Generator, chunk: int = 256) -> np.ndarray:
+def permutation_p(sums, counts, codes, n_perm: int, rng: np.random.Generator) -> np.ndarray:
     """Per column, the permutation p-value of the group range: ``(1 + #{range* >= range}) / (1 + n_perm)``,
-    shuffling group membership across people (`shuffled_groups`). Chunked: memory is chunk x people."""
+    shuffling group membership across people (`shuffled_groups`). Chunked: the indicator of a chunk
+    of permutations holds at most `CHUNK_CELLS` values (32 MB), whatever the number of people."""
     sums, counts, codes = np.asarray(sums, float), np.asarray(counts, float), np.asarray(codes)
     n_groups = int(codes.max()) + 1
+    chunk = max(1, CHUNK_CELLS // (n_groups * len(codes)))
     observed = group_range(sums, counts, codes, n_groups)
     tol = 1e-12 * max(1.0, float(np.abs(observed).max()))  # ties of the identity permutation count
     exceed = np.zeros(sums.shape[1])
     done = 0
     while done < n_perm:
         m = min(chunk, n_perm - done)
-        perm = shuffled_groups(codes, m, rng)
-        means = np.stack([_means((perm == g).astype(np.float64), sums, counts) for g in range(n_groups)], 1)
+        means = _group_means(sums, counts, shuffled_groups(codes, m, rng), n_groups)
         exceed += ((means.max(axis=1) - means.min(axis=1)) >= observed - tol).sum(axis=0)
         done += m
     return (1 + exceed) / (1 + n_perm)
@@ -233,27 +249,41 @@ def _attributes(clips, attributes, intersections) -> list:
     return have + [pair for pair in intersections if all(a in have for a in pair)]
 
 
-def _audit_values(clips, values, columns, split, kind, model, attrs, min_people, n_boot, n_perm, seed):
-    """Rows of every attribute for per-clip `values` of the `clips` frame (one row per clip, same order)."""
+def _audit_values(clips, values, columns, split, attrs, min_people, n_boot, n_perm, seed):
+    """Group and (uncorrected) gap rows of every attribute for per-clip `values` of the `clips` frame
+    (one row per clip, same order); `columns` names each value column as (kind, model, trait). Columns
+    on the same clips go through one call: the same resampled and shuffled people serve them all."""
     person = (
         clips["youtube_id"].fill_null(clips["clip_id"]) if "youtube_id" in clips.columns else clips["clip_id"]
     )
     person = person.to_list()
-    head = {"split": split, "kind": kind, "model": model}
     everyone = people(values, person, [ALL] * len(person))
-    overall = audit_attribute(everyone, columns, min_people=2, n_boot=n_boot, n_perm=0, seed=seed)
-    groups = [{**head, "attribute": ALL, **r} for r in overall.groups]
-    gaps, family = [], []
+    found = [(ALL, audit_attribute(everyone, columns, min_people=2, n_boot=n_boot, n_perm=0, seed=seed))]
     for attr in attrs:
         res = audit_attribute(people(values, person, _group_column(clips, attr)), columns,
                               min_people=min_people, n_boot=n_boot, n_perm=n_perm, seed=seed)  # fmt: skip
-        name = attribute_name(attr)
-        groups += [{**head, "attribute": name, **r} for r in res.groups]
-        family += [{**head, "attribute": name, **r} for r in res.gaps]
-    p = np.array([r["p_value"] for r in family], dtype=np.float64)
-    for r, h, b in zip(family, holm(p), benjamini_hochberg(p)):
-        gaps.append({**r, "p_holm": float(h), "p_bh": float(b)})
+        found.append((attribute_name(attr), res))
+
+    def row(name, r):
+        kind, model, trait = r["trait"]
+        return {"split": split, "kind": kind, "model": model, "attribute": name, **r, "trait": trait}
+
+    groups = [row(name, r) for name, res in found for r in res.groups]
+    gaps = [row(name, r) for name, res in found[1:] for r in res.gaps]
     return groups, gaps
+
+
+def _corrected(gaps: list[dict]) -> list[dict]:
+    """`gaps` with Holm and BH p-values, one family per (kind, model): its traits x attributes."""
+    families: dict[tuple, list[int]] = {}
+    for i, r in enumerate(gaps):
+        families.setdefault((r["kind"], r["model"]), []).append(i)
+    out = [dict(r) for r in gaps]
+    for members in families.values():
+        p = np.array([gaps[i]["p_value"] for i in members], dtype=np.float64)
+        for i, h, b in zip(members, holm(p), benjamini_hochberg(p)):
+            out[i].update(p_holm=float(h), p_bh=float(b))
+    return out
 
 
 def audit(
@@ -271,15 +301,19 @@ def audit(
     import polars as pl
 
     part = clips.filter(pl.col("split") == split).drop_nulls(list(TRAITS)).sort("clip_id")
-    attrs = _attributes(part, attributes, intersections)
-    groups, gaps = [], []
     if not part.height:
         return frame("bias_groups", []), frame("bias_gaps", [])
+    attrs = _attributes(part, attributes, intersections)
     labels = [c for c in LABELS if c in part.columns and part[c].null_count() == 0]
-    args = (attrs, min_people, n_boot, n_perm, seed)
-    g, p = _audit_values(part, part.select(labels).to_numpy(), labels, split, "label", "labels", *args)
-    groups += g
-    gaps += p
+    # Every set of clips with its value columns: the labels and each model predicting all of the
+    # split's clips share one (the usual case: models fill clips without input), others get their own.
+    sets = {
+        tuple(part["clip_id"]): (
+            part,
+            [part.select(labels).to_numpy()],
+            [("label", "labels", c) for c in labels],
+        )
+    }
     preds = predictions.filter(pl.col("split") == split) if "split" in predictions.columns else predictions
     for model in dict.fromkeys(preds["model"].to_list()):
         mine = preds.filter(pl.col("model") == model).drop("split", strict=False)
@@ -288,10 +322,22 @@ def audit(
         if not joined.height:
             continue
         error = joined.select([f"pred_{t}" for t in TRAITS]).to_numpy() - joined.select(TRAITS).to_numpy()
-        g, p = _audit_values(joined, error, list(TRAITS), split, "model", model, *args)
+        entry = sets.setdefault(tuple(joined["clip_id"]), (joined, [], []))
+        entry[1].append(error)
+        entry[2].extend(("model", model, t) for t in TRAITS)
+    groups, gaps = [], []
+    for rows, values, columns in sets.values():
+        g, p = _audit_values(rows, np.hstack(values), columns, split, attrs, min_people, n_boot, n_perm, seed)
         groups += g
         gaps += p
-    return frame("bias_groups", groups), frame("bias_gaps", gaps)
+    order = {
+        ("label", "labels"): -1,
+        **{("model", m): i for i, m in enumerate(dict.fromkeys(preds["model"]))},
+    }
+    key = lambda r: (order[(r["kind"], r["model"])],)  # noqa: E731
+    return frame("bias_groups", sorted(groups, key=key)), frame(
+        "bias_gaps", sorted(_corrected(gaps), key=key)
+    )
 
 
 def mixed_people(clips, split: str = "test", attributes: Sequence[str] = DEMOGRAPHICS) -> dict[str, int]:
