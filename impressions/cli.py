@@ -142,9 +142,10 @@ BIAS_TABLES = ("bias_groups.parquet", "bias_gaps.parquet")
 """What the report rule writes to results/report/ for `impressions bias` (rules/report.smk)."""
 
 
-def bias_tables(results: str | Path, split: str = "test", models: Sequence[str] = ()) -> list:
-    """The report's bias tables of a finished run (`impressions.report.bias.tables`), read from
-    RESULTS/report/ (or RESULTS itself when it holds them); `models` keeps only those models."""
+def bias_tables(results: str | Path, split: str = "test", models: Sequence[str] = ()) -> tuple[list, list]:
+    """(significant gaps, tables) of a finished run's bias audit, as the report shows them
+    (`impressions.report.bias`), read from RESULTS/report/ (or RESULTS itself when it holds them);
+    `models` keeps only those models."""
     import polars as pl
 
     from impressions.report import bias as bias_report
@@ -167,12 +168,13 @@ def bias_tables(results: str | Path, split: str = "test", models: Sequence[str] 
         groups, gaps = groups.filter(keep), gaps.filter(keep)
     if split not in set(groups["split"]):
         raise SystemExit(f"impressions bias: no {split} rows in {folder}")
-    return bias_report.tables(groups, gaps, split)
+    return bias_report.significant(gaps, split), bias_report.tables(groups, gaps, split)
 
 
-def _print_bias(tables: list) -> None:
+def _print_bias(summary: list[str], tables: list) -> None:
     from impressions.report.document import md_table
 
+    print("Gaps significant after Holm correction:\n" + "\n".join(f"- {line}" for line in summary) + "\n")
     for title, header, rows in tables:
         print(f"{title}\n\n{md_table(header, rows)}\n")
 
@@ -308,7 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"impressions predict: error: {err}", file=sys.stderr)
             return 2
     elif args.command == "bias":
-        _print_bias(bias_tables(args.results, args.split, args.model or ()))
+        _print_bias(*bias_tables(args.results, args.split, args.model or ()))
     elif args.command == "convert-vggface":
         _convert_vggface(args)
     elif args.command == "config":

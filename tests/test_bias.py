@@ -193,7 +193,8 @@ def test_the_command_prints_the_reports_tables_from_a_finished_run(tmp_path, cap
 
     with pytest.raises(SystemExit, match="no bias_groups.parquet, bias_gaps.parquet"):
         cli.main(["bias", str(tmp_path)])
-    groups, gaps = run(*synthetic(model_gap=0.05), n_boot=100, n_perm=100)
+    # 1000 permutations: the smallest Holm p of a family of 15 tests is 15 / 1001
+    groups, gaps = run(*synthetic(model_gap=0.05), n_boot=100, n_perm=1000)
     (tmp_path / "report").mkdir()
     groups.write_parquet(tmp_path / "report" / "bias_groups.parquet")
     gaps.write_parquet(tmp_path / "report" / "bias_gaps.parquet")
@@ -207,5 +208,9 @@ def test_the_command_prints_the_reports_tables_from_a_finished_run(tmp_path, cap
     for title, header, rows in tables:
         assert f"{title}\n\n{md_table(header, rows)}\n" in out
     assert "| gender | extraversion | " in out and "female - male: +0.05" in out and "Holm" in out
+    assert (
+        "- labels: no gap with Holm p < 0.05" in out
+        and "- face: gender extraversion (female - male +0.04" in out
+    )
     with pytest.raises(SystemExit, match="no model image"):
         cli.main(["bias", str(tmp_path), "--model", "image"])

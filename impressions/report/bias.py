@@ -106,6 +106,24 @@ def _gap_cell(r) -> str:
     )
 
 
+def significant(gaps, split: str, alpha: float = 0.05) -> list[str]:
+    """One line per source (the labels, then each model): its gaps with a Holm-corrected p below
+    `alpha`, so a reader sees which modality carries which gap and whether the labels already do."""
+    import polars as pl
+
+    part = gaps.filter(pl.col("split") == split)
+    lines = []
+    for model in dict.fromkeys(part["model"].to_list()):
+        hits = part.filter((pl.col("model") == model) & (pl.col("p_holm") < alpha))
+        found = [
+            f"{r['attribute']} {r['trait']} ({r['high']} - {r['low']} {r['gap']:+.3f}, "
+            f"Holm p {_p(r['p_holm'])})"
+            for r in hits.iter_rows(named=True)
+        ]
+        lines.append(f"{model}: " + ("; ".join(found) if found else f"no gap with Holm p < {alpha}"))
+    return lines
+
+
 def tables(groups, gaps, split: str) -> list[tuple[str, list[str], list[list]]]:
     """(title, header, rows) of every table of one split: the gaps, then signed bias per attribute."""
     import polars as pl
@@ -216,6 +234,10 @@ def section(doc, groups, gaps, figure_path: Path | None, split: str, split_note:
              "the group most of their clips carry" for a, n in mixed.items() if n]  # fmt: skip
     if notes:
         doc.bullets(notes)
+    summary = significant(gaps, split)
+    if summary:
+        doc.paragraph(f"Gaps significant after Holm correction ({split}), labels first, then every model:")
+        doc.bullets(summary)
     for title, header, rows in tables(groups, gaps, split):
         doc.caption(title)
         doc.table(header, rows)
