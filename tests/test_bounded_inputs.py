@@ -22,7 +22,7 @@ def test_row_dataset_reads_file_rows_without_mapping_the_file(tmp_path):
     rows = datasets.RowDataset(clips, path, [5, -1, 0, 3])
     assert rows.clip_positions.tolist() == [0, 2, 3]
     got = [rows[i] for i in range(len(rows))]
-    for (x, _, pos), row in zip(got, [5, 0, 3]):
+    for (x, _, _), row in zip(got, [5, 0, 3]):
         assert np.array_equal(x.numpy(), array[row])
     assert [pos for _, _, pos in got] == [0, 2, 3]
     # A memory map's touched pages would count in the job's resident set: the file is never mapped.
