@@ -170,3 +170,56 @@ def test_guidance_sweep_verdict_per_weight():
     ]  # fmt: skip
     text = guidance_sweep.verdict(judged, tolerance=0.005)
     assert text.startswith("The claim holds at 1 of 4 weights") and "weight 3: " in text
+
+
+def _rare_au_and_dead_unit(seed=0, frames=400, present=20, n_units=30):
+    rng = np.random.default_rng(seed)
+    au = np.zeros((frames, 1))
+    au[rng.choice(frames, present, replace=False), 0] = rng.uniform(1, 5, present)
+    unit = rng.uniform(0, 1, (frames, n_units))
+    unit[:, 5] = 0.0  # a dead ReLU unit
+    return au, unit
+
+
+def test_a_rare_au_and_a_dead_unit_make_no_detector():
+    # Row-order tie-breaking gave both zero-filled top-50 sets the earliest frames: I = 34, p = 5e-23.
+    au, unit = _rare_au_and_dead_unit()
+    (row,) = emergence.emergence(au, unit, n_top=50)
+    assert row["positive"] == 20 and row["unit"] is None and row["p_value"] is None
+    assert row["units_tested"] == 29 and row["tests"] == 0
+
+
+def test_a_dead_unit_is_never_the_detector_of_a_common_au():
+    au, unit = _rare_au_and_dead_unit(present=120)  # 120 positive frames: a top-50 set exists
+    (row,) = emergence.emergence(au, unit, n_top=50)
+    assert row["unit"] != 5 and row["units_tested"] == 29 and row["tests"] == 29
+    assert row["p_corrected"] > 0.05  # random units: no detector
+
+
+def test_positive_ties_are_broken_independently_per_column():
+    # A quantised AU and a quantised unit, both 1.0 on the same 100 of 400 rows and 0 elsewhere, tie
+    # at the top-50 boundary: breaking the ties by row order would align the two top-50 sets exactly.
+    au, unit = np.zeros((400, 1)), np.zeros((400, 1))
+    au[:100], unit[:100] = 1.0, 1.0
+    (row,) = emergence.emergence(au, unit, n_top=50)
+    assert row["i_max"] < 40  # about 50 * 50 / 100 = 25 expected from two random halves
+
+
+def test_youtube_block_permutation_confirms_a_copying_unit_and_not_a_random_one():
+    rng = np.random.default_rng(3)
+    clip_ids = [f"vid{v:02d}.{c:03d}" for v in range(20) for c in range(4) for _ in range(5)]
+    au, unit = rng.random((400, 2)), rng.random((400, 30))
+    unit[:, 9] = au[:, 0] + 0.01 * rng.random(400)
+    frame_rows, clip_rows, _ = emergence.both_levels(clip_ids, au, unit, frame_top=50, clip_top=10)
+    assert frame_rows[0]["unit"] == 9 and frame_rows[0]["p_permutation"] == pytest.approx(0.001)
+    assert frame_rows[1]["p_permutation"] is None  # only the strongest row gets the permutation
+    # A whole YouTube video's frames on top of the AU and of one unit: per frame a tiny p, but one
+    # event; the block permutation keeps the video together: p is about 1/20, the chance that the
+    # unit's block lands on the AU's among 20 videos, where the hypergeometric p is below 1e-10.
+    au, unit = rng.random((400, 1)), rng.random((400, 30))
+    au[:20] += 5
+    unit[:20, 4] += 5
+    (row,) = emergence.emergence(au, unit, n_top=20)
+    assert row["unit"] == 4 and row["p_corrected"] < 1e-10
+    groups = [c.rpartition(".")[0] for c in clip_ids]
+    assert 0.03 < emergence.permutation_p(au, unit, 20, groups, 0) < 0.08

@@ -38,9 +38,12 @@ def _unit_schema(parts, with_chance: bool) -> dict:
 EMERGENCE_SCHEMA = {
     "model": "String", "level": "String", "au": "String", "layer": "String", "unit": "Int64",
     "i_max": "Int64", "n_top": "Int64", "n": "Int64", "expected": "Float64", "p_value": "Float64",
-    "p_corrected": "Float64", "p_bonferroni": "Float64", "tests": "Int64",
+    "p_corrected": "Float64", "p_bonferroni": "Float64", "tests": "Int64", "positive": "Int64",
+    "units_tested": "Int64", "p_permutation": "Float64",
 }  # fmt: skip
-"""au_emergence.csv: one row per level (frame, clip) and AU; n is frames or clips."""
+"""au_emergence.csv: one row per level (frame, clip) and AU; n is frames or clips. An AU with fewer
+than n_top positive values (`positive`) is not tested: unit, i_max and p are empty. p_permutation:
+the YouTube-id block permutation p, on the strongest row of each level only."""
 
 
 def _layer_detectors(name, acts, size, masks, parts, top, threshold, margin):
@@ -97,8 +100,8 @@ def _emergence_table(name, faces: Images, peak_values, au_top_n, clip_top_n, not
         )
         for level, level_rows in (("frame", frame_rows), ("clip", clip_rows)):
             for row in level_rows:
-                layer, unit = unit_names[row["unit"]]
-                known = {k: row[k] for k in EMERGENCE_SCHEMA if k in row}
+                layer, unit = unit_names[row["unit"]] if row["unit"] is not None else (None, None)
+                known = {k: row[k] for k in EMERGENCE_SCHEMA if k in row and k != "unit"}
                 emergence_rows.append(
                     {"model": name, "level": level, "au": AUS[row["au_index"]], "layer": layer, "unit": unit}
                     | known
@@ -211,7 +214,20 @@ def _units_section(
 
     def significant(level):
         part = em.filter(pl.col("level") == level)
-        return f"{int((part['p_corrected'] < 0.05).sum())} of {part.height}" if part.height else "none"
+        tested = part.filter(pl.col("p_value").is_not_null())
+        if not part.height:
+            return "none"
+        strongest = tested.filter(pl.col("p_permutation").is_not_null())
+        perm = (
+            f"; YouTube-id permutation p of the strongest, {strongest['au'][0]}: "
+            f"{strongest['p_permutation'][0]:.3g}"
+            if strongest.height
+            else ""
+        )
+        return (
+            f"{int((tested['p_corrected'] < 0.05).sum())} of {tested.height} AUs tested, "
+            f"{part.height - tested.height} too rare to rank{perm}"
+        )
 
     return Section(
         spec.title.format(model=name),
@@ -220,9 +236,9 @@ def _units_section(
         f"detectors: their top-{top} images peak inside one part at least {threshold:.0%} of the time AND "
         f"that share exceeds the part's chance share by at least {margin:g} (the chance share is the share "
         "of the layer's peak cells the part covers, averaged over images). AUs with a unit beyond chance "
-        "(Benjamini-Hochberg across "
-        f"{n_units} units x {len(AUS)} AUs, q < 0.05): frame level {significant('frame')}, clip level "
-        f"{significant('clip')} ({n_clips} clips). " + " ".join(notes),
+        f"(Benjamini-Hochberg across the tested units x AUs of {n_units} units x {len(AUS)} AUs, q < 0.05): "
+        f"frame level {significant('frame')}, clip level {significant('clip')} ({n_clips} clips). "
+        + " ".join(notes),
         order=spec.order + (images.kind == "faces"),
     )
 
@@ -284,9 +300,14 @@ def _unit_figures_and_tables(
         "Action-Unit emergence, frame level and clip level. For each AU, I_max is the largest intersection "
         "of the AU's top-N set with a unit's top-N set (the unit named), `expected` the chance intersection "
         "N^2/n, p_value the hypergeometric P(X >= I_max) with n frames or clips, p_corrected "
-        f"{emergence.CORRECTION} ({n_units * len(AUS)} tests per level), p_bonferroni the family-wise "
-        "bound. Frames of one clip are alike: the frame-level p is optimistic when a few clips supply the "
-        "top frames; the clip level is the one to trust.",
+        f"{emergence.CORRECTION} (`tests`: tested units x tested AUs, at most {n_units * len(AUS)} per "
+        "level), p_bonferroni the family-wise "
+        "bound. An AU or unit with fewer than N positive values has no top-N set and is not tested "
+        "(`positive`; `units_tested`; its p is empty), and ties among positive values are broken at "
+        "random: row order cannot align two columns. p_permutation (strongest row of each level): the "
+        "unit scores moved as whole YouTube-id blocks, the best unit's I_max against the permuted "
+        f"maxima ({emergence.PERMUTATIONS} permutations). Frames of one clip are alike: the frame-level p "
+        "is optimistic when a few clips supply the top frames; the clip level is the one to trust.",
         files["emergence"],
     )
 

@@ -1,6 +1,8 @@
-"""Units of the last conv layers as semantic detectors, and Action-Unit emergence.
+"""Units of the last conv layers as semantic detectors (Action-Unit emergence:
+`impressions.explain.emergence`).
 
-Two analyses from the interpretation work behind First Impressions models:
+Two analyses from the interpretation work behind First Impressions models (the second computed in
+`impressions.explain.emergence`):
 
 - *Units as detectors* (Zhou et al., 2015, "Object detectors emerge in deep scene CNNs"): every unit
   (channel) of a late conv layer is shown through the images that excite it most, each segmented by
@@ -11,7 +13,7 @@ Two analyses from the interpretation work behind First Impressions models:
 - *AU emergence* (Gucluturk et al.; Ventura et al., 2017): for each Action Unit, the frames where it
   is most intense against each unit's most activating frames. The best unit's overlap ``I_max`` is
   judged against chance: under random rankings the overlap of two top-``n`` sets out of ``F`` frames
-  is hypergeometric, and the p value is Bonferroni-corrected for the number of units tried.
+  is hypergeometric, corrected over units x AUs.
 
 Coordinates: landmarks and peaks are (x, y) image pixels; a point lies in pixel
 ``(floor(y), floor(x))`` of a mask. Activations are float32 numpy arrays (N, C, h, w).
@@ -275,52 +277,6 @@ def segment(image_uint8: np.ndarray, act_map: np.ndarray, level: float = 0.5) ->
     keep = up >= level * peak if peak > 0 else np.zeros(up.shape, dtype=bool)
     dark = (image.astype(np.float32) * 0.25).round().astype(np.uint8)
     return np.where(keep[..., None], image, dark).astype(np.uint8)
-
-
-# ----------------------------------------------------------------------------------------------------
-# Action-Unit emergence
-
-
-def hypergeom_p(i_max: int, frames: int, n_top: int) -> float:
-    """P(X >= i_max) for the overlap X of two random top-`n_top` sets out of `frames` frames."""
-    from scipy.stats import hypergeom
-
-    return float(hypergeom.sf(i_max - 1, frames, n_top, n_top))
-
-
-def au_emergence(au_values: np.ndarray, unit_values: np.ndarray, n_top: int) -> list[dict]:
-    """For each AU: the unit whose top-`n_top` frames overlap the AU's top-`n_top` frames most.
-
-    au_values (F, A) AU intensities, unit_values (F, U) each unit's peak activation on the same
-    frames. Rankings are descending with ties broken by frame order (NaN last); the first unit wins a
-    tie in overlap. p = P(X >= I_max), X ~ Hypergeom(F, n_top, n_top); p_corrected = min(1, p U).
-    """
-    au = np.asarray(au_values, dtype=np.float64)
-    unit = np.asarray(unit_values, dtype=np.float64)
-    au = au[:, None] if au.ndim == 1 else au
-    unit = unit[:, None] if unit.ndim == 1 else unit
-    frames, n_units = unit.shape
-    if au.shape[0] != frames:
-        raise ValueError(f"AU values have {au.shape[0]} frames, unit values {frames}")
-    if not 1 <= n_top <= frames:
-        raise ValueError(f"n_top must be in 1..{frames}, not {n_top}")
-
-    def membership(values: np.ndarray) -> np.ndarray:
-        chosen = np.zeros(values.shape, dtype=np.float32)
-        np.put_along_axis(chosen, top_images(values, n_top), 1.0, axis=0)
-        return chosen
-
-    overlap = membership(au).T @ membership(unit)  # (A, U) exact: counts stay far below 2**24
-    rows = []
-    for a, row in enumerate(overlap):
-        best = int(row.argmax())
-        i_max = int(round(row[best]))
-        p = hypergeom_p(i_max, frames, n_top)
-        rows.append({
-            "au_index": a, "unit": best, "i_max": i_max, "n_top": n_top, "frames": frames,
-            "expected": n_top**2 / frames, "p_value": p, "p_corrected": min(1.0, p * n_units),
-        })  # fmt: skip
-    return rows
 
 
 # ----------------------------------------------------------------------------------------------------
