@@ -23,4 +23,5 @@ with logs.to_file(snakemake.log[0]):
         by_model(snakemake.input.summaries),
         clips,
         files,
+        strict=sections.strict(snakemake.config),
     )

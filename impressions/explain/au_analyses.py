@@ -11,7 +11,7 @@ import numpy as np
 
 from impressions.explain import analyses
 from impressions.explain.images import Images, batched, load_model, model_input
-from impressions.explain.sections import Section
+from impressions.explain.sections import NotComputable, Section
 from impressions.schemas import TRAITS
 
 # ----------------------------------------------------------------------------------------------------
@@ -47,7 +47,7 @@ def au_map_analysis(name: str, checkpoint: Path, images: Images, files: Mapping[
     model, transform, ckpt = load_model(checkpoint)
     faces = images.subset(images.has_face & np.array([e is not None for e in images.emotions], bool))
     if not len(faces):
-        raise ValueError(f"{name}: no frames with a face and expressions for AU maps")
+        raise NotComputable(f"{name}: no frames with a face and expressions for AU maps")
     corr, targets, cams = cam_au_correlations(model, transform, faces)
     frames = pl.DataFrame({
         "model": [name] * len(faces), "clip_id": faces.clip_ids,

@@ -258,10 +258,10 @@ def read_weights(paths: Sequence[str | Path]) -> dict[float, Path]:
     return {float(Path(p).parent.name.removeprefix("w")): Path(p) for p in paths}
 
 
-def run(family: str, inputs: Mapping, outputs: Mapping[str, str], options: Mapping):
+def run(family: str, inputs: Mapping, outputs: Mapping[str, str], options: Mapping, strict: bool = False):
     """The sweep as the workflow calls it: `inputs` holds the sweep's checkpoints, predictions and
     histories (one per weight) and the dataset tables; a sweep that cannot run writes its section
-    saying why."""
+    saying why (an error other than the data's fails it when `strict`)."""
     from impressions.explain import images, interpret, sections
 
     files = {key: Path(path) for key, path in outputs.items()}
@@ -279,5 +279,5 @@ def run(family: str, inputs: Mapping, outputs: Mapping[str, str], options: Mappi
             "au_guidance_sweep", family, files, sweep_analysis, family, list(checkpoints), checkpoints,
             read_weights(inputs["predictions"]), read_weights(inputs["histories"]), clips, frames, faces,
             expressions, options["clips_dir"], files, max_frames=options["max_frames"],
-            n_boot=options["n_boot"], seed=options["seed"],
+            n_boot=options["n_boot"], seed=options["seed"], strict=strict,
         )  # fmt: skip
