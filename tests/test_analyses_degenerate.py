@@ -15,7 +15,7 @@ from impressions.schemas import TRAITS
 OPTIONS = {
     "splits": ["train", "val", "test"], "max_frames": 200, "top_k": 2, "cam_threshold": 0.2,
     "face_overlap": 0.9, "unit_layers": 2, "unit_top": 4, "detector_threshold": 0.5, "au_top_n": 5,
-    "detector_margin": 0.25, "au_top_clips": 2, "box_scales": [1.0, 1.25, 1.5],
+    "detector_margin": 0.25, "au_top_clips": 2, "box_scales": [1.0, 1.25, 1.5], "region_rule": "raw_max",
 }  # fmt: skip
 
 
@@ -37,7 +37,10 @@ def test_one_test_clip_every_analysis_completes(tmp_path, analysis):
     assert "not computed" not in data["title"], data["text"]
     if analysis == "cam_overlap":
         summary = pl.read_csv(outputs["overlap"])
-        assert set(summary["variant"]) == {"every", "largest"}
+        assert set(summary["variant"]) == {"every", "largest"} and set(summary["rule"]) == {
+            "raw_max",
+            "min_max",
+        }
         assert set(summary["box_scale"]) == {1.0, 1.25, 1.5}
         assert "published" in data["text"].lower() and "matches what the paper states" in data["text"]
         regions = pl.read_parquet(outputs["regions"])

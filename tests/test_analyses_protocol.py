@@ -22,13 +22,18 @@ def hand_map():
 
 def test_normalised_threshold_regions_and_overlaps_are_known():
     m, box = hand_map()
-    # The raw-maximum rule keeps the whole positive background: one region covering the map.
+    # The raw-maximum rule (Zhou et al., the default) keeps the whole positive background: one region.
     assert len(cam.cam_regions(m, 0.2)) == 1
+    assert [int(r.sum()) for r in cam_overlap.regions(m, 0.2)] == [1600]
+    raw = cam_overlap.frame_regions(m, box, 0.2, scales=(1.0,), rules=("raw_max",))
+    assert [(r["rule"], r["area_px"]) for r in raw] == [("raw_max", 1600)]
+    assert raw[0]["overlap_1"] == pytest.approx(400 / 1600)
     # Min-max normalised: background 0, A 1, B 5/7 -> two regions, largest first.
-    regions = cam_overlap.regions(m, 0.2)
+    regions = cam_overlap.regions(m, 0.2, "min_max")
     assert [int(r.sum()) for r in regions] == [100, 25]
     rows = cam_overlap.frame_regions(m, box, 0.2, scales=(1.0, 1.25, 1.5))
-    a, b = rows
+    assert [r["rule"] for r in rows] == ["raw_max", "min_max", "min_max"]  # both rules, every time
+    a, b = rows[1:]
     assert a["largest"] and not b["largest"] and (a["area_px"], b["area_px"]) == (100, 25)
     assert a["overlap_1"] == a["overlap_1.25"] == a["overlap_1.5"] == 1.0
     # Box scaled about its centre (9.5, 9.5), half side 9.5: 1.25 -> bottom 21.375 (rows 20-21 of B
@@ -36,8 +41,20 @@ def test_normalised_threshold_regions_and_overlaps_are_known():
     assert b["overlap_1"] == 0.0
     assert b["overlap_1.25"] == pytest.approx(10 / 25) and b["overlap_1.5"] == pytest.approx(20 / 25)
     # A threshold above B's normalised value (5/7) leaves only A.
-    assert [int(r.sum()) for r in cam_overlap.regions(m, 0.75)] == [100]
-    assert cam_overlap.regions(np.ones((8, 8))) == [] and cam_overlap.normalise(np.ones(3)) is None
+    assert [int(r.sum()) for r in cam_overlap.regions(m, 0.75, "min_max")] == [100]
+    assert (
+        cam_overlap.regions(np.ones((8, 8)), rule="min_max") == []
+        and cam_overlap.normalise(np.ones(3)) is None
+    )
+    # A signed regression map: the rules disagree (raw: >= 0.2 x 10 = 2; min-max: >= -10 + 0.2 x 20 = -6).
+    signed = np.full((10, 10), -10.0)
+    signed[0, :] = 10.0
+    signed[5, :] = -5.0
+    assert [int(r.sum()) for r in cam_overlap.regions(signed, 0.2)] == [10]
+    assert sorted(int(r.sum()) for r in cam_overlap.regions(signed, 0.2, "min_max")) == [10, 10]
+    assert cam_overlap.regions(-np.ones((4, 4))) == []  # no positive maximum: no raw-max region
+    with pytest.raises(ValueError, match="unknown CAM region rule"):
+        cam_overlap.regions(m, 0.2, "otsu")
     with pytest.raises(ValueError, match="no face"):
         cam_overlap.frame_regions(m, (np.nan,) * 4)
 
@@ -47,6 +64,7 @@ def test_eight_connected_specks_join_and_largest_variant_counts_one_per_map():
     m[2, 2] = m[3, 3] = 1.0  # diagonal neighbours: one 8-connected region
     m[7, 7] = 1.0
     assert sorted(int(r.sum()) for r in cam_overlap.regions(m)) == [1, 2]
+    assert sorted(int(r.sum()) for r in cam_overlap.regions(m, rule="min_max")) == [1, 2]
 
 
 def test_summary_per_variant_scale_and_trait():
@@ -54,9 +72,16 @@ def test_summary_per_variant_scale_and_trait():
     rows = [{"trait": "openness", **r} for r in cam_overlap.frame_regions(m, box)]
     summary = cam_overlap.summarise(pl.DataFrame(rows), 0.9)
 
-    def share(variant, scale, trait="all"):
-        return summary.filter((pl.col("variant") == variant) & (pl.col("box_scale") == scale)
-                              & (pl.col("trait") == trait)).row(0, named=True)  # fmt: skip
+    def share(variant, scale, trait="all", rule="min_max"):
+        keep = (pl.col("rule") == rule) & (pl.col("variant") == variant) & (pl.col("box_scale") == scale)
+        return summary.filter(keep & (pl.col("trait") == trait)).row(0, named=True)
+
+    # raw_max: the one whole-map region, a quarter of it in the box; min_max: A on the face, B not.
+    assert (
+        share("every", 1.0, rule="raw_max")["regions"] == 1
+        and share("every", 1.0, rule="raw_max")["share"] == 0
+    )
+    assert set(summary["rule"]) == {"raw_max", "min_max"}
 
     assert share("every", 1.0)["share"] == 0.5 and share("every", 1.0)["regions"] == 2
     assert share("largest", 1.0)["share"] == 1.0 and share("largest", 1.0)["regions"] == 1

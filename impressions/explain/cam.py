@@ -137,22 +137,6 @@ def box_mask(box: Sequence[float], shape: tuple[int, int]) -> np.ndarray:
     return ((rows >= top) & (rows <= bottom))[:, None] & ((cols >= left) & (cols <= right))[None, :]
 
 
-def face_overlap(
-    cam: np.ndarray, box: Sequence[float], threshold: float = 0.2, min_overlap: float = 0.9
-) -> tuple[int, int, list[float]]:
-    """(regions, regions on the face, overlap of each region) of one map at image resolution.
-
-    A region's overlap is ``|region ∩ box| / |region|``; it is on the face when that is at least
-    `min_overlap`. `box` is (left, top, right, bottom) in the map's pixels. A frame without a face
-    (NaN box) has no answer here: skip it (ValueError).
-    """
-    if not np.all(np.isfinite(np.asarray(box, dtype=float))):
-        raise ValueError("face box is not finite (no face in this frame): skip the frame")
-    face = box_mask(box, np.shape(cam))
-    overlaps = [float((region & face).sum() / region.sum()) for region in cam_regions(cam, threshold)]
-    return len(overlaps), sum(o >= min_overlap for o in overlaps), overlaps
-
-
 def map_correlation(a: np.ndarray, b: np.ndarray) -> float:
     """Pearson r of two equally shaped maps over their finite pixels; NaN if either is constant."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
