@@ -149,13 +149,25 @@ def test_units_analysis_finds_shares_and_emergence_per_level(tmp_path):
     _, tables, ckpt = _tiny(tmp_path, ["train"] * 4 + ["test"] * 2)
     images = loader.load_images("faces", *tables, tmp_path / "clips")
     files = _files(tmp_path, "units")
-    unit_analyses.units_analysis("image_cam", ckpt, images, files, unit_layers=2, unit_top=4, au_top_n=5)
+    section = unit_analyses.units_analysis(
+        "image_cam", ckpt, images, files, unit_layers=2, unit_top=4, au_top_n=5
+    )
+    # The segmentation is named for what it computes: not an empirical receptive field.
+    captions = [f["caption"] for f in section.figures if "top_units" in f["path"] or "gallery" in f["path"]]
+    assert len(captions) == 5 and all("activation_threshold" in c and "occlusion" in c for c in captions)
+    assert not any("receptive field (" in c for c in captions)
     units = pl.read_parquet(files["units"])
     assert units["layer"].n_unique() == 2 and units["unit"].n_unique() > 1
     masses = units.select(pl.col("^mass_.*$")).to_numpy()
     assert ((masses >= 0) & (masses <= 1 + 1e-9)).all()
     emergence = pl.read_csv(files["emergence"])
     assert set(emergence["level"]) == {"frame", "clip"} and emergence["p_value"].is_between(0, 1).all()
+    tested = emergence.filter(pl.col("p_value").is_not_null())
+    assert (tested["positive"] >= tested["n_top"]).all()  # only AUs with a top-N set of positive values
+    untested = emergence.filter(pl.col("p_value").is_null())
+    assert (untested["positive"] < untested["n_top"]).all() and untested[
+        "unit"
+    ].null_count() == untested.height
 
 
 def test_au_map_analysis_correlates_only_frames_with_an_emotion_map(tmp_path):

@@ -267,8 +267,7 @@ def _unit_figures_and_tables(
     section.figure(
         files["top_units"],
         f"The {len(strongest)} units of {last} with the highest peak activations: their top images, each "
-        "segmented by the unit's receptive field (the activation map upsampled to the image, pixels under "
-        "half its maximum darkened; after Zhou et al. 2015).",
+        f"{units.SEGMENTATION_TEXT}.",
     )
     section.figure(
         files["histograms"],
@@ -279,7 +278,7 @@ def _unit_figures_and_tables(
         section.figure(
             files[f"gallery_{part}"],
             f"{part.capitalize()} detectors: the units (up to {gallery_units}, strongest first) passing the "
-            "detector rule for this part, with their top images segmented by the unit's receptive field.",
+            f"detector rule for this part, with their top images {units.SEGMENTATION_TEXT}.",
         )
     section.table(
         counts,

@@ -6,7 +6,9 @@ Two analyses from the interpretation work behind First Impressions models (the s
 
 - *Units as detectors* (Zhou et al., 2015, "Object detectors emerge in deep scene CNNs"): every unit
   (channel) of a late conv layer is shown through the images that excite it most, each segmented by
-  its upsampled activation map (the unit's receptive field on that image). On aligned faces the
+  its upsampled activation map thresholded at half its maximum (`SEGMENTATION`, ``activation_threshold``:
+  not Zhou et al.'s empirical receptive field, which they estimate by occluding image patches). On
+  aligned faces the
   semantic label is found automatically: each unit's peak location on its top images is tested
   against face-part regions built from the 68 dlib landmarks; a unit whose peaks fall in one part in
   at least `threshold` of its top images is a detector of that part.
@@ -268,8 +270,23 @@ def _upsample(act_map: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return F.interpolate(t, size=shape, mode="bilinear", align_corners=False)[0, 0].numpy()
 
 
-def segment(image_uint8: np.ndarray, act_map: np.ndarray, level: float = 0.5) -> np.ndarray:
-    """Receptive-field segmentation: pixels where the upsampled map is below `level` x its max are
+SEGMENTATION = "activation_threshold"
+"""How a unit's top images are segmented (`segment`): its activation map upsampled to the image, pixels
+under `SEGMENTATION_LEVEL` x its maximum darkened. Zhou et al. (ICLR 2015) segment by an *empirical
+receptive field* estimated by occlusion; that is not computed here, so the figures say which it is."""
+
+SEGMENTATION_LEVEL = 0.5
+
+SEGMENTATION_TEXT = (
+    f"segmented by {SEGMENTATION} (the unit's activation map upsampled to the image, pixels under "
+    f"{SEGMENTATION_LEVEL:g} x its maximum darkened; not Zhou et al. 2015's empirical receptive field, "
+    "which is estimated by occlusion)"
+)
+"""The segmentation as the report's captions describe it."""
+
+
+def segment(image_uint8: np.ndarray, act_map: np.ndarray, level: float = SEGMENTATION_LEVEL) -> np.ndarray:
+    """`SEGMENTATION` (activation threshold): pixels where the upsampled map is below `level` x its max are
     darkened to 25% brightness (all of them when the map never rises above 0); uint8 RGB."""
     image = np.asarray(image_uint8)
     up = _upsample(act_map, image.shape[:2])
