@@ -180,21 +180,24 @@ def test_guidance_sweep_verdict_per_weight():
     assert guidance_sweep.paired_bootstrap(a, a) == (0.0, 0.0)
     low, high = guidance_sweep.paired_bootstrap(a, a - 0.02)
     assert low == pytest.approx(0.02) and high == pytest.approx(0.02)
+    acc = ("delta_accuracy", "delta_low", "delta_high")
+    r = ("cam_au_r", "delta_r", "delta_r_low", "delta_r_high")
     rows = [
-        {"weight": 0.0, "cam_au_r": 0.10, "delta_accuracy": 0.0, "delta_low": 0.0, "delta_high": 0.0},
-        {"weight": 1.0, "cam_au_r": 0.30, "delta_accuracy": -0.001, "delta_low": -0.004, "delta_high": 0.002},
-        {"weight": 3.0, "cam_au_r": 0.40, "delta_accuracy": -0.03, "delta_low": -0.05, "delta_high": -0.01},
-        {"weight": 0.1, "cam_au_r": 0.05, "delta_accuracy": 0.0, "delta_low": -0.01, "delta_high": 0.01},
+        {"weight": 0.0, **dict(zip(r, (0.10, 0.0, 0.0, 0.0))), **dict(zip(acc, (0.0, 0.0, 0.0)))},
+        {"weight": 1.0, **dict(zip(r, (0.30, 0.2, 0.1, 0.3))), **dict(zip(acc, (-0.001, -0.004, 0.002)))},
+        {"weight": 3.0, **dict(zip(r, (0.40, 0.3, 0.2, 0.4))), **dict(zip(acc, (-0.03, -0.05, -0.01)))},
+        {"weight": 0.1, **dict(zip(r, (0.05, -0.05, -0.1, 0.0))), **dict(zip(acc, (0.0, -0.01, 0.01)))},
+        {"weight": 0.3, **dict(zip(r, (0.2, 0.1, 0.05, 0.15))), **dict(zip(acc, (-0.004, -0.009, 0.001)))},
+        # r up by 0.05 on average, but the interval over test clips covers 0: not an improvement
+        {"weight": 2.0, **dict(zip(r, (0.15, 0.05, -0.02, 0.12))), **dict(zip(acc, (0.0, -0.001, 0.001)))},
     ]
-    rows.append(
-        {"weight": 0.3, "cam_au_r": 0.2, "delta_accuracy": -0.004, "delta_low": -0.009, "delta_high": 0.001}
-    )
     judged = guidance_sweep.judge(rows, tolerance=0.005)
     assert [(r["interpretability_improves"], r["accuracy_kept"]) for r in judged] == [
-        (None, None), (True, True), (True, False), (False, False), (True, False)
+        (None, None), (True, True), (True, False), (False, False), (True, False), (False, True)
     ]  # fmt: skip
     text = guidance_sweep.verdict(judged, tolerance=0.005)
-    assert text.startswith("The claim holds at 1 of 4 weights") and "weight 3: " in text
+    assert text.startswith("The claim holds at 1 of 5 weights") and "weight 3: " in text
+    assert "difference +0.050 [-0.020, +0.120]" in text and "paired bootstrap interval" in text
 
 
 def _rare_au_and_dead_unit(seed=0, frames=400, present=20, n_units=30):

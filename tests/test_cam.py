@@ -200,3 +200,16 @@ def test_plots_write_pngs_of_the_expected_size(tmp_path):
     assert matplotlib.image.imread(path).shape[:2] == (400, 600)
     with pytest.raises(ValueError):
         cam.plot_overlays(images, maps[:3], ["x"] * 7, tmp_path / "bad.png")
+
+
+def test_map_cosine_is_belharbis_cam_cos_on_the_normalised_cam():
+    target = np.zeros((4, 4))
+    target[:2, :2] = 1.0
+    # A signed CAM: min-max normalised first, so its cosine with the map is that of its 0..1 version.
+    signed = np.where(target > 0, 3.0, -1.0)
+    assert cam.map_cosine(signed, target) == pytest.approx(1.0)
+    assert cam.map_cosine(-signed, target) == pytest.approx(0.0)
+    half = np.zeros((4, 4))
+    half[0, :2], half[2, :] = 1.0, 1.0  # 2 of its 6 pixels on the map's 4
+    assert cam.map_cosine(half, target) == pytest.approx(2 / np.sqrt(6 * 4))
+    assert np.isnan(cam.map_cosine(np.ones((4, 4)), target)) and np.isnan(cam.map_cosine(signed, 0 * target))

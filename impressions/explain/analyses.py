@@ -254,7 +254,8 @@ ANALYSES: dict[str, Analysis] = {
             files={"section": "section.json", "table": "au_guidance.csv"},
             title="AU guidance: its effect on accuracy and on where the model looks", order=45,
             mem_mb=2000, runtime=10, rule="au_guidance_effect",
-            doc="Accuracy and CAM-AU correlation of each AU-guided model against its unguided twin.",
+            doc="Accuracy and CAM-AU correlation and cosine of each AU-guided model against its unguided "
+            "twin, on test clips only.",
         ),
         Analysis(
             name="manifold", function="impressions.explain.interpret:manifold_analysis", scope="workflow",

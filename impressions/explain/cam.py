@@ -137,6 +137,19 @@ def box_mask(box: Sequence[float], shape: tuple[int, int]) -> np.ndarray:
     return ((rows >= top) & (rows <= bottom))[:, None] & ((cols >= left) & (cols <= right))[None, :]
 
 
+def map_cosine(cam: np.ndarray, target: np.ndarray) -> float:
+    """Cosine similarity of a CAM, min-max normalised to 0..1 (as CAMR's ``returnCAM``), and a target map
+    (Belharbi et al.'s CAM-COS, per image); NaN for a constant CAM or an all-zero target."""
+    a, b = np.asarray(cam, dtype=np.float64), np.asarray(target, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"maps differ in shape: {a.shape} vs {b.shape}")
+    if not np.isfinite(a).all() or np.ptp(a) == 0 or not np.isfinite(b).all():
+        return float("nan")
+    a = (a - a.min()) / np.ptp(a)
+    denom = np.sqrt((a * a).sum() * (b * b).sum())
+    return float(np.clip((a * b).sum() / denom, -1.0, 1.0)) if denom > 0 else float("nan")
+
+
 def map_correlation(a: np.ndarray, b: np.ndarray) -> float:
     """Pearson r of two equally shaped maps over their finite pixels; NaN if either is constant."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)

@@ -13,6 +13,7 @@ from impressions.explain.images import Images, batched, load_model, model_input
 from impressions.explain.sections import (
     NotComputable,
     Section,
+    clips_used,
     polars_types,
 )
 from impressions.schemas import TRAITS
@@ -113,7 +114,8 @@ def _cam_section(
         "decomposition of each trait's logit over the last convolutional layer's locations "
         "(impressions.models.networks.DANPlus.activation_maps): with the cam head this is CAM "
         "(Zhou et al. 2016); "
-        "with the DAN+ head it adds the max-pooled half's contribution at each channel's peak.",
+        "with the DAN+ head it adds the max-pooled half's contribution at each channel's peak. "
+        + clips_used(images),
         order=spec.order + (images.kind == "faces"),
     )
     section.figure(

@@ -94,6 +94,18 @@ def strict(config: Mapping) -> bool:
     return bool(config.get(STRICT_KEY, False))
 
 
+def clips_used(images) -> str:
+    """The sentence a section of a per-model analysis says about the clips it read (`images.splits`):
+    with training clips it describes what the model learnt from, not a held-out effect."""
+    splits = ", ".join(images.splits) or "all"
+    if set(images.splits) <= {"test"} and images.splits:
+        return "Clips: the test split only (held out)."
+    return (
+        f"Clips: the {splits} split(s) (interpret.splits); with training clips this section describes the "
+        "data the model was trained on, not a held-out effect."
+    )
+
+
 def placeholder(path: Path, reason: str) -> None:
     """A declared output that could not be computed: a figure or a one-row table saying why."""
     import polars as pl

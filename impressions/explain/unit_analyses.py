@@ -15,6 +15,7 @@ from impressions.explain.sections import (
     FIGURE_DPI,
     NotComputable,
     Section,
+    clips_used,
     empty_figure,
     polars_types,
 )
@@ -238,7 +239,7 @@ def _units_section(
         "of the layer's peak cells the part covers, averaged over images). AUs with a unit beyond chance "
         f"(Benjamini-Hochberg across the tested units x AUs of {n_units} units x {len(AUS)} AUs, q < 0.05): "
         f"frame level {significant('frame')}, clip level {significant('clip')} ({n_clips} clips). "
-        + " ".join(notes),
+        + " ".join([*notes, clips_used(images)]),
         order=spec.order + (images.kind == "faces"),
     )
 
