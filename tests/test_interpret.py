@@ -149,6 +149,31 @@ def test_cam_overlap_analysis_shares_are_shares_of_test_frames(tmp_path):
     assert set(pl.read_parquet(files["regions"])["clip_id"]) == {"clip03", "clip04"}
 
 
+def test_the_deviations_listed_follow_the_settings_the_run_used(tmp_path):
+    from impressions.explain import cam_analyses, deviations
+
+    _, tables, ckpt = _tiny(tmp_path)
+    images = loader.load_images("frames", *tables, tmp_path / "clips", splits=["test"])
+    texts = {}
+    for rule in ("raw_max", "min_max"):
+        (tmp_path / rule).mkdir()
+        files = _files(tmp_path / rule, "cam_overlap")
+        section = cam_analyses.cam_overlap_analysis("image_cam", ckpt, images, files, region_rule=rule)
+        texts[rule] = section.text
+        comparison = pl.read_csv(files["comparison"])
+        assert comparison["rule"].to_list()[1] == rule  # the headline rule first, the other after
+    assert "region_rule: min_max" in texts["min_max"] and "region_rule" not in texts["raw_max"]
+    assert (
+        "Regions by the min_max rule" in texts["min_max"]
+        and "Regions by the raw_max rule" in texts["raw_max"]
+    )
+    assert "Deviations from the published method, from this run's settings" in texts["raw_max"]
+    # the guidance list names the AU-map width it was given and the scaling only when it was used
+    assert "sigma 0.3" in deviations.text(deviations.guidance(0.3, False))
+    assert len(deviations.guidance(0.2, True)) == len(deviations.guidance(0.2, False)) + 1
+    assert deviations.text([]) == "Deviations from the published method: none under this run's settings."
+
+
 def test_units_analysis_finds_shares_and_emergence_per_level(tmp_path):
     from impressions.explain import unit_analyses
 

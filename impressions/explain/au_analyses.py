@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from impressions.explain import analyses
+from impressions.explain import analyses, deviations
 from impressions.explain.images import Images, batched, load_model, model_input
 from impressions.explain.sections import NotComputable, Section, clips_used
 from impressions.schemas import TRAITS
@@ -91,7 +91,8 @@ def au_map_analysis(name: str, checkpoint: Path, images: Images, files: Mapping[
         f"codebook (impressions.expressions.codebook, EMFACS prototypes) lists for the frame's dominant "
         f"emotion; {int(used.sum())} of {len(faces)} {what} have a non-neutral emotion and enter the "
         f"correlation. Mean r over traits: {table['mean_r'][-1]:.3f}; mean cosine (CAM-COS, Belharbi et "
-        f"al.'s metric, CAM min-max normalised): {table['mean_cosine'][-1]:.3f}. {clips_used(images)}",
+        f"al.'s metric, CAM min-max normalised): {table['mean_cosine'][-1]:.3f}. {clips_used(images)} "
+        + deviations.text(deviations.guidance(au_maps.SIGMA, None)),
         order=spec.order + (images.kind == "faces"),
     )
     section.figure(
@@ -143,6 +144,7 @@ def guidance_effect(
     import polars as pl
 
     from impressions import metrics
+    from impressions.expressions import au_maps
 
     rows = []
     for base, guided in pairs:
@@ -176,7 +178,8 @@ def guidance_effect(
         + "; ".join(lines)
         + ". Every figure here is on test clips only: CAM-AU r (Pearson) and cosine (CAM-COS, Belharbi et "
         "al.'s metric) over the test frames with a face and a non-neutral emotion, accuracy the mean over "
-        "traits of 1 - MAE (the report's accuracy tables hold its confidence intervals).",
+        "traits of 1 - MAE (the report's accuracy tables hold its confidence intervals). "
+        + deviations.text(deviations.guidance(au_maps.SIGMA, None)),
         order=spec.order,
     )
     section.table(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from impressions.explain import analyses
+from impressions.explain import analyses, deviations
 from impressions.explain.images import Images, batched, load_model, model_input
 from impressions.explain.sections import (
     NotComputable,
@@ -247,7 +247,7 @@ def cam_overlap_analysis(
     section = _overlap_section(
         name, images, frames, files, summary, comparison, shares=(every, n_every, largest, n_largest),
         protocol=_overlap_protocol(name, head, cam_threshold, face_overlap, region_rule),
-        threshold=cam_threshold, min_overlap=face_overlap, scales=scales, rule=region_rule,
+        threshold=cam_threshold, min_overlap=face_overlap, scales=scales, rule=region_rule, head=head,
     )  # fmt: skip
     section.write(files["section"])
     return section
@@ -276,7 +276,7 @@ def _cam_regions(name: str, checkpoint: Path, frames: Images, threshold: float, 
 
 def _overlap_section(
     name: str, images: Images, frames: Images, files: Mapping[str, Path], summary, comparison, *, shares,
-    protocol: str, threshold: float, min_overlap: float, scales: Sequence[float], rule: str,
+    protocol: str, threshold: float, min_overlap: float, scales: Sequence[float], rule: str, head,
 ) -> Section:  # fmt: skip
     """The face-overlap section: the measured shares beside the published one, the protocol, the figures
     and tables."""
@@ -293,7 +293,7 @@ def _overlap_section(
         f"face; largest region per map: {largest:.1%} of {n_largest} (the other rule: comparison table). "
         "Published (Ventura et al. 2017, First Impressions, NOT measured here): "
         f"{cam_overlap.PUBLISHED_SHARE:.1%}. {protocol} The numbers are comparable with the published "
-        "one only on the FI test split.",
+        "one only on the FI test split. " + deviations.text(deviations.cam_overlap(rule, head, threshold)),
         order=spec.order,
     )
     section.figure(

@@ -27,15 +27,6 @@ PUBLISHED = (
     "88.95%, CAM-AU cosine 0.55 -> 0.70"
 )
 
-DEVIATIONS = (
-    "Not the paper's protocol, so its figures are not comparable: the paper trains with R = 1 - cosine "
-    "between the channel-mean attention and the AU map at a raw weight (0.01-20, 9 for AffectNet) and "
-    "reports the per-image cosine (CAM-COS) of CAM and AU map; this project's term is 2 (1 - cosine) "
-    "on the channel mean of squared activations (not of activations), scaled at initialisation, and the "
-    "check uses the mean Pearson r of each trait's CAM with the map"
-)
-"""How this sweep differs from Belharbi et al. 2024 (METHODS 7.4, 7.5); printed in its section."""
-
 SCHEMA = {
     "weight": "Float64", "guidance_scale": "Float64", "val_accuracy": "Float64", "test_accuracy": "Float64",
     "test_clips": "Int64", "delta_accuracy": "Float64", "delta_low": "Float64", "delta_high": "Float64",
@@ -234,9 +225,12 @@ def _paired_differences(
 
 def _sweep_section(family, weights, usable: int, rows, table, files, tolerance: float):
     """The sweep's section: the protocol, the paper's claim and its verdict, the figure and the table."""
-    from impressions.explain import analyses, sections
+    from impressions.explain import analyses, deviations, sections
+    from impressions.expressions import au_maps
 
     spec = analyses.get("au_guidance_sweep")
+    # the term was scaled at initialisation where the histories logged a scale
+    normalised = any(np.isfinite(r["guidance_scale"]) for r in rows if r["weight"] > 0)
     note = (
         ""
         if usable
@@ -250,7 +244,8 @@ def _sweep_section(family, weights, usable: int, rows, table, files, tolerance: 
         "guidance term on the first batch, column guidance_scale), so weight 1 weighs it like the trait loss "
         f"at the start. CAM-AU r is measured on {usable} test frames with a face and expressions.{note} "
         f"Paper's claim: interpretability improves without degrading accuracy; {PUBLISHED}. "
-        f"{DEVIATIONS}. The claim's direction, checked here with this project's measures: "
+        f"{deviations.text(deviations.guidance(au_maps.SIGMA, normalised))} Not the paper's protocol, so its "
+        "figures are not comparable. The claim's direction, checked here with this project's measures: "
         + verdict(rows, tolerance),
         order=spec.order,
     )

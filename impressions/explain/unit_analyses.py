@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from impressions import figures
-from impressions.explain import analyses
+from impressions.explain import analyses, deviations
 from impressions.explain.images import Images, load_model, model_input
 from impressions.explain.sections import (
     FIGURE_DPI,
@@ -210,6 +210,8 @@ def _units_section(
     """The units section's text: detectors found and AUs with a unit beyond chance, at both levels."""
     import polars as pl
 
+    from impressions.explain import unit_detectors as units
+
     spec = analyses.get("units")
     what = "aligned faces" if images.kind == "faces" else "frames with a face"
 
@@ -239,7 +241,7 @@ def _units_section(
         "of the layer's peak cells the part covers, averaged over images). AUs with a unit beyond chance "
         f"(Benjamini-Hochberg across the tested units x AUs of {n_units} units x {len(AUS)} AUs, q < 0.05): "
         f"frame level {significant('frame')}, clip level {significant('clip')} ({n_clips} clips). "
-        + " ".join([*notes, clips_used(images)]),
+        + " ".join([*notes, clips_used(images), deviations.text(deviations.units(units.SEGMENTATION))]),
         order=spec.order + (images.kind == "faces"),
     )
 
