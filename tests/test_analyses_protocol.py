@@ -6,6 +6,7 @@ from math import comb
 import numpy as np
 import polars as pl
 import pytest
+from scipy.stats import binom
 
 from impressions.explain import cam, cam_overlap, emergence
 from impressions.explain import unit_detectors as units
@@ -251,3 +252,50 @@ def test_youtube_block_permutation_confirms_a_copying_unit_and_not_a_random_one(
     assert row["unit"] == 4 and row["p_corrected"] < 1e-10
     groups = [c.rpartition(".")[0] for c in clip_ids]
     assert 0.03 < emergence.permutation_p(au, unit, 20, groups, 0) < 0.08
+
+
+def test_top_images_take_one_frame_per_clip():
+    values = np.array([[9.0], [8.0], [7.0], [1.0], [6.0], [0.5]])
+    clips = ["a", "a", "a", "b", "c", "c"]
+    np.testing.assert_array_equal(units.top_images(values, 2)[:, 0], [0, 1])  # two frames of clip a
+    np.testing.assert_array_equal(units.top_images(values, 2, clips)[:, 0], [0, 4])  # a's best, then c
+    np.testing.assert_array_equal(units.top_images(values, 5, clips)[:, 0], [0, 4, 3])  # 3 clips: 3 images
+
+
+def test_expected_false_detectors_under_the_null_are_the_binomial_tail():
+    # The issue's figure: a part with chance 0.35, 20 top images, required share 0.6: about 10 of 512.
+    expected = 512 * units.null_pass_probability(20, 0.35, 0.6)
+    assert expected == pytest.approx(512 * binom.sf(11, 20, 0.35)) and 8 < expected < 12
+    assert units.null_pass_probability(20, 0.0, 0.5) == 0.0 and np.isnan(
+        units.null_pass_probability(0, 0.3, 0.5)
+    )
+
+
+def test_uniform_units_pass_the_rule_by_chance_and_not_the_correction():
+    """512 units with uniformly placed peaks on a part of chance 1/3: the rule alone calls about as many
+    detectors as the binomial expects; Benjamini-Hochberg over units x parts keeps none, and keeps a
+    unit whose peaks always fall in the part."""
+    from impressions.explain import unit_analyses
+
+    rng = np.random.default_rng(4)
+    n, size, grid, n_units = 120, 48, 6, 512
+    part = np.zeros((n, size, size), bool)
+    part[:, :, :16] = True  # left third: 2 of 6 cell columns
+    masks = {"left": part}
+    cells = rng.integers(0, grid, (n, n_units, 2))
+    cells[:, 0, 0] = 0  # unit 0: always in the left column
+    acts = np.zeros((n, n_units, grid, grid), np.float32)
+    value = rng.random((n, n_units)).astype(np.float32) + 0.1
+    acts[np.arange(n)[:, None], np.arange(n_units)[None], cells[..., 1], cells[..., 0]] = value
+    clip_ids = [f"c{i // 2}" for i in range(n)]  # 60 clips of two frames
+    rows, chance_rows, *_ = unit_analyses._layer_detectors(
+        "m", {"conv": acts}, size, masks, ["left"], 20, 0.5, 0.15, clip_ids
+    )
+    (chance,) = chance_rows
+    assert chance["chance_share"] == pytest.approx(1 / 3) and chance["top_clips"] == 20
+    expected = n_units * binom.sf(int(np.ceil(0.5 * 20 - 1e-9)) - 1, 20, 1 / 3)
+    assert chance["expected_null"] == pytest.approx(expected) and 30 < expected < 60  # P = 0.09
+    assert 0.4 * expected < chance["rule_detectors"] < 2 * expected  # the rule alone: chance detectors
+    assert chance["detectors"] == 1 and rows[0]["part"] == "left" and rows[0]["p_corrected"] < 1e-6
+    assert all(r["part"] is None for r in rows[1:])
+    assert all(r["n_images"] == 20 for r in rows)

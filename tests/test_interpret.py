@@ -1,5 +1,6 @@
 """Reading what the models saw, for the interpretation analyses."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -187,6 +188,10 @@ def test_units_analysis_finds_shares_and_emergence_per_level(tmp_path):
     captions = [f["caption"] for f in section.figures if "top_units" in f["path"] or "gallery" in f["path"]]
     assert len(captions) == 5 and all("activation_threshold" in c and "occlusion" in c for c in captions)
     assert not any("receptive field (" in c for c in captions)
+    # detectors found beside the number the rule passes by chance
+    assert re.search(r"The rule alone passes \d+ units, where \d+\.\d are expected by chance", section.text)
+    chance = pl.read_csv(files["chance"])
+    assert (chance["detectors"] <= chance["rule_detectors"]).all() and (chance["expected_null"] >= 0).all()
     units = pl.read_parquet(files["units"])
     assert units["layer"].n_unique() == 2 and units["unit"].n_unique() > 1
     masses = units.select(pl.col("^mass_.*$")).to_numpy()

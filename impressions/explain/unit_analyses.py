@@ -29,11 +29,19 @@ def _unit_schema(parts, with_chance: bool) -> dict:
     """Column types of the units table, fixed up front: never inferred from the first rows."""
     import polars as pl
 
-    schema = {"model": pl.String, "layer": pl.String, "unit": pl.Int64, "top_value": pl.Float64}
+    schema = {"model": pl.String, "layer": pl.String, "unit": pl.Int64, "top_value": pl.Float64,
+              "n_images": pl.Int64}  # fmt: skip
     schema |= {f"mass_{p}": pl.Float64 for p in parts}
     if with_chance:
         schema |= {f"chance_{p}": pl.Float64 for p in parts} | {f"lift_{p}": pl.Float64 for p in parts}
+        schema |= {f"p_{p}": pl.Float64 for p in parts}
+        schema |= {"rule_part": pl.String, "p_corrected": pl.Float64}
     return schema | {"part": pl.String}
+
+
+DETECTOR_ALPHA = 0.05
+"""A face-part detector passes the rule and its Benjamini-Hochberg corrected p (over units x parts of
+every layer tested) is below this."""
 
 
 EMERGENCE_SCHEMA = {
@@ -47,36 +55,57 @@ than n_top positive values (`positive`) is not tested: unit, i_max and p are emp
 the YouTube-id block permutation p, on the strongest row of each level only."""
 
 
-def _layer_detectors(name, acts, size, masks, parts, top, threshold, margin):
+def _layer_detectors(name, acts, size, masks, parts, top, threshold, margin, clip_ids):
     """Per layer: detector rows per unit, chance rows per part, the peak histogram, gallery candidates
-    per part and each unit's peak values over the images."""
+    per part and each unit's peak values over the images. A unit's top images come from distinct clips;
+    it is a detector when it passes the rule (threshold, margin) and its binomial p, Benjamini-Hochberg
+    corrected over units x parts of every layer, is below `DETECTOR_ALPHA`."""
+    from impressions.explain import emergence
     from impressions.explain import unit_detectors as units
 
     unit_rows, chance_rows, hists, gallery = [], [], {}, {part: [] for part in parts}
-    peak_values = {}
+    peak_values, by_layer, chances = {}, {}, {}
     for layer, a in acts.items():
         values, xy = units.peaks(a, size)
         peak_values[layer] = values
-        chance = units.chance_shares(masks, a.shape[-2:])
-        layer_rows = units.find_detectors(values, xy, masks, top=top, threshold=threshold, chance=chance,
-                                          margin=margin)  # fmt: skip
+        chances[layer] = units.chance_shares(masks, a.shape[-2:])
+        by_layer[layer] = units.find_detectors(
+            values, xy, masks, top=top, threshold=threshold, chance=chances[layer], margin=margin,
+            clip_ids=clip_ids,
+        )  # fmt: skip
+        order = units.top_images(values, top, clip_ids)
+        top_xy = np.take_along_axis(xy, order[:, :, None], axis=0).reshape(-1, 2)
+        # No more bins than the layer has cells: finer bins only show the cell grid as gaps.
+        hists[layer] = units.peak_histogram(top_xy, size, bins=min(16, a.shape[-1]))
+    every = [row for rows in by_layer.values() for row in rows]
+    p = np.array([[row[f"p_{q}"] for q in parts] for row in every]).reshape(len(every), len(parts))
+    q = emergence.benjamini_hochberg(p)
+    for row, q_row in zip(every, q):
+        row["rule_part"] = row["part"]
+        row["p_corrected"] = float(q_row[parts.index(row["part"])]) if row["part"] else None
+        if row["part"] and not row["p_corrected"] < DETECTOR_ALPHA:
+            row["part"] = None
+    nan = float("nan")
+    for layer, layer_rows in by_layer.items():
+        chance = chances[layer]
+        k = min((r["n_images"] for r in layer_rows), default=0)
         for row in layer_rows:
             unit_rows.append({"model": name, "layer": layer, **row})
             if row["part"]:
                 gallery[row["part"]].append((row[f"mass_{row['part']}"], layer, row["unit"]))
-        for p in parts:
-            found = [r for r in layer_rows if r["part"] == p]
+        for part in parts:
+            found = [r for r in layer_rows if r["part"] == part]
+            required = max(threshold, chance[part] + margin)
             chance_rows.append({
-                "model": name, "layer": layer, "part": p, "units": len(layer_rows), "chance_share": chance[p],
-                "required_share": max(threshold, chance[p] + margin), "detectors": len(found),
-                "mean_share": float(np.mean([r[f"mass_{p}"] for r in found])) if found else float("nan"),
-                "mean_lift": float(np.mean([r[f"lift_{p}"] for r in found])) if found else float("nan"),
-                "best_lift": float(max(r[f"lift_{p}"] for r in layer_rows)) if layer_rows else float("nan"),
+                "model": name, "layer": layer, "part": part, "units": len(layer_rows), "top_clips": k,
+                "chance_share": chance[part], "required_share": required,
+                "rule_detectors": sum(r["rule_part"] == part for r in layer_rows),
+                "expected_null": len(layer_rows) * units.null_pass_probability(k, chance[part], required),
+                "detectors": len(found),
+                "mean_share": float(np.mean([r[f"mass_{part}"] for r in found])) if found else nan,
+                "mean_lift": float(np.mean([r[f"lift_{part}"] for r in found])) if found else nan,
+                "best_lift": float(max(r[f"lift_{part}"] for r in layer_rows)) if layer_rows else nan,
             })  # fmt: skip
-        order = units.top_images(values, top)
-        top_xy = np.take_along_axis(xy, order[:, :, None], axis=0).reshape(-1, 2)
-        # No more bins than the layer has cells: finer bins only show the cell grid as gaps.
-        hists[layer] = units.peak_histogram(top_xy, size, bins=min(16, a.shape[-1]))
     return unit_rows, chance_rows, hists, gallery, peak_values
 
 
@@ -139,7 +168,7 @@ def units_analysis(
     masks = units.part_masks(faces.landmarks, faces.size)
     top = min(unit_top, len(faces))
     unit_rows, chance_rows, hists, gallery, peak_values = _layer_detectors(
-        name, acts, faces.size, masks, parts, top, detector_threshold, detector_margin
+        name, acts, faces.size, masks, parts, top, detector_threshold, detector_margin, faces.clip_ids
     )
     table, counts, chance_table = _detector_tables(unit_rows, chance_rows, parts)
     table.write_parquet(files["units"])
@@ -150,7 +179,7 @@ def units_analysis(
     em.write_csv(files["emergence"])
     emergence.plot_levels(em, files["emergence_figure"], title=f"{name}: AU emergence, frame vs clip level")
     section = _units_section(
-        name, images, faces, acts, em, counts, n_clips=len(set(clip_ids)), n_units=n_units, top=top,
+        name, images, faces, acts, em, chance_table, n_clips=len(set(clip_ids)), n_units=n_units, top=top,
         threshold=detector_threshold, margin=detector_margin, notes=notes,
     )  # fmt: skip
     _unit_figures_and_tables(
@@ -174,7 +203,8 @@ def _detector_tables(unit_rows, chance_rows, parts):
     chance_table = pl.DataFrame(
         chance_rows,
         schema={"model": pl.String, "layer": pl.String, "part": pl.String, "units": pl.Int64,
-                "chance_share": pl.Float64, "required_share": pl.Float64, "detectors": pl.Int64,
+                "top_clips": pl.Int64, "chance_share": pl.Float64, "required_share": pl.Float64,
+                "rule_detectors": pl.Int64, "expected_null": pl.Float64, "detectors": pl.Int64,
                 "mean_share": pl.Float64, "mean_lift": pl.Float64, "best_lift": pl.Float64},
     )  # fmt: skip
     return table, counts, chance_table
@@ -204,7 +234,7 @@ def _plot_detectors(
 
 
 def _units_section(
-    name: str, images: Images, faces: Images, acts, em, counts, *, n_clips: int, n_units: int, top: int,
+    name: str, images: Images, faces: Images, acts, em, chance_table, *, n_clips: int, n_units: int, top: int,
     threshold: float, margin: float, notes: list[str],
 ) -> Section:  # fmt: skip
     """The units section's text: detectors found and AUs with a unit beyond chance, at both levels."""
@@ -235,10 +265,15 @@ def _units_section(
     return Section(
         spec.title.format(model=name),
         f"Units of the last {len(acts)} conv layers of the {name} model ({n_units} units) on {len(faces)} "
-        f"{what} from {len(set(faces.clip_ids))} clips. {int(counts['detectors'].sum())} units are face-part "
-        f"detectors: their top-{top} images peak inside one part at least {threshold:.0%} of the time AND "
-        f"that share exceeds the part's chance share by at least {margin:g} (the chance share is the share "
-        "of the layer's peak cells the part covers, averaged over images). AUs with a unit beyond chance "
+        f"{what} from {len(set(faces.clip_ids))} clips. {int(chance_table['detectors'].sum())} units are "
+        f"face-part detectors: their top-{top} images (one per clip, the best) peak inside one part at least "
+        f"{threshold:.0%} of the time AND that share exceeds the part's chance share by at least {margin:g} "
+        "(the chance share is the share of the layer's peak cells the part covers, averaged over images) "
+        f"AND its binomial p under uniformly placed peaks, Benjamini-Hochberg corrected over "
+        f"{n_units} units x {len(chance_table['part'].unique())} parts, is below {DETECTOR_ALPHA:g}. The "
+        f"rule alone passes {int(chance_table['rule_detectors'].sum())} units, where "
+        f"{float(chance_table['expected_null'].fill_nan(0).sum()):.1f} are expected by chance (uniform "
+        "peaks; per layer and part: the chance table). AUs with a unit beyond chance "
         f"(Benjamini-Hochberg across the tested units x AUs of {n_units} units x {len(AUS)} AUs, q < 0.05): "
         f"frame level {significant('frame')}, clip level {significant('clip')} ({n_clips} clips). "
         + " ".join([*notes, clips_used(images), deviations.text(deviations.units(units.SEGMENTATION))]),
@@ -293,8 +328,11 @@ def _unit_figures_and_tables(
     section.table(
         chance_table,
         f"Chance baseline per layer and part: chance_share is the share of peak mass a part collects by its "
-        f"area alone; required_share = max(threshold {threshold:g}, chance + margin {margin:g}); mean_lift "
-        "is the detectors' mean share / chance, best_lift the largest lift of any unit of the layer.",
+        f"area alone; required_share = max(threshold {threshold:g}, chance + margin {margin:g}); top_clips "
+        "the top images per unit (one per clip); rule_detectors the units passing the rule, expected_null "
+        "the number expected to pass it by chance (units x the binomial tail under uniformly placed peaks), "
+        f"detectors those also significant after the correction (BH q < {DETECTOR_ALPHA:g}); mean_lift is "
+        "the detectors' mean share / chance, best_lift the largest lift of any unit of the layer.",
         files["chance"],
     )
     section.table(

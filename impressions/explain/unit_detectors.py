@@ -174,9 +174,31 @@ def part_masks(landmarks: np.ndarray, size: int, margin: float = 0.1) -> dict[st
     return masks
 
 
-def top_images(values: np.ndarray, top: int) -> np.ndarray:
-    """(top, C) indices of each column's `top` largest values, ties broken by order (NaN last)."""
-    return np.argsort(-np.asarray(values), axis=0, kind="stable")[:top]
+def top_images(values: np.ndarray, top: int, clip_ids=None) -> np.ndarray:
+    """(top, C) indices of each column's `top` largest values, ties broken by order (NaN last). With
+    `clip_ids` (one per row) at most one image per clip, its best: frames of one clip are one piece of
+    evidence, so `top` is at most the number of clips."""
+    order = np.argsort(-np.asarray(values), axis=0, kind="stable")
+    if clip_ids is None:
+        return order[:top]
+    codes = np.unique(np.asarray(clip_ids), return_inverse=True)[1].ravel()
+    k = min(top, int(codes.max()) + 1 if len(codes) else 0)
+    out = np.empty((k, order.shape[1]), dtype=np.int64)
+    for u in range(order.shape[1]):
+        _, first = np.unique(codes[order[:, u]], return_index=True)
+        out[:, u] = order[np.sort(first)[:k], u]
+    return out
+
+
+def null_pass_probability(k: int, chance: float, required: float) -> float:
+    """P(a unit with uniformly placed peaks has at least `required` of its `k` top images' peaks in a
+    part of chance share `chance`): the binomial tail, the null of the detector rule."""
+    from scipy.stats import binom
+
+    if not (k > 0 and np.isfinite(chance)):
+        return float("nan")
+    need = int(np.ceil(required * k - 1e-9))
+    return float(binom.sf(need - 1, k, chance))
 
 
 def chance_shares(masks: Mapping[str, np.ndarray], grid: tuple[int, int]) -> dict[str, float]:
@@ -211,6 +233,7 @@ def find_detectors(
     threshold: float = 0.5,
     chance: Mapping[str, float] | None = None,
     margin: float = 0.0,
+    clip_ids=None,
 ) -> list[dict]:
     """One row per unit: which face part (if any) its peaks on its `top` images fall in.
 
@@ -223,13 +246,19 @@ def find_detectors(
     With `chance` (part -> share expected by area, `chance_shares`) each row also has chance_<part>
     and lift_<part> (mass / chance), the best part is the one with the largest excess mass - chance,
     and it is a detector only when, besides reaching `threshold`, its mass exceeds its chance share by
-    at least `margin` (a share, e.g. 0.25).
+    at least `margin` (a share, e.g. 0.25); ``p_<part>`` is then the binomial P(mass at least this
+    large) under uniformly placed peaks (`null_pass_probability`), for a correction over units x parts
+    by the caller. With `clip_ids` the top images come from distinct clips (`top_images`);
+    ``n_images`` is how many there are.
     """
+    from scipy.stats import binom
+
     values = np.asarray(values)
     n, c = values.shape
     parts = list(masks)
     size_y, size_x = next(iter(masks.values())).shape[1:] if parts else (0, 0)
-    order = top_images(values, min(top, n))  # (k, C)
+    order = top_images(values, min(top, n), clip_ids)  # (k, C)
+    k = order.shape[0]
     units = np.arange(c)[None, :]
     loc = np.asarray(xy)[order, units]  # (k, C, 2)
     ix = np.clip(np.floor(loc[..., 0]).astype(int), 0, size_x - 1)
@@ -238,7 +267,8 @@ def find_detectors(
     rows = []
     for u in range(c):
         top_value = float(values[order[0, u], u])
-        row = {"unit": u, "top_value": top_value, **{f"mass_{p}": float(mass[p][u]) for p in parts}}
+        row = {"unit": u, "top_value": top_value, "n_images": int(k),
+               **{f"mass_{p}": float(mass[p][u]) for p in parts}}  # fmt: skip
         fires = np.isfinite(top_value) and top_value > 0
         if chance is None:
             best = max(parts, key=lambda p: mass[p][u]) if parts else None  # first part on ties
@@ -247,6 +277,8 @@ def find_detectors(
             for p in parts:
                 row[f"chance_{p}"] = float(chance[p])
                 row[f"lift_{p}"] = float(mass[p][u] / chance[p]) if chance[p] > 0 else float("nan")
+                hits = int(round(mass[p][u] * k))
+                row[f"p_{p}"] = float(binom.sf(hits - 1, k, chance[p])) if np.isfinite(chance[p]) else 1.0
             excess = {p: mass[p][u] - (chance[p] if np.isfinite(chance[p]) else 1.0) for p in parts}
             best = max(parts, key=lambda p: excess[p]) if parts else None
             clears = best is not None and mass[best][u] >= threshold and excess[best] >= margin
