@@ -1,5 +1,6 @@
 """Every interpretation analysis on degenerate inputs: it completes, or writes its section saying what
-could not be computed and why, with every declared output present; never an exception."""
+could not be computed and why, with every declared output present; an exception only for an error
+the data do not explain, and only in strict mode."""
 
 import json
 from pathlib import Path
