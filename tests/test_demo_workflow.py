@@ -75,6 +75,11 @@ def test_interpretation_sections_figures_and_tables(done):
     overlap = pl.read_csv(twin / "cam_face_overlap.csv")
     assert overlap.height == 2 * 2 * 3 * (len(TRAITS) + 1)  # rules x variants x box scales x (traits + all)
     assert set(overlap["rule"]) == {"raw_max", "min_max"}  # Zhou's raw-max rule and the min-max variant
+    overlap_section = report[report.index("CAM regions on the face (Ventura et al. 2017): image_cam") :]
+    assert "| raw_max |" in overlap_section and "| min_max |" in overlap_section  # both rows in the report
+    assert report.count("Deviations from the published method") >= 5  # every method section lists its own
+    assert "are expected by chance" in report  # detectors found beside the chance count
+    assert "(failed)" not in report  # strict: true (tests/workflow.py) would have failed the run
     total = overlap.filter(
         (pl.col("rule") == "raw_max") & (pl.col("variant") == "every") & (pl.col("box_scale") == 1.0)
     ).row(-1, named=True)
