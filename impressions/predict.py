@@ -83,6 +83,7 @@ _SECTION_FAMILIES = {
     "frames": registry.with_input("frames", "faces", "au_table"),
     "faces": registry.with_input("faces", "au_table"),
     "audio": registry.with_input("waveform", "logfbank", "voice_table", composite=False),
+    "voice": registry.with_input("voice_table"),
     "expressions": registry.with_input("au_table"),
 }
 
@@ -144,7 +145,7 @@ def _clip_inputs(
         tables,
     )  # voice descriptors: voice_linear and fusion_handcrafted_voice use them
 
-    out["voice"] = tables.clip_signals(dirs, settings.sample_rate)
+    out["voice"] = tables.clip_signals(dirs, settings.sample_rate, prep["voice"]["backend"]).drop("descriptor")
     if need_expressions:
         from impressions.expressions import detector as expressions
 

@@ -40,6 +40,9 @@ rule preprocess_shard:
                 if k in config["audio"]
             },
         },
+        # the voice table's backend: not in the clips' key, so switching it recomputes only the voice
+        # descriptors (each clip's cached per backend, impressions.data.tables.clip_voice)
+        voice=config["voice"],
     script:
         "../workflow_scripts/preprocess_shard.py"
 

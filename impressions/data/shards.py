@@ -44,7 +44,7 @@ EXPRESSIONS_CACHE_VERSION = 1
 EXPRESSIONS_CACHE_TABLES = ("expressions",)
 """The tables whose rows `expression_shard` stores per clip (their columns are in its key)."""
 
-CACHE_FILES = {"audio": "audio_features.npz", "expressions": "expressions.npz"}
+CACHE_FILES = {"audio": "audio_features.npz", "expressions": "expressions.npz", "voice": "voice.npz"}
 """Each stage's per-clip cache file in the clip's folder (`impressions.data.stage_cache`)."""
 
 

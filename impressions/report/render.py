@@ -24,6 +24,7 @@ import numpy as np
 
 from impressions import metrics
 from impressions.data import splits as data_splits
+from impressions.report import differences
 from impressions.report.document import Document, data_uri, relative
 from impressions.schemas import TRAITS
 from impressions.training import degenerate
@@ -312,9 +313,9 @@ def _training_section(doc: Document, summaries, curve_paths, report_dir: Path) -
         if s.get(degenerate.NOT_TRAINED):
             selected = f"not trained: {s[degenerate.NOT_TRAINED]}"
         time = f"{s.get('train_seconds', float('nan')):.0f} s"
-        rows.append([s["model"], selected, filled, time, s.get("device", "")])
-    header = ["model", "selected (validation)", "clips given the train mean (no input)", "training time",
-              "device"]  # fmt: skip
+        rows.append([s["model"], differences.input_sources(s), selected, filled, time, s.get("device", "")])
+    header = ["model", "AU, emotion and voice source", "selected (validation)",
+              "clips given the train mean (no input)", "training time", "device"]  # fmt: skip
     doc.table(header, rows)
     for s, curve in zip(summaries, curve_paths):
         curve = Path(curve)
