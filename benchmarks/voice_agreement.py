@@ -133,7 +133,9 @@ def _fmt(x, digits=3):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=5.0, help="window per source (the workflow's audio.seconds)")
+    parser.add_argument(
+        "--seconds", type=float, default=5.0, help="window per source (the workflow's audio.seconds)"
+    )
     parser.add_argument("--no-espeak", action="store_true")
     args = parser.parse_args()
     from scipy.stats import pearsonr, spearmanr
@@ -162,8 +164,9 @@ def main():
         diff = _fmt(float(np.mean(b - e))) if same_unit and len(b) else "(other units)"
         r = _fmt(pearsonr(b, e)[0], 2) if len(b) > 2 and b.std() and e.std() else "n/a"
         rho = _fmt(spearmanr(b, e)[0], 2) if len(b) > 2 and b.std() and e.std() else "n/a"
-        print(f"| {pair[0]} | `{pair[1]}` | `{pair[3]}` | {pair[4]} | {len(b)} | {_fmt(b.mean()) if len(b) else 'n/a'} "
-              f"| {_fmt(e.mean()) if len(e) else 'n/a'} | {diff} | {r} | {rho} |")  # fmt: skip
+        means = [_fmt(v.mean()) if len(v) else "n/a" for v in (b, e)]
+        print(f"| {pair[0]} | `{pair[1]}` | `{pair[3]}` | {pair[4]} | {len(b)} | {means[0]} | {means[1]} "
+              f"| {diff} | {r} | {rho} |")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -8,14 +8,16 @@ import numpy as np
 import polars as pl
 import pytest
 
-from impressions.data import egemaps, tables, voice
+from impressions.data import egemaps, shards, tables, voice
 from impressions.data.preprocess import output_paths
 from impressions.data.preprocess_shard import CACHE_FILE
 from impressions.data.shards import CACHE_FILES
-from impressions.schemas import VOICE, VOICE_BACKEND_KEY, VOICE_KEYS
+from impressions.schemas import VOICE, VOICE_KEYS
 
 # only found, never imported: impressions.data.egemaps loads the wheel's ctypes wrapper by path
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("opensmile") is None, reason="opensmile not installed")
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("opensmile") is None, reason="opensmile not installed"
+)
 
 SR = 16000
 
@@ -36,9 +38,9 @@ def test_opensmile_backend_writes_the_88_egemaps_functionals_named_as_opensmile_
     names = [k for k in out if k not in VOICE_KEYS]
     assert len(names) == egemaps.N_FEATURES == len(set(names)) == 88
     assert tuple(names) == egemaps.feature_names() == voice.columns("opensmile")
-    for name in ("F0semitoneFrom27.5Hz_sma3nz_amean", "jitterLocal_sma3nz_amean", "shimmerLocaldB_sma3nz_amean",
-                 "HNRdBACF_sma3nz_amean", "loudness_sma3_amean", "equivalentSoundLevel_dBp",
-                 "VoicedSegmentsPerSec", "mfcc1_sma3_amean"):  # fmt: skip
+    for name in ("F0semitoneFrom27.5Hz_sma3nz_amean", "jitterLocal_sma3nz_amean",
+                 "shimmerLocaldB_sma3nz_amean", "HNRdBACF_sma3nz_amean", "loudness_sma3_amean",
+                 "equivalentSoundLevel_dBp", "VoicedSegmentsPerSec", "mfcc1_sma3_amean"):  # fmt: skip
         assert name in names
     assert all(np.isfinite(out[n]) for n in names)
     # 150 Hz is 29.37 semitones above 27.5 Hz; openSMILE's pitch must find it (its mean over voiced frames)
@@ -71,49 +73,63 @@ def _clip(folder, samples, key="v1"):
 
 def test_voice_is_cached_per_clip_and_backend(tmp_path, monkeypatch):
     clip = _clip(tmp_path / "a.000", speech_like(2.0))
-    built = tables.clip_voice(clip, SR, "builtin")
-    smile = tables.clip_voice(clip, SR, "opensmile")
+    built, computed = shards.clip_voice(clip, SR, "builtin")
+    smile, _ = shards.clip_voice(clip, SR, "opensmile")
+    assert computed
     assert set(built) == {"voice_seconds", *VOICE} and len(smile) == 89  # the key holds the backend
     assert built["voice_seconds"] == smile["voice_seconds"] == pytest.approx(2.0)  # the real samples only
-    assert (clip / CACHE_FILES["voice"]).is_file()
+    assert all((clip / CACHE_FILES["voice"].format(backend=b)).is_file() for b in voice.BACKENDS)
 
-    def fail(*args):
-        raise AssertionError("recomputed a cached clip")
-
-    monkeypatch.setattr(egemaps, "describe", fail)
-    again = tables.clip_voice(clip, SR, "opensmile")
-    assert again.keys() == smile.keys()
+    calls = []
+    real = egemaps.describe
+    monkeypatch.setattr(egemaps, "describe", lambda *args: calls.append(1) or real(*args))
+    again, computed = shards.clip_voice(clip, SR, "opensmile")
+    assert not computed and not calls and again.keys() == smile.keys()
     assert np.allclose(list(again.values()), list(smile.values()), equal_nan=True)
     (clip / CACHE_FILE).write_text(json.dumps({"video": "replaced"}))  # another video: recomputed
-    with pytest.raises(AssertionError, match="recomputed"):
-        tables.clip_voice(clip, SR, "opensmile")
-    with pytest.raises(AssertionError, match="recomputed"):
-        tables.clip_voice(clip, SR, "opensmile", cache=False)
+    assert shards.clip_voice(clip, SR, "opensmile")[1] and len(calls) == 1
+    assert shards.clip_voice(clip, SR, "opensmile", cache=False)[1] and len(calls) == 2
 
 
 @pytest.mark.parametrize("backend", voice.BACKENDS)
 def test_voice_table_names_its_backend_and_keeps_its_columns(tmp_path, backend):
-    dirs = {f"c{i}.000": _clip(tmp_path / f"c{i}.000", speech_like(2.0, seed=i)) for i in range(2)}
-    shard = tmp_path / "signals.parquet"
-    signals = tables.clip_signals(dirs, SR, backend)
-    signals.write_parquet(shard, metadata={VOICE_BACKEND_KEY: backend})
-    clips = tmp_path / "clips.parquet"
-    pl.DataFrame({"clip_id": sorted(dirs), "split": ["train", "test"]}).write_parquet(clips)
+    dirs = {f"c{i}.000": _clip(tmp_path / f"c{i}.000", speech_like(2.0, seed=i)) for i in range(3)}
+    parts = [tmp_path / "s0.parquet", tmp_path / "s1.parquet"]
+    report = shards.voice_shard({k: dirs[k] for k in ("c0.000", "c2.000")}, SR, backend, parts[0])
+    assert report.processed == ["c0.000", "c2.000"]
+    shards.voice_shard({"c1.000": dirs["c1.000"]}, SR, backend, parts[1])
+    assert tables.backend_of(parts[0]) == backend
     out = tmp_path / "voice.parquet"
-    tables.gather_signals([shard], clips, out, tmp_path / "identities.parquet")
+    tables.gather_voice(parts, out)
     assert tables.backend_of(out) == backend
     table = pl.read_parquet(out)
     assert table.columns == [*VOICE_KEYS, *voice.columns(backend)]
-    assert table.height == 2
+    assert table["clip_id"].to_list() == sorted(dirs)
+    assert shards.voice_shard(dirs, SR, backend, parts[0]).reused == sorted(dirs)  # all cached now
 
 
-def test_signal_shards_of_two_backends_are_refused(tmp_path):
+def test_an_empty_shard_still_has_the_backends_columns(tmp_path):
+    out = tmp_path / "empty.parquet"
+    shards.voice_shard({}, SR, "opensmile", out)
+    assert pl.read_parquet(out).columns == [*VOICE_KEYS, *egemaps.feature_names()]
+
+
+def test_voice_shards_of_two_backends_are_refused(tmp_path):
     dirs = {"c.000": _clip(tmp_path / "c.000", speech_like(1.0))}
-    paths = []
-    for backend in voice.BACKENDS:
-        paths.append(tmp_path / f"{backend}.parquet")
-        tables.clip_signals(dirs, SR, backend).write_parquet(paths[-1], metadata={VOICE_BACKEND_KEY: backend})
-    clips = tmp_path / "clips.parquet"
-    pl.DataFrame({"clip_id": ["c.000"], "split": ["train"]}).write_parquet(clips)
+    paths = [tmp_path / f"{b}.parquet" for b in voice.BACKENDS]
+    for backend, path in zip(voice.BACKENDS, paths):
+        shards.voice_shard(dirs, SR, backend, path)
     with pytest.raises(RuntimeError, match="different voice backends"):
-        tables.gather_signals(paths, clips, tmp_path / "v.parquet", tmp_path / "i.parquet")
+        tables.gather_voice(paths, tmp_path / "v.parquet")
+
+
+def test_a_backend_failing_on_one_clip_gives_nan_not_a_failed_shard(tmp_path, monkeypatch):
+    dirs = {"c.000": _clip(tmp_path / "c.000", speech_like(1.0))}
+
+    def broken(*args):
+        raise OSError("openSMILE crashed")
+
+    monkeypatch.setattr(egemaps, "describe", broken)
+    table = shards.voice_rows(dirs, SR, "opensmile")
+    assert table.height == 1 and table["F0semitoneFrom27.5Hz_sma3nz_amean"].is_nan().all()
+    assert not (dirs["c.000"] / CACHE_FILES["voice"].format(backend="opensmile")).exists()  # never cached

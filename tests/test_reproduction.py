@@ -214,7 +214,10 @@ def test_a_row_says_how_its_model_differs_from_the_papers():
     ]
     # ... and which voice backend: read from what the model was trained with
     smile = {**voice, "preprocessing": {**voice["preprocessing"], "voice": {"backend": "opensmile"}}}
-    assert "voice: openSMILE eGeMAPSv02 (88 functionals)" in differences.differences("thesis_av_handcrafted", smile)[0]
+    assert (
+        "voice: openSMILE eGeMAPSv02 (88 functionals)"
+        in differences.differences("thesis_av_handcrafted", smile)[0]
+    )
     assert differences.input_sources(smile) == (
         "AUs and emotions: builtin; voice: openSMILE eGeMAPSv02 (88 functionals)"
     )

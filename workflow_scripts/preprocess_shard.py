@@ -15,5 +15,4 @@ with logs.to_file(snakemake.log[0]):
         n_shards=snakemake.params.shards,
         # read from the config, not a param: switching it must not make every shard out of date
         cache=snakemake.config.get("preprocess_cache", True),
-        voice_backend=snakemake.params.voice["backend"],
     )

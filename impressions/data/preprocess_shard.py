@@ -178,10 +178,8 @@ def preprocess_shard(
     shard: int,
     n_shards: int,
     cache: bool = True,
-    voice_backend: str = "builtin",
 ) -> ShardReport:
-    """The workflow's shard job: `preprocess_clips`, then the shard's frame, QC and signal tables
-    (voice descriptors by `voice_backend`, cached per clip: `tables.clip_voice`)."""
+    """The workflow's shard job: `preprocess_clips`, then the shard's frame, QC and signal tables."""
     from impressions.data import shards, tables
 
     report = preprocess_clips(
@@ -189,8 +187,5 @@ def preprocess_shard(
         stale=lambda clip_id: shards.shard_of(clip_id, n_shards) == shard,
     )  # fmt: skip
     folders = {clip_id: Path(clips_dir) / clip_id for clip_id in videos}
-    tables.clip_shard(
-        folders, Path(frames_out), Path(qc_out), Path(signals_out), settings.sample_rate, voice_backend,
-        cache=cache,
-    )
+    tables.clip_shard(folders, Path(frames_out), Path(qc_out), Path(signals_out))
     return report

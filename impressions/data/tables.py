@@ -17,7 +17,7 @@ import numpy as np
 
 from impressions.data.clip_index import ClipIndex
 from impressions.data.preprocess import output_paths
-from impressions.schemas import TABLES, VOICE_BACKEND_KEY, VOICE_KEYS, frame, polars_schema, voice_descriptors
+from impressions.schemas import TABLES, VOICE_BACKEND_KEY, frame, polars_schema
 
 AUDIO_ARRAYS = ("waveform", "logmel", "logfbank")
 
@@ -47,23 +47,17 @@ def clip_shard(
     frames_out: Path,
     qc_out: Path,
     signals_out: Path | None = None,
-    sample_rate: int = 16000,
-    voice_backend: str = "builtin",
-    *,
-    cache: bool = True,
 ) -> None:
     """One shard's clips: their frame tables (frames and faces columns) and QC records, concatenated.
 
     What `gather_clips` and the audio and expression shards read, instead of every clip's files.
-    With `signals_out`, also each clip's voice descriptors (by `voice_backend`) and identity descriptor
-    (`clip_signals`).
+    With `signals_out`, also each clip's identity descriptor (`clip_signals`).
     """
     import polars as pl
 
     ids = sorted(clip_dirs)
     if signals_out is not None:
-        signals = clip_signals({c: clip_dirs[c] for c in ids}, sample_rate, voice_backend, cache=cache)
-        signals.write_parquet(signals_out, metadata={VOICE_BACKEND_KEY: voice_backend})
+        clip_signals({c: clip_dirs[c] for c in ids}).write_parquet(signals_out)
     parts = [pl.read_parquet(output_paths(clip_dirs[c])["table"]) for c in ids]
     schema = {**polars_schema("frames"), **polars_schema("faces")}
     (pl.concat(parts) if parts else pl.DataFrame(schema=schema)).write_parquet(frames_out)
@@ -129,81 +123,52 @@ def gather_expressions(shard_tables: Iterable[Path], out: Path) -> None:
     table.sort("clip_id", "frame_index").write_parquet(out)
 
 
-VOICE_CACHE_VERSION = 1
-"""Raise when a voice backend computes something else for the same clip window and columns."""
-
-
-def clip_voice(clip_dir: str | Path, sample_rate: int, backend: str, *, cache: bool = True) -> dict:
-    """One clip's voice table row, less its id: from its audio window (`waveform.npy`, the real samples),
-    reused from `voice.npz` in the clip's folder while the clip's key and the backend are unchanged."""
-    from impressions.data import stage_cache, voice
-    from impressions.data.shards import CACHE_FILES
-
-    path = Path(clip_dir) / CACHE_FILES["voice"]
-    key = stage_cache.stage_key(clip_dir, "voice", VOICE_CACHE_VERSION, {"backend": backend}, tables=("voice",))
-    stored = stage_cache.load(path, key) if cache else None
-    if stored is not None:
-        return dict(zip(stored["names"].tolist(), stored["values"].tolist()))
-    paths = output_paths(clip_dir)
-    n = int(json.loads(paths["qc"].read_text()).get("audio_samples") or 0)
-    row = voice.describe_with(backend, np.load(paths["waveform"])[:n], sample_rate)
-    stage_cache.store(path, key, {"names": np.array(list(row)), "values": np.array(list(row.values()))})
-    return row
-
-
-def clip_signals(
-    clip_dirs: Mapping[str, str | Path], sample_rate: int = 16000, voice_backend: str = "builtin",
-    *, cache: bool = True,
-):  # fmt: skip
-    """Per clip: `voice` table columns (from its audio window, `clip_voice`) and its tracked person's
-    descriptor, the backend in the table's metadata (`VOICE_BACKEND_KEY`, written by the caller).
-
-    The builtin voice descriptors take about 0.05 CPU-s for 5 s, openSMILE's eGeMAPSv02 about 0.15; each
-    clip's are cached in its folder. The descriptor was computed by the clip's job (`identity.npy`).
-    """
+def clip_signals(clip_dirs: Mapping[str, str | Path]):
+    """Per clip: its tracked person's descriptor, computed by the clip's job (`identity.npy`)."""
     import polars as pl
 
-    from impressions.data import identity, voice
+    from impressions.data import identity
 
     rows = []
     for clip_id, clip_dir in clip_dirs.items():
         paths = output_paths(clip_dir)
         descriptor = np.load(paths["identity"]) if paths["identity"].exists() else identity.missing()
         rows.append({
-            "clip_id": clip_id, **clip_voice(clip_dir, sample_rate, voice_backend, cache=cache),
+            "clip_id": clip_id,
             "descriptor": None if np.isnan(descriptor).any() else descriptor.astype(np.float32).tolist(),
         })  # fmt: skip
-    schema = {
-        **{k: v for k, v in polars_schema("voice").items() if k in VOICE_KEYS},
-        **{name: pl.Float32 for name in voice.columns(voice_backend)},
-        "descriptor": pl.List(pl.Float32),
-    }
+    schema = {"clip_id": pl.String, "descriptor": pl.List(pl.Float32)}
     return pl.DataFrame(rows, schema=schema) if rows else pl.DataFrame(schema=schema)
 
 
 def backend_of(path: str | Path) -> str:
-    """The backend that wrote a voice table or signals shard (`builtin` for files from before the key)."""
+    """The backend that wrote a voice table or voice shard (`builtin` for files from before the key)."""
     import polars as pl
 
     return pl.read_parquet_metadata(path).get(VOICE_BACKEND_KEY, "builtin")
 
 
-def gather_signals(signal_shards: Iterable[Path], clips_table: Path, voice_out: Path, identities_out: Path):
-    """The `voice` and `identities` tables; people clustered across all clips (`identity.cluster_people`).
+def gather_voice(shard_tables: Iterable[Path], out: Path) -> None:
+    """The `voice` table from the voice shards (`shards.voice_shard`), its backend in its metadata
+    (`VOICE_BACKEND_KEY`; `backend_of`); shards of different backends are refused."""
+    import polars as pl
 
-    The voice table keeps the shards' backend in its metadata (`VOICE_BACKEND_KEY`; `backend_of`)."""
+    shard_tables = list(shard_tables)
+    backends = {backend_of(p) for p in shard_tables}
+    if len(backends) > 1:
+        raise RuntimeError(f"voice shards from different voice backends {sorted(backends)}; re-run them")
+    table = pl.concat([pl.read_parquet(p) for p in shard_tables]).sort("clip_id")
+    backend = backends.pop() if backends else "builtin"
+    table.write_parquet(out, metadata={VOICE_BACKEND_KEY: backend})
+
+
+def gather_signals(signal_shards: Iterable[Path], clips_table: Path, identities_out: Path):
+    """The `identities` table: people clustered across all clips (`identity.cluster_people`)."""
     import polars as pl
 
     from impressions.data import identity
 
-    signal_shards = list(signal_shards)
-    backends = {backend_of(p) for p in signal_shards}
-    if len(backends) > 1:
-        raise RuntimeError(f"signal shards from different voice backends {sorted(backends)}; re-run them")
     table = pl.concat([pl.read_parquet(p) for p in signal_shards]).sort("clip_id")
-    voice_cols = [*VOICE_KEYS, *voice_descriptors(c for c in table.columns if c != "descriptor")]
-    backend = backends.pop() if backends else "builtin"
-    table.select(voice_cols).write_parquet(voice_out, metadata={VOICE_BACKEND_KEY: backend})
     clips = pl.read_parquet(clips_table)
     youtube = clips["youtube_id"] if "youtube_id" in clips.columns else pl.Series([None] * clips.height)
     meta = pl.DataFrame({"clip_id": clips["clip_id"], "youtube_id": youtube.cast(pl.String),

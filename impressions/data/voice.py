@@ -1,8 +1,9 @@
 """Voice descriptors per clip: pitch, voice quality, loudness and timing, eGeMAPS-like, numpy only.
 
 The `builtin` voice backend (`voice.backend`; `describe_with` dispatches, `opensmile` is openSMILE's
-own eGeMAPSv02 in `impressions.data.egemaps`). Computed on the clip's audio window (the first `audio.seconds`, 16 kHz mono; `waveform.npy`) by
-`describe`. Framing: 40 ms windows (two periods at 50 Hz), 10 ms hop, Hann window.
+own eGeMAPSv02 in `impressions.data.egemaps`). Computed on the clip's audio window (the first
+`audio.seconds`, 16 kHz mono; `waveform.npy`) by `describe`. Framing: 40 ms windows (two periods
+at 50 Hz), 10 ms hop, Hann window.
 
 - A frame is *sound* when its RMS level is within `SOUND_RANGE_DB` of the window's loudest frame and
   above `SILENCE_DB`; otherwise it is *silent* (a pause).

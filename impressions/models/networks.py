@@ -32,8 +32,9 @@ features (what late fusion consumes):
   validation.
 - ``voice_linear``: the same ridge regression on the per-clip voice descriptors, whichever
   ``voice.backend`` wrote the voice table: the builtin's 14 (impressions.data.voice: pitch, jitter,
-  shimmer, HNR, loudness, voicing and pauses) or openSMILE's 88 eGeMAPSv02 functionals. ``fusion_handcrafted_voice`` (an
-  extension, not the thesis's row) appends the same descriptors to fusion_handcrafted's inputs.
+  shimmer, HNR, loudness, voicing and pauses) or openSMILE's 88 eGeMAPSv02 functionals.
+  ``fusion_handcrafted_voice`` (an extension, not the thesis's row) appends the same descriptors to
+  fusion_handcrafted's inputs.
 
 Weights (``weights=`` for the torchvision backbones) are explicit: None (random init), a torchvision
 weight name (``"IMAGENET1K_V1"`` or ``"VGG16_Weights.IMAGENET1K_V1"``), or a local file holding a

@@ -157,8 +157,8 @@ FAMILIES: dict[str, Family] = {
                builder=f"{_F}:fusion_handcrafted", trainer="fusion", kind="features+handcrafted", gpu=True,
                seedable=True, defaults=MappingProxyType({"inputs": ["image", "face", "audio"]}),
                mem_mb=8000, runtime=60,
-               doc="fusion_handcrafted plus the per-clip voice descriptors (either voice.backend; an extension "
-               "of the thesis)"),
+               doc="fusion_handcrafted plus the per-clip voice descriptors (either voice.backend; an "
+               "extension of the thesis)"),
         Family(name="late_average", inputs=("predictions",), builder=None, trainer="average",
                kind="predictions", defaults=MappingProxyType({"inputs": ["image", "face", "audio"]}),
                mem_mb=2000, runtime=10,

@@ -159,7 +159,8 @@ def handcrafted_features(clips_table, expressions) -> tuple[list[str], np.ndarra
 
 def voice_features(voice) -> tuple[list[str], np.ndarray, list[str]]:
     """Per clip: the voice table's descriptors, whichever backend wrote them (`schemas.voice_descriptors`:
-    the builtin's 14 or openSMILE's 88), NaN where undefined -> (clip ids, (n, d), names prefixed `voice_`)."""
+    the builtin's 14 or openSMILE's 88), NaN where undefined -> (clip ids, (n, d), names prefixed
+    `voice_`)."""
     from impressions.schemas import voice_descriptors
 
     table = voice.sort("clip_id")
