@@ -7,7 +7,8 @@ stage keeps one file per clip beside the clip's preprocessed outputs (`clips/<id
 clip's preprocessing key (the folder's `cache.json`: the video's content fingerprint and the frame,
 face and audio-window settings, `impressions.data.preprocess_shard`), the stage's own settings, a
 fingerprint of the columns of the table its result is rows of (`impressions.schemas.fingerprint`: a
-column added there changes every key) and a stage version. A clip whose stored key matches is reused; any other is computed and stored again.
+column added there changes every key) and a stage version. A clip whose stored key matches is
+reused; any other is computed and stored again.
 
 Why per clip, beside the clip, rather than one cache file per shard:
 - lifetime for free: `preprocess_shard` replaces a reprocessed clip's folder and removes a departed
