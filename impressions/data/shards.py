@@ -42,13 +42,15 @@ EXPRESSIONS_CACHE_VERSION = 1
 `expressions` columns (a column change needs no bump: `EXPRESSIONS_CACHE_TABLES`)."""
 
 EXPRESSIONS_CACHE_TABLES = ("expressions",)
+"""The tables whose rows `expression_shard` stores per clip (their columns are in its key)."""
 
 VOICE_CACHE_VERSION = 1
 """Raise when a voice backend computes something else for the same clip window, backend and `voice`
 columns (`VOICE_CACHE_TABLES`: the builtin's columns are in the key)."""
 
 VOICE_CACHE_TABLES = ("voice",)
-"""The tables whose rows `expression_shard` stores per clip (their columns are in its key)."""
+"""The tables whose rows `voice_shard` stores per clip (the builtin's columns; openSMILE's are fixed by
+its config, and `VOICE_CACHE_VERSION` stands for them)."""
 
 CACHE_FILES = {
     "audio": "audio_features.npz",
