@@ -133,3 +133,9 @@ def test_a_backend_failing_on_one_clip_gives_nan_not_a_failed_shard(tmp_path, mo
     table = shards.voice_rows(dirs, SR, "opensmile")
     assert table.height == 1 and table["F0semitoneFrom27.5Hz_sma3nz_amean"].is_nan().all()
     assert not (dirs["c.000"] / CACHE_FILES["voice"].format(backend="opensmile")).exists()  # never cached
+
+
+def test_a_missing_opensmile_wheel_is_named_with_its_install_command(monkeypatch):
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(egemaps.OpenSmileMissing, match="pip install --no-deps opensmile==2.6.0"):
+        egemaps._root()
