@@ -116,6 +116,10 @@ AUDIO_S_PER_CLIP = 2.0
 EXPRESSION_S_PER_FRAME = 0.05
 """CPU seconds per face of an expression_shard job (the expression CNN on 4 threads): an assumption."""
 
+VOICE_S_PER_CLIP = 0.3
+"""CPU seconds per clip of a voice_shard job: twice openSMILE's eGeMAPSv02 on a 5 s window (0.13-0.16 s
+measured in process on the development machine; the builtin: about 0.05)."""
+
 
 @dataclass(frozen=True)
 class Work:
@@ -338,6 +342,7 @@ SHARD_FLOORS = {
     "preprocess_shard": (2000, 60),
     "audio_shard": (4000, 60),
     "expression_shard": (8000, 120),
+    "voice_shard": (1000, 30),
 }
 
 
@@ -381,6 +386,7 @@ def shard_runtime(rule: str, config: Mapping, work: Work, attempt: int = 1) -> i
         preprocess_shard   C x f x PREPROCESS_S_PER_FRAME     (measured: 4.5 CPU-s per clip at 100)
         audio_shard        C x AUDIO_S_PER_CLIP
         expression_shard   C x f x EXPRESSION_S_PER_FRAME
+        voice_shard        C x VOICE_S_PER_CLIP
 
     e.g. FI at 100 frames in 100 shards (C about 120): preprocess 14 minutes (the floor of 60 holds); in
     the default 4 shards (C about 2,600): about 290 minutes."""
@@ -390,5 +396,6 @@ def shard_runtime(rule: str, config: Mapping, work: Work, attempt: int = 1) -> i
         "preprocess_shard": per_clip * PREPROCESS_S_PER_FRAME,
         "audio_shard": AUDIO_S_PER_CLIP,
         "expression_shard": per_clip * EXPRESSION_S_PER_FRAME,
+        "voice_shard": VOICE_S_PER_CLIP,
     }[rule] * work.shard_clips
     return max(floor, math.ceil(seconds * SAFETY / 60)) * attempt

@@ -14,7 +14,7 @@ MODEL_FILES = {
     "summary": "summary.json",  # selection, clips given the training mean, settings, timings
 }
 
-PREPROCESSING_SECTIONS = ("frames", "faces", "audio", "expressions")
+PREPROCESSING_SECTIONS = ("frames", "faces", "audio", "voice", "expressions")
 """Config sections stored in each checkpoint so that new clips can be preprocessed the same way."""
 
 

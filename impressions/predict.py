@@ -83,6 +83,7 @@ _SECTION_FAMILIES = {
     "frames": registry.with_input("frames", "faces", "au_table"),
     "faces": registry.with_input("faces", "au_table"),
     "audio": registry.with_input("waveform", "logfbank", "voice_table", composite=False),
+    "voice": registry.with_input("voice_table"),
     "expressions": registry.with_input("au_table"),
 }
 
@@ -140,11 +141,9 @@ def _clip_inputs(
     shards.audio_shard(dirs, audio_options, work / "audio.parquet", work / "audio.npz")
     out = {"dirs": dirs, "qc": qc, "failures": failures, "audio": dict(np.load(work / "audio.npz"))}
     out["audio_ids"] = out["audio"]["clip_id"].tolist()
-    from impressions.data import (
-        tables,
-    )  # voice descriptors: voice_linear and fusion_handcrafted_voice use them
-
-    out["voice"] = tables.clip_signals(dirs, settings.sample_rate)
+    # voice descriptors, by the backend the models were trained on: voice_linear and
+    # fusion_handcrafted_voice use them
+    out["voice"] = shards.voice_rows(dirs, settings.sample_rate, prep["voice"]["backend"])
     if need_expressions:
         from impressions.expressions import detector as expressions
 

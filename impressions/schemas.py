@@ -102,8 +102,22 @@ VOICE = (
     "loudness_mean_db", "loudness_sd_db", "loudness_range_db", "voiced_ratio", "pause_ratio",
     "voiced_segment_mean_s", "pause_mean_s", "voiced_segments_per_s",
 )  # fmt: skip
-"""Per-clip voice descriptors (impressions.data.voice defines each)."""
+"""Per-clip voice descriptors of the builtin backend (impressions.data.voice defines each)."""
+VOICE_KEYS = ("clip_id", "voice_seconds")
+"""The voice table's columns under every `voice.backend`; the others are the backend's descriptors."""
 TABLES["voice"] = {"clip_id": "str", "voice_seconds": "f32", **{name: "f32" for name in VOICE}}
+"""With `voice.backend: opensmile` the descriptors are openSMILE's 88 eGeMAPSv02 functionals instead,
+under openSMILE's names (f32; impressions.data.egemaps); readers take the descriptors as the columns
+that are not `VOICE_KEYS` (`voice_descriptors`) and the backend from the file (`VOICE_BACKEND_KEY`)."""
+VOICE_BACKEND_KEY = "voice_backend"
+"""Parquet key-value metadata of the voice table (and its shards): the backend that wrote it."""
+
+
+def voice_descriptors(columns) -> list[str]:
+    """The descriptor columns of a voice table with these columns, in their order."""
+    return [c for c in columns if c not in VOICE_KEYS]
+
+
 # Per clip, what made its expression rows (impressions.expressions.detector: each backend's `sources`)
 # and why face frames have none (openface: no CSV, no binary, frames OpenFace did not track).
 TABLES["expression_qc"] = {

@@ -69,5 +69,5 @@ def index_inputs(wildcards):
 
 
 def dataset_tables():
-    names = ["clips", "frames", "faces", "audio", "expressions", "qc"]
+    names = ["clips", "frames", "faces", "audio", "voice", "expressions", "qc"]
     return [str(TABLES_DIR / f"{name}.parquet") for name in names]

@@ -10,7 +10,7 @@ rule preprocess_shard:
     output:
         frames=SHARDS_DIR / "frames" / "{shard}.parquet",
         qc=SHARDS_DIR / "qc" / "{shard}.parquet",
-        # voice descriptors and identity descriptors per clip (impressions.data.tables.clip_signals)
+        # identity descriptors per clip (impressions.data.tables.clip_signals)
         signals=SHARDS_DIR / "signals" / "{shard}.parquet",
     log:
         LOGS / "preprocess_shard" / "{shard}.log",
@@ -69,6 +69,35 @@ rule audio_shard:
         options=config["audio"],
     script:
         "../workflow_scripts/audio_shard.py"
+
+
+# Its own rule, not part of audio_shard or preprocess_shard: switching voice.backend then re-runs the
+# voice table and the models that read it, nothing else.
+rule voice_shard:
+    """Per-clip voice descriptors (voice.backend) of one shard's clips, from their audio windows."""
+    input:
+        qc=SHARDS_DIR / "qc" / "{shard}.parquet",
+    output:
+        SHARDS_DIR / "voice" / "{shard}.parquet",
+    log:
+        LOGS / "voice_shard" / "{shard}.log",
+    benchmark:
+        BENCH / "voice_shard" / "{shard}.tsv"
+    conda:
+        "../envs/preprocess.yaml"
+    resources:
+        mem_mb=lambda wildcards, attempt: cluster.shard_mem_mb(
+            "voice_shard", config, WORK, attempt
+        ),
+        runtime=lambda wildcards, attempt: cluster.shard_runtime(
+            "voice_shard", config, WORK, attempt
+        ),
+    params:
+        clips_dir=str(CLIPS_DIR),
+        sample_rate=config["audio"]["sample_rate"],
+        backend=config["voice"]["backend"],
+    script:
+        "../workflow_scripts/voice_shard.py"
 
 
 rule expression_shard:

@@ -16,7 +16,7 @@ rule clip_index:
 
 
 rule gather_clips:
-    """The frames, faces, QC, voice and identities tables from the clip shards and the index's QC rows."""
+    """The frames, faces, QC and identities tables from the clip shards and the index's QC rows."""
     input:
         frames=shard_files("frames"),
         qc=shard_files("qc"),
@@ -27,8 +27,7 @@ rule gather_clips:
         frames=TABLES_DIR / "frames.parquet",
         faces=TABLES_DIR / "faces.parquet",
         qc=TABLES_DIR / "qc.parquet",
-        # voice descriptors per clip and people clustered by face across clips (impressions.data.identity)
-        voice=TABLES_DIR / "voice.parquet",
+        # people clustered by face across clips (impressions.data.identity)
         identities=TABLES_DIR / "identities.parquet",
     log:
         LOGS / "gather_clips.log",
@@ -65,6 +64,22 @@ rule gather_audio:
         runtime=60,
     script:
         "../workflow_scripts/gather_audio.py"
+
+
+rule gather_voice:
+    """The voice table from every voice shard, its backend in its metadata."""
+    input:
+        shard_files("voice"),
+    output:
+        TABLES_DIR / "voice.parquet",
+    log:
+        LOGS / "gather_voice.log",
+    benchmark:
+        BENCH / "gather_voice.tsv"
+    conda:
+        "../envs/preprocess.yaml"
+    script:
+        "../workflow_scripts/gather_voice.py"
 
 
 rule gather_expressions:

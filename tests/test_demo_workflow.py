@@ -30,8 +30,9 @@ INTERPRET = {
     "au_guidance": {"weight": 1.0, "models": ["face"], "sweep": [0, 1]},
     "manifold": {"models": ["image", "face", "audio"], "method": "tsne", "perplexity": 10, "neighbors": 5},
 }  # fmt: skip
-PREPROCESSING = {"preprocess_shard", "audio_shard", "expression_shard", "gather_clips",
-                 "gather_audio", "gather_expressions", "clip_index", "build_demo"}  # fmt: skip
+PREPROCESSING = {"preprocess_shard", "audio_shard", "voice_shard", "expression_shard", "gather_clips",
+                 "gather_audio", "gather_voice", "gather_expressions", "clip_index",
+                 "build_demo"}  # fmt: skip
 
 
 def configure(work, root, **changes):

@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from impressions import cli
-from impressions.data import demo, identity, preprocess, splits, tables
+from impressions.data import demo, identity, preprocess, shards, splits, tables
 
 
 def _unit(v):
@@ -107,8 +107,8 @@ def demo_signals(demo_root, tmp_path_factory):
         "youtube_id": [c.youtube_id for c in clips],
     })  # fmt: skip
     index.write_parquet(shard / "clips.parquet")
-    tables.gather_signals([shard / "signals.parquet"], shard / "clips.parquet", shard / "voice.parquet",
-                          shard / "identities.parquet")  # fmt: skip
+    tables.gather_signals([shard / "signals.parquet"], shard / "clips.parquet", shard / "identities.parquet")
+    shards.voice_shard(dirs, settings.sample_rate, "builtin", shard / "voice.parquet")
     return clips, out, shard
 
 

@@ -49,6 +49,12 @@ def test_report_tables_and_pages(trained):
     assert "| model | O | C | E | A | N | mean |" in md and "NOT measured here" in md
     assert "(published" in md and "train-mean baseline" in md and "synthetic test data" in md
     assert "Split: official" in md  # models.split, the default
+    # the training table names the tools behind each model's AU/emotion (and voice) inputs
+    assert "| model | AU, emotion and voice source |" in md
+    assert (
+        "| au_linear | AUs and emotions: not recorded |"  # trained here without its run's preprocessing
+        in md
+    )
     page = outputs["html"].read_text()
     assert page.count("data:image/png;base64,") == 4 and "<table>" in page  # forest, bias, 2 curves
     # The bias audit: every model with predictions, signed bias as computed here, its section and tables.

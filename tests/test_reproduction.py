@@ -210,9 +210,24 @@ def test_a_row_says_how_its_model_differs_from_the_papers():
     ]
     voice = {**thesis, "family": "fusion_handcrafted_voice"}
     assert differences.differences("thesis_av_handcrafted", voice) == [
-        "extra inputs age, gender, emotions, 14 voice descriptors (paper: age, gender, emotions)",
+        "extra inputs age, gender, emotions, voice: builtin (14 eGeMAPS-like descriptors) "
+        "(paper: age, gender, emotions)",
         emotions,
     ]
+    # ... and which voice backend: read from what the model was trained with
+    smile = {**voice, "preprocessing": {**voice["preprocessing"], "voice": {"backend": "opensmile"}}}
+    assert (
+        "voice: openSMILE eGeMAPSv02 (88 functionals)"
+        in differences.differences("thesis_av_handcrafted", smile)[0]
+    )
+    assert differences.input_sources(smile) == (
+        "AUs: builtin landmark geometry; emotions: builtin fer CNN fused with builtin AUs; "
+        "voice: openSMILE eGeMAPSv02 (88 functionals)"
+    )
+    assert differences.input_sources({**smile, "family": "voice_linear"}) == (
+        "voice: openSMILE eGeMAPSv02 (88 functionals)"
+    )
+    assert differences.input_sources({**smile, "family": "image"}) == ""
 
 
 def test_the_reproduction_note_follows_the_optimizer():

@@ -72,6 +72,26 @@ def test_the_voice_extension_adds_the_voice_columns_the_thesis_family_does_not(d
     assert len(with_voice["feature_names"]) == len(without["feature_names"]) + len(VOICE)
 
 
+def test_voice_linear_reads_the_columns_of_an_opensmile_table(data, tmp_path):
+    """The descriptors are the table's columns (openSMILE's names here), not a list in the code."""
+    clips = pl.read_parquet(data["tables"] / "clips.parquet")
+    names = ["F0semitoneFrom27.5Hz_sma3nz_amean", "jitterLocal_sma3nz_amean", "loudness_sma3_amean"]
+    cue = clips["extraversion"].to_numpy()
+    rng = np.random.default_rng(1)
+    table = pl.DataFrame({"clip_id": clips["clip_id"], "voice_seconds": np.full(clips.height, 5.0)})
+    table = table.with_columns(
+        pl.Series(name, 20 + 10 * cue * (name == names[0]) + rng.normal(0, 1, clips.height)) for name in names
+    )
+    path = tmp_path / "voice.parquet"
+    table.write_parquet(path, metadata={schemas.VOICE_BACKEND_KEY: "opensmile"})
+    inputs = inputs_for(data, "voice_linear")
+    inputs.voice = path
+    out = training.Outputs.in_folder(tmp_path / "voice_linear")
+    summary = training.train_family("voice_linear", inputs, out, COMMON, {"alphas": [0.01, 1.0]})
+    assert summary["feature_names"] == [f"voice_{n}" for n in names]
+    assert val_accuracy(data, out) > baseline_accuracy(data) + 0.03
+
+
 def test_identity_faces_split_reads_the_identities_beside_the_clips(data, tmp_path):
     clips = pl.read_parquet(data["tables"] / "clips.parquet")
     folder = tmp_path / "tables"

@@ -10,7 +10,7 @@ import pytest
 from model_data import tiny_models
 from workflow import FAST, planned, rules, run, write_config
 
-from impressions.data import shards
+from impressions.data import egemaps, shards, tables
 from impressions.schemas import AUS, EMOTIONS, TABLES
 from impressions.testing import BAD_MEDIA_STATUS, clip_id, face_clip, write_fi_annotations
 
@@ -110,7 +110,7 @@ def test_expression_rows_name_their_backend(done):
     )
     assert set(qc["reason"]) == {""}  # the builtin scores every face frame
     report = (work / "out" / "report" / "report.md").read_text()
-    assert "expressions from" in report
+    assert "AU, emotion and voice source" in report and "AUs: builtin landmark geometry" in report
 
 
 def test_audio_table_and_arrays_line_up(done):
@@ -187,13 +187,16 @@ def test_audio_feature_setting_reruns_only_audio_features(done):
         configure(work, done[0])
 
 
+SHARD_RULES = ("preprocess_shard", "audio_shard", "voice_shard", "expression_shard")
+
+
 def shard_log(work, shard, rule="preprocess_shard"):
     return (work / "out" / "logs" / rule / f"{shard}.log").read_text()
 
 
 def assert_one_clip_processed(work, shard, n, cid):
     """Every shard job of the shard computed that one clip and reused the rest from its per-clip cache."""
-    for rule in ("preprocess_shard", "audio_shard", "expression_shard"):
+    for rule in SHARD_RULES:
         assert f"{n} clips: 1 processed, {n - 1} reused from the cache" in shard_log(work, shard, rule), rule
         assert f"processed {cid}" in shard_log(work, shard, rule), rule
 
@@ -218,11 +221,11 @@ def test_replaced_clip_file_reruns_only_its_own_jobs(done):
     jobs = planned(work)
     # its shard's jobs, the gathers, and everything after the tables but the splits (same clips)
     assert rules(jobs) == {
-        "preprocess_shard": 1, "audio_shard": 1, "expression_shard": 1,
-        "gather_clips": 1, "gather_audio": 1, "gather_expressions": 1, "all": 1,
+        "preprocess_shard": 1, "audio_shard": 1, "voice_shard": 1, "expression_shard": 1,
+        "gather_clips": 1, "gather_audio": 1, "gather_voice": 1, "gather_expressions": 1, "all": 1,
         **{rule: n for rule, n in AFTER_TABLES.items() if rule != "splits"},
     }  # fmt: skip
-    for rule in ("preprocess_shard", "audio_shard", "expression_shard"):
+    for rule in SHARD_RULES:
         assert (rule, f"shard={shard}") in jobs
     run(work)  # bring the results up to date for the tests after this one
     n = sum(shards.shard_of(clip_id(p), 2) == shard for p in media.values())
@@ -240,10 +243,11 @@ def test_added_clip_reruns_only_its_own_jobs(done, tmp_path):
     shard = shards.shard_of("new_clip.007", 2)
     jobs = planned(work)
     assert rules(jobs) == {
-        "clip_index": 1, "preprocess_shard": 1, "audio_shard": 1, "expression_shard": 1,
-        "gather_clips": 1, "gather_audio": 1, "gather_expressions": 1, "all": 1, **AFTER_TABLES,
+        "clip_index": 1, "preprocess_shard": 1, "audio_shard": 1, "voice_shard": 1, "expression_shard": 1,
+        "gather_clips": 1, "gather_audio": 1, "gather_voice": 1, "gather_expressions": 1, "all": 1,
+        **AFTER_TABLES,
     }  # fmt: skip
-    for rule in ("preprocess_shard", "audio_shard", "expression_shard"):
+    for rule in SHARD_RULES:
         assert (rule, f"shard={shard}") in jobs
     run(work)
     n = 1 + sum(shards.shard_of(clip_id(p), 2) == shard for p in media.values())
@@ -274,3 +278,39 @@ def test_unsafe_annotation_pickle_stops_the_run_before_anything_runs(tmp_path):
     assert proc.returncode != 0
     assert "refusing to load builtins.open" in proc.stdout + proc.stderr
     assert not marker.exists() and not os.path.exists(tmp_path / "out")
+
+
+def test_voice_backend_switch_reruns_only_the_voice_table_which_names_its_backend(done):
+    root, work, _ = done
+    voice_table = work / "out" / "tables" / "voice.parquet"
+    assert tables.backend_of(voice_table) == "builtin" and table(work, "voice").columns == list(
+        TABLES["voice"]
+    )
+    configure(work, root, voice={"backend": "opensmile"})
+    try:
+        assert rules(planned(work)) == {"voice_shard": 2, "gather_voice": 1, "all": 1}
+        run(work)
+        smile = table(work, "voice")
+        assert tables.backend_of(voice_table) == "opensmile"
+        assert smile.columns == ["clip_id", "voice_seconds", *egemaps.feature_names()]
+        assert len(smile.columns) == 2 + 88 and "F0semitoneFrom27.5Hz_sma3nz_amean" in smile.columns
+        assert (
+            smile["clip_id"].to_list()
+            == table(work, "qc")
+            .filter(pl.col("status").is_in(["missing_file", "unannotated", "partial_labels"]).not_())[
+                "clip_id"
+            ]
+            .sort()
+            .to_list()
+        )
+        good = smile.filter(pl.col("clip_id") == clip_id(done[2]["good"])).row(0, named=True)
+        assert np.isfinite(good["equivalentSoundLevel_dBp"]) and good["voice_seconds"] > 0
+    finally:
+        configure(work, root)
+    # back to the builtin (the same jobs again): its descriptors are still cached in every clip's folder
+    run(work)
+    assert tables.backend_of(voice_table) == "builtin" and table(work, "voice").columns == list(
+        TABLES["voice"]
+    )
+    for shard in range(2):
+        assert " 0 processed," in shard_log(work, shard, "voice_shard")

@@ -16,6 +16,5 @@ with logs.to_file(snakemake.log[0]):
     tables.gather_signals(
         [Path(p) for p in snakemake.input.signals],
         Path(snakemake.input.clips),
-        Path(snakemake.output.voice),
         Path(snakemake.output.identities),
     )

@@ -47,7 +47,7 @@ def fill(config: dict, config_schema: dict | None = None) -> dict:
 
 _DEFAULTS = fill({}, schema())
 PREPROCESSING = {section: _DEFAULTS[section] for section in PREPROCESSING_SECTIONS}
-"""Config sections `frames`, `faces`, `audio` and `expressions` with the schema's defaults."""
+"""Config sections `frames`, `faces`, `audio`, `voice` and `expressions` with the schema's defaults."""
 
 
 def preprocessing() -> dict:

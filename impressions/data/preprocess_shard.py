@@ -187,5 +187,5 @@ def preprocess_shard(
         stale=lambda clip_id: shards.shard_of(clip_id, n_shards) == shard,
     )  # fmt: skip
     folders = {clip_id: Path(clips_dir) / clip_id for clip_id in videos}
-    tables.clip_shard(folders, Path(frames_out), Path(qc_out), Path(signals_out), settings.sample_rate)
+    tables.clip_shard(folders, Path(frames_out), Path(qc_out), Path(signals_out))
     return report

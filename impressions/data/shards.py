@@ -45,8 +45,21 @@ EXPRESSIONS_CACHE_VERSION = 2
 EXPRESSIONS_CACHE_TABLES = ("expressions",)
 """The tables whose rows `expression_shard` stores per clip (their columns are in its key)."""
 
-CACHE_FILES = {"audio": "audio_features.npz", "expressions": "expressions.npz"}
-"""Each stage's per-clip cache file in the clip's folder (`impressions.data.stage_cache`)."""
+VOICE_CACHE_VERSION = 1
+"""Raise when a voice backend computes something else for the same clip window, backend and `voice`
+columns (`VOICE_CACHE_TABLES`: the builtin's columns are in the key)."""
+
+VOICE_CACHE_TABLES = ("voice",)
+"""The tables whose rows `voice_shard` stores per clip (the builtin's columns; openSMILE's are fixed by
+its config, and `VOICE_CACHE_VERSION` stands for them)."""
+
+CACHE_FILES = {
+    "audio": "audio_features.npz",
+    "expressions": "expressions.npz",
+    "voice": "voice_{backend}.npz",
+}
+"""Each stage's per-clip cache file in the clip's folder (`impressions.data.stage_cache`); voice keeps one
+per backend, so switching `voice.backend` back and forth recomputes nothing."""
 
 
 def shard_of(clip_id: str, n_shards: int) -> int:
@@ -120,6 +133,77 @@ def audio_shard(
     frame("audio", rows).write_parquet(out_table)
     np.savez(out_arrays, **{key: np.asarray(value) for key, value in arrays.items()})
     log.info("audio features: %s", report.summary())
+    return report
+
+
+def clip_voice(clip_dir: str | Path, sample_rate: int, backend: str, *, cache: bool = True):
+    """One clip's voice table row less its id, and whether it was computed (False: reused).
+
+    From its audio window as the preprocessing cut it (`waveform.npy`, its real samples, never the
+    padding); reused from `voice_<backend>.npz` in the clip's folder while the clip's key and the backend are
+    unchanged. A backend that fails on the clip gives NaN descriptors and a logged traceback, never a
+    failed shard (a missing opensmile wheel does stop it: that is a setup error, not a clip's)."""
+    from impressions.data import egemaps, voice
+
+    path = Path(clip_dir) / CACHE_FILES["voice"].format(backend=backend)
+    key = stage_cache.stage_key(
+        clip_dir, "voice", VOICE_CACHE_VERSION, {"backend": backend}, tables=VOICE_CACHE_TABLES
+    )
+    stored = stage_cache.load(path, key) if cache else None
+    if stored is not None:
+        return dict(zip(stored["names"].tolist(), stored["values"].tolist())), False
+    paths = output_paths(clip_dir)
+    n = int(json.loads(paths["qc"].read_text()).get("audio_samples") or 0)
+    samples = np.load(paths["waveform"])[:n]
+    try:
+        row = voice.describe_with(backend, samples, sample_rate)
+    except egemaps.OpenSmileMissing:
+        raise
+    except Exception:
+        log.exception("voice descriptors of %s failed (%s backend): NaN", Path(clip_dir).name, backend)
+        return {"voice_seconds": n / sample_rate, **dict.fromkeys(voice.columns(backend), float("nan"))}, True
+    stage_cache.store(path, key, {"names": np.array(list(row)), "values": np.array(list(row.values()))})
+    return row, True
+
+
+def voice_rows(clip_dirs: Mapping[str, str | Path], sample_rate: int, backend: str, *, cache: bool = True,
+               report: ShardReport | None = None) -> pl.DataFrame:  # fmt: skip
+    """The `voice` table rows of these clips by `backend` (`clip_voice`): the keys, then the backend's
+    descriptors (`voice.columns`), all f32."""
+    import polars as pl
+
+    from impressions.data import voice
+    from impressions.schemas import VOICE_KEYS
+
+    rows = []
+    for clip_id, clip_dir in sorted(clip_dirs.items()):
+        row, computed = clip_voice(clip_dir, sample_rate, backend, cache=cache)
+        rows.append({"clip_id": clip_id, **row})
+        if computed:
+            log.info("processed %s", clip_id)
+        if report is not None:
+            (report.processed if computed else report.reused).append(clip_id)
+    schema = {"clip_id": pl.String, **{c: pl.Float32 for c in (*VOICE_KEYS[1:], *voice.columns(backend))}}
+    return pl.DataFrame(rows, schema=schema)
+
+
+def voice_shard(
+    clip_dirs: Mapping[str, str | Path],
+    sample_rate: int,
+    backend: str,
+    out_table: Path,
+    *,
+    cache: bool = True,
+) -> ShardReport:
+    """The voice rows of a shard's clips (`voice_rows`), written with the backend in the file's metadata
+    (`schemas.VOICE_BACKEND_KEY`)."""
+    from impressions.schemas import VOICE_BACKEND_KEY
+
+    report = ShardReport()
+    voice_rows(clip_dirs, sample_rate, backend, cache=cache, report=report).write_parquet(
+        out_table, metadata={VOICE_BACKEND_KEY: backend}
+    )
+    log.info("voice descriptors (%s): %s", backend, report.summary())
     return report
 
 

@@ -1,13 +1,14 @@
-"""Per-clip cache of the audio-feature and expression shard jobs.
+"""Per-clip cache of the audio-feature, voice and expression shard jobs.
 
-An added or replaced clip re-runs its shard's `audio_shard` and `expression_shard` jobs (their input
-is the shard's QC table), which would otherwise recompute every clip of the shard. So each stage keeps
-one file per clip beside the clip's preprocessed outputs (`clips/<id>/audio_features.npz`,
-`clips/<id>/expressions.npz`) holding its result and its key: the clip's preprocessing key (the
-folder's `cache.json`: the video's content fingerprint and the frame, face and audio-window settings,
-`impressions.data.preprocess_shard`), the stage's own settings, a fingerprint of the columns of the
-table its result is rows of (`impressions.schemas.fingerprint`: a column added there changes every key)
-and a stage version. A clip whose stored key matches is reused; any other is computed and stored again.
+An added or replaced clip re-runs its shard's `audio_shard`, `voice_shard` and `expression_shard` jobs
+(their input is the shard's QC table), which would otherwise recompute every clip of the shard. So each
+stage keeps one file per clip beside the clip's preprocessed outputs (`clips/<id>/audio_features.npz`,
+`clips/<id>/voice_<backend>.npz`, `clips/<id>/expressions.npz`) holding its result and its key: the
+clip's preprocessing key (the folder's `cache.json`: the video's content fingerprint and the frame,
+face and audio-window settings, `impressions.data.preprocess_shard`), the stage's own settings, a
+fingerprint of the columns of the table its result is rows of (`impressions.schemas.fingerprint`: a
+column added there changes every key) and a stage version. A clip whose stored key matches is
+reused; any other is computed and stored again.
 
 Why per clip, beside the clip, rather than one cache file per shard:
 - lifetime for free: `preprocess_shard` replaces a reprocessed clip's folder and removes a departed
@@ -18,8 +19,9 @@ Why per clip, beside the clip, rather than one cache file per shard:
 - disk is the same either way (each clip's result stored once; the audio waveform is not stored but
   rebuilt from the clip's `waveform.npy`: about 180 KB per clip at the default 64 mel and 26 filterbank
   bands over 5 s, against 500 KB with it);
-- the cost is files: two more per clip (FI: 20,000 for 10,000 clips, on top of the clip folders' 7
-  each), one file per stage and clip because the key is stored inside it, not beside it.
+- the cost is files: three more per clip (FI: 30,000 for 10,000 clips, on top of the clip folders' 7
+  each; a fourth per clip once a second voice backend has run), one file per stage and clip because
+  the key is stored inside it, not beside it.
 
 Writes are atomic: a file is written to `<name>.partial` and renamed into place, with the key inside
 it, so a killed job leaves either the old file, the new one, or scratch that no reader opens. A file

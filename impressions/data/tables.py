@@ -17,7 +17,7 @@ import numpy as np
 
 from impressions.data.clip_index import ClipIndex
 from impressions.data.preprocess import output_paths
-from impressions.schemas import TABLES, frame, polars_schema
+from impressions.schemas import TABLES, VOICE_BACKEND_KEY, frame, polars_schema
 
 AUDIO_ARRAYS = ("waveform", "logmel", "logfbank")
 
@@ -47,18 +47,17 @@ def clip_shard(
     frames_out: Path,
     qc_out: Path,
     signals_out: Path | None = None,
-    sample_rate: int = 16000,
 ) -> None:
     """One shard's clips: their frame tables (frames and faces columns) and QC records, concatenated.
 
     What `gather_clips` and the audio and expression shards read, instead of every clip's files.
-    With `signals_out`, also each clip's voice descriptors and identity descriptor (`clip_signals`).
+    With `signals_out`, also each clip's identity descriptor (`clip_signals`).
     """
     import polars as pl
 
     ids = sorted(clip_dirs)
     if signals_out is not None:
-        clip_signals({c: clip_dirs[c] for c in ids}, sample_rate).write_parquet(signals_out)
+        clip_signals({c: clip_dirs[c] for c in ids}).write_parquet(signals_out)
     parts = [pl.read_parquet(output_paths(clip_dirs[c])["table"]) for c in ids]
     schema = {**polars_schema("frames"), **polars_schema("faces")}
     (pl.concat(parts) if parts else pl.DataFrame(schema=schema)).write_parquet(frames_out)
@@ -130,39 +129,52 @@ def gather_expressions(
         (pl.concat(qc) if qc else frame("expression_qc", [])).sort("clip_id").write_parquet(out_qc)
 
 
-def clip_signals(clip_dirs: Mapping[str, str | Path], sample_rate: int = 16000):
-    """Per clip: `voice` table columns (from its audio window) and its tracked person's descriptor.
-
-    The voice descriptors are computed here, once per clip, from `waveform.npy` (numpy only, about
-    0.05 CPU-s for 5 s); the descriptor was computed by the clip's job (`identity.npy`).
-    """
+def clip_signals(clip_dirs: Mapping[str, str | Path]):
+    """Per clip: its tracked person's descriptor, computed by the clip's job (`identity.npy`)."""
     import polars as pl
 
-    from impressions.data import identity, voice
+    from impressions.data import identity
 
     rows = []
     for clip_id, clip_dir in clip_dirs.items():
         paths = output_paths(clip_dir)
-        qc = json.loads(paths["qc"].read_text())
-        n = int(qc.get("audio_samples") or 0)
-        waveform = np.load(paths["waveform"])[:n]
         descriptor = np.load(paths["identity"]) if paths["identity"].exists() else identity.missing()
         rows.append({
-            "clip_id": clip_id, **voice.describe(waveform, sample_rate),
+            "clip_id": clip_id,
             "descriptor": None if np.isnan(descriptor).any() else descriptor.astype(np.float32).tolist(),
         })  # fmt: skip
-    schema = {**polars_schema("voice"), "descriptor": pl.List(pl.Float32)}
+    schema = {"clip_id": pl.String, "descriptor": pl.List(pl.Float32)}
     return pl.DataFrame(rows, schema=schema) if rows else pl.DataFrame(schema=schema)
 
 
-def gather_signals(signal_shards: Iterable[Path], clips_table: Path, voice_out: Path, identities_out: Path):
-    """The `voice` and `identities` tables; people clustered across all clips (`identity.cluster_people`)."""
+def backend_of(path: str | Path) -> str:
+    """The backend that wrote a voice table or voice shard (`builtin` for files from before the key)."""
+    import polars as pl
+
+    return pl.read_parquet_metadata(path).get(VOICE_BACKEND_KEY, "builtin")
+
+
+def gather_voice(shard_tables: Iterable[Path], out: Path) -> None:
+    """The `voice` table from the voice shards (`shards.voice_shard`), its backend in its metadata
+    (`VOICE_BACKEND_KEY`; `backend_of`); shards of different backends are refused."""
+    import polars as pl
+
+    shard_tables = list(shard_tables)
+    backends = {backend_of(p) for p in shard_tables}
+    if len(backends) > 1:
+        raise RuntimeError(f"voice shards from different voice backends {sorted(backends)}; re-run them")
+    table = pl.concat([pl.read_parquet(p) for p in shard_tables]).sort("clip_id")
+    backend = backends.pop() if backends else "builtin"
+    table.write_parquet(out, metadata={VOICE_BACKEND_KEY: backend})
+
+
+def gather_signals(signal_shards: Iterable[Path], clips_table: Path, identities_out: Path):
+    """The `identities` table: people clustered across all clips (`identity.cluster_people`)."""
     import polars as pl
 
     from impressions.data import identity
 
     table = pl.concat([pl.read_parquet(p) for p in signal_shards]).sort("clip_id")
-    table.select(list(TABLES["voice"])).write_parquet(voice_out)
     clips = pl.read_parquet(clips_table)
     youtube = clips["youtube_id"] if "youtube_id" in clips.columns else pl.Series([None] * clips.height)
     meta = pl.DataFrame({"clip_id": clips["clip_id"], "youtube_id": youtube.cast(pl.String),

@@ -1,7 +1,9 @@
 """Voice descriptors per clip: pitch, voice quality, loudness and timing, eGeMAPS-like, numpy only.
 
-Computed on the clip's audio window (the first `audio.seconds`, 16 kHz mono; `waveform.npy`) by
-`describe`. Framing: 40 ms windows (two periods at 50 Hz), 10 ms hop, Hann window.
+The `builtin` voice backend (`voice.backend`; `describe_with` dispatches, `opensmile` is openSMILE's
+own eGeMAPSv02 in `impressions.data.egemaps`). Computed on the clip's audio window (the first
+`audio.seconds`, 16 kHz mono; `waveform.npy`) by `describe`. Framing: 40 ms windows (two periods
+at 50 Hz), 10 ms hop, Hann window.
 
 - A frame is *sound* when its RMS level is within `SOUND_RANGE_DB` of the window's loudest frame and
   above `SILENCE_DB`; otherwise it is *silent* (a pause).
@@ -45,6 +47,8 @@ when there are none (silence, music without a steady pitch).
 from __future__ import annotations
 
 import numpy as np
+
+from impressions.schemas import VOICE
 
 WINDOW_S = 0.040
 HOP_S = 0.010
@@ -203,3 +207,43 @@ def describe(samples: np.ndarray, sample_rate: int = 16000) -> dict[str, float]:
     if ratios:
         out["shimmer_local_db"] = float(np.concatenate(ratios).mean())
     return out
+
+
+BACKENDS = ("builtin", "opensmile")
+"""`voice.backend`: this module's `describe`, or openSMILE's eGeMAPSv02 (`impressions.data.egemaps`)."""
+
+
+def _check(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown voice backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+
+
+def columns(backend: str) -> tuple[str, ...]:
+    """The descriptor columns a backend writes: the 14 of `schemas.VOICE`, or openSMILE's 88 names."""
+    _check(backend)
+    if backend == "opensmile":
+        from impressions.data import egemaps
+
+        return egemaps.feature_names()
+    return VOICE
+
+
+def describe_with(backend: str, samples: np.ndarray, sample_rate: int = 16000) -> dict[str, float]:
+    """`voice_seconds` and the backend's descriptors (`columns(backend)`) of one mono window."""
+    _check(backend)
+    seconds = {"voice_seconds": np.asarray(samples).size / sample_rate}
+    if backend == "opensmile":
+        from impressions.data import egemaps
+
+        return {**seconds, **egemaps.describe(samples, sample_rate)}
+    return {**seconds, **describe(samples, sample_rate)}
+
+
+def label(backend: str) -> str:
+    """How a report names a backend's voice inputs."""
+    _check(backend)
+    if backend == "opensmile":
+        from impressions.data import egemaps
+
+        return f"openSMILE {egemaps.FEATURE_SET} ({egemaps.N_FEATURES} functionals)"
+    return f"builtin ({len(VOICE)} eGeMAPS-like descriptors)"

@@ -30,9 +30,11 @@ features (what late fusion consumes):
   each of the 17 AUs), fitted in closed form (numpy, float64) by `RidgeRegression.fit`, stored as a
   torch module so that it saves, loads and predicts like the others; the ridge penalty is chosen on
   validation.
-- ``voice_linear``: the same ridge regression on the 14 per-clip voice descriptors (impressions.data.voice:
-  pitch, jitter, shimmer, HNR, loudness, voicing and pauses). ``fusion_handcrafted_voice`` (an
-  extension, not the thesis's row) appends the same descriptors to fusion_handcrafted's inputs.
+- ``voice_linear``: the same ridge regression on the per-clip voice descriptors, whichever
+  ``voice.backend`` wrote the voice table: the builtin's 14 (impressions.data.voice: pitch, jitter,
+  shimmer, HNR, loudness, voicing and pauses) or openSMILE's 88 eGeMAPSv02 functionals.
+  ``fusion_handcrafted_voice`` (an extension, not the thesis's row) appends the same descriptors to
+  fusion_handcrafted's inputs.
 
 Weights (``weights=`` for the torchvision backbones) are explicit: None (random init), a torchvision
 weight name (``"IMAGENET1K_V1"`` or ``"VGG16_Weights.IMAGENET1K_V1"``), or a local file holding a
@@ -103,7 +105,7 @@ def au_linear(in_dim: int = 51, **options) -> RidgeRegression:
 
 
 def voice_linear(in_dim: int = 14, **options) -> RidgeRegression:
-    """Ridge regression on the per-clip voice descriptors (impressions.data.voice)."""
+    """Ridge regression on the per-clip voice descriptors (`in_dim` is the voice table's: 14 or 88)."""
     return RidgeRegression(in_dim, **options)
 
 

@@ -23,7 +23,7 @@ Input kinds (`Family.inputs`), each with the dataset table or array a rule names
 - ``waveform`` / ``logfbank``: the audio window or its log filterbank (``audio.parquet`` and
   ``arrays/audio_<kind>.npy``);
 - ``au_table``: per-frame AUs and emotions (``expressions.parquet``);
-- ``voice_table``: per-clip voice descriptors (``voice.parquet``);
+- ``voice_table``: per-clip voice descriptors (``voice.parquet``, columns by ``voice.backend``);
 - ``features``: other families' per-clip penultimate features (``features.npz``, the ``inputs`` setting);
 - ``predictions``: other families' clip scores (``predictions.parquet``, the ``inputs`` setting).
 """
@@ -141,7 +141,8 @@ FAMILIES: dict[str, Family] = {
                "on 17 AUs; plain least squares and per-clip means are our reading: the paper names neither)"),
         Family(name="voice_linear", inputs=("voice_table",), builder=f"{_F}:voice_linear", trainer="ridge",
                kind="voice_stats",
-               doc="ridge regression on the per-clip voice descriptors (closed form, CPU, seconds)"),
+               doc="ridge regression on the per-clip voice descriptors: the builtin's 14 or openSMILE's 88 "
+               "eGeMAPSv02 functionals (voice.backend; closed form, CPU, seconds)"),
         Family(name="fusion", inputs=("features",), builder=f"{_F}:fusion", trainer="fusion", kind="features",
                gpu=True, seedable=True, defaults=MappingProxyType({"inputs": ["image", "face", "audio"]}),
                mem_mb=8000, runtime=60, doc="late fusion of the trained models' per-clip features"),
@@ -151,12 +152,13 @@ FAMILIES: dict[str, Family] = {
                seedable=True, defaults=MappingProxyType({"inputs": ["image", "face", "audio"]}),
                mem_mb=8000, runtime=60,
                doc="late fusion of the trained models' per-clip features + age, gender and emotions"),
-        # A named extension, not the thesis's: the handcrafted inputs plus the 14 voice descriptors
+        # A named extension, not the thesis's: the handcrafted inputs plus the voice table's descriptors
         Family(name="fusion_handcrafted_voice", inputs=("features", "au_table", "voice_table"),
                builder=f"{_F}:fusion_handcrafted", trainer="fusion", kind="features+handcrafted", gpu=True,
                seedable=True, defaults=MappingProxyType({"inputs": ["image", "face", "audio"]}),
                mem_mb=8000, runtime=60,
-               doc="fusion_handcrafted plus the 14 per-clip voice descriptors (an extension of the thesis)"),
+               doc="fusion_handcrafted plus the per-clip voice descriptors (either voice.backend; an "
+               "extension of the thesis)"),
         Family(name="late_average", inputs=("predictions",), builder=None, trainer="average",
                kind="predictions", defaults=MappingProxyType({"inputs": ["image", "face", "audio"]}),
                mem_mb=2000, runtime=10,

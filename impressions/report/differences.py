@@ -51,13 +51,36 @@ def weights_label(weights) -> str:
     return Path(text).name
 
 
-def extras(family: str) -> tuple[str, ...]:
+def voice_source(summary: Mapping) -> str:
+    """The voice backend a model's voice table came from (`builtin` for models trained before the
+    setting existed: it was the only one)."""
+    return ((summary.get("preprocessing") or {}).get("voice") or {}).get("backend", "builtin")
+
+
+def extras(family: str, voice_backend: str = "builtin") -> tuple[str, ...]:
     """The inputs a fusion family adds to its members' features, by its registry inputs."""
+    from impressions.data import voice
+
     spec = registry.get(family)
     if spec.trainer != "fusion":
         return ()
     added = ("age", "gender", "emotions") if "au_table" in spec.inputs else ()
-    return added + (("14 voice descriptors",) if "voice_table" in spec.inputs else ())
+    return added + ((f"voice: {voice.label(voice_backend)}",) if "voice_table" in spec.inputs else ())
+
+
+def input_sources(summary: Mapping) -> str:
+    """The tools behind a model's AU, emotion and voice inputs, read from what it was trained with."""
+    from impressions.data import voice
+
+    spec = registry.FAMILIES.get(summary.get("family", ""))
+    if spec is None:
+        return ""
+    out = []
+    if spec.needs_expressions:  # a summary without its run's preprocessing cannot say
+        out.append(expression_note(summary) or "AUs and emotions: not recorded")
+    if "voice_table" in spec.inputs:
+        out.append(f"voice: {voice.label(voice_source(summary))}")
+    return "; ".join(out)
 
 
 def expression_sources(summary: Mapping) -> dict[str, str]:
@@ -111,7 +134,7 @@ def run_setup(summary: Mapping) -> dict:
         "looks_at": spec.sample_kind if spec.sample_kind in registry.IMAGE_KINDS else None,
         "members": tuple(summary.get("inputs") or settings.get("inputs") or ())
         if spec.trainer in ("fusion", "average") else (),
-        "extras": extras(family),
+        "extras": extras(family, voice_source(summary)),
         "network": spec.doc if audio else None,  # where it is not a backbone and head: the family's own
     }  # fmt: skip
 

@@ -26,7 +26,7 @@ import numpy as np
 from impressions import bias, metrics
 from impressions.data import splits as data_splits
 from impressions.report import bias as bias_section
-from impressions.report.differences import expression_note, run_emotion_source
+from impressions.report import differences
 from impressions.report.document import Document, data_uri, relative
 from impressions.schemas import DEMOGRAPHICS, TRAITS
 from impressions.training import degenerate
@@ -335,9 +335,9 @@ def _training_section(doc: Document, summaries, curve_paths, report_dir: Path) -
         if s.get(degenerate.NOT_TRAINED):
             selected = f"not trained: {s[degenerate.NOT_TRAINED]}"
         time = f"{s.get('train_seconds', float('nan')):.0f} s"
-        rows.append([s["model"], selected, filled, time, s.get("device", ""), expression_note(s)])
-    header = ["model", "selected (validation)", "clips given the train mean (no input)", "training time",
-              "device", "expressions from"]  # fmt: skip
+        rows.append([s["model"], differences.input_sources(s), selected, filled, time, s.get("device", "")])
+    header = ["model", "AU, emotion and voice source", "selected (validation)",
+              "clips given the train mean (no input)", "training time", "device"]  # fmt: skip
     doc.table(header, rows)
     for s, curve in zip(summaries, curve_paths):
         curve = Path(curve)
@@ -395,7 +395,7 @@ def write_report(
     doc.labelled("Split", SPLIT_NOTES[split].format(seed=split_seed))
     _dataset_sections(doc, clips, qc, faces, summaries)
     _result_first(doc, table, outputs, reproduce, experiment, dataset, summaries)
-    _accuracy_sections(doc, table, breakdowns, comparisons, n_boot, run_emotion_source(summaries))
+    _accuracy_sections(doc, table, breakdowns, comparisons, n_boot, differences.run_emotion_source(summaries))
     if bias_settings is not None:
         settings = dict(bias_settings)
         groups, gaps = bias_audit(clips, predictions, settings["min_people"], settings["permutations"],

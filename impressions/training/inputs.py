@@ -157,13 +157,15 @@ def handcrafted_features(clips_table, expressions) -> tuple[list[str], np.ndarra
 
 
 def voice_features(voice) -> tuple[list[str], np.ndarray, list[str]]:
-    """Per clip: the voice table's descriptors (impressions.data.voice), NaN where undefined (no voiced
-    frame) -> (clip ids, (n, 14), names prefixed `voice_`)."""
-    from impressions.schemas import VOICE
+    """Per clip: the voice table's descriptors, whichever backend wrote them (`schemas.voice_descriptors`:
+    the builtin's 14 or openSMILE's 88), NaN where undefined -> (clip ids, (n, d), names prefixed
+    `voice_`)."""
+    from impressions.schemas import voice_descriptors
 
     table = voice.sort("clip_id")
-    values = table.select(list(VOICE)).to_numpy().astype(np.float64)
-    return table["clip_id"].to_list(), values, [f"voice_{v}" for v in VOICE]
+    names = voice_descriptors(table.columns)
+    values = table.select(names).to_numpy().astype(np.float64)
+    return table["clip_id"].to_list(), values, [f"voice_{v}" for v in names]
 
 
 def _features_matrix(family: str, settings: Settings, inputs: Inputs, clips_table, all_ids):
