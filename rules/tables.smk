@@ -24,6 +24,8 @@ rule transcripts:
         TABLES_DIR / "transcripts.parquet",
     log:
         LOGS / "transcripts.log",
+    benchmark:
+        BENCH / "transcripts.tsv"
     conda:
         "../envs/preprocess.yaml"
     script:

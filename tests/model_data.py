@@ -190,8 +190,10 @@ def tiny_options(family: str | Family, epochs: int = 1, **overrides) -> dict:
         options = {"width": 4, "stages": 2}
     elif spec.sample_kind == "logfbank":
         options = {"time_bins": 1}
-    elif spec.trainer == "fusion":
-        options = {"inputs": registry.names(trainer="samples"), "hidden": [8, 8]}
+    elif spec.trainer == "fusion":  # every sample-trained family, and any other default member (text)
+        samples = registry.names(trainer="samples")
+        extra = [m for m in spec.defaults.get("inputs", []) if m not in samples]
+        options = {"inputs": samples + extra, "hidden": [8, 8]}
     else:  # ridge and average: fast at their defaults
         options = {}
     if spec.trainer in ("samples", "fusion"):

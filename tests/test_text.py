@@ -38,15 +38,19 @@ def test_hostile_transcription_pickle_is_refused_and_its_payload_never_runs(tmp_
 
 
 def test_fi_transcription_pickles_are_read_with_their_python2_strings(tmp_path):
-    texts = {"-6otZ7M-Mro.003.mp4": "so I think this is great", "b.001.mp4": "caf\u00e9 na\u00efve", "c.002.mp4": ""}
+    texts = {
+        "-6otZ7M-Mro.003.mp4": "so I think this is great",
+        "b.001.mp4": "caf\u00e9 na\u00efve",
+        "c.002.mp4": "",
+    }
     data = bytearray(fi_transcript_bytes(texts))
     # a Python 2 str holding UTF-8 bytes, as FI's files do for non-ASCII text: SHORT_BINSTRING
     utf8 = "d\u00e9j\u00e0 vu".encode()
     data[-2:-2] = b"U\x09d.003.mp4U" + bytes([len(utf8)]) + utf8
     (tmp_path / transcripts.TRANSCRIPT_FILES["val"]).write_bytes(bytes(data))
     read = transcripts.read_fi(tmp_path)
-    assert read == {"-6otZ7M-Mro.003": "so I think this is great", "b.001": "caf\u00e9 na\u00efve", "c.002": "",
-                    "d.003": "d\u00e9j\u00e0 vu"}  # fmt: skip
+    assert read == {"-6otZ7M-Mro.003": "so I think this is great", "b.001": "caf\u00e9 na\u00efve",
+                    "c.002": "", "d.003": "d\u00e9j\u00e0 vu"}  # fmt: skip
     (tmp_path / transcripts.TRANSCRIPT_FILES["test"]).write_bytes(pickle.dumps({"x.000.mp4": 3}, protocol=2))
     with pytest.raises(transcripts.TranscriptError, match="'x.000.mp4'"):
         transcripts.read_fi(tmp_path)
@@ -111,10 +115,14 @@ def demo_text_run(tmp_path_factory):
             "split": clip.split, "youtube_id": clip.youtube_id, **labels[clip.clip_id]}
             for clip in demo.demo_clips()]  # fmt: skip
     frame("clips", rows).write_parquet(root / "clips.parquet")
-    transcripts.write_table(root / "clips.parquet", demo_text.demo_transcripts(), root / "transcripts.parquet")
+    transcripts.write_table(
+        root / "clips.parquet", demo_text.demo_transcripts(), root / "transcripts.parquet"
+    )
     inputs = training.Inputs(clips=root / "clips.parquet", transcripts=root / "transcripts.parquet")
     out = training.Outputs.in_folder(root / "text_linear")
-    summary = training.train_family("text_linear", inputs, out, {"seed": 0, "device": "cpu", "threads": 1}, {})
+    summary = training.train_family(
+        "text_linear", inputs, out, {"seed": 0, "device": "cpu", "threads": 1}, {}
+    )
     return root, out, summary
 
 
@@ -123,10 +131,13 @@ def test_text_linear_beats_the_train_mean_on_the_demo_test_split(demo_text_run):
     clips = pl.read_parquet(root / "clips.parquet")
     preds = pl.read_parquet(out.predictions).filter(pl.col("split") == "test")
     y, p, joined = metrics.labels_and_predictions(preds, clips)
-    base = metrics.train_mean_baseline(clips.filter(pl.col("split") == "train").select(TRAITS).to_numpy(), len(y))
+    base = metrics.train_mean_baseline(
+        clips.filter(pl.col("split") == "train").select(TRAITS).to_numpy(), len(y)
+    )
     c = metrics.paired_bootstrap(y, p, base, groups=joined["youtube_id"].to_list())
     print(f"demo test ({len(y)} clips): text_linear {metrics.accuracy(y, p).mean():.4f}, train mean "
-          f"{metrics.accuracy(y, base).mean():.4f}, difference {c.delta:+.4f} [{c.low:+.4f}, {c.high:+.4f}]")  # fmt: skip
+          f"{metrics.accuracy(y, base).mean():.4f}, "
+          f"difference {c.delta:+.4f} [{c.low:+.4f}, {c.high:+.4f}]")  # fmt: skip
     assert c.low > 0  # the whole 95% interval of the paired difference is above zero
 
 

@@ -80,7 +80,11 @@ def write_transcripts(root: str | Path) -> list[Path]:
     texts = demo_transcripts()
     paths = []
     for clip_split, name in TRANSCRIPT_FILES.items():
-        chosen = {c.name: texts[c.clip_id] for c in demo.demo_clips() if c.split == clip_split and c.clip_id in texts}
+        chosen = {
+            c.name: texts[c.clip_id]
+            for c in demo.demo_clips()
+            if c.split == clip_split and c.clip_id in texts
+        }
         path = root / name
         part = path.with_name(path.name + ".part")
         part.write_bytes(fi_transcript_bytes(chosen))

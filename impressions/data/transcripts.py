@@ -172,5 +172,5 @@ def write_table(clips_path: str | Path, texts: Mapping[str, str], out: str | Pat
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     frame("transcripts", rows).write_parquet(out)
     notes = [r["qc_note"] for r in rows]
-    return {"clips": len(rows), "with transcript": notes.count(None), NO_TRANSCRIPT: notes.count(NO_TRANSCRIPT),
-            EMPTY_TRANSCRIPT: notes.count(EMPTY_TRANSCRIPT)}  # fmt: skip
+    counts = {"clips": len(rows), "with transcript": notes.count(None)}
+    return counts | {n: notes.count(n) for n in (NO_TRANSCRIPT, EMPTY_TRANSCRIPT)}

@@ -177,7 +177,7 @@ FAMILIES: dict[str, Family] = {
                defaults=MappingProxyType({"inputs": ["image", "face", "audio", "text_linear"]}),
                mem_mb=8000, runtime=60,
                extends="fusion",
-               doc="the late fusion with the transcript model (text_linear) as a member: audio + visual + text"),
+               doc="the late fusion with the transcript model (text_linear) a member: audio + visual + text"),
         Family(name="late_average", inputs=("predictions",), builder=None, trainer="average",
                kind="predictions", defaults=MappingProxyType({"inputs": ["image", "face", "audio"]}),
                mem_mb=2000, runtime=10,
@@ -192,7 +192,7 @@ def extended(model: str) -> str | None:
     """The model `model` adds an input to (its family's `extends`, same variant suffix), else None."""
     family = family_of(model)
     base = FAMILIES[family].extends
-    return None if base is None else base + model[len(family):]
+    return None if base is None else base + model[len(family) :]
 
 
 def get(name: str) -> Family:
@@ -258,8 +258,11 @@ def check_config(config: Mapping) -> None:
         ("interpret.manifold.models", (interpret.get("manifold") or {}).get("models"), trained),
     ]
     checks += [
-        (f"models.{f.name}.inputs", (models.get(f.name) or {}).get("inputs"),
-         names_where(lambda c: c.trainer in FUSABLE))
+        (
+            f"models.{f.name}.inputs",
+            (models.get(f.name) or {}).get("inputs"),
+            names_where(lambda c: c.trainer in FUSABLE),
+        )
         for f in FAMILIES.values()
         if "features" in f.inputs
     ]

@@ -26,8 +26,10 @@ def _row(key, label, source, values, mean):
             "traits": dict(zip(_T, values)) if values else {}, "mean": mean}  # fmt: skip
 
 
-OCEAN_AI_SOURCE = ("Ryumina et al. 2024 (Expert Systems with Applications), OCEAN-AI; figures from its "
-                   "documentation notebooks on the 2,000 FI test clips (per trait not reported there)")
+OCEAN_AI_SOURCE = (
+    "Ryumina et al. 2024 (Expert Systems with Applications), OCEAN-AI; figures from its "
+    "documentation notebooks on the 2,000 FI test clips (per trait not reported there)"
+)
 
 PUBLISHED = {
     r["key"]: r

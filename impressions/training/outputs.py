@@ -103,8 +103,9 @@ def _write_all(
     )  # fmt: skip
     write_history(history, outputs.metrics, outputs.curve, x)
     best = max(history, key=lambda r: r["val_mean"])
+    selected = {k: best[k] for k in (x, *_CHOSEN, "val_mean") if k in best}
     summary = {
-        "model": name, "family": family, "selected": {k: best[k] for k in (x, *_CHOSEN, "val_mean") if k in best},
+        "model": name, "family": family, "selected": selected,
         "val_accuracy": {t: best[f"val_{t}"] for t in TRAITS},
         "filled_with_train_mean": {s: [c for c, f in zip(splits[s].ids, filled[s]) if f] for s in SPLITS},
         "clips": {s: len(splits[s]) for s in SPLITS}, "settings": asdict(settings), "options": builder,

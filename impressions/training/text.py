@@ -25,11 +25,14 @@ from impressions.schemas import SPLITS, TRAITS
 
 log = logging.getLogger(__name__)
 
+
 def read_texts(path) -> dict[str, str]:
     """{clip_id: transcript} of the clips whose transcript is usable (the transcripts table)."""
     import polars as pl
 
-    table = pl.read_parquet(path, columns=["clip_id", "has_transcript", "transcript"]).filter("has_transcript")
+    table = pl.read_parquet(path, columns=["clip_id", "has_transcript", "transcript"]).filter(
+        "has_transcript"
+    )
     return dict(zip(table["clip_id"].to_list(), table["transcript"].to_list()))
 
 
@@ -61,7 +64,8 @@ def train_text(inputs, splits: Mapping, settings, builder: Mapping):
             row = {"setting": len(history), "features": "+".join(blocks), "alpha": alpha,
                    "train_loss": float(((train_pred - y_train) ** 2).mean()),
                    "val_loss": float(((pred - y_val) ** 2).mean()),
-                   **{f"val_{t}": float(a) for t, a in zip(TRAITS, acc)}, "val_mean": float(acc.mean())}  # fmt: skip
+                   **{f"val_{t}": float(a) for t, a in zip(TRAITS, acc)},
+                   "val_mean": float(acc.mean())}  # fmt: skip
             history.append(row)
             if best is None or row["val_mean"] > best[0]["val_mean"]:
                 best = (row, blocks, w, b0)
@@ -90,7 +94,8 @@ def _builder(blocks, vocab, options) -> dict:
     """TextRidge's keyword options: what the checkpoint rebuilds the model from."""
     return {"blocks": list(blocks), "word_vocabulary": vocab["word"][0] if "word" in blocks else [],
             "char_vocabulary": vocab["char"][0] if "char" in blocks else [],
-            "word_ngrams": list(options["word_ngrams"]), "char_ngrams": list(options["char_ngrams"])}  # fmt: skip
+            "word_ngrams": list(options["word_ngrams"]),
+            "char_ngrams": list(options["char_ngrams"])}  # fmt: skip
 
 
 def _model(blocks, vocab, options) -> TextRidge:
