@@ -168,3 +168,34 @@ def test_no_transcript_for_any_train_clip_is_a_reason_not_a_crash(tmp_path, demo
     clips = pl.read_parquet(root / "clips.parquet")
     reason = degenerate.why_not_trainable("text_linear", inputs, clips, {}, {})
     assert reason and "transcript" in reason
+
+
+def test_ridge_path_is_scikit_learns_ridge_in_closed_form():
+    from scipy import sparse
+    from sklearn.linear_model import Ridge
+
+    from impressions.models.text import ridge_path
+
+    rng = np.random.default_rng(0)
+    x = sparse.random(40, 12, density=0.3, random_state=1, format="csr")
+    y = rng.uniform(0, 1, (40, 5))
+    for alpha, (w, b) in ridge_path(x, y, [0.1, 10.0]).items():
+        ref = Ridge(alpha=alpha, solver="cholesky").fit(x.toarray(), y)
+        assert np.allclose(w.T, ref.coef_, atol=1e-8) and np.allclose(b, ref.intercept_, atol=1e-8)
+
+
+def test_text_linear_checkpoint_loads_as_plain_data_and_scores_the_same(demo_text_run):
+    from impressions.models import networks
+
+    root, out, _ = demo_text_run
+    model, ckpt = networks.load_checkpoint(out.checkpoint)  # torch.load(weights_only=True): no objects
+    assert ckpt["family"] == "text_linear"
+    table = pl.read_parquet(root / "transcripts.parquet").filter(
+        (pl.col("split") == "test") & pl.col("has_transcript")
+    )
+    preds = pl.read_parquet(out.predictions).join(table.select("clip_id", "transcript"), on="clip_id")
+    assert preds.height == table.height > 0
+    scores, _ = model.score_texts(preds["transcript"].to_list())
+    assert np.allclose(
+        preds.select(TRAITS).to_numpy(), scores
+    )  # the stored predictions are the loaded model's
