@@ -29,7 +29,6 @@ Exits non-zero when any part fails.
 from __future__ import annotations
 
 import argparse
-import copy
 import itertools
 import math
 import shutil
@@ -42,7 +41,6 @@ import traceback
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -65,22 +63,11 @@ NA_CPU = "n/a (cpu)"
 TOLERANCE = {"fp32": 1e-3, "amp": 5e-2, "cam": 1e-2}
 
 
-def _merge(base: dict, over: dict) -> dict:
-    """`over` merged into a copy of `base`, nested dicts key by key (Snakemake's --configfile merge)."""
-    out = copy.deepcopy(base)
-    for key, value in over.items():
-        out[key] = (
-            _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-        )
-    return out
-
-
 def resolve_config(preset: Path) -> dict:
     """config.yaml with the preset on top and the schema's defaults filled in, as the workflow sees it."""
-    from impressions.data import defaults
+    from impressions import config_sources
 
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
-    return defaults.fill(_merge(config, yaml.safe_load(preset.read_text())))
+    return config_sources.resolve([preset]).config
 
 
 def line(name: str, value) -> None:

@@ -73,11 +73,9 @@ TABLES = ("clips", "splits", "frames", "faces", "expressions")  # what the inter
 
 def config() -> dict:
     """config.yaml with the schema's defaults filled in, as the workflow sees it."""
-    import yaml
+    from impressions import config_sources
 
-    from impressions.data import defaults
-
-    return defaults.fill(yaml.safe_load((REPO / "config.yaml").read_text()))
+    return config_sources.resolve().config
 
 
 def write_tree(root: Path, n_clips: int, per_clip: int, seed: int = 0) -> dict:

@@ -5,6 +5,7 @@ impressions leakage ANNOTATION_DIR      YouTube ids of each split that also occu
 impressions leakage --faces IDENTITIES  people (face clusters across YouTube ids) also in training
 impressions export-openface RESULTS OUT one OpenFace-style CSV per clip from the dataset tables
 impressions predict CLIP.mp4|FOLDER ... trait scores of new clips from trained models
+impressions bias RESULTS                the report's bias audit tables from a finished run
 impressions config show [--configfile F ...]  the resolved config, each value with its source
 """
 
@@ -137,6 +138,47 @@ def _print_face_leakage(path: str | Path, threshold: float | None = None) -> Non
     print(f"{several:,} of {people:,} people appear under more than one YouTube id")
 
 
+BIAS_TABLES = ("bias_groups.parquet", "bias_gaps.parquet")
+"""What the report rule writes to results/report/ for `impressions bias` (rules/report.smk)."""
+
+
+def bias_tables(results: str | Path, split: str = "test", models: Sequence[str] = ()) -> tuple[list, list]:
+    """(significant gaps, tables) of a finished run's bias audit, as the report shows them
+    (`impressions.report.bias`), read from RESULTS/report/ (or RESULTS itself when it holds them);
+    `models` keeps only those models."""
+    import polars as pl
+
+    from impressions.report import bias as bias_report
+
+    folder = Path(results)
+    folder = folder if (folder / BIAS_TABLES[0]).is_file() else folder / "report"
+    missing = [name for name in BIAS_TABLES if not (folder / name).is_file()]
+    if missing:
+        raise SystemExit(
+            f"impressions bias: no {', '.join(missing)} in {folder}; run the workflow up to its report "
+            "(`snakemake --cores N`) first"
+        )
+    groups, gaps = (pl.read_parquet(folder / name) for name in BIAS_TABLES)
+    if models:
+        unknown = sorted(set(models) - set(groups["model"]))
+        if unknown:
+            raise SystemExit(f"impressions bias: no model {', '.join(unknown)} in {folder} "
+                             f"(models: {', '.join(dict.fromkeys(groups['model'].to_list()))})")  # fmt: skip
+        keep = pl.col("model").is_in(["labels", *models])
+        groups, gaps = groups.filter(keep), gaps.filter(keep)
+    if split not in set(groups["split"]):
+        raise SystemExit(f"impressions bias: no {split} rows in {folder}")
+    return bias_report.significant(gaps, split), bias_report.tables(groups, gaps, split)
+
+
+def _print_bias(summary: list[str], tables: list) -> None:
+    from impressions.report.document import md_table
+
+    print("Gaps significant after Holm correction:\n" + "\n".join(f"- {line}" for line in summary) + "\n")
+    for title, header, rows in tables:
+        print(f"{title}\n\n{md_table(header, rows)}\n")
+
+
 def _predict(args) -> int:
     """Scores per clip and model with the clip's QC status; one line per unusable input; exit 1 if any."""
     from impressions import predict
@@ -208,6 +250,10 @@ def parser() -> argparse.ArgumentParser:
         "has_input false and a note)",
     )
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    bi = sub.add_parser("bias", help="the report's bias audit tables from a finished run (docs/bias.md)")
+    bi.add_argument("results", help="the workflow's results folder (its report/bias_*.parquet are read)")
+    bi.add_argument("--split", default="test", choices=["val", "test"], help="default: %(default)s")
+    bi.add_argument("--model", action="append", help="only this model (repeatable); default: all")
     _add_convert_vggface(sub)
     c = sub.add_parser("config", help="the configuration the workflow resolves (impressions.config_sources)")
     c.add_argument("action", choices=["show"], help="show: every value with the file it came from")
@@ -269,6 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise
             print(f"impressions predict: error: {err}", file=sys.stderr)
             return 2
+    elif args.command == "bias":
+        _print_bias(*bias_tables(args.results, args.split, args.model or ()))
     elif args.command == "convert-vggface":
         _convert_vggface(args)
     elif args.command == "config":

@@ -10,6 +10,10 @@ LABELS = (*TRAITS, "interview")
 
 SPLITS = ("train", "val", "test")
 
+DEMOGRAPHICS = ("gender", "age_group", "ethnicity")
+"""The clips table's attributes of the person on screen: the report's accuracy breakdowns and the
+bias audit group by them (impressions.bias)."""
+
 AUS = (
     "AU01", "AU02", "AU04", "AU05", "AU06", "AU07", "AU09", "AU10", "AU12",
     "AU14", "AU15", "AU17", "AU20", "AU23", "AU25", "AU26", "AU45",
@@ -139,6 +143,18 @@ OUTPUTS: dict[str, dict[str, str]] = {
 # results/tables/splits.parquet: each clip's train/val/test assignment and the `models.split` mode and
 # seed that made it (impressions.data.splits).
 OUTPUTS["splits"] = {"clip_id": "str", "split": "str", "mode": "str", "seed": "i64"}
+# The report's bias audit (impressions.bias): per group, the mean label (kind "label") or the signed
+# bias, prediction minus label (kind "model"), and per attribute and trait the largest gap between two
+# groups with its permutation p-value, corrected across traits x attributes (Holm, Benjamini-Hochberg).
+OUTPUTS["bias_groups"] = {
+    "split": "str", "kind": "str", "model": "str", "attribute": "str", "group": "str", "trait": "str",
+    "value": "f64", "ci_low": "f64", "ci_high": "f64", "people": "i64", "clips": "i64", "tested": "bool",
+}  # fmt: skip
+OUTPUTS["bias_gaps"] = {
+    "split": "str", "kind": "str", "model": "str", "attribute": "str", "trait": "str", "high": "str",
+    "low": "str", "gap": "f64", "ci_low": "f64", "ci_high": "f64", "p_value": "f64", "p_holm": "f64",
+    "p_bh": "f64", "groups_tested": "i64", "people": "i64",
+}  # fmt: skip
 OUTPUTS["predict"] = {
     **OUTPUTS["predictions"], "has_input": "bool", "note": "str", "status": "str", "qc_reason": "str",
 }  # fmt: skip

@@ -9,7 +9,7 @@ REPORTED = (
 
 
 rule report:
-    """Metrics with bootstrap CIs, baselines, breakdowns and curves: results/report/index.html + .md."""
+    """Metrics with bootstrap CIs, baselines, breakdowns, the bias audit and curves: results/report/index.html + .md."""
     input:
         clips=TABLES_DIR / "clips.parquet",
         splits=TABLES_DIR / "splits.parquet",
@@ -31,6 +31,9 @@ rule report:
         breakdowns=REPORT_DIR / "breakdowns.parquet",
         comparisons=REPORT_DIR / "comparisons.parquet",
         forest=REPORT_DIR / "forest.png",
+        bias_groups=REPORT_DIR / "bias_groups.parquet",
+        bias_gaps=REPORT_DIR / "bias_gaps.parquet",
+        bias_figure=REPORT_DIR / "bias.png",
     log:
         LOGS / "report.log",
     benchmark:
@@ -46,5 +49,6 @@ rule report:
         dataset=DATASET_NOTE,
         reproduce=(config.get("experiment") or {}).get("reproduce", []),
         experiment=(config.get("experiment") or {}).get("title", ""),
+        bias=config["bias"],
     script:
         "../workflow_scripts/report.py"

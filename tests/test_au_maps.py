@@ -269,8 +269,8 @@ def test_guidance_maps_follow_faces_and_emotions(data, tmp_path):
     # Whole frames: frames without a face have no map, the others the same as their face crop.
     frames_set = _train_set(data, "image")
     frame_maps = training.guidance_maps("image", _inputs(data, "image"), frames_set, size=32)
-    by_item = dict(zip(faces_set.items, maps))
-    for item, m in zip(frames_set.items, frame_maps):
+    by_item = dict(zip(map(tuple, faces_set.items.tolist()), maps))
+    for item, m in zip(map(tuple, frames_set.items.tolist()), frame_maps):
         assert np.array_equal(m, by_item[item]) if item in by_item else not m.any()
     assert len(frames_set) > len(faces_set)
     # Landmarks of a wider decoded frame are squashed to the stored square like the frame was.
@@ -405,7 +405,7 @@ def test_the_analyses_and_guidance_build_the_same_maps(data, tmp_path):
     images = loader.load_images("frames", *tables, data["clips"], splits=["train"])
     analysed = au_maps.frame_maps(images.landmarks, images.emotions, images.size)
     by_item = {(c, int(k)): m for c, k, m in zip(images.clip_ids, images.frame_index, analysed)}
-    items = [(frames_set.clips.ids[pos], k) for pos, k in frames_set.items]
+    items = [(frames_set.clips.ids[pos], k) for pos, k in frames_set.items.tolist()]
     assert set(items) <= set(by_item) and any(m.any() for m in guidance)
     for item, m in zip(items, guidance):
         assert np.allclose(m.astype(np.float32), by_item[item], atol=2e-3), item

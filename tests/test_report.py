@@ -13,12 +13,13 @@ def test_report_tables_and_pages(trained):
     t = data["tables"]
     out_dir = data["root"] / "report"
     names = {"html": "index.html", "markdown": "report.md", "metrics": "metrics.parquet",
-             "breakdowns": "b.parquet", "comparisons": "c.parquet"}  # fmt: skip
+             "breakdowns": "b.parquet", "comparisons": "c.parquet", "bias_groups": "bias_groups.parquet",
+             "bias_gaps": "bias_gaps.parquet", "bias_figure": "bias.png"}  # fmt: skip
     outputs = {k: out_dir / v for k, v in names.items()}
     report.write_report(
         t / "clips.parquet", t / "qc.parquet", t / "faces.parquet", t / "expressions.parquet",
         [o.predictions for o in outs], [o.summary for o in outs], [o.curve for o in outs], outputs,
-        n_boot=200, dataset="synthetic test data",
+        n_boot=200, dataset="synthetic test data", bias_settings={"min_people": 2, "permutations": 100},
     )  # fmt: skip
     table = pl.read_parquet(outputs["metrics"])
     assert set(table["model"]) == {"train_mean", "au_linear", "image"} and set(table["split"]) == {
@@ -49,7 +50,27 @@ def test_report_tables_and_pages(trained):
     assert "(published" in md and "train-mean baseline" in md and "synthetic test data" in md
     assert "Split: official" in md  # models.split, the default
     page = outputs["html"].read_text()
-    assert page.count("data:image/png;base64,") == 3 and "<table>" in page  # forest plot + 2 curves
+    assert page.count("data:image/png;base64,") == 4 and "<table>" in page  # forest, bias, 2 curves
+    # The bias audit: every model with predictions, signed bias as computed here, its section and tables.
+    groups, gaps = pl.read_parquet(outputs["bias_groups"]), pl.read_parquet(outputs["bias_gaps"])
+    assert set(groups["model"]) == {"labels", "au_linear", "image"} and set(groups["split"]) == {
+        "val",
+        "test",
+    }
+    preds = pl.read_parquet(outs[0].predictions).filter(pl.col("split") == "test")
+    women = preds.join(clips, on="clip_id", suffix="_y").filter(pl.col("gender") == "female")
+    expected = (women["extraversion"] - women["extraversion_y"]).mean()
+    row = groups.filter((pl.col("model") == "au_linear") & (pl.col("split") == "test")
+                        & (pl.col("group") == "female") & (pl.col("trait") == "extraversion"))  # fmt: skip
+    assert row["value"][0] == pytest.approx(expected) and row["tested"][0]
+    gender = gaps.filter((pl.col("attribute") == "gender") & (pl.col("split") == "test"))
+    assert gender["groups_tested"].unique().to_list() == [2] and (gender["p_holm"] >= gender["p_value"]).all()
+    age = gaps.filter(pl.col("attribute") == "age_group")  # one age group: no gap to test
+    assert (age["groups_tested"] == 1).all() and age["p_value"].is_nan().all()
+    assert (
+        "## Bias audit: whom the models over- and under-rate (test)" in md and "![Signed bias per group" in md
+    )
+    assert "| gender | extraversion |" in md and "Holm" in md and "too few" in md
 
 
 def test_interpretation_sections_follow_the_results_in_order(trained, tmp_path):

@@ -73,3 +73,29 @@ def test_the_cluster_estimates_use_the_training_defaults():
     defaults = Settings()
     assert cluster.TRAINING_DEFAULTS == {k: getattr(defaults, k) for k in cluster.TRAINING_DEFAULTS}
     assert cluster.FBANK_TIME_BINS == inspect.signature(FbankRegressor).parameters["time_bins"].default
+
+
+def _schema_enums(key: str) -> list[list]:
+    import yaml
+
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if isinstance(node.get(key), dict) and "enum" in node[key]:
+                found.append(node[key]["enum"])
+            for value in node.values():
+                walk(value)
+
+    walk(yaml.safe_load((PACKAGE / "config.schema.yaml").read_text()))
+    return found
+
+
+@pytest.mark.parametrize("key, name", [("optimizer", "OPTIMIZERS"), ("lr_schedule", "LR_SCHEDULES")])
+def test_the_schema_offers_the_solvers_the_trainer_has(key, name):
+    """The schema validates a config before any job runs; the trainer implements the choices. Every
+    family's enum in the schema is the trainer's list, so neither can gain a choice alone."""
+    from impressions.training import epochs
+
+    enums = _schema_enums(key)
+    assert enums and all(list(e) == list(getattr(epochs, name)) for e in enums), enums

@@ -144,6 +144,12 @@ def test_the_run_reaches_the_report_through_every_kind_of_rule(done):
     # the test split holds only bad clips: the report says its scores are the baseline's
     assert "None of the 3 labelled test clips could be decoded" in report
     assert "| this run | face |" in report and "| this run | late_average |" in report
+    # the bias section renders; these clips carry no demographics, so it has the overall rows only
+    assert "## Bias audit: whom the models over- and under-rate (test)" in report
+    assert "carry no gender, age group or ethnicity" in report and "*All clips (test): mean label" in report
+    groups = pl.read_parquet(out / "report" / "bias_groups.parquet")
+    assert set(groups["model"]) == {"labels", *MODELS["families"]}
+    assert (out / "report" / "bias.png").is_file()
     # text: its own row beside the published one, and the paired A+V+T against A+V comparison
     assert "| this run | text_linear |" in report and "OCEAN-AI text" in report
     assert "## Added modality (paired bootstrap, test)" in report and "| fusion_text | fusion |" in report

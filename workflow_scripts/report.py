@@ -20,4 +20,5 @@ with logs.to_file(snakemake.log[0]):
         reproduce=getattr(snakemake.params, "reproduce", ()),
         experiment=getattr(snakemake.params, "experiment", ""),
         splits_path=Path(snakemake.input.splits),
+        bias_settings=snakemake.params.bias,
     )

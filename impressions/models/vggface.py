@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch loads where weights are converted, not for `impressions --help`
+    import torch
 
 VGGFACE_MEAN_RGB = (129.186279296875, 104.76238250732422, 93.59396362304688)
 """Per-channel mean of the VGG-Face training images, 0-255 scale, RGB (MatConvNet/DAG meta)."""
@@ -99,6 +101,8 @@ def convert_state_dict(state: dict, channel_order: str = "rgb") -> dict[str, tor
     (the image and face models drop the classifier). Values are copied, not folded."""
     if channel_order not in ("rgb", "bgr"):
         raise ConversionError(f"channel_order must be rgb or bgr, not {channel_order!r}")
+    import torch
+
     out: dict[str, torch.Tensor] = {}
     unknown = []
     for key, value in state.items():
@@ -159,6 +163,8 @@ def convert(
             f"{source.name}: the channel order its weights expect is not documented; "
             "give --channel-order rgb or bgr"
         )
+    import torch
+
     state = torch.load(source, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]

@@ -3,7 +3,8 @@ baseline and published First Impressions figures, broken down by group, with tra
 
 Writes `index.html` (self-contained: curves are embedded) and `report.md` (curves linked), plus the
 numbers behind them as Parquet: `metrics.parquet` (model, split, metric, trait, value, ci_low,
-ci_high, n), `breakdowns.parquet` and `comparisons.parquet`.
+ci_high, n), `breakdowns.parquet`, `comparisons.parquet`, and the bias audit's `bias_groups.parquet`
+and `bias_gaps.parquet` (impressions.bias; val and test; the section shows test).
 
 After the model results come the interpretation sections (`impressions.explain.sections`: each a
 `section.json` with text, captioned figures and tables, rendered in order).
@@ -22,10 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from impressions import metrics
+from impressions import bias, metrics
 from impressions.data import splits as data_splits
+from impressions.report import bias as bias_section
 from impressions.report.document import Document, data_uri, relative
-from impressions.schemas import TRAITS
+from impressions.schemas import DEMOGRAPHICS, TRAITS
 from impressions.training import degenerate
 
 BASELINE = "train_mean"
@@ -39,7 +41,7 @@ SPLIT_NOTES["identity_faces"] = (
     "faces cluster as one person, and all clips of a YouTube id, stay in one split, at the official "
     "split proportions"
 )
-BREAKDOWNS = ("gender", "age_group", "ethnicity", "dominant_emotion")
+BREAKDOWNS = (*DEMOGRAPHICS, "dominant_emotion")
 
 PUBLISHED = [
     # Test-set accuracy (1 - MAE) reported by the authors on the official FI test split: NOT measured
@@ -129,6 +131,21 @@ def _extension_comparisons(scored: Mapping, split: str, n_boot: int, seed: int) 
         out.append({"split": split, "model": model, "against": base, "delta": c.delta, "ci_low": c.low,
                     "ci_high": c.high, "p_value": c.p_value, "n": len(y)})  # fmt: skip
     return out
+
+
+def bias_audit(clips, predictions, min_people: int, permutations: int, n_boot: int = 1000, seed: int = 0):
+    """(groups, gaps) bias tables (impressions.bias) of val and test for every model with predictions."""
+    import polars as pl
+
+    columns = _baseline_predictions(clips).columns
+    preds = (
+        pl.concat([p.select(columns) for p in predictions], how="vertical_relaxed") if predictions else None
+    )
+    if preds is None:
+        preds = pl.DataFrame(schema={"model": pl.String, "split": pl.String})
+    parts = [bias.audit(clips, preds, min_people=min_people, split=split, n_boot=n_boot,
+                        n_perm=permutations, seed=seed) for split in ("val", "test")]  # fmt: skip
+    return pl.concat([g for g, _ in parts]), pl.concat([g for _, g in parts])
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -380,11 +397,12 @@ def write_report(
     prediction_paths: Sequence[Path], summary_paths: Sequence[Path], curve_paths: Sequence[Path],
     outputs: Mapping[str, Path], n_boot: int = 1000, seed: int = 0, dataset: str = "",
     sections: Sequence[Path] = (), reproduce: Sequence[Mapping] = (), experiment: str = "",
-    splits_path: Path | None = None,
+    splits_path: Path | None = None, bias_settings: Mapping | None = None,
 ) -> None:  # fmt: skip
     """Evaluate every model and write the HTML and Markdown report and its tables (see the docstring).
     `splits_path`: the workflow's splits table, the split every model trained on and its note (else
-    the clips table's own split); `seed` seeds the bootstrap."""
+    the clips table's own split); `seed` seeds the bootstrap; `bias_settings`: the config's `bias`
+    section (min_people, permutations); the bias section is left out without it."""
     import polars as pl
 
     clips, qc, faces = (pl.read_parquet(p) for p in (clips_path, qc_path, faces_path))
@@ -406,6 +424,16 @@ def write_report(
     _dataset_sections(doc, clips, qc, faces, summaries)
     _result_first(doc, table, outputs, reproduce, experiment, dataset, summaries)
     _accuracy_sections(doc, table, breakdowns, comparisons, n_boot)
+    if bias_settings is not None:
+        settings = dict(bias_settings)
+        groups, gaps = bias_audit(clips, predictions, settings["min_people"], settings["permutations"],
+                                  n_boot=n_boot, seed=seed)  # fmt: skip
+        for key, frame in (("bias_groups", groups), ("bias_gaps", gaps)):
+            frame.write_parquet(outputs[key])
+        note = SPLIT_NOTES[split].format(seed=split_seed)
+        figure = bias_section.figure(groups, outputs["bias_figure"], "test", split)
+        bias_section.section(doc, groups.filter(pl.col("split") == "test"), gaps, figure, "test", note,
+                             settings, bias.mixed_people(clips, "test"))  # fmt: skip
     _training_section(doc, summaries, curve_paths, report_dir)
     if sections:
         _interpretation_sections(doc, sections, report_dir)

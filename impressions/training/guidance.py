@@ -39,8 +39,8 @@ def guidance_maps(
     if column not in faces.columns:
         raise ValueError(f"{faces_path} has no {column} column: AU guidance needs the faces table")
     keys = pl.DataFrame(
-        {"clip_id": [dataset.clips.ids[pos] for pos, _ in dataset.items],
-         "frame_index": [k for _, k in dataset.items]},
+        {"clip_id": pl.Series(dataset.clips.ids, dtype=pl.String).gather(dataset.items[:, 0]),
+         "frame_index": dataset.items[:, 1]},
         schema={"clip_id": pl.String, "frame_index": pl.Int32},
     ).with_row_index("item")  # fmt: skip
     on = ["clip_id", "frame_index"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,56 +169,85 @@ def voice_features(voice) -> tuple[list[str], np.ndarray, list[str]]:
 
 
 def _features_matrix(family: str, settings: Settings, inputs: Inputs, clips_table, all_ids):
-    """(n_all_clips, d) float matrix with NaN where a component has nothing for a clip, and its names.
+    """(n_all_clips, d) float32 matrix with NaN where a component has nothing for a clip, and its names.
 
     Blocks in the family's input order (impressions.models.registry): other models' features, the
-    voice descriptors, then the AU-table features (`kind` au_stats, au_means or handcrafted)."""
+    voice descriptors, then the AU-table features (`kind` au_stats, au_means or handcrafted). The
+    matrix is allocated once and each component's features are written into it as they are read, so
+    the job holds the matrix and one component's block, not a float64 copy of each.
+    """
     spec = registry.get(family)
-    blocks, names = [], []
-    if "features" in spec.inputs:
-        missing = [m for m in settings.inputs if m not in (inputs.features or {})]
-        if missing:
-            raise ValueError(f"{family}: no features given for component models {missing}")
-        for name in settings.inputs:
-            with np.load(inputs.features[name]) as data:
-                ids, feats = data["clip_id"].tolist(), data["features"].astype(np.float64)
-            blocks.append(_rows(all_ids, ids, feats))
-            names += [f"{name}_{i}" for i in range(feats.shape[1])]
+    tables = []  # (ids, values, names) of the small table blocks, read before the matrix is allocated
     if "voice_table" in spec.inputs:
         if inputs.voice is None:
             raise ValueError(f"{family} needs the voice table (results/tables/voice.parquet)")
-        ids, values, cols = voice_features(_read(inputs.voice))
-        blocks.append(_rows(all_ids, ids, values))
-        names += cols
+        tables.append(voice_features(_read(inputs.voice)))
     if "au_table" in spec.inputs:
         expressions = _read(inputs.expressions)
         if spec.kind == "au_means":  # the 17 per-clip means only (Ventura et al. 2017)
             ids, values, cols = au_statistics(expressions)
-            values, cols = values[:, : len(AUS)], cols[: len(AUS)]
+            tables.append((ids, values[:, : len(AUS)], cols[: len(AUS)]))
         elif spec.kind == "au_stats":
-            ids, values, cols = au_statistics(expressions)
+            tables.append(au_statistics(expressions))
         else:
-            ids, values, cols = handcrafted_features(clips_table, expressions)
-        blocks.append(_rows(all_ids, ids, values))
-        names += cols
-    return np.concatenate(blocks, axis=1), names
+            tables.append(handcrafted_features(clips_table, expressions))
+    components = []
+    if "features" in spec.inputs:
+        missing = [m for m in settings.inputs if m not in (inputs.features or {})]
+        if missing:
+            raise ValueError(f"{family}: no features given for component models {missing}")
+        components = [(name, _npz_shape(inputs.features[name], "features")[1]) for name in settings.inputs]
+    widths = [w for _, w in components] + [values.shape[1] for _, values, _ in tables]
+    matrix = np.full((len(all_ids), sum(widths)), np.nan, dtype=np.float32)
+    names, at = [], 0
+    for name, width in components:
+        with np.load(inputs.features[name]) as data:
+            _rows_into(matrix[:, at : at + width], all_ids, data["clip_id"].tolist(), data["features"])
+        names += [f"{name}_{i}" for i in range(width)]
+        at += width
+    for ids, values, cols in tables:
+        _rows_into(matrix[:, at : at + values.shape[1]], all_ids, ids, values)
+        names += list(cols)
+        at += values.shape[1]
+    return matrix, names
 
 
-def _rows(all_ids, ids, values: np.ndarray) -> np.ndarray:
-    """`values` (one row per id of `ids`) laid out in `all_ids` order, NaN rows for ids it lacks."""
+def _npz_shape(path, key: str) -> tuple[int, ...]:
+    """The shape of array `key` in a `.npz` file, read from its header without loading the array."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive, archive.open(f"{key}.npy") as f:
+        return tuple(datasets.npy_header(f, f"{path}:{key}")[0])
+
+
+def _rows_into(block: np.ndarray, all_ids, ids, values: np.ndarray) -> None:
+    """Write `values` (one row per id of `ids`) into `block` in `all_ids` order; rows of ids it lacks
+    keep their NaN."""
     rows = datasets.rows_for(all_ids, ids)
-    block = np.full((len(all_ids), values.shape[1]), np.nan)
     block[rows >= 0] = values[rows[rows >= 0]]
-    return block
 
 
-def _impute(matrix: np.ndarray, train_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """NaN -> the training column mean (0 where a column is NaN on every training clip).
+_CHUNK = 4096  # rows per NaN mask in `_impute`
 
-    Returns the filled matrix, which rows had a NaN, and the column means used."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a column with no training value: mean of nothing
-        col_mean = np.nan_to_num(np.nanmean(matrix[train_rows], axis=0))
-    missing = np.isnan(matrix)
-    filled = np.where(missing, col_mean, matrix)
-    return filled.astype(np.float32), missing.any(axis=1), col_mean
+
+def _impute(matrix: np.ndarray, train_rows: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """NaN -> the training column mean (0 where a column is NaN on every training clip), in place.
+
+    Returns the filled matrix (the same array), which rows had a NaN, and the column means used
+    (float64 sums). Chunks of rows keep the NaN masks small beside the matrix."""
+    train = matrix[train_rows]
+    sums = np.zeros(matrix.shape[1])
+    counts = np.zeros(matrix.shape[1], dtype=np.int64)
+    for start in range(0, len(train), _CHUNK):
+        chunk = train[start : start + _CHUNK]
+        sums += np.nansum(chunk, axis=0, dtype=np.float64)
+        counts += (~np.isnan(chunk)).sum(axis=0)
+    col_mean = np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
+    fill = col_mean.astype(matrix.dtype)
+    had_nan = np.zeros(len(matrix), dtype=bool)
+    for start in range(0, len(matrix), _CHUNK):
+        chunk = matrix[start : start + _CHUNK]
+        nan = np.isnan(chunk)
+        had_nan[start : start + _CHUNK] = nan.any(axis=1)
+        np.copyto(chunk, np.broadcast_to(fill, chunk.shape), where=nan)
+    return matrix, had_nan, col_mean

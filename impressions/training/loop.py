@@ -206,7 +206,7 @@ def _train_on_table(family, inputs, clips_table, splits, settings, builder, devi
     bounds = np.cumsum([0] + [len(splits[s]) for s in SPLITS])
     per_split = {s: slice(bounds[i], bounds[i + 1]) for i, s in enumerate(SPLITS)}
     matrix, names = _features_matrix(family, settings, inputs, clips_table, all_ids)
-    matrix, imputed, col_mean = _impute(matrix, np.arange(bounds[0], bounds[1]))
+    matrix, imputed, col_mean = _impute(matrix, per_split["train"])
     oof, fit_extra = None, {}
     ridge = registry.get(family).trainer == "ridge"
     if ridge:
