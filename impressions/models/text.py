@@ -102,7 +102,7 @@ class TextRidge(nn.Module):
         from scipy import sparse
 
         parts = [
-            tfidf(b, texts, self.vocabulary[b], getattr(self, f"idf_{b}").numpy(), self.ngrams[b])
+            tfidf(b, texts, self.vocabulary[b], getattr(self, f"idf_{b}").cpu().numpy(), self.ngrams[b])
             for b in self.blocks
         ]
         return sparse.hstack(parts).tocsr()
@@ -116,10 +116,10 @@ class TextRidge(nn.Module):
         return self
 
     def score_texts(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(scores in 0..1 (n, 5), unclipped scores (n, 5)) of `texts`."""
+        """(scores in 0..1 (n, 5), unclipped scores (n, 5)) of `texts`, on the CPU (sparse rows) wherever
+        the model's tensors are."""
         x = self.vectorize(texts)
-        raw = x @ self.fc.weight.detach().numpy().T + self.fc.bias.detach().numpy()
-        raw = np.asarray(raw)
+        raw = np.asarray(x @ self.fc.weight.detach().cpu().numpy().T + self.fc.bias.detach().cpu().numpy())
         return np.clip(raw, 0, 1), raw
 
     def embed(self, x):
