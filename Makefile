@@ -8,15 +8,20 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= all
+# make test: one pytest worker per core, each taking whole test files (a file's module-scoped runs stay
+# in one worker). TEST_WORKERS=0 runs the tier in one process.
+TEST_WORKERS ?= auto
 
 .PHONY: demo test test-all lint format clean rulegraph
 
 $(STAMP): requirements.txt requirements-nodeps.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -r requirements.txt -c constraints.txt
-	$(BIN)/python -m pip install -q --no-deps -r requirements-nodeps.txt
-	$(BIN)/python -m pip install -q --no-deps -e .
+	# --no-compile: byte-compiling every installed module (torch's included) costs more than compiling
+	# the few a run imports, which Python does on first import.
+	$(BIN)/python -m pip install -q --no-compile -r requirements.txt -c constraints.txt
+	$(BIN)/python -m pip install -q --no-compile --no-deps -r requirements-nodeps.txt
+	$(BIN)/python -m pip install -q --no-compile --no-deps -e .
 	touch $@
 
 demo: $(STAMP)
@@ -24,7 +29,7 @@ demo: $(STAMP)
 	@echo "Outputs: results/report/index.html (report), results/tables/ (dataset tables), results/models/, results/logs/"
 
 test: $(STAMP)
-	$(BIN)/pytest -m "not heavy"
+	$(BIN)/pytest -m "not heavy" -n $(TEST_WORKERS) --dist loadfile
 
 test-all: $(STAMP)
 	$(BIN)/pytest

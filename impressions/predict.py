@@ -154,7 +154,9 @@ def _clip_inputs(
 
         options = {k: v for k, v in prep["expressions"].items() if k != "shards"}
         backend = expressions.get_backend(options.pop("backend"), **options)
-        shards.expression_shard(dirs, backend, work / "expressions.parquet")
+        # the videos, for a backend that runs a tool on them (openface's FeatureExtraction)
+        videos_by_id = {clip_name(video): video for video in videos}
+        shards.expression_shard(dirs, backend, work / "expressions.parquet", videos=videos_by_id)
         out["expressions"] = pl.read_parquet(work / "expressions.parquet")
     return out
 

@@ -104,6 +104,12 @@ VOICE = (
 )  # fmt: skip
 """Per-clip voice descriptors (impressions.data.voice defines each)."""
 TABLES["voice"] = {"clip_id": "str", "voice_seconds": "f32", **{name: "f32" for name in VOICE}}
+# Per clip, what made its expression rows (impressions.expressions.detector: each backend's `sources`)
+# and why face frames have none (openface: no CSV, no binary, frames OpenFace did not track).
+TABLES["expression_qc"] = {
+    "clip_id": "str", "backend": "str", "au_source": "str", "emotion_source": "str", "frames_scored": "i32",
+    "reason": "str",
+}  # fmt: skip
 UNITS.update({
     "track_id": "id of the tracked person's face track within the clip",
     "top_face": "true when the tracked face was the detector's top-scoring face",
@@ -114,6 +120,8 @@ UNITS.update({
     "n_tracks": "people (face tracks in >= 2 sampled frames)", "multi_person": "n_tracks >= 2",
     "top_face_frames": "frames", "frames_success": "frames",
     "person": "identity cluster across clips (-1: no face)", "descriptor": "128-d dlib face descriptor",
+    "backend": "expressions.backend", "au_source": "where the AU values come from",
+    "emotion_source": "where the emotion probabilities come from", "frames_scored": "frames",
     "voice_seconds": "s", "f0_mean_hz": "Hz", "f0_sd_st": "semitones",
     "f0_range_st": "semitones (20-80th pct)", "jitter_local": "ratio (mean period change / mean period)",
     "shimmer_local_db": "dB", "hnr_db": "dB", "loudness_mean_db": "dBFS", "loudness_sd_db": "dB",

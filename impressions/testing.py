@@ -13,7 +13,7 @@ import numpy as np
 from impressions import media
 from impressions.data.annotations import ANNOTATION_FILES
 from impressions.data.fi_pickle import fi_pickle_bytes
-from impressions.schemas import LABELS
+from impressions.schemas import AUS, LABELS
 
 WOLFGANG = "WolfgangLanger_Pexels.mp4"
 
@@ -159,3 +159,22 @@ def synthetic_frame_rows(clip: str, n_frames: int, size: int) -> tuple[list[dict
               "score": 1.0, **dict(zip(BOX_COLUMNS, box)), "landmarks": flat, "landmarks_aligned": flat}
              for k in range(n_frames)]  # fmt: skip
     return frames, faces
+
+
+def openface_text(times, aus, confidence=None, success=None) -> str:
+    """A FeatureExtraction CSV as OpenFace 2.2 writes it: ", " separators, frame, face_id, timestamp,
+    confidence, success, the 17 AUxx_r then the 18 AUxx_c (AU28 has only _c)."""
+    n = len(times)
+    confidence = np.full(n, 0.98) if confidence is None else confidence
+    success = np.ones(n, int) if success is None else success
+    occurrence = [*AUS[:-1], "AU28", "AU45"]
+    header = ["frame", "face_id", "timestamp", "confidence", "success"]
+    header += [f"{au}_r" for au in AUS] + [f"{au}_c" for au in occurrence]
+    lines = [", ".join(header)]
+    for i in range(n):
+        row = [str(i + 1), "0", f"{times[i]:.3f}", f"{confidence[i]:.6g}", str(int(success[i]))]
+        row += [f"{v:.2f}" for v in aus[i]] + [
+            "1" if v >= 1 else "0" for v in [*aus[i][:-1], 0.0, aus[i][-1]]
+        ]
+        lines.append(", ".join(row))
+    return "\n".join(lines) + "\n"

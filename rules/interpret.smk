@@ -52,8 +52,9 @@ rule au_guidance_effect:
     input:
         clips=TABLES_DIR / "clips.parquet",
         splits=TABLES_DIR / "splits.parquet",
-        correlations=[
-            interpret_files("au_maps", m)["correlation"]
+        # per-frame CAM-AU similarity: the effect is taken on the test clips' frames only
+        au_frames=[
+            interpret_files("au_maps", m)["frames"]
             for pair in GUIDANCE_PAIRS
             for m in pair
         ],

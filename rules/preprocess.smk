@@ -76,7 +76,9 @@ rule expression_shard:
     input:
         qc=SHARDS_DIR / "qc" / "{shard}.parquet",
     output:
-        SHARDS_DIR / "expressions" / "{shard}.parquet",
+        table=SHARDS_DIR / "expressions" / "{shard}.parquet",
+        # per clip: the AU and emotion sources and why face frames got no row
+        qc=SHARDS_DIR / "expression_qc" / "{shard}.parquet",
     log:
         LOGS / "expression_shard" / "{shard}.log",
     benchmark:
@@ -94,5 +96,11 @@ rule expression_shard:
     params:
         clips_dir=str(CLIPS_DIR),
         options=config["expressions"],
+        # only a backend that runs a tool on the video needs the files (their paths are not a key)
+        videos=lambda wildcards: (
+            shard_clips(wildcards)
+            if config["expressions"]["backend"] == "openface"
+            else {}
+        ),
     script:
         "../workflow_scripts/expression_shard.py"

@@ -85,11 +85,13 @@ rule gather_audio:
 
 
 rule gather_expressions:
-    """The expressions table from every expression shard."""
+    """The expressions table and its per-clip sources and QC reasons from every expression shard."""
     input:
-        shard_files("expressions"),
+        tables=shard_files("expressions"),
+        qc=shard_files("expression_qc"),
     output:
-        TABLES_DIR / "expressions.parquet",
+        table=TABLES_DIR / "expressions.parquet",
+        qc=TABLES_DIR / "expression_qc.parquet",
     log:
         LOGS / "gather_expressions.log",
     benchmark:

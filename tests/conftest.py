@@ -1,3 +1,4 @@
+import contextlib
 import os
 import shutil
 import sys
@@ -5,6 +6,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from impressions import testing
 
@@ -32,6 +34,23 @@ def pytest_configure(config):
     os.environ[workflow.SCONTROL_SHIM_VAR] = str(shim)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Files with snakemake runs (marker `workflow`) first: with `make test`'s workers taking whole files,
+    the longest files start first and short ones fill in beside them, instead of one long file running
+    alone at the end. The order inside a file is kept."""
+    long_files = {item.path for item in items if item.get_closest_marker("workflow")}
+    items.sort(key=lambda item: item.path not in long_files)  # stable: files keep their order
+
+
+def _shared(tmp_path_factory, name: str) -> tuple[Path, FileLock | None]:
+    """A folder every pytest-xdist worker of this session sees, and the lock that guards building it
+    (None in a run without workers: the folder is this process's own)."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        return tmp_path_factory.getbasetemp() / name, None
+    root = tmp_path_factory.getbasetemp().parent / name  # the session's base, above the workers' own
+    return root, FileLock(str(root) + ".lock")
+
+
 def pytest_unconfigure(config):
     shim = os.environ.pop(workflow.SCONTROL_SHIM_VAR, None)
     if shim:
@@ -50,8 +69,13 @@ def demo_root(tmp_path_factory) -> Path:
     that changes the dataset works on a copy (shutil.copytree)."""
     from impressions.data import demo
 
-    root = tmp_path_factory.mktemp("demo")
-    demo.build_demo(root, progress=False)
+    root, lock = _shared(tmp_path_factory, "demo")  # built by the first worker that asks, once
+    with lock or contextlib.nullcontext():
+        built = root.with_name(root.name + ".built")  # beside it: the dataset folder holds only the demo
+        if not built.is_file():
+            shutil.rmtree(root, ignore_errors=True)  # a half-built folder from an interrupted worker
+            demo.build_demo(root, progress=False)
+            built.touch()
     return root
 
 

@@ -1,5 +1,6 @@
 """Every interpretation analysis on degenerate inputs: it completes, or writes its section saying what
-could not be computed and why, with every declared output present; never an exception."""
+could not be computed and why, with every declared output present; an exception only for an error
+the data do not explain, and only in strict mode."""
 
 import json
 from pathlib import Path
@@ -9,13 +10,13 @@ import polars as pl
 import pytest
 from analysis_data import checkpoint, dataset
 
-from impressions.explain import analyses, interpret, unit_analyses
+from impressions.explain import analyses, interpret, sections, unit_analyses
 from impressions.schemas import TRAITS
 
 OPTIONS = {
     "splits": ["train", "val", "test"], "max_frames": 200, "top_k": 2, "cam_threshold": 0.2,
     "face_overlap": 0.9, "unit_layers": 2, "unit_top": 4, "detector_threshold": 0.5, "au_top_n": 5,
-    "detector_margin": 0.25, "au_top_clips": 2, "box_scales": [1.0, 1.25, 1.5],
+    "detector_margin": 0.25, "au_top_clips": 2, "box_scales": [1.0, 1.25, 1.5], "region_rule": "raw_max",
 }  # fmt: skip
 
 
@@ -37,7 +38,10 @@ def test_one_test_clip_every_analysis_completes(tmp_path, analysis):
     assert "not computed" not in data["title"], data["text"]
     if analysis == "cam_overlap":
         summary = pl.read_csv(outputs["overlap"])
-        assert set(summary["variant"]) == {"every", "largest"}
+        assert set(summary["variant"]) == {"every", "largest"} and set(summary["rule"]) == {
+            "raw_max",
+            "min_max",
+        }
         assert set(summary["box_scale"]) == {1.0, 1.25, 1.5}
         assert "published" in data["text"].lower() and "matches what the paper states" in data["text"]
         regions = pl.read_parquet(outputs["regions"])
@@ -92,8 +96,56 @@ def test_a_failing_analysis_writes_its_section_and_placeholders(tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     _, data, outputs = run(tmp_path, "units", inputs, bad, model="face")
-    assert data["title"] == "Units as face-part and Action-Unit detectors: face (not computed)"
-    assert "could not be computed" in data["text"]
+    # Not a property of the data: the section says the analysis failed, with the error.
+    assert data["title"] == "Units as face-part and Action-Unit detectors: face (failed)"
+    assert "failed with an error" in data["text"] and "strict=true" in data["text"]
+
+
+def _boom(*args, **kwargs):
+    raise ZeroDivisionError("injected bug")
+
+
+def _no_faces(*args, **kwargs):
+    from impressions.explain.sections import NotComputable
+
+    raise NotComputable("no clip of this split has a face")
+
+
+def test_strict_fails_on_an_injected_error_and_keeps_data_conditions_as_not_computed(tmp_path, monkeypatch):
+    inputs = dataset(tmp_path, ["train", "test"])
+    files = {k: str(tmp_path / "o" / name) for k, name in analyses.get("units").files.items()}
+    args = ("units", "image_cam", {**{k: str(v) for k, v in inputs.items()}, "checkpoint": "x.pt"}, files,
+            {**OPTIONS, "clips_dir": str(tmp_path / "clips")})  # fmt: skip
+    monkeypatch.setattr(interpret, "_run", _boom)
+    with pytest.raises(ZeroDivisionError, match="injected bug"):
+        interpret.run(*args, strict=True)
+    assert not Path(files["section"]).exists()  # no section: the job fails and snakemake says so
+    failed = interpret.run(*args)  # not strict: a failed section naming the error
+    assert failed.title.endswith("(failed)") and "ZeroDivisionError: injected bug" in failed.text
+    rendered = sections.read_sections([files["section"]])
+    assert "ZeroDivisionError: injected bug" in rendered[0]["text"]
+    monkeypatch.setattr(interpret, "_run", _no_faces)
+    for strict in (True, False):  # a data condition is "not computed", strict or not, with its reason
+        section = interpret.run(*args, strict=strict)
+        assert section.title.endswith("(not computed)") and "no clip of this split has a face" in section.text
+
+
+def test_the_workflow_scripts_pass_the_configs_strict_on(tmp_path, monkeypatch):
+    """The interpretation script as snakemake runs it (a `snakemake` object in its globals): it hands
+    the config's strict to the entry point."""
+    import runpy
+    from types import SimpleNamespace
+
+    seen = []
+    monkeypatch.setattr(interpret, "run", lambda *a, strict=False: seen.append(strict))
+    script = Path(__file__).resolve().parents[1] / "workflow_scripts" / "interpret.py"
+    for config in ({"strict": True}, {}):
+        fake = SimpleNamespace(
+            log=[str(tmp_path / "log.txt")], params=SimpleNamespace(analysis="units", options={}),
+            wildcards=SimpleNamespace(explained="image"), input={}, output={}, config=config,
+        )  # fmt: skip
+        runpy.run_path(str(script), init_globals={"snakemake": fake})
+    assert seen == [True, False]
 
 
 def test_manifold_on_test_clips_only_and_too_few_is_said(tmp_path):

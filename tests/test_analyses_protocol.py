@@ -6,6 +6,7 @@ from math import comb
 import numpy as np
 import polars as pl
 import pytest
+from scipy.stats import binom
 
 from impressions.explain import cam, cam_overlap, emergence
 from impressions.explain import unit_detectors as units
@@ -22,13 +23,18 @@ def hand_map():
 
 def test_normalised_threshold_regions_and_overlaps_are_known():
     m, box = hand_map()
-    # The raw-maximum rule keeps the whole positive background: one region covering the map.
+    # The raw-maximum rule (Zhou et al., the default) keeps the whole positive background: one region.
     assert len(cam.cam_regions(m, 0.2)) == 1
+    assert [int(r.sum()) for r in cam_overlap.regions(m, 0.2)] == [1600]
+    raw = cam_overlap.frame_regions(m, box, 0.2, scales=(1.0,), rules=("raw_max",))
+    assert [(r["rule"], r["area_px"]) for r in raw] == [("raw_max", 1600)]
+    assert raw[0]["overlap_1"] == pytest.approx(400 / 1600)
     # Min-max normalised: background 0, A 1, B 5/7 -> two regions, largest first.
-    regions = cam_overlap.regions(m, 0.2)
+    regions = cam_overlap.regions(m, 0.2, "min_max")
     assert [int(r.sum()) for r in regions] == [100, 25]
     rows = cam_overlap.frame_regions(m, box, 0.2, scales=(1.0, 1.25, 1.5))
-    a, b = rows
+    assert [r["rule"] for r in rows] == ["raw_max", "min_max", "min_max"]  # both rules, every time
+    a, b = rows[1:]
     assert a["largest"] and not b["largest"] and (a["area_px"], b["area_px"]) == (100, 25)
     assert a["overlap_1"] == a["overlap_1.25"] == a["overlap_1.5"] == 1.0
     # Box scaled about its centre (9.5, 9.5), half side 9.5: 1.25 -> bottom 21.375 (rows 20-21 of B
@@ -36,8 +42,20 @@ def test_normalised_threshold_regions_and_overlaps_are_known():
     assert b["overlap_1"] == 0.0
     assert b["overlap_1.25"] == pytest.approx(10 / 25) and b["overlap_1.5"] == pytest.approx(20 / 25)
     # A threshold above B's normalised value (5/7) leaves only A.
-    assert [int(r.sum()) for r in cam_overlap.regions(m, 0.75)] == [100]
-    assert cam_overlap.regions(np.ones((8, 8))) == [] and cam_overlap.normalise(np.ones(3)) is None
+    assert [int(r.sum()) for r in cam_overlap.regions(m, 0.75, "min_max")] == [100]
+    assert (
+        cam_overlap.regions(np.ones((8, 8)), rule="min_max") == []
+        and cam_overlap.normalise(np.ones(3)) is None
+    )
+    # A signed regression map: the rules disagree (raw: >= 0.2 x 10 = 2; min-max: >= -10 + 0.2 x 20 = -6).
+    signed = np.full((10, 10), -10.0)
+    signed[0, :] = 10.0
+    signed[5, :] = -5.0
+    assert [int(r.sum()) for r in cam_overlap.regions(signed, 0.2)] == [10]
+    assert sorted(int(r.sum()) for r in cam_overlap.regions(signed, 0.2, "min_max")) == [10, 10]
+    assert cam_overlap.regions(-np.ones((4, 4))) == []  # no positive maximum: no raw-max region
+    with pytest.raises(ValueError, match="unknown CAM region rule"):
+        cam_overlap.regions(m, 0.2, "otsu")
     with pytest.raises(ValueError, match="no face"):
         cam_overlap.frame_regions(m, (np.nan,) * 4)
 
@@ -47,6 +65,7 @@ def test_eight_connected_specks_join_and_largest_variant_counts_one_per_map():
     m[2, 2] = m[3, 3] = 1.0  # diagonal neighbours: one 8-connected region
     m[7, 7] = 1.0
     assert sorted(int(r.sum()) for r in cam_overlap.regions(m)) == [1, 2]
+    assert sorted(int(r.sum()) for r in cam_overlap.regions(m, rule="min_max")) == [1, 2]
 
 
 def test_summary_per_variant_scale_and_trait():
@@ -54,9 +73,16 @@ def test_summary_per_variant_scale_and_trait():
     rows = [{"trait": "openness", **r} for r in cam_overlap.frame_regions(m, box)]
     summary = cam_overlap.summarise(pl.DataFrame(rows), 0.9)
 
-    def share(variant, scale, trait="all"):
-        return summary.filter((pl.col("variant") == variant) & (pl.col("box_scale") == scale)
-                              & (pl.col("trait") == trait)).row(0, named=True)  # fmt: skip
+    def share(variant, scale, trait="all", rule="min_max"):
+        keep = (pl.col("rule") == rule) & (pl.col("variant") == variant) & (pl.col("box_scale") == scale)
+        return summary.filter(keep & (pl.col("trait") == trait)).row(0, named=True)
+
+    # raw_max: the one whole-map region, a quarter of it in the box; min_max: A on the face, B not.
+    assert (
+        share("every", 1.0, rule="raw_max")["regions"] == 1
+        and share("every", 1.0, rule="raw_max")["share"] == 0
+    )
+    assert set(summary["rule"]) == {"raw_max", "min_max"}
 
     assert share("every", 1.0)["share"] == 0.5 and share("every", 1.0)["regions"] == 2
     assert share("largest", 1.0)["share"] == 1.0 and share("largest", 1.0)["regions"] == 1
@@ -155,18 +181,121 @@ def test_guidance_sweep_verdict_per_weight():
     assert guidance_sweep.paired_bootstrap(a, a) == (0.0, 0.0)
     low, high = guidance_sweep.paired_bootstrap(a, a - 0.02)
     assert low == pytest.approx(0.02) and high == pytest.approx(0.02)
+    acc = ("delta_accuracy", "delta_low", "delta_high")
+    r = ("cam_au_r", "delta_r", "delta_r_low", "delta_r_high")
     rows = [
-        {"weight": 0.0, "cam_au_r": 0.10, "delta_accuracy": 0.0, "delta_low": 0.0, "delta_high": 0.0},
-        {"weight": 1.0, "cam_au_r": 0.30, "delta_accuracy": -0.001, "delta_low": -0.004, "delta_high": 0.002},
-        {"weight": 3.0, "cam_au_r": 0.40, "delta_accuracy": -0.03, "delta_low": -0.05, "delta_high": -0.01},
-        {"weight": 0.1, "cam_au_r": 0.05, "delta_accuracy": 0.0, "delta_low": -0.01, "delta_high": 0.01},
+        {"weight": 0.0, **dict(zip(r, (0.10, 0.0, 0.0, 0.0))), **dict(zip(acc, (0.0, 0.0, 0.0)))},
+        {"weight": 1.0, **dict(zip(r, (0.30, 0.2, 0.1, 0.3))), **dict(zip(acc, (-0.001, -0.004, 0.002)))},
+        {"weight": 3.0, **dict(zip(r, (0.40, 0.3, 0.2, 0.4))), **dict(zip(acc, (-0.03, -0.05, -0.01)))},
+        {"weight": 0.1, **dict(zip(r, (0.05, -0.05, -0.1, 0.0))), **dict(zip(acc, (0.0, -0.01, 0.01)))},
+        {"weight": 0.3, **dict(zip(r, (0.2, 0.1, 0.05, 0.15))), **dict(zip(acc, (-0.004, -0.009, 0.001)))},
+        # r up by 0.05 on average, but the interval over test clips covers 0: not an improvement
+        {"weight": 2.0, **dict(zip(r, (0.15, 0.05, -0.02, 0.12))), **dict(zip(acc, (0.0, -0.001, 0.001)))},
     ]
-    rows.append(
-        {"weight": 0.3, "cam_au_r": 0.2, "delta_accuracy": -0.004, "delta_low": -0.009, "delta_high": 0.001}
-    )
     judged = guidance_sweep.judge(rows, tolerance=0.005)
     assert [(r["interpretability_improves"], r["accuracy_kept"]) for r in judged] == [
-        (None, None), (True, True), (True, False), (False, False), (True, False)
+        (None, None), (True, True), (True, False), (False, False), (True, False), (False, True)
     ]  # fmt: skip
     text = guidance_sweep.verdict(judged, tolerance=0.005)
-    assert text.startswith("The claim holds at 1 of 4 weights") and "weight 3: " in text
+    assert text.startswith("The claim holds at 1 of 5 weights") and "weight 3: " in text
+    assert "difference +0.050 [-0.020, +0.120]" in text and "paired bootstrap interval" in text
+
+
+def _rare_au_and_dead_unit(seed=0, frames=400, present=20, n_units=30):
+    rng = np.random.default_rng(seed)
+    au = np.zeros((frames, 1))
+    au[rng.choice(frames, present, replace=False), 0] = rng.uniform(1, 5, present)
+    unit = rng.uniform(0, 1, (frames, n_units))
+    unit[:, 5] = 0.0  # a dead ReLU unit
+    return au, unit
+
+
+def test_a_rare_au_and_a_dead_unit_make_no_detector():
+    # Row-order tie-breaking gave both zero-filled top-50 sets the earliest frames: I = 34, p = 5e-23.
+    au, unit = _rare_au_and_dead_unit()
+    (row,) = emergence.emergence(au, unit, n_top=50)
+    assert row["positive"] == 20 and row["unit"] is None and row["p_value"] is None
+    assert row["units_tested"] == 29 and row["tests"] == 0
+
+
+def test_a_dead_unit_is_never_the_detector_of_a_common_au():
+    au, unit = _rare_au_and_dead_unit(present=120)  # 120 positive frames: a top-50 set exists
+    (row,) = emergence.emergence(au, unit, n_top=50)
+    assert row["unit"] != 5 and row["units_tested"] == 29 and row["tests"] == 29
+    assert row["p_corrected"] > 0.05  # random units: no detector
+
+
+def test_positive_ties_are_broken_independently_per_column():
+    # A quantised AU and a quantised unit, both 1.0 on the same 100 of 400 rows and 0 elsewhere, tie
+    # at the top-50 boundary: breaking the ties by row order would align the two top-50 sets exactly.
+    au, unit = np.zeros((400, 1)), np.zeros((400, 1))
+    au[:100], unit[:100] = 1.0, 1.0
+    (row,) = emergence.emergence(au, unit, n_top=50)
+    assert row["i_max"] < 40  # about 50 * 50 / 100 = 25 expected from two random halves
+
+
+def test_youtube_block_permutation_confirms_a_copying_unit_and_not_a_random_one():
+    rng = np.random.default_rng(3)
+    clip_ids = [f"vid{v:02d}.{c:03d}" for v in range(20) for c in range(4) for _ in range(5)]
+    au, unit = rng.random((400, 2)), rng.random((400, 30))
+    unit[:, 9] = au[:, 0] + 0.01 * rng.random(400)
+    frame_rows, clip_rows, _ = emergence.both_levels(clip_ids, au, unit, frame_top=50, clip_top=10)
+    assert frame_rows[0]["unit"] == 9 and frame_rows[0]["p_permutation"] == pytest.approx(0.001)
+    assert frame_rows[1]["p_permutation"] is None  # only the strongest row gets the permutation
+    # A whole YouTube video's frames on top of the AU and of one unit: per frame a tiny p, but one
+    # event; the block permutation keeps the video together: p is about 1/20, the chance that the
+    # unit's block lands on the AU's among 20 videos, where the hypergeometric p is below 1e-10.
+    au, unit = rng.random((400, 1)), rng.random((400, 30))
+    au[:20] += 5
+    unit[:20, 4] += 5
+    (row,) = emergence.emergence(au, unit, n_top=20)
+    assert row["unit"] == 4 and row["p_corrected"] < 1e-10
+    groups = [c.rpartition(".")[0] for c in clip_ids]
+    assert 0.03 < emergence.permutation_p(au, unit, 20, groups, 0) < 0.08
+
+
+def test_top_images_take_one_frame_per_clip():
+    values = np.array([[9.0], [8.0], [7.0], [1.0], [6.0], [0.5]])
+    clips = ["a", "a", "a", "b", "c", "c"]
+    np.testing.assert_array_equal(units.top_images(values, 2)[:, 0], [0, 1])  # two frames of clip a
+    np.testing.assert_array_equal(units.top_images(values, 2, clips)[:, 0], [0, 4])  # a's best, then c
+    np.testing.assert_array_equal(units.top_images(values, 5, clips)[:, 0], [0, 4, 3])  # 3 clips: 3 images
+
+
+def test_expected_false_detectors_under_the_null_are_the_binomial_tail():
+    # The issue's figure: a part with chance 0.35, 20 top images, required share 0.6: about 10 of 512.
+    expected = 512 * units.null_pass_probability(20, 0.35, 0.6)
+    assert expected == pytest.approx(512 * binom.sf(11, 20, 0.35)) and 8 < expected < 12
+    assert units.null_pass_probability(20, 0.0, 0.5) == 0.0 and np.isnan(
+        units.null_pass_probability(0, 0.3, 0.5)
+    )
+
+
+def test_uniform_units_pass_the_rule_by_chance_and_not_the_correction():
+    """512 units with uniformly placed peaks on a part of chance 1/3: the rule alone calls about as many
+    detectors as the binomial expects; Benjamini-Hochberg over units x parts keeps none, and keeps a
+    unit whose peaks always fall in the part."""
+    from impressions.explain import unit_analyses
+
+    rng = np.random.default_rng(4)
+    n, size, grid, n_units = 120, 48, 6, 512
+    part = np.zeros((n, size, size), bool)
+    part[:, :, :16] = True  # left third: 2 of 6 cell columns
+    masks = {"left": part}
+    cells = rng.integers(0, grid, (n, n_units, 2))
+    cells[:, 0, 0] = 0  # unit 0: always in the left column
+    acts = np.zeros((n, n_units, grid, grid), np.float32)
+    value = rng.random((n, n_units)).astype(np.float32) + 0.1
+    acts[np.arange(n)[:, None], np.arange(n_units)[None], cells[..., 1], cells[..., 0]] = value
+    clip_ids = [f"c{i // 2}" for i in range(n)]  # 60 clips of two frames
+    rows, chance_rows, *_ = unit_analyses._layer_detectors(
+        "m", {"conv": acts}, size, masks, ["left"], 20, 0.5, 0.15, clip_ids
+    )
+    (chance,) = chance_rows
+    assert chance["chance_share"] == pytest.approx(1 / 3) and chance["top_clips"] == 20
+    expected = n_units * binom.sf(int(np.ceil(0.5 * 20 - 1e-9)) - 1, 20, 1 / 3)
+    assert chance["expected_null"] == pytest.approx(expected) and 30 < expected < 60  # P = 0.09
+    assert 0.4 * expected < chance["rule_detectors"] < 2 * expected  # the rule alone: chance detectors
+    assert chance["detectors"] == 1 and rows[0]["part"] == "left" and rows[0]["p_corrected"] < 1e-6
+    assert all(r["part"] is None for r in rows[1:])
+    assert all(r["n_images"] == 20 for r in rows)

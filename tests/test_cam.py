@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from impressions.explain import cam
+from impressions.explain import cam, cam_overlap
 from impressions.models import networks as models
 
 # A fixed 2-channel 2x2 feature map and a hand-chosen linear head (five traits).
@@ -126,32 +126,38 @@ def two_blobs() -> np.ndarray:
     return m
 
 
+def _overlaps(m, box, threshold=0.2):
+    """(regions, overlaps at box scale 1) of the default (raw-max) rule, as the workflow computes them."""
+    rows = cam_overlap.frame_regions(m, box, threshold, scales=(1.0,), rules=("raw_max",))
+    return len(rows), [r["overlap_1"] for r in rows]
+
+
 def test_regions_and_face_overlap_known_answers():
     m = two_blobs()
     regions = cam.cam_regions(m)
     assert [r.sum() for r in regions] == [16, 16] and regions[0][3, 3] and regions[1][13, 13]
-    assert cam.face_overlap(m, (0, 0, 9, 9)) == (2, 1, [1.0, 0.0])
+    assert _overlaps(m, (0, 0, 9, 9)) == (2, [1.0, 0.0])
     # Above 0.6 of the maximum only the strong blob is a region.
-    assert cam.face_overlap(m, (0, 0, 9, 9), threshold=0.6) == (1, 1, [1.0])
-    # A blob half inside the box: overlap 0.5, not on the face (columns 8..11, box to column 9).
+    assert _overlaps(m, (0, 0, 9, 9), threshold=0.6) == (1, [1.0])
+    # A blob half inside the box: overlap 0.5 (columns 8..11, box to column 9).
     half = np.zeros((20, 20), np.float32)
     half[2:6, 8:12] = 1.0
-    assert cam.face_overlap(half, (0, 0, 9, 9)) == (1, 0, [0.5])
-    # A region 90% inside counts: 10 columns, 9 of them in the box (inclusive right edge).
+    assert _overlaps(half, (0, 0, 9, 9)) == (1, [0.5])
+    # A region 90% inside: 10 columns, 9 of them in the box (inclusive right edge).
     ninety = np.zeros((20, 20), np.float32)
     ninety[5, 1:11] = 1.0
-    assert cam.face_overlap(ninety, (0, 0, 9, 9))[:2] == (1, 1)
-    assert cam.face_overlap(ninety, (0, 0, 8, 9))[:2] == (1, 0)  # 8 of 10
+    assert _overlaps(ninety, (0, 0, 9, 9)) == (1, [0.9])
+    assert _overlaps(ninety, (0, 0, 8, 9)) == (1, [0.8])
 
 
 def test_regions_use_8_connectivity_and_positive_maxima():
     diagonal = np.zeros((5, 5))
     diagonal[1, 1] = diagonal[2, 2] = diagonal[3, 3] = 1.0
     assert len(cam.cam_regions(diagonal)) == 1
-    assert cam.face_overlap(np.zeros((8, 8)), (0, 0, 3, 3)) == (0, 0, [])
+    assert _overlaps(np.zeros((8, 8)), (0, 0, 3, 3)) == (0, [])
     assert cam.cam_regions(-np.ones((8, 8))) == []
     with pytest.raises(ValueError, match="no face"):
-        cam.face_overlap(two_blobs(), (np.nan,) * 4)
+        _overlaps(two_blobs(), (np.nan,) * 4)
 
 
 def test_map_correlation():
@@ -194,3 +200,16 @@ def test_plots_write_pngs_of_the_expected_size(tmp_path):
     assert matplotlib.image.imread(path).shape[:2] == (400, 600)
     with pytest.raises(ValueError):
         cam.plot_overlays(images, maps[:3], ["x"] * 7, tmp_path / "bad.png")
+
+
+def test_map_cosine_is_belharbis_cam_cos_on_the_normalised_cam():
+    target = np.zeros((4, 4))
+    target[:2, :2] = 1.0
+    # A signed CAM: min-max normalised first, so its cosine with the map is that of its 0..1 version.
+    signed = np.where(target > 0, 3.0, -1.0)
+    assert cam.map_cosine(signed, target) == pytest.approx(1.0)
+    assert cam.map_cosine(-signed, target) == pytest.approx(0.0)
+    half = np.zeros((4, 4))
+    half[0, :2], half[2, :] = 1.0, 1.0  # 2 of its 6 pixels on the map's 4
+    assert cam.map_cosine(half, target) == pytest.approx(2 / np.sqrt(6 * 4))
+    assert np.isnan(cam.map_cosine(np.ones((4, 4)), target)) and np.isnan(cam.map_cosine(signed, 0 * target))

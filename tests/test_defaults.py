@@ -32,12 +32,21 @@ def test_config_yaml_repeats_no_preprocessing_default():
         assert CONFIG[section] == {}, f"config.yaml `{section}`: its defaults live in the schema"
 
 
+def _schema_defaults(properties: dict) -> dict:
+    """Each key's `default`, an object's own defaults filled in below it (expressions.openface)."""
+    out = {}
+    for key, value in properties.items():
+        if "default" in value:
+            out[key] = copy.deepcopy(value["default"])
+            if isinstance(out[key], dict) and "properties" in value:
+                out[key] = {**_schema_defaults(value["properties"]), **out[key]}
+    return out
+
+
 def test_the_defaults_are_the_schemas():
     for section in PREPROCESSING_SECTIONS:
         properties = SCHEMA["properties"][section]["properties"]
-        assert defaults.PREPROCESSING[section] == {
-            key: value["default"] for key, value in properties.items() if "default" in value
-        }
+        assert defaults.PREPROCESSING[section] == _schema_defaults(properties)
         # every key has one but audio.max_seconds, whose absence means 20 s (audio.window_seconds)
         assert set(properties) - set(defaults.PREPROCESSING[section]) <= {"max_seconds"}
 

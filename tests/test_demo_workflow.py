@@ -73,8 +73,16 @@ def test_interpretation_sections_figures_and_tables(done):
         assert (twin / name).stat().st_size > 0, name
     assert "CAM regions on the face (Ventura et al. 2017): image_cam" in report
     overlap = pl.read_csv(twin / "cam_face_overlap.csv")
-    assert overlap.height == 2 * 3 * (len(TRAITS) + 1)  # variants x box scales x (traits + all)
-    total = overlap.filter((pl.col("variant") == "every") & (pl.col("box_scale") == 1.0)).row(-1, named=True)
+    assert overlap.height == 2 * 2 * 3 * (len(TRAITS) + 1)  # rules x variants x box scales x (traits + all)
+    assert set(overlap["rule"]) == {"raw_max", "min_max"}  # Zhou's raw-max rule and the min-max variant
+    overlap_section = report[report.index("CAM regions on the face (Ventura et al. 2017): image_cam") :]
+    assert "| raw_max |" in overlap_section and "| min_max |" in overlap_section  # both rows in the report
+    assert report.count("Deviations from the published method") >= 5  # every method section lists its own
+    assert "are expected by chance" in report  # detectors found beside the chance count
+    assert "(failed)" not in report  # strict: true (tests/workflow.py) would have failed the run
+    total = overlap.filter(
+        (pl.col("rule") == "raw_max") & (pl.col("variant") == "every") & (pl.col("box_scale") == 1.0)
+    ).row(-1, named=True)
     assert total["trait"] == "all" and total["regions"] > 0 and 0 <= total["share"] <= 1
     regions = pl.read_parquet(twin / "cam_regions.parquet")
     clips = pl.read_parquet(out / "tables" / "clips.parquet")

@@ -1,9 +1,11 @@
 """Reading what the models saw, for the interpretation analyses."""
 
+import re
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pytest
 
 from impressions import schemas
 from impressions.explain import images as loader
@@ -136,11 +138,41 @@ def test_cam_overlap_analysis_shares_are_shares_of_test_frames(tmp_path):
     files = _files(tmp_path, "cam_overlap")
     cam_analyses.cam_overlap_analysis("image_cam", ckpt, images, files, box_scales=(1.0, 2.0))
     overlap = pl.read_csv(files["overlap"])
-    assert overlap["share"].drop_nulls().is_between(0, 1).all() and set(overlap["box_scale"]) == {1.0, 2.0}
-    # a box twice as large holds at least as many regions
-    every = overlap.filter((pl.col("variant") == "every") & (pl.col("trait") == "all")).sort("box_scale")
-    assert every["share"][1] >= every["share"][0]
+    assert set(overlap["box_scale"]) == {1.0, 2.0} and set(overlap["rule"]) == {"raw_max", "min_max"}
+    # a share is a share; it is undefined only where a rule found no region (a map with no positive max)
+    assert overlap.filter(pl.col("regions") > 0)["share"].is_between(0, 1).all()
+    assert overlap.filter(pl.col("regions") == 0)["share"].is_nan().all()
+    for rule in ("raw_max", "min_max"):  # a box twice as large holds at least as many regions
+        every = overlap.filter(
+            (pl.col("rule") == rule) & (pl.col("variant") == "every") & (pl.col("trait") == "all")
+        ).sort("box_scale")
+        assert every["share"][1] >= every["share"][0]
     assert set(pl.read_parquet(files["regions"])["clip_id"]) == {"clip03", "clip04"}
+
+
+def test_the_deviations_listed_follow_the_settings_the_run_used(tmp_path):
+    from impressions.explain import cam_analyses, deviations
+
+    _, tables, ckpt = _tiny(tmp_path)
+    images = loader.load_images("frames", *tables, tmp_path / "clips", splits=["test"])
+    texts = {}
+    for rule in ("raw_max", "min_max"):
+        (tmp_path / rule).mkdir()
+        files = _files(tmp_path / rule, "cam_overlap")
+        section = cam_analyses.cam_overlap_analysis("image_cam", ckpt, images, files, region_rule=rule)
+        texts[rule] = section.text
+        comparison = pl.read_csv(files["comparison"])
+        assert comparison["rule"].to_list()[1] == rule  # the headline rule first, the other after
+    assert "region_rule: min_max" in texts["min_max"] and "region_rule" not in texts["raw_max"]
+    assert (
+        "Regions by the min_max rule" in texts["min_max"]
+        and "Regions by the raw_max rule" in texts["raw_max"]
+    )
+    assert "Deviations from the published method, from this run's settings" in texts["raw_max"]
+    # the guidance list names the AU-map width it was given and the scaling only when it was used
+    assert "sigma 0.3" in deviations.text(deviations.guidance(0.3, False))
+    assert len(deviations.guidance(0.2, True)) == len(deviations.guidance(0.2, False)) + 1
+    assert deviations.text([]) == "Deviations from the published method: none under this run's settings."
 
 
 def test_units_analysis_finds_shares_and_emergence_per_level(tmp_path):
@@ -149,13 +181,29 @@ def test_units_analysis_finds_shares_and_emergence_per_level(tmp_path):
     _, tables, ckpt = _tiny(tmp_path, ["train"] * 4 + ["test"] * 2)
     images = loader.load_images("faces", *tables, tmp_path / "clips")
     files = _files(tmp_path, "units")
-    unit_analyses.units_analysis("image_cam", ckpt, images, files, unit_layers=2, unit_top=4, au_top_n=5)
+    section = unit_analyses.units_analysis(
+        "image_cam", ckpt, images, files, unit_layers=2, unit_top=4, au_top_n=5
+    )
+    # The segmentation is named for what it computes: not an empirical receptive field.
+    captions = [f["caption"] for f in section.figures if "top_units" in f["path"] or "gallery" in f["path"]]
+    assert len(captions) == 5 and all("activation_threshold" in c and "occlusion" in c for c in captions)
+    assert not any("receptive field (" in c for c in captions)
+    # detectors found beside the number the rule passes by chance
+    assert re.search(r"The rule alone passes \d+ units, where \d+\.\d are expected by chance", section.text)
+    chance = pl.read_csv(files["chance"])
+    assert (chance["detectors"] <= chance["rule_detectors"]).all() and (chance["expected_null"] >= 0).all()
     units = pl.read_parquet(files["units"])
     assert units["layer"].n_unique() == 2 and units["unit"].n_unique() > 1
     masses = units.select(pl.col("^mass_.*$")).to_numpy()
     assert ((masses >= 0) & (masses <= 1 + 1e-9)).all()
     emergence = pl.read_csv(files["emergence"])
     assert set(emergence["level"]) == {"frame", "clip"} and emergence["p_value"].is_between(0, 1).all()
+    tested = emergence.filter(pl.col("p_value").is_not_null())
+    assert (tested["positive"] >= tested["n_top"]).all()  # only AUs with a top-N set of positive values
+    untested = emergence.filter(pl.col("p_value").is_null())
+    assert (untested["positive"] < untested["n_top"]).all() and untested[
+        "unit"
+    ].null_count() == untested.height
 
 
 def test_au_map_analysis_correlates_only_frames_with_an_emotion_map(tmp_path):
@@ -176,6 +224,58 @@ def test_au_map_analysis_correlates_only_frames_with_an_emotion_map(tmp_path):
     assert np.isfinite(r[~neutral_rows]).all() and (np.abs(r[~neutral_rows]) <= 1 + 1e-9).all()
     table = pl.read_csv(files["correlation"])
     assert table.filter(pl.col("trait") == TRAITS[0])["frames"][0] == (~neutral_rows).sum()
+    assert table["mean_cosine"].is_between(-1, 1).all()  # CAM-COS beside Pearson r
+    assert np.isfinite(per_frame.filter(~pl.Series(neutral_rows))[f"cos_{TRAITS[0]}"].to_numpy()).all()
+
+
+def _au_frames(clips, r_by_split: dict, cos_by_split: dict | None = None):
+    """An au_maps per-frame table (two frames per clip) whose r (and cosine) is set per split."""
+    ids = clips["clip_id"].to_list()
+    split = dict(zip(ids, clips["split"].to_list()))
+    rows = [c for c in ids for _ in range(2)]
+    r = [r_by_split[split[c]] for c in rows]
+    cos = [(cos_by_split or r_by_split)[split[c]] for c in rows]
+    return pl.DataFrame({"model": "m", "clip_id": rows, "frame_index": [0, 1] * len(ids), "emotion": "happy",
+                         **{t: r for t in TRAITS}, **{f"cos_{t}": cos for t in TRAITS}})  # fmt: skip
+
+
+def test_a_guided_model_that_only_fits_its_training_frames_shows_no_effect(tmp_path):
+    """Guided: CAM-AU r 0.9 on its training frames, 0.2 on test frames like its unguided twin. The
+    effect is taken on test clips only: none. (Pooled over every split, as before, it read as one.)"""
+    import json
+
+    from impressions.explain import au_analyses
+    from impressions.training import loop as training
+
+    splits = ["train"] * 5 + ["val", "test", "test"]
+    clips = pl.DataFrame({"clip_id": [f"c{i}" for i in range(8)], "split": splits,
+                          **{t: np.linspace(0.2, 0.8, 8) for t in TRAITS}})  # fmt: skip
+    paths = {"frames": {}, "preds": {}, "summaries": {}}
+    for name, weight, train_r in (("face", 0.0, 0.2), ("face_au_guided", 1.0, 0.9)):
+        folder = tmp_path / name
+        folder.mkdir()
+        paths["frames"][name] = folder / "cam_au_frames.parquet"
+        r, cos = {"train": train_r, "val": 0.2, "test": 0.2}, {"train": train_r, "val": 0.5, "test": 0.5}
+        _au_frames(clips, r, cos).write_parquet(paths["frames"][name])
+        by_split = {}
+        for s in ("val", "test"):
+            part = clips.filter(pl.col("split") == s)
+            by_split[s] = (part["clip_id"].to_list(), part.select(TRAITS).to_numpy())
+        paths["preds"][name] = folder / "predictions.parquet"
+        training.predictions_frame(name, by_split).write_parquet(paths["preds"][name])
+        paths["summaries"][name] = folder / "summary.json"
+        paths["summaries"][name].write_text(json.dumps({"settings": {"au_guidance_weight": weight}}))
+    files = {"section": tmp_path / "g" / "section.json", "table": tmp_path / "g" / "guidance.csv"}
+    section = au_analyses.guidance_effect(
+        [("face", "face_au_guided")], paths["frames"], paths["preds"], paths["summaries"], clips, files
+    )
+    table = pl.read_csv(files["table"]).sort("au_guidance_weight")
+    assert table["cam_au_r"].to_list() == pytest.approx([0.2, 0.2])  # no effect on test
+    assert table["cam_au_cosine"].to_list() == pytest.approx([0.5, 0.5])
+    assert table["cam_au_frames"].to_list() == [4, 4]  # two test clips, two frames each
+    pooled = [pl.read_parquet(paths["frames"][m])["openness"].mean() for m in ("face", "face_au_guided")]
+    assert pooled[1] - pooled[0] > 0.3  # what the in-sample comparison would have called an effect
+    assert "test clips only" in section.text and "cosine" in section.text
 
 
 def test_guidance_effect_and_sweep_compare_weights(tmp_path):
@@ -201,15 +301,17 @@ def test_guidance_effect_and_sweep_compare_weights(tmp_path):
         training.predictions_frame(name, by_split).write_parquet(preds[name])
         summaries[name] = folder / "summary.json"
         summaries[name].write_text(json.dumps({"settings": {"au_guidance_weight": weight}}))
-        corrs[name] = folder / "cam_au_correlation.csv"
-        pl.DataFrame({"trait": ["mean"], "mean_r": [0.1 + weight]}).write_csv(corrs[name])
+        corrs[name] = folder / "cam_au_frames.parquet"
+        _au_frames(clips, {"train": 0.1 + weight, "val": 0.1, "test": 0.1 + weight}).write_parquet(
+            corrs[name]
+        )
         histories[weight] = folder / "metrics.csv"
         pl.DataFrame({"epoch": [0], "val_mean": [rng.random()], "best": [True]}).write_csv(histories[weight])
     files = {"section": tmp_path / "g" / "section.json", "table": tmp_path / "g" / "guidance.csv"}
     au_analyses.guidance_effect([("face", "face_au_guided")], corrs, preds, summaries, clips, files)
     table = pl.read_csv(files["table"]).sort("au_guidance_weight")
     assert table["test_accuracy"][1] == 1.0 and table["test_accuracy"][0] < 1.0
-    assert table["cam_au_r"].to_list() == [0.1, 1.1]
+    assert table["cam_au_r"].to_list() == pytest.approx([0.1, 1.1])  # test frames only
 
     sweep = {k: tmp_path / "sweep" / n for k, n in (("section", "section.json"), ("table", "sweep.csv"),
                                                     ("figure", "sweep.png"))}  # fmt: skip
@@ -222,6 +324,9 @@ def test_guidance_effect_and_sweep_compare_weights(tmp_path):
     assert rows["weight"].to_list() == [0.0, 1.0]
     assert rows["test_accuracy"][1] > rows["test_accuracy"][0]  # the exact predictions win
     assert rows["cam_au_r"][0] == rows["cam_au_r"][1]  # the same model at both weights: the same maps
+    # ... so no difference, an interval of zero width, and no improvement claimed
+    assert rows["delta_r"][1] == 0 and rows["delta_r_low"][1] == rows["delta_r_high"][1] == 0
+    assert rows["interpretability_improves"][1] is False and rows["cam_au_cosine"].is_between(-1, 1).all()
 
 
 def test_emergence_finds_the_unit_that_tracks_an_au():

@@ -76,3 +76,19 @@ def test_presence_threshold_can_be_changed(results, tmp_path):
 def test_missing_tables_are_named(tmp_path):
     with pytest.raises(SystemExit, match="missing dataset tables"):
         openface.export(tmp_path, tmp_path / "of")
+
+
+def test_export_reads_back_through_the_openface_backend_reader(results, tmp_path):
+    """The export and the `openface` backend's reader agree: the exported AUs come back at the frames'
+    times, and frames the export marks failed (success 0) give none."""
+    from impressions.expressions import openface_csv
+
+    path, ok = results
+    openface.export(path, tmp_path / "of")
+    table = openface_csv.read_csv(tmp_path / "of" / "good.000.csv")
+    confidence = float(table["confidence"].min())
+    matched = openface_csv.match(table, ok["time_s"].to_numpy(), min_confidence=confidence)
+    assert matched.usable.all()
+    np.testing.assert_allclose(matched.aus[:, AUS.index("AU12")], np.linspace(0.0, 4.5, 4), atol=1e-5)
+    faceless = openface_csv.read_csv(tmp_path / "of" / "-dash.001.csv")
+    assert not openface_csv.match(faceless, ok["time_s"].to_numpy(), min_confidence=0.0).usable.any()

@@ -181,6 +181,7 @@ def build(in_dim=17, **options):
 '''
 
 
+@pytest.mark.workflow  # plans, trains and reports through snakemake
 def test_a_new_family_is_one_entry_plus_its_builder(monkeypatch, tmp_path):
     """One registry entry and its builder, in a module named by IMPRESSIONS_EXTRA_FAMILIES: the workflow
     plans its training job, trains it, reports it, and `impressions predict` scores a new clip with it."""

@@ -201,15 +201,17 @@ def test_a_row_says_how_its_model_differs_from_the_papers():
     assert au != differences.differences("ventura2017_au17", openface) and "openface" in str(
         differences.differences("ventura2017_au17", openface)
     )
-    # The thesis's +handcrafted row: its own inputs say nothing; the voice extension says what it adds.
+    # The thesis's +handcrafted row names where its emotions came from (the thesis does not say)
     thesis = _summary("fusion_handcrafted", settings={"inputs": ["face", "audio"]})
-    assert differences.differences("thesis_av_handcrafted", thesis) == []
+    emotions = "emotions from builtin fer CNN fused with builtin AUs"
+    assert differences.differences("thesis_av_handcrafted", thesis) == [emotions]
     assert differences.differences("thesis_audio", _summary("audio", options={})) == [
         "network the raw-waveform residual CNN (paper: 3 dense layers on the raw waveform)"
     ]
     voice = {**thesis, "family": "fusion_handcrafted_voice"}
     assert differences.differences("thesis_av_handcrafted", voice) == [
-        "extra inputs age, gender, emotions, 14 voice descriptors (paper: age, gender, emotions)"
+        "extra inputs age, gender, emotions, 14 voice descriptors (paper: age, gender, emotions)",
+        emotions,
     ]
 
 
@@ -226,3 +228,15 @@ def test_the_reproduction_note_follows_the_optimizer():
     }
     assert "optimizer adamw (paper: sgd)" in notes["adamw"] and "optimizer" not in notes["sgd"]
     assert notes["sgd"].startswith("10 test clips; differs: backbone small (paper: vgg16)")
+
+
+def test_models_reading_expressions_name_their_sources():
+    """The report's training table column: where a model's AUs and emotions came from, or nothing."""
+    from impressions.report import differences
+
+    openface = _summary("au_linear_published", preprocessing={"expressions": {"backend": "openface"}})
+    note = "AUs: openface (OpenFace 2 FeatureExtraction AUxx_r); emotions: builtin fer CNN fused with"
+    assert differences.expression_note(openface) == f"{note} OpenFace AUs"
+    assert differences.expression_note(_summary("image")) == ""  # reads no expressions
+    # the dominant-emotion breakdown: the run's backend, from any summary that records it
+    assert differences.run_emotion_source([{}, openface]) == "builtin fer CNN fused with OpenFace AUs"

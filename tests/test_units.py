@@ -8,6 +8,7 @@ import torch
 from skimage.draw import polygon
 from torch import nn
 
+from impressions.explain import emergence
 from impressions.explain import unit_detectors as units
 from impressions.expressions import geometry
 from impressions.models import networks as models
@@ -178,29 +179,30 @@ def test_unit_activations_match_the_body():
 
 
 def test_hypergeometric_p_hand_values():
-    assert units.hypergeom_p(3, 10, 3) == pytest.approx(1 / 120)
-    assert units.hypergeom_p(2, 10, 3) == pytest.approx((comb(3, 2) * comb(7, 1) + 1) / 120)
-    assert units.hypergeom_p(0, 10, 3) == pytest.approx(1.0)
+    # The workflow's emergence (impressions.explain.emergence), on hand-checkable rankings.
     au = np.arange(10, 0, -1, dtype=float)[:, None]  # top 3 frames: 0, 1, 2
     unit = au.copy()
-    (row,) = units.au_emergence(au, unit, n_top=3)
-    assert (row["unit"], row["i_max"], row["frames"]) == (0, 3, 10)
-    assert row["p_value"] == pytest.approx(1 / 120) and row["p_corrected"] == pytest.approx(1 / 120)
+    (row,) = emergence.emergence(au, unit, n_top=3)
+    assert (row["unit"], row["i_max"], row["n"]) == (0, 3, 10)
+    assert row["p_value"] == pytest.approx(1 / 120) and row["p_bonferroni"] == pytest.approx(1 / 120)
     assert row["expected"] == pytest.approx(0.9)
-    # Bonferroni: three more units (top frames elsewhere) multiply p by four; the copy is still best.
+    # Three more units (top frames elsewhere) make four tests; the copy is still best.
     others = np.stack([np.roll(au[:, 0], k) for k in (3, 5, 7)], axis=1)
-    (row,) = units.au_emergence(au, np.hstack([others, unit]), n_top=3)
-    assert row["unit"] == 3 and row["i_max"] == 3 and row["p_corrected"] == pytest.approx(4 / 120)
-    (row,) = units.au_emergence(au, np.hstack([others] * 40), n_top=3)
-    assert row["p_corrected"] == 1.0
+    rows = emergence.emergence(au, np.hstack([others, unit]), n_top=3)
+    assert rows[0]["unit"] == 3 and rows[0]["i_max"] == 3 and rows[0]["tests"] == 4
+    assert rows[0]["p_bonferroni"] == pytest.approx(4 / 120) and rows[0]["p_corrected"] == pytest.approx(
+        4 / 120
+    )
+    shifted = np.roll(au[:, 0], 3)  # top frames 3, 4, 5: overlap 0 with the AU's, P(X >= 0) = 1
+    (row,) = emergence.emergence(au, np.stack([shifted] * 40, axis=1), n_top=3)
+    assert row["i_max"] == 0 and row["p_value"] == pytest.approx(1.0) and row["p_bonferroni"] == 1.0
+    two = (comb(3, 2) * comb(7, 1) + 1) / 120  # P(X >= 2)
+    partial = np.array([10, 9, 0.5, 8, 0.4, 0.3, 0.2, 0.1, 0.05, 0.01])  # top 3: frames 0, 1, 3
+    (row,) = emergence.emergence(au, partial[:, None], n_top=3)
+    assert row["i_max"] == 2 and row["p_value"] == pytest.approx(two)
 
 
-def test_ties_broken_by_frame_order():
-    au = np.zeros((10, 1))
-    unit = np.zeros((10, 2))
-    unit[7:, 0] = 1  # frames 7-9 on top
-    (row,) = units.au_emergence(au, unit, n_top=3)  # the AU's top frames are 0, 1, 2
-    assert row["unit"] == 1 and row["i_max"] == 3
+def test_gallery_ranking_breaks_ties_by_frame_order():
     levels = np.random.default_rng(0).integers(0, 3, (200, 1)).astype(float)  # many ties
     np.testing.assert_array_equal(units.top_images(levels, 30)[:, 0], np.flatnonzero(levels[:, 0] == 2)[:30])
 
@@ -212,9 +214,9 @@ def test_unit_copying_an_au_gets_a_tiny_p_and_random_units_do_not(seed):
     au = rng.gamma(2.0, 1.0, (frames, 1))
     random_units = rng.normal(size=(frames, n_units))
     copy = np.exp(au) + rng.normal(0, 1e-9, (frames, 1))  # monotone transform, tiny noise
-    (row,) = units.au_emergence(au, np.hstack([random_units[:, :7], copy, random_units[:, 7:]]), n_top)
+    (row,) = emergence.emergence(au, np.hstack([random_units[:, :7], copy, random_units[:, 7:]]), n_top)
     assert row["unit"] == 7 and row["i_max"] == n_top and row["p_corrected"] < 1e-10
-    (row,) = units.au_emergence(au, random_units, n_top)
+    (row,) = emergence.emergence(au, random_units, n_top)
     assert row["expected"] == pytest.approx(5.0)
     # The best of 20 random overlaps (mean 5, sd ~2) is a little above chance, never significant.
     assert row["expected"] <= row["i_max"] <= 13 and row["p_corrected"] > 0.01
@@ -224,11 +226,11 @@ def test_au_emergence_several_aus():
     rng = np.random.default_rng(5)
     au = rng.random((200, 3))
     unit = np.hstack([rng.random((200, 4)), au[:, [2]], au[:, [0]]])
-    rows = units.au_emergence(au, unit, n_top=20)
+    rows = emergence.emergence(au, unit, n_top=20)
     assert [r["au_index"] for r in rows] == [0, 1, 2]
     assert rows[0]["unit"] == 5 and rows[2]["unit"] == 4 and rows[1]["i_max"] < 20
     with pytest.raises(ValueError):
-        units.au_emergence(au, unit, n_top=0)
+        emergence.emergence(au, unit, n_top=0)
 
 
 def test_plots_write_pngs(tmp_path):

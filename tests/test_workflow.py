@@ -108,6 +108,26 @@ def test_good_clips_processed_bad_clips_left_out(done):
     assert np.allclose(expressions.select(EMOTIONS).to_numpy().sum(axis=1), 1, atol=1e-3)
 
 
+def test_expression_rows_name_their_backend(done):
+    """tables/expression_qc: one row per clip the expression stage saw, naming the AU and emotion
+    sources; the report's training table has the column that names them for models reading them."""
+    from impressions.expressions.detector import SOURCES
+
+    _, work, media = done
+    qc = table(work, "expression_qc")
+    assert set(qc["backend"]) == {"builtin"} and set(qc["au_source"]) == {SOURCES["builtin"]["aus"]}
+    assert set(qc["emotion_source"]) == {SOURCES["builtin"]["emotions"]}
+    scored = dict(zip(qc["clip_id"], qc["frames_scored"]))
+    expressions = table(work, "expressions")
+    assert (
+        scored[clip_id(media["good"])]
+        == expressions.filter(pl.col("clip_id") == clip_id(media["good"])).height
+    )
+    assert set(qc["reason"]) == {""}  # the builtin scores every face frame
+    report = (work / "out" / "report" / "report.md").read_text()
+    assert "expressions from" in report
+
+
 def test_audio_table_and_arrays_line_up(done):
     _, work, media = done
     audio = table(work, "audio")
@@ -272,9 +292,9 @@ def test_bad_config_key_and_value_are_named(tmp_path):
     write_config(tmp_path, data_root="demo", frams={"per_clip": 3})
     proc = run(tmp_path, "--dry-run", check=False)
     assert proc.returncode != 0 and "frams" in proc.stdout + proc.stderr
-    write_config(tmp_path, data_root="demo", expressions={"backend": "openface", "device": "cpu"})
+    write_config(tmp_path, data_root="demo", expressions={"backend": "libreface", "device": "cpu"})
     proc = run(tmp_path, "--dry-run", check=False)
-    assert proc.returncode != 0 and "openface" in proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "libreface" in proc.stdout + proc.stderr
 
 
 def test_unsafe_annotation_pickle_stops_the_run_before_anything_runs(tmp_path):

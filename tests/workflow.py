@@ -26,6 +26,7 @@ def path_without_scontrol_shim() -> str:
 # interpretation: the preprocessing tests plan and run up to the dataset tables
 # (tests/test_models_workflow.py covers the model rules, tests/test_demo_workflow.py everything).
 FAST = {
+    "strict": True,  # an error in an analysis fails the test's run (impressions.explain.sections.guarded)
     "frames": {"per_clip": 4, "size": 64, "max_side": 640},
     "shards": 2,
     "expressions": {"device": "cpu"},

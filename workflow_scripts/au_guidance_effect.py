@@ -18,9 +18,10 @@ with logs.to_file(snakemake.log[0]):
         files,
         analyses.function("au_guidance"),
         snakemake.params.pairs,
-        by_model(snakemake.input.correlations),
+        by_model(snakemake.input.au_frames),
         by_model(snakemake.input.predictions),
         by_model(snakemake.input.summaries),
         clips,
         files,
+        strict=sections.strict(snakemake.config),
     )

@@ -1,5 +1,5 @@
 from impressions import logs
-from impressions.explain import guidance_sweep
+from impressions.explain import guidance_sweep, sections
 
 with logs.to_file(snakemake.log[0]):
     guidance_sweep.run(
@@ -7,4 +7,5 @@ with logs.to_file(snakemake.log[0]):
         dict(snakemake.input.items()),
         dict(snakemake.output.items()),
         snakemake.params.options,
+        strict=sections.strict(snakemake.config),
     )

@@ -1,5 +1,5 @@
 from impressions import logs
-from impressions.explain import interpret
+from impressions.explain import interpret, sections
 
 with logs.to_file(snakemake.log[0]):
     interpret.run(
@@ -8,4 +8,5 @@ with logs.to_file(snakemake.log[0]):
         dict(snakemake.input.items()),
         dict(snakemake.output.items()),
         snakemake.params.options,
+        strict=sections.strict(snakemake.config),
     )

@@ -11,5 +11,5 @@ with logs.to_file(snakemake.log[0]):
     sections.guarded(
         "manifold", "", files, analyses.function("manifold"),
         {Path(p).parent.name: Path(p) for p in snakemake.input.features}, clips, expressions, files,
-        **snakemake.params.options,
+        **snakemake.params.options, strict=sections.strict(snakemake.config),
     )  # fmt: skip

@@ -15,6 +15,7 @@ import json
 import logging
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,7 +38,7 @@ columns (a column change needs no bump: the table's schema is in the key, `AUDIO
 AUDIO_CACHE_TABLES = ("audio",)
 """The tables whose rows `audio_shard` stores per clip (their columns are in its key)."""
 
-EXPRESSIONS_CACHE_VERSION = 1
+EXPRESSIONS_CACHE_VERSION = 2
 """Raise when `expression_shard` changes what it computes for the same clip, backend, options and
 `expressions` columns (a column change needs no bump: `EXPRESSIONS_CACHE_TABLES`)."""
 
@@ -145,6 +146,8 @@ def expression_shard(
     *,
     settings: dict | None = None,
     cache: bool = True,
+    out_qc: Path | None = None,
+    videos: Mapping[str, str | Path] | None = None,
 ) -> ShardReport:
     """AU intensities and emotions for every face frame of a shard's clips, one clip at a time.
 
@@ -152,7 +155,9 @@ def expression_shard(
     beyond 45 degrees), get no row: the `expressions` table is keyed by (clip_id, frame_index) and
     joins to `faces` where `success` is true. A clip whose preprocessing key, backend and `settings`
     (the stage's config: backend name and options) are unchanged reuses its stored rows
-    (`stage_cache`; `cache=False` recomputes all).
+    (`stage_cache`; `cache=False` recomputes all). `out_qc` gets one `expression_qc` row per clip: the
+    backend's AU and emotion sources, frames scored and the reason for any face frame left without
+    a row (a backend such as openface may skip frames or whole clips; `videos` gives it the files).
     """
     import polars as pl
 
@@ -164,9 +169,16 @@ def expression_shard(
     }
     report = ShardReport()
     parts, keys, todo = {}, {}, {}
+    videos = dict(videos or {})
+    reasons: dict[str, str] = {}
     for clip_id, clip_dir in sorted(clip_dirs.items()):
+        # a backend reading files per clip (openface CSVs) adds their digests: an edited file recomputes
+        clip_settings = {
+            **settings,
+            **(backend.clip_inputs(clip_id) if hasattr(backend, "clip_inputs") else {}),
+        }
         keys[clip_id] = stage_cache.stage_key(
-            clip_dir, "expressions", EXPRESSIONS_CACHE_VERSION, settings, tables=EXPRESSIONS_CACHE_TABLES
+            clip_dir, "expressions", EXPRESSIONS_CACHE_VERSION, clip_settings, tables=EXPRESSIONS_CACHE_TABLES
         )
         stored = (
             stage_cache.load(Path(clip_dir) / CACHE_FILES["expressions"], keys[clip_id]) if cache else None
@@ -175,16 +187,32 @@ def expression_shard(
             todo[clip_id] = clip_dir
         else:
             parts[clip_id] = _rows_from_arrays(clip_id, stored)
+            reasons[clip_id] = str(stored.get("reason", ""))
             report.reused.append(clip_id)
-    for clip_id, rows in _clip_expressions(todo, backend):
-        stage_cache.store(
-            Path(todo[clip_id]) / CACHE_FILES["expressions"], keys[clip_id], _rows_to_arrays(rows)
-        )
+    for clip_id, rows, reason in _clip_expressions(todo, backend, videos):
+        arrays = {**_rows_to_arrays(rows), "reason": np.array(reason)}
+        stage_cache.store(Path(todo[clip_id]) / CACHE_FILES["expressions"], keys[clip_id], arrays)
         parts[clip_id] = rows
+        reasons[clip_id] = reason
         report.processed.append(clip_id)
         log.info("processed %s", clip_id)
     kept = [parts[clip_id] for clip_id in sorted(parts) if parts[clip_id] is not None]
     frame("expressions", pl.concat(kept) if kept else []).write_parquet(out_table)
+    if out_qc is not None:
+        sources = getattr(backend, "sources", {})
+        qc_rows = [
+            {
+                "clip_id": clip_id, "backend": backend.name, "au_source": sources.get("aus", backend.name),
+                "emotion_source": sources.get("emotions", backend.name),
+                "frames_scored": 0 if parts[clip_id] is None else parts[clip_id].height,
+                "reason": reasons.get(clip_id, ""),
+            }
+            for clip_id in sorted(parts)
+        ]  # fmt: skip
+        frame("expression_qc", qc_rows).write_parquet(out_qc)
+    for clip_id, reason in sorted(reasons.items()):
+        if reason:
+            log.warning("%s: %s", clip_id, reason)
     log.info("expressions: %s", report.summary())
     return report
 
@@ -201,17 +229,35 @@ def _rows_from_arrays(clip_id: str, arrays: dict[str, np.ndarray]) -> pl.DataFra
     """The inverse of `_rows_to_arrays`: the same columns, dtypes and order."""
     import polars as pl
 
-    if "columns" not in arrays:
+    if "columns" not in arrays or not json.loads(str(arrays["columns"])):
         return None
     columns = json.loads(str(arrays["columns"]))
     n = len(arrays[columns[0]])
     return pl.DataFrame({"clip_id": [clip_id] * n, **{name: arrays[name] for name in columns}})
 
 
+@dataclass(frozen=True)
+class Clip:
+    """One clip's face frames as a clip-aware expression backend (`predict_clip`) needs them."""
+
+    clip_id: str
+    folder: Path  # the clip's preprocessed folder (a backend may keep per-clip files there)
+    times: np.ndarray  # s, the video time of each face frame
+    video: Path | None = None  # the clip's video file, where the job knows it
+
+
+def score_clip(backend, crops: np.ndarray, landmarks: np.ndarray, clip: Clip):
+    """(N-row table, mask of rows to keep, QC reason or "") for one clip's N face frames."""
+    if hasattr(backend, "predict_clip"):
+        return backend.predict_clip(crops, landmarks, clip)
+    table = backend.predict(crops, landmarks, [clip.clip_id] * len(crops))
+    return table, np.ones(len(crops), bool), ""
+
+
 def _clip_expressions(
-    clip_dirs: Mapping[str, str | Path], backend
-) -> Iterator[tuple[str, pl.DataFrame | None]]:
-    """Each clip's `expressions` rows (None: no face frame to score), computed one clip at a time."""
+    clip_dirs: Mapping[str, str | Path], backend, videos: Mapping[str, str | Path]
+) -> Iterator[tuple[str, pl.DataFrame | None, str]]:
+    """Each clip's `expressions` rows (None: no row to keep) and QC reason, one clip at a time."""
     import polars as pl
     from tqdm import tqdm
 
@@ -221,12 +267,15 @@ def _clip_expressions(
         # OpenFace users drop frames whose face failed (impressions.data.head_pose.success); tables written
         # before that flag existed have no `success` column and keep every face frame
         keep = pl.col("has_face") & (pl.col("success") if "success" in faces.columns else True)
-        faces = faces.filter(keep).select("frame_index", "landmarks_aligned")
+        faces = faces.filter(keep).select("frame_index", "time_s", "landmarks_aligned")
         if faces.height == 0:
-            yield clip_id, None
+            yield clip_id, None, ""
             continue
         crops = image_store.read(clip_dir, "faces").batch(faces["frame_index"].to_numpy())
         landmarks = np.asarray(faces["landmarks_aligned"].to_list(), np.float32).reshape(-1, 68, 2)
-        predicted = backend.predict(np.ascontiguousarray(crops), landmarks, [clip_id] * faces.height)
+        video = videos.get(clip_id)
+        clip = Clip(clip_id, Path(clip_dir), faces["time_s"].to_numpy(), Path(video) if video else None)
+        predicted, kept, reason = score_clip(backend, np.ascontiguousarray(crops), landmarks, clip)
         keys = pl.DataFrame({"clip_id": [clip_id] * faces.height, "frame_index": faces["frame_index"]})
-        yield clip_id, pl.concat([keys, predicted], how="horizontal")
+        rows = pl.concat([keys, predicted], how="horizontal").filter(pl.Series(kept))
+        yield clip_id, (rows if rows.height else None), reason

@@ -116,12 +116,18 @@ def gather_audio(
     table.write_parquet(table_out)
 
 
-def gather_expressions(shard_tables: Iterable[Path], out: Path) -> None:
+def gather_expressions(
+    shard_tables: Iterable[Path], out: Path, *, qc_tables: Iterable[Path] = (), out_qc: Path | None = None
+) -> None:
+    """The expressions table (and, with `out_qc`, the per-clip `expression_qc` table) from the shards'."""
     import polars as pl
 
     parts = [pl.read_parquet(p) for p in shard_tables]
     table = pl.concat(parts) if parts else frame("expressions", [])
     table.sort("clip_id", "frame_index").write_parquet(out)
+    if out_qc is not None:
+        qc = [pl.read_parquet(p) for p in qc_tables]
+        (pl.concat(qc) if qc else frame("expression_qc", [])).sort("clip_id").write_parquet(out_qc)
 
 
 def clip_signals(clip_dirs: Mapping[str, str | Path], sample_rate: int = 16000):

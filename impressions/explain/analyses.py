@@ -80,6 +80,12 @@ BOX_SCALES = (1.0, 1.25, 1.5)
 """The face box enlarged about its centre by these factors in the CAM-overlap test (its default
 `interpret.cam_overlap.box_scales`): how much the published share depends on the box."""
 
+REGION_RULES = ("raw_max", "min_max")
+"""How a CAM region is thresholded (`impressions.explain.cam_overlap.regions`): ``raw_max`` keeps pixels
+>= threshold x the map's maximum (Zhou et al. 2016, the default of `interpret.cam_overlap.region_rule`);
+``min_max`` normalises the map to 0..1 first, i.e. keeps pixels >= min + threshold (max - min). Both
+are computed and tabled; the setting picks the headline."""
+
 FACE_PARTS = ("eyebrows", "eyes", "nose", "mouth")
 """Face parts the unit analysis looks for (defined by landmarks in
 impressions.explain.unit_detectors.FACE_PARTS): one gallery figure each."""
@@ -230,13 +236,14 @@ ANALYSES: dict[str, Analysis] = {
             files={
                 "section": "section.json",
                 "regions": "cam_regions.parquet",  # per CAM region: area, largest, overlap per box scale
-                "overlap": "cam_face_overlap.csv",  # share on the face per variant, box scale and trait
+                "overlap": "cam_face_overlap.csv",  # share on the face per rule, variant, box scale, trait
                 "comparison": "published_comparison.csv",  # measured shares beside the published 72.8%
                 "histogram": "overlap_histogram.png",
                 "scales": "box_scale_sensitivity.png",
             },
             options=("cam_threshold", "face_overlap"),
-            settings=MappingProxyType({"box_scales": list(BOX_SCALES)}), context=("dataset",),
+            settings=MappingProxyType({"box_scales": list(BOX_SCALES), "region_rule": REGION_RULES[0]}),
+            context=("dataset",),
             splits=("test",), title="CAM regions on the face (Ventura et al. 2017): {model}", order=25,
             mem_mb=8000,
             doc="Ventura et al.'s share of CAM regions on the face, as published: GAP model, test frames "
@@ -247,7 +254,8 @@ ANALYSES: dict[str, Analysis] = {
             files={"section": "section.json", "table": "au_guidance.csv"},
             title="AU guidance: its effect on accuracy and on where the model looks", order=45,
             mem_mb=2000, runtime=10, rule="au_guidance_effect",
-            doc="Accuracy and CAM-AU correlation of each AU-guided model against its unguided twin.",
+            doc="Accuracy and CAM-AU correlation and cosine of each AU-guided model against its unguided "
+            "twin, on test clips only.",
         ),
         Analysis(
             name="manifold", function="impressions.explain.interpret:manifold_analysis", scope="workflow",

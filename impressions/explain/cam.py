@@ -137,20 +137,17 @@ def box_mask(box: Sequence[float], shape: tuple[int, int]) -> np.ndarray:
     return ((rows >= top) & (rows <= bottom))[:, None] & ((cols >= left) & (cols <= right))[None, :]
 
 
-def face_overlap(
-    cam: np.ndarray, box: Sequence[float], threshold: float = 0.2, min_overlap: float = 0.9
-) -> tuple[int, int, list[float]]:
-    """(regions, regions on the face, overlap of each region) of one map at image resolution.
-
-    A region's overlap is ``|region ∩ box| / |region|``; it is on the face when that is at least
-    `min_overlap`. `box` is (left, top, right, bottom) in the map's pixels. A frame without a face
-    (NaN box) has no answer here: skip it (ValueError).
-    """
-    if not np.all(np.isfinite(np.asarray(box, dtype=float))):
-        raise ValueError("face box is not finite (no face in this frame): skip the frame")
-    face = box_mask(box, np.shape(cam))
-    overlaps = [float((region & face).sum() / region.sum()) for region in cam_regions(cam, threshold)]
-    return len(overlaps), sum(o >= min_overlap for o in overlaps), overlaps
+def map_cosine(cam: np.ndarray, target: np.ndarray) -> float:
+    """Cosine similarity of a CAM, min-max normalised to 0..1 (as CAMR's ``returnCAM``), and a target map
+    (Belharbi et al.'s CAM-COS, per image); NaN for a constant CAM or an all-zero target."""
+    a, b = np.asarray(cam, dtype=np.float64), np.asarray(target, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"maps differ in shape: {a.shape} vs {b.shape}")
+    if not np.isfinite(a).all() or np.ptp(a) == 0 or not np.isfinite(b).all():
+        return float("nan")
+    a = (a - a.min()) / np.ptp(a)
+    denom = np.sqrt((a * a).sum() * (b * b).sum())
+    return float(np.clip((a * b).sum() / denom, -1.0, 1.0)) if denom > 0 else float("nan")
 
 
 def map_correlation(a: np.ndarray, b: np.ndarray) -> float:

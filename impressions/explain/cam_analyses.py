@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from impressions.explain import analyses
+from impressions.explain import analyses, deviations
 from impressions.explain.images import Images, batched, load_model, model_input
 from impressions.explain.sections import (
     NotComputable,
     Section,
+    clips_used,
     polars_types,
 )
 from impressions.schemas import TRAITS
@@ -113,7 +114,8 @@ def _cam_section(
         "decomposition of each trait's logit over the last convolutional layer's locations "
         "(impressions.models.networks.DANPlus.activation_maps): with the cam head this is CAM "
         "(Zhou et al. 2016); "
-        "with the DAN+ head it adds the max-pooled half's contribution at each channel's peak.",
+        "with the DAN+ head it adds the max-pooled half's contribution at each channel's peak. "
+        + clips_used(images),
         order=spec.order + (images.kind == "faces"),
     )
     section.figure(
@@ -143,45 +145,58 @@ def _cam_section(
 
 
 REGION_SCHEMA = {
-    "model": "String", "clip_id": "String", "frame_index": "Int64", "trait": "String", "region": "Int64",
-    "area_px": "Int64", "largest": "Boolean",
+    "model": "String", "clip_id": "String", "frame_index": "Int64", "trait": "String", "rule": "String",
+    "region": "Int64", "area_px": "Int64", "largest": "Boolean",
 }  # fmt: skip
-"""cam_regions.parquet: one row per CAM region, plus overlap_<scale> (Float64) per face-box scale."""
+"""cam_regions.parquet: one row per region rule (`analyses.REGION_RULES`) and CAM region, plus
+overlap_<scale> (Float64) per face-box scale."""
 
 
-def _published_comparison(name: str, dataset: str, summary):
-    """The measured shares (box scale 1.0, pooled over traits) beside the published one, labelled as
-    such: (comparison table, share and regions of every region, share and regions of the largest)."""
+def _published_comparison(name: str, dataset: str, summary, rule: str):
+    """The measured shares (box scale 1.0, pooled over traits) of both region rules, the headline
+    `rule` first, beside the published one, labelled as such: (comparison table, share and regions of
+    every region, share and regions of the largest, both of the headline rule)."""
     import polars as pl
 
     from impressions.explain import cam_overlap
 
-    def pooled(variant, scale=1.0):
-        row = summary.filter((pl.col("variant") == variant) & (pl.col("box_scale") == scale)
-                             & (pl.col("trait") == "all")).row(0, named=True)  # fmt: skip
+    def pooled(rule, variant, scale=1.0):
+        keep = (pl.col("rule") == rule) & (pl.col("variant") == variant) & (pl.col("box_scale") == scale)
+        row = summary.filter(keep & (pl.col("trait") == "all")).row(0, named=True)
         return row["share"], row["regions"]
 
-    every, n_every = pooled("every")
-    largest, n_largest = pooled("largest")
+    rows = [{"source": "published: Ventura et al. 2017 (First Impressions; not measured here)",
+             "rule": "not stated", "variant": "not stated", "box_scale": 1.0, "regions": None,
+             "share": cam_overlap.PUBLISHED_SHARE}]  # fmt: skip
+    for r in [rule, *[x for x in analyses.REGION_RULES if x != rule]]:
+        for variant in cam_overlap.VARIANTS:
+            share, n = pooled(r, variant)
+            rows.append({"source": f"measured: {name} ({dataset or 'this dataset'})", "rule": r,
+                         "variant": variant, "box_scale": 1.0, "regions": n, "share": share})  # fmt: skip
     comparison = pl.DataFrame(
-        [{"source": "published: Ventura et al. 2017 (First Impressions; not measured here)",
-          "variant": "not stated", "box_scale": 1.0, "regions": None, "share": cam_overlap.PUBLISHED_SHARE},
-         {"source": f"measured: {name} ({dataset or 'this dataset'})", "variant": "every", "box_scale": 1.0,
-          "regions": n_every, "share": every},
-         {"source": f"measured: {name} ({dataset or 'this dataset'})", "variant": "largest", "box_scale": 1.0,
-          "regions": n_largest, "share": largest}],
-        schema={"source": pl.String, "variant": pl.String, "box_scale": pl.Float64, "regions": pl.Int64,
-                "share": pl.Float64},
+        rows,
+        schema={"source": pl.String, "rule": pl.String, "variant": pl.String, "box_scale": pl.Float64,
+                "regions": pl.Int64, "share": pl.Float64},
     )  # fmt: skip
+    every, n_every = pooled(rule, "every")
+    largest, n_largest = pooled(rule, "largest")
     return comparison, every, n_every, largest, n_largest
 
 
-def _overlap_protocol(name: str, head, threshold: float, min_overlap: float) -> str:
+RULE_TEXT = {
+    "raw_max": "thresholded at {threshold:.0%} of its maximum (Zhou et al. 2016's rule)",
+    "min_max": "min-max normalised and thresholded at {threshold:.0%} (min + {threshold:g} (max - min), "
+    "a variant of Zhou et al. 2016's rule, which thresholds the raw maximum)",
+}
+"""How each CAM region rule (`analyses.REGION_RULES`) reads in the report."""
+
+
+def _overlap_protocol(name: str, head, threshold: float, min_overlap: float, rule: str) -> str:
     """How this run's protocol compares with what the paper states."""
     if head == "cam":
         return (
             "Protocol: it matches what the paper states - CAM of a GAP -> linear (cam head) image model, "
-            f"regions of the map thresholded at {threshold:.0%} of its maximum after min-max normalisation, "
+            f"regions of the map {RULE_TEXT[rule].format(threshold=threshold)}, "
             f"a region on the face when at least {min_overlap:.0%} of it lies in the detected face box, "
             "test frames only. The paper does not state its face detector (here dlib HOG), what a region "
             "is (both readings are reported), nor which frames and traits (here all five traits of every "
@@ -196,10 +211,12 @@ def _overlap_protocol(name: str, head, threshold: float, min_overlap: float) -> 
 def cam_overlap_analysis(
     name: str, checkpoint: Path, images: Images, files: Mapping[str, Path], *, cam_threshold: float = 0.2,
     face_overlap: float = 0.9, box_scales: Sequence[float] = analyses.BOX_SCALES, dataset: str = "",
+    region_rule: str = analyses.REGION_RULES[0],
 ) -> Section:  # fmt: skip
     """Ventura et al.'s share of CAM regions on the face, as published (`impressions.explain.cam_overlap`):
-    regions of each map thresholded at `cam_threshold` of its maximum, on the face when `face_overlap` of
-    a region lies in the detected face box, the box also enlarged by each of `box_scales`.
+    regions of each map thresholded at `cam_threshold` by both rules (`region_rule` the headline), on
+    the face when `face_overlap` of a region lies in the detected face box, the box also enlarged by
+    each of `box_scales`.
 
     `images` are the test split's frames; frames without a detected face are counted, not used."""
     import polars as pl
@@ -221,14 +238,16 @@ def cam_overlap_analysis(
     summary = summary.select("model", *[c for c in summary.columns if c != "model"])
     summary.write_csv(files["overlap"])
     title = f"{name}: CAM region overlap with the face box (test frames)"
-    cam_overlap.plot_histogram(regions, files["histogram"], face_overlap, title=title)
+    cam_overlap.plot_histogram(regions, files["histogram"], face_overlap, title=title, rule=region_rule)
     cam_overlap.plot_scale_sensitivity(summary, files["scales"], title=f"{name}: face-box scale")
-    comparison, every, n_every, largest, n_largest = _published_comparison(name, dataset, summary)
+    comparison, every, n_every, largest, n_largest = _published_comparison(
+        name, dataset, summary, region_rule
+    )
     comparison.write_csv(files["comparison"])
     section = _overlap_section(
         name, images, frames, files, summary, comparison, shares=(every, n_every, largest, n_largest),
-        protocol=_overlap_protocol(name, head, cam_threshold, face_overlap), threshold=cam_threshold,
-        min_overlap=face_overlap, scales=scales,
+        protocol=_overlap_protocol(name, head, cam_threshold, face_overlap, region_rule),
+        threshold=cam_threshold, min_overlap=face_overlap, scales=scales, rule=region_rule, head=head,
     )  # fmt: skip
     section.write(files["section"])
     return section
@@ -257,7 +276,7 @@ def _cam_regions(name: str, checkpoint: Path, frames: Images, threshold: float, 
 
 def _overlap_section(
     name: str, images: Images, frames: Images, files: Mapping[str, Path], summary, comparison, *, shares,
-    protocol: str, threshold: float, min_overlap: float, scales: Sequence[float],
+    protocol: str, threshold: float, min_overlap: float, scales: Sequence[float], rule: str, head,
 ) -> Section:  # fmt: skip
     """The face-overlap section: the measured shares beside the published one, the protocol, the figures
     and tables."""
@@ -270,18 +289,19 @@ def _overlap_section(
         spec.title.format(model=name),
         f"How much of where the {name} model looks lies on the face, on {len(frames)} test frames with a "
         f"detected face from {clips} clips ({len(images) - len(frames)} test frames without a face are left "
-        f"out). Every connected region: {every:.1%} of {n_every} regions on the face; largest region per "
-        f"map: {largest:.1%} of {n_largest}. Published (Ventura et al. 2017, First Impressions, NOT measured "
-        f"here): {cam_overlap.PUBLISHED_SHARE:.1%}. {protocol} The numbers are comparable with the published "
-        "one only on the FI test split.",
+        f"out). Regions by the {rule} rule: every connected region: {every:.1%} of {n_every} regions on the "
+        f"face; largest region per map: {largest:.1%} of {n_largest} (the other rule: comparison table). "
+        "Published (Ventura et al. 2017, First Impressions, NOT measured here): "
+        f"{cam_overlap.PUBLISHED_SHARE:.1%}. {protocol} The numbers are comparable with the published "
+        "one only on the FI test split. " + deviations.text(deviations.cam_overlap(rule, head, threshold)),
         order=spec.order,
     )
     section.figure(
         files["histogram"],
         f"Distribution of the share of each CAM region inside the detected face box (box scale 1.0), every "
         f"connected region (left) and the largest region of each map (right); the dashed line is the "
-        f"{min_overlap:g} cut-off. Maps: per trait, upsampled to the frame, min-max normalised, thresholded "
-        f"at {threshold:g}.",
+        f"{min_overlap:g} cut-off. Maps: per trait, upsampled to the frame, regions "
+        f"{RULE_TEXT[rule].format(threshold=threshold)} (rule {rule}).",
     )
     section.figure(
         files["scales"],
@@ -292,12 +312,15 @@ def _overlap_section(
     )
     section.table(
         comparison,
-        "Measured shares (box scale 1.0) beside the published figure, which is labelled as published.",
+        "Measured shares (box scale 1.0) of both region rules (raw_max: pixels >= threshold x max, Zhou et "
+        "al. 2016; min_max: min-max normalised first) beside the published figure, which is labelled as "
+        "published.",
         files["comparison"],
     )
     section.table(
         summary,
-        f"Share of CAM regions on the face per variant, face-box scale and trait (all: pooled); "
+        f"Share of CAM regions on the face per region rule (raw_max, min_max), variant, face-box scale and "
+        f"trait (all: pooled); "
         f"median_overlap is the median share of a region inside the box. Per-region rows: "
         f"{Path(files['regions']).name}.",
         files["overlap"],

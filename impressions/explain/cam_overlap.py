@@ -5,9 +5,10 @@ model; regions of the map "overlap" the detected face box; 72.8% of the regions 
 0.9 on First Impressions. What it leaves open (region definition, which frames, which traits) is
 fixed here and reported both ways:
 
-- each trait's map is upsampled (bilinear) to the frame, **min-max normalised** to 0..1 and
-  thresholded at 0.2 of its maximum (so at ``min + 0.2 (max - min)`` of the raw map; the CAM
-  paper's rule, Zhou et al. 2016 section 3);
+- each trait's map is upsampled (bilinear) to the frame and thresholded by two rules
+  (`analyses.REGION_RULES`), both tabled: ``raw_max`` keeps pixels >= 0.2 x the map's maximum (the
+  CAM paper's rule, Zhou et al. 2016 section 3; the default headline), ``min_max`` min-max
+  normalises first (so keeps ``min + 0.2 (max - min)``); on a signed regression CAM they differ;
 - regions are the 8-connected components of that mask; variant ``every`` keeps them all, variant
   ``largest`` only the largest (the CAM paper's box uses the largest component);
 - a region's overlap is ``|region ∩ box| / |region|``; it is on the face when that is >= 0.9;
@@ -24,7 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from impressions import figures
-from impressions.explain.analyses import BOX_SCALES
+from impressions.explain.analyses import BOX_SCALES, REGION_RULES
 
 PUBLISHED_SHARE = 0.728
 """Ventura et al. 2017: share of CAM regions with overlap >= 0.9 with the face box on FI (published)."""
@@ -43,15 +44,24 @@ def normalise(cam: np.ndarray) -> np.ndarray | None:
     return (cam - low) / (high - low)
 
 
-def regions(cam: np.ndarray, threshold: float = 0.2) -> list[np.ndarray]:
-    """8-connected components of ``normalise(cam) >= threshold``, largest first (ties: scan order)."""
+def regions(cam: np.ndarray, threshold: float = 0.2, rule: str = REGION_RULES[0]) -> list[np.ndarray]:
+    """8-connected components of the thresholded map, largest first (ties: scan order): ``raw_max``
+    ``cam >= threshold * max(cam)`` (none without a positive maximum), ``min_max``
+    ``normalise(cam) >= threshold`` (none for a constant map)."""
     from scipy import ndimage
 
-    norm = normalise(cam)
-    if norm is None:
-        return []
-    labels, n = ndimage.label(norm >= threshold, structure=np.ones((3, 3), dtype=bool))
-    masks = [labels == k for k in range(1, n + 1)]
+    from impressions.explain.cam import cam_regions
+
+    if rule == "raw_max":
+        masks = cam_regions(cam, threshold)
+    elif rule == "min_max":
+        norm = normalise(cam)
+        if norm is None:
+            return []
+        labels, n = ndimage.label(norm >= threshold, structure=np.ones((3, 3), dtype=bool))
+        masks = [labels == k for k in range(1, n + 1)]
+    else:
+        raise ValueError(f"unknown CAM region rule {rule!r}; known: {REGION_RULES}")
     return sorted(masks, key=lambda m: -int(m.sum()))  # stable: equal areas keep scan order
 
 
@@ -64,9 +74,11 @@ def scale_box(box: Sequence[float], scale: float) -> np.ndarray:
 
 
 def frame_regions(
-    cam: np.ndarray, box: Sequence[float], threshold: float = 0.2, scales: Sequence[float] = BOX_SCALES
-) -> list[dict]:
-    """One row per region of one map at image resolution: area, whether largest, overlap per box scale.
+    cam: np.ndarray, box: Sequence[float], threshold: float = 0.2, scales: Sequence[float] = BOX_SCALES,
+    rules: Sequence[str] = REGION_RULES,
+) -> list[dict]:  # fmt: skip
+    """One row per rule and region of one map at image resolution: the rule, area, whether largest,
+    overlap per box scale.
 
     Overlap keys are ``overlap_<scale>`` (e.g. overlap_1.25). A frame without a face (non-finite box)
     has no answer here: ValueError.
@@ -78,12 +90,13 @@ def frame_regions(
     shape = np.shape(cam)
     faces = {s: box_mask(scale_box(box, s), shape) for s in scales}
     rows = []
-    for k, mask in enumerate(regions(cam, threshold)):
-        area = int(mask.sum())
-        row = {"region": k, "area_px": area, "largest": k == 0}
-        for s, face in faces.items():
-            row[f"overlap_{s:g}"] = float((mask & face).sum() / area)
-        rows.append(row)
+    for rule in rules:
+        for k, mask in enumerate(regions(cam, threshold, rule)):
+            area = int(mask.sum())
+            row = {"rule": rule, "region": k, "area_px": area, "largest": k == 0}
+            for s, face in faces.items():
+                row[f"overlap_{s:g}"] = float((mask & face).sum() / area)
+            rows.append(row)
     return rows
 
 
@@ -92,44 +105,49 @@ def overlap_column(scale: float) -> str:
 
 
 def summarise(regions_table, min_overlap: float = 0.9, scales: Sequence[float] = BOX_SCALES):
-    """Share of regions on the face per variant, box scale and trait (+ "all"), as a polars frame.
+    """Share of regions on the face per rule, variant, box scale and trait (+ "all"), as a polars frame.
 
-    `regions_table` has columns trait, largest and overlap_<scale> (from `frame_regions`)."""
+    `regions_table` has columns rule, trait, largest and overlap_<scale> (from `frame_regions`)."""
     import polars as pl
 
     from impressions.schemas import TRAITS
 
     rows = []
-    for variant in VARIANTS:
-        part = regions_table if variant == "every" else regions_table.filter(pl.col("largest"))
-        for s in scales:
-            col = overlap_column(s)
-            for trait in [*TRAITS, "all"]:
-                sel = part if trait == "all" else part.filter(pl.col("trait") == trait)
-                n = sel.height
-                on = int((sel[col] >= min_overlap).sum()) if n else 0
-                rows.append({
-                    "variant": variant, "box_scale": float(s), "trait": trait, "regions": n, "on_face": on,
-                    "share": on / n if n else float("nan"),
-                    "median_overlap": float(sel[col].median()) if n else float("nan"),
-                })  # fmt: skip
+    for rule in REGION_RULES:
+        by_rule = regions_table.filter(pl.col("rule") == rule)
+        for variant in VARIANTS:
+            part = by_rule if variant == "every" else by_rule.filter(pl.col("largest"))
+            for s in scales:
+                col = overlap_column(s)
+                for trait in [*TRAITS, "all"]:
+                    sel = part if trait == "all" else part.filter(pl.col("trait") == trait)
+                    n = sel.height
+                    on = int((sel[col] >= min_overlap).sum()) if n else 0
+                    rows.append({
+                        "rule": rule, "variant": variant, "box_scale": float(s), "trait": trait, "regions": n,
+                        "on_face": on, "share": on / n if n else float("nan"),
+                        "median_overlap": float(sel[col].median()) if n else float("nan"),
+                    })  # fmt: skip
     return pl.DataFrame(
         rows,
-        schema={"variant": pl.String, "box_scale": pl.Float64, "trait": pl.String, "regions": pl.Int64,
-                "on_face": pl.Int64, "share": pl.Float64, "median_overlap": pl.Float64},
+        schema={"rule": pl.String, "variant": pl.String, "box_scale": pl.Float64, "trait": pl.String,
+                "regions": pl.Int64, "on_face": pl.Int64, "share": pl.Float64, "median_overlap": pl.Float64},
     )  # fmt: skip
 
 
 def plot_histogram(
-    regions_table, path, min_overlap: float = 0.9, scale: float = 1.0, title: str = ""
-) -> None:
-    """Histogram of region overlaps with the face box, every region beside the largest per map."""
+    regions_table, path, min_overlap: float = 0.9, scale: float = 1.0, title: str = "",
+    rule: str = REGION_RULES[0],
+) -> None:  # fmt: skip
+    """Histogram of region overlaps with the face box (regions of `rule`), every region beside the
+    largest per map."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import polars as pl
 
+    regions_table = regions_table.filter(pl.col("rule") == rule)
     col = overlap_column(scale)
     fig, axes = plt.subplots(1, 2, figsize=(8, 3), dpi=100, sharey=False)
     bins = np.linspace(0, 1, 21)
@@ -146,8 +164,8 @@ def plot_histogram(
 
 
 def plot_scale_sensitivity(summary, path, title: str = "") -> None:
-    """Share on the face against the face-box scale, per variant (pooled over traits), with the
-    published figure drawn as a labelled reference line."""
+    """Share on the face against the face-box scale, per rule and variant (pooled over traits), with
+    the published figure drawn as a labelled reference line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -155,9 +173,13 @@ def plot_scale_sensitivity(summary, path, title: str = "") -> None:
     import polars as pl
 
     fig, ax = plt.subplots(figsize=(4.5, 3), dpi=100)
-    for variant in VARIANTS:
-        part = summary.filter((pl.col("variant") == variant) & (pl.col("trait") == "all")).sort("box_scale")
-        ax.plot(part["box_scale"], part["share"], marker="o", label=f"measured, {variant}")
+    for rule in REGION_RULES:
+        for variant in VARIANTS:
+            part = summary.filter(
+                (pl.col("rule") == rule) & (pl.col("variant") == variant) & (pl.col("trait") == "all")
+            ).sort("box_scale")
+            style = "-" if rule == REGION_RULES[0] else "--"
+            ax.plot(part["box_scale"], part["share"], style, marker="o", label=f"measured, {rule}, {variant}")
     ax.axhline(PUBLISHED_SHARE, color="grey", linestyle=":", label="published (Ventura et al. 2017)")
     ax.set_xlabel("face box scale")
     ax.set_ylabel("share of regions on the face")

@@ -169,7 +169,12 @@ def explained_kind(model_name: str) -> str:
 
 
 def run(
-    analysis: str, model_name: str, inputs: Mapping[str, str], outputs: Mapping[str, str], options: Mapping
+    analysis: str,
+    model_name: str,
+    inputs: Mapping[str, str],
+    outputs: Mapping[str, str],
+    options: Mapping,
+    strict: bool = False,
 ):
     """One per-model analysis (a registry entry of scope ``model``: cam, cam_overlap, units, au_maps ...)
     as the workflow calls it.
@@ -178,7 +183,8 @@ def run(
     analysis reads (`impressions.explain.analyses.Analysis.job_options`) plus clips_dir.
     The frames or faces the model saw are read here, from the analysis's splits, and handed to its
     function. An analysis that cannot be computed writes its section saying why (and placeholders for
-    its other outputs) instead of failing the workflow.
+    its other outputs) instead of failing the workflow; any other error fails it when `strict`
+    (`impressions.explain.sections.guarded`).
     """
     spec = analyses.ANALYSES.get(analysis)
     if spec is None or spec.scope != "model":
@@ -186,7 +192,7 @@ def run(
     files = {k: Path(v) for k, v in outputs.items()}
     for path in files.values():
         path.parent.mkdir(parents=True, exist_ok=True)
-    return guarded(analysis, model_name, files, _run, spec, model_name, inputs, files, options)
+    return guarded(analysis, model_name, files, _run, spec, model_name, inputs, files, options, strict=strict)
 
 
 def _run(

@@ -81,7 +81,29 @@ def read_sections(paths: Sequence[str | Path]) -> list[dict]:
 
 class NotComputable(ValueError):
     """The inputs cannot support an analysis (too few clips, no faces in a split ...): its section says
-    why instead of failing the workflow."""
+    why instead of failing the workflow, in strict mode too."""
+
+
+STRICT_KEY = "strict"
+"""The top-level config key (``--config strict=true``): an error other than `NotComputable` in an
+analysis fails its job instead of becoming a not-computed section."""
+
+
+def strict(config: Mapping) -> bool:
+    """Whether the workflow's `config` asks for strict failures (`STRICT_KEY`, default false)."""
+    return bool(config.get(STRICT_KEY, False))
+
+
+def clips_used(images) -> str:
+    """The sentence a section of a per-model analysis says about the clips it read (`images.splits`):
+    with training clips it describes what the model learnt from, not a held-out effect."""
+    splits = ", ".join(images.splits) or "all"
+    if set(images.splits) <= {"test"} and images.splits:
+        return "Clips: the test split only (held out)."
+    return (
+        f"Clips: the {splits} split(s) (interpret.splits); with training clips this section describes the "
+        "data the model was trained on, not a held-out effect."
+    )
 
 
 def placeholder(path: Path, reason: str) -> None:
@@ -106,15 +128,24 @@ def _wrap(text: str, width: int) -> list[str]:
     return textwrap.wrap(text, width)[:6] or [""]
 
 
-def not_computed(analysis: str, model: str, reason: str, files: Mapping[str, Path]) -> Section:
+def not_computed(
+    analysis: str, model: str, reason: str, files: Mapping[str, Path], failed: bool = False
+) -> Section:
     """Write the section of an analysis that could not run, and a placeholder for each declared output
     (so that the rest of the workflow and the report go on and show the gap). Its title and order are
-    the analysis's (`impressions.explain.analyses`)."""
+    the analysis's (`impressions.explain.analyses`). `failed`: it raised an error the data do not
+    explain (a bug, or an input no check foresaw), and the section says so."""
     spec = analyses.ANALYSES.get(analysis)
     title, order = (spec.title, spec.order) if spec else (analysis, 90)
+    text = (
+        f"This analysis failed with an error: {reason}. This is not a property of the data: see its log "
+        f"under results/logs/interpret/; with --config {STRICT_KEY}=true the run stops on it."
+        if failed
+        else f"This analysis could not be computed: {reason}."
+    )
     section = Section(
-        title.format(model=model) + " (not computed)",
-        f"This analysis could not be computed: {reason}. Its figures and tables are placeholders.",
+        title.format(model=model) + (" (failed)" if failed else " (not computed)"),
+        text + " Its figures and tables are placeholders.",
         order=order,
     )
     for kind, path in files.items():
@@ -124,14 +155,22 @@ def not_computed(analysis: str, model: str, reason: str, files: Mapping[str, Pat
     return section
 
 
-def guarded(analysis: str, model: str, files: Mapping[str, Path], fn, *args, **kwargs) -> Section:
-    """Run one analysis; if it fails, log the traceback and write its not-computed section instead."""
+def guarded(
+    analysis: str, model: str, files: Mapping[str, Path], fn, *args, strict: bool = False, **kwargs
+) -> Section:
+    """Run one analysis. Inputs that cannot support it (`NotComputable`) give its not-computed section
+    with the reason; any other error is re-raised when `strict`, else logged with its traceback and
+    written as a failed section (the report still renders, saying what is missing and why)."""
     try:
         return fn(*args, **kwargs)
-    except Exception as error:  # any failure: the report must still be written, saying what is missing
-        reason = str(error) if isinstance(error, NotComputable) else f"{type(error).__name__}: {error}"
-        log.exception("%s of %s not computed: %s", analysis, model, reason)
-        return not_computed(analysis, model, reason, files)
+    except NotComputable as error:
+        log.warning("%s of %s not computed: %s", analysis, model, error)
+        return not_computed(analysis, model, str(error), files)
+    except Exception as error:
+        if strict:
+            raise
+        log.exception("%s of %s failed", analysis, model)
+        return not_computed(analysis, model, f"{type(error).__name__}: {error}", files, failed=True)
 
 
 def polars_types(spec: Mapping[str, str]) -> dict:

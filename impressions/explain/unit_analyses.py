@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 
 from impressions import figures
-from impressions.explain import analyses
+from impressions.explain import analyses, deviations
 from impressions.explain.images import Images, load_model, model_input
 from impressions.explain.sections import (
     FIGURE_DPI,
     NotComputable,
     Section,
+    clips_used,
     empty_figure,
     polars_types,
 )
@@ -28,51 +29,83 @@ def _unit_schema(parts, with_chance: bool) -> dict:
     """Column types of the units table, fixed up front: never inferred from the first rows."""
     import polars as pl
 
-    schema = {"model": pl.String, "layer": pl.String, "unit": pl.Int64, "top_value": pl.Float64}
+    schema = {"model": pl.String, "layer": pl.String, "unit": pl.Int64, "top_value": pl.Float64,
+              "n_images": pl.Int64}  # fmt: skip
     schema |= {f"mass_{p}": pl.Float64 for p in parts}
     if with_chance:
         schema |= {f"chance_{p}": pl.Float64 for p in parts} | {f"lift_{p}": pl.Float64 for p in parts}
+        schema |= {f"p_{p}": pl.Float64 for p in parts}
+        schema |= {"rule_part": pl.String, "p_corrected": pl.Float64}
     return schema | {"part": pl.String}
+
+
+DETECTOR_ALPHA = 0.05
+"""A face-part detector passes the rule and its Benjamini-Hochberg corrected p (over units x parts of
+every layer tested) is below this."""
 
 
 EMERGENCE_SCHEMA = {
     "model": "String", "level": "String", "au": "String", "layer": "String", "unit": "Int64",
     "i_max": "Int64", "n_top": "Int64", "n": "Int64", "expected": "Float64", "p_value": "Float64",
-    "p_corrected": "Float64", "p_bonferroni": "Float64", "tests": "Int64",
+    "p_corrected": "Float64", "p_bonferroni": "Float64", "tests": "Int64", "positive": "Int64",
+    "units_tested": "Int64", "p_permutation": "Float64",
 }  # fmt: skip
-"""au_emergence.csv: one row per level (frame, clip) and AU; n is frames or clips."""
+"""au_emergence.csv: one row per level (frame, clip) and AU; n is frames or clips. An AU with fewer
+than n_top positive values (`positive`) is not tested: unit, i_max and p are empty. p_permutation:
+the YouTube-id block permutation p, on the strongest row of each level only."""
 
 
-def _layer_detectors(name, acts, size, masks, parts, top, threshold, margin):
+def _layer_detectors(name, acts, size, masks, parts, top, threshold, margin, clip_ids):
     """Per layer: detector rows per unit, chance rows per part, the peak histogram, gallery candidates
-    per part and each unit's peak values over the images."""
+    per part and each unit's peak values over the images. A unit's top images come from distinct clips;
+    it is a detector when it passes the rule (threshold, margin) and its binomial p, Benjamini-Hochberg
+    corrected over units x parts of every layer, is below `DETECTOR_ALPHA`."""
+    from impressions.explain import emergence
     from impressions.explain import unit_detectors as units
 
     unit_rows, chance_rows, hists, gallery = [], [], {}, {part: [] for part in parts}
-    peak_values = {}
+    peak_values, by_layer, chances = {}, {}, {}
     for layer, a in acts.items():
         values, xy = units.peaks(a, size)
         peak_values[layer] = values
-        chance = units.chance_shares(masks, a.shape[-2:])
-        layer_rows = units.find_detectors(values, xy, masks, top=top, threshold=threshold, chance=chance,
-                                          margin=margin)  # fmt: skip
+        chances[layer] = units.chance_shares(masks, a.shape[-2:])
+        by_layer[layer] = units.find_detectors(
+            values, xy, masks, top=top, threshold=threshold, chance=chances[layer], margin=margin,
+            clip_ids=clip_ids,
+        )  # fmt: skip
+        order = units.top_images(values, top, clip_ids)
+        top_xy = np.take_along_axis(xy, order[:, :, None], axis=0).reshape(-1, 2)
+        # No more bins than the layer has cells: finer bins only show the cell grid as gaps.
+        hists[layer] = units.peak_histogram(top_xy, size, bins=min(16, a.shape[-1]))
+    every = [row for rows in by_layer.values() for row in rows]
+    p = np.array([[row[f"p_{q}"] for q in parts] for row in every]).reshape(len(every), len(parts))
+    q = emergence.benjamini_hochberg(p)
+    for row, q_row in zip(every, q):
+        row["rule_part"] = row["part"]
+        row["p_corrected"] = float(q_row[parts.index(row["part"])]) if row["part"] else None
+        if row["part"] and not row["p_corrected"] < DETECTOR_ALPHA:
+            row["part"] = None
+    nan = float("nan")
+    for layer, layer_rows in by_layer.items():
+        chance = chances[layer]
+        k = min((r["n_images"] for r in layer_rows), default=0)
         for row in layer_rows:
             unit_rows.append({"model": name, "layer": layer, **row})
             if row["part"]:
                 gallery[row["part"]].append((row[f"mass_{row['part']}"], layer, row["unit"]))
-        for p in parts:
-            found = [r for r in layer_rows if r["part"] == p]
+        for part in parts:
+            found = [r for r in layer_rows if r["part"] == part]
+            required = max(threshold, chance[part] + margin)
             chance_rows.append({
-                "model": name, "layer": layer, "part": p, "units": len(layer_rows), "chance_share": chance[p],
-                "required_share": max(threshold, chance[p] + margin), "detectors": len(found),
-                "mean_share": float(np.mean([r[f"mass_{p}"] for r in found])) if found else float("nan"),
-                "mean_lift": float(np.mean([r[f"lift_{p}"] for r in found])) if found else float("nan"),
-                "best_lift": float(max(r[f"lift_{p}"] for r in layer_rows)) if layer_rows else float("nan"),
+                "model": name, "layer": layer, "part": part, "units": len(layer_rows), "top_clips": k,
+                "chance_share": chance[part], "required_share": required,
+                "rule_detectors": sum(r["rule_part"] == part for r in layer_rows),
+                "expected_null": len(layer_rows) * units.null_pass_probability(k, chance[part], required),
+                "detectors": len(found),
+                "mean_share": float(np.mean([r[f"mass_{part}"] for r in found])) if found else nan,
+                "mean_lift": float(np.mean([r[f"lift_{part}"] for r in found])) if found else nan,
+                "best_lift": float(max(r[f"lift_{part}"] for r in layer_rows)) if layer_rows else nan,
             })  # fmt: skip
-        order = units.top_images(values, top)
-        top_xy = np.take_along_axis(xy, order[:, :, None], axis=0).reshape(-1, 2)
-        # No more bins than the layer has cells: finer bins only show the cell grid as gaps.
-        hists[layer] = units.peak_histogram(top_xy, size, bins=min(16, a.shape[-1]))
     return unit_rows, chance_rows, hists, gallery, peak_values
 
 
@@ -97,8 +130,8 @@ def _emergence_table(name, faces: Images, peak_values, au_top_n, clip_top_n, not
         )
         for level, level_rows in (("frame", frame_rows), ("clip", clip_rows)):
             for row in level_rows:
-                layer, unit = unit_names[row["unit"]]
-                known = {k: row[k] for k in EMERGENCE_SCHEMA if k in row}
+                layer, unit = unit_names[row["unit"]] if row["unit"] is not None else (None, None)
+                known = {k: row[k] for k in EMERGENCE_SCHEMA if k in row and k != "unit"}
                 emergence_rows.append(
                     {"model": name, "level": level, "au": AUS[row["au_index"]], "layer": layer, "unit": unit}
                     | known
@@ -135,7 +168,7 @@ def units_analysis(
     masks = units.part_masks(faces.landmarks, faces.size)
     top = min(unit_top, len(faces))
     unit_rows, chance_rows, hists, gallery, peak_values = _layer_detectors(
-        name, acts, faces.size, masks, parts, top, detector_threshold, detector_margin
+        name, acts, faces.size, masks, parts, top, detector_threshold, detector_margin, faces.clip_ids
     )
     table, counts, chance_table = _detector_tables(unit_rows, chance_rows, parts)
     table.write_parquet(files["units"])
@@ -146,7 +179,7 @@ def units_analysis(
     em.write_csv(files["emergence"])
     emergence.plot_levels(em, files["emergence_figure"], title=f"{name}: AU emergence, frame vs clip level")
     section = _units_section(
-        name, images, faces, acts, em, counts, n_clips=len(set(clip_ids)), n_units=n_units, top=top,
+        name, images, faces, acts, em, chance_table, n_clips=len(set(clip_ids)), n_units=n_units, top=top,
         threshold=detector_threshold, margin=detector_margin, notes=notes,
     )  # fmt: skip
     _unit_figures_and_tables(
@@ -170,7 +203,8 @@ def _detector_tables(unit_rows, chance_rows, parts):
     chance_table = pl.DataFrame(
         chance_rows,
         schema={"model": pl.String, "layer": pl.String, "part": pl.String, "units": pl.Int64,
-                "chance_share": pl.Float64, "required_share": pl.Float64, "detectors": pl.Int64,
+                "top_clips": pl.Int64, "chance_share": pl.Float64, "required_share": pl.Float64,
+                "rule_detectors": pl.Int64, "expected_null": pl.Float64, "detectors": pl.Int64,
                 "mean_share": pl.Float64, "mean_lift": pl.Float64, "best_lift": pl.Float64},
     )  # fmt: skip
     return table, counts, chance_table
@@ -200,29 +234,49 @@ def _plot_detectors(
 
 
 def _units_section(
-    name: str, images: Images, faces: Images, acts, em, counts, *, n_clips: int, n_units: int, top: int,
+    name: str, images: Images, faces: Images, acts, em, chance_table, *, n_clips: int, n_units: int, top: int,
     threshold: float, margin: float, notes: list[str],
 ) -> Section:  # fmt: skip
     """The units section's text: detectors found and AUs with a unit beyond chance, at both levels."""
     import polars as pl
+
+    from impressions.explain import unit_detectors as units
 
     spec = analyses.get("units")
     what = "aligned faces" if images.kind == "faces" else "frames with a face"
 
     def significant(level):
         part = em.filter(pl.col("level") == level)
-        return f"{int((part['p_corrected'] < 0.05).sum())} of {part.height}" if part.height else "none"
+        tested = part.filter(pl.col("p_value").is_not_null())
+        if not part.height:
+            return "none"
+        strongest = tested.filter(pl.col("p_permutation").is_not_null())
+        perm = (
+            f"; YouTube-id permutation p of the strongest, {strongest['au'][0]}: "
+            f"{strongest['p_permutation'][0]:.3g}"
+            if strongest.height
+            else ""
+        )
+        return (
+            f"{int((tested['p_corrected'] < 0.05).sum())} of {tested.height} AUs tested, "
+            f"{part.height - tested.height} too rare to rank{perm}"
+        )
 
     return Section(
         spec.title.format(model=name),
         f"Units of the last {len(acts)} conv layers of the {name} model ({n_units} units) on {len(faces)} "
-        f"{what} from {len(set(faces.clip_ids))} clips. {int(counts['detectors'].sum())} units are face-part "
-        f"detectors: their top-{top} images peak inside one part at least {threshold:.0%} of the time AND "
-        f"that share exceeds the part's chance share by at least {margin:g} (the chance share is the share "
-        "of the layer's peak cells the part covers, averaged over images). AUs with a unit beyond chance "
-        "(Benjamini-Hochberg across "
-        f"{n_units} units x {len(AUS)} AUs, q < 0.05): frame level {significant('frame')}, clip level "
-        f"{significant('clip')} ({n_clips} clips). " + " ".join(notes),
+        f"{what} from {len(set(faces.clip_ids))} clips. {int(chance_table['detectors'].sum())} units are "
+        f"face-part detectors: their top-{top} images (one per clip, the best) peak inside one part at least "
+        f"{threshold:.0%} of the time AND that share exceeds the part's chance share by at least {margin:g} "
+        "(the chance share is the share of the layer's peak cells the part covers, averaged over images) "
+        f"AND its binomial p under uniformly placed peaks, Benjamini-Hochberg corrected over "
+        f"{n_units} units x {len(chance_table['part'].unique())} parts, is below {DETECTOR_ALPHA:g}. The "
+        f"rule alone passes {int(chance_table['rule_detectors'].sum())} units, where "
+        f"{float(chance_table['expected_null'].fill_nan(0).sum()):.1f} are expected by chance (uniform "
+        "peaks; per layer and part: the chance table). AUs with a unit beyond chance "
+        f"(Benjamini-Hochberg across the tested units x AUs of {n_units} units x {len(AUS)} AUs, q < 0.05): "
+        f"frame level {significant('frame')}, clip level {significant('clip')} ({n_clips} clips). "
+        + " ".join([*notes, clips_used(images), deviations.text(deviations.units(units.SEGMENTATION))]),
         order=spec.order + (images.kind == "faces"),
     )
 
@@ -251,8 +305,7 @@ def _unit_figures_and_tables(
     section.figure(
         files["top_units"],
         f"The {len(strongest)} units of {last} with the highest peak activations: their top images, each "
-        "segmented by the unit's receptive field (the activation map upsampled to the image, pixels under "
-        "half its maximum darkened; after Zhou et al. 2015).",
+        f"{units.SEGMENTATION_TEXT}.",
     )
     section.figure(
         files["histograms"],
@@ -263,7 +316,7 @@ def _unit_figures_and_tables(
         section.figure(
             files[f"gallery_{part}"],
             f"{part.capitalize()} detectors: the units (up to {gallery_units}, strongest first) passing the "
-            "detector rule for this part, with their top images segmented by the unit's receptive field.",
+            f"detector rule for this part, with their top images {units.SEGMENTATION_TEXT}.",
         )
     section.table(
         counts,
@@ -275,8 +328,11 @@ def _unit_figures_and_tables(
     section.table(
         chance_table,
         f"Chance baseline per layer and part: chance_share is the share of peak mass a part collects by its "
-        f"area alone; required_share = max(threshold {threshold:g}, chance + margin {margin:g}); mean_lift "
-        "is the detectors' mean share / chance, best_lift the largest lift of any unit of the layer.",
+        f"area alone; required_share = max(threshold {threshold:g}, chance + margin {margin:g}); top_clips "
+        "the top images per unit (one per clip); rule_detectors the units passing the rule, expected_null "
+        "the number expected to pass it by chance (units x the binomial tail under uniformly placed peaks), "
+        f"detectors those also significant after the correction (BH q < {DETECTOR_ALPHA:g}); mean_lift is "
+        "the detectors' mean share / chance, best_lift the largest lift of any unit of the layer.",
         files["chance"],
     )
     section.table(
@@ -284,9 +340,14 @@ def _unit_figures_and_tables(
         "Action-Unit emergence, frame level and clip level. For each AU, I_max is the largest intersection "
         "of the AU's top-N set with a unit's top-N set (the unit named), `expected` the chance intersection "
         "N^2/n, p_value the hypergeometric P(X >= I_max) with n frames or clips, p_corrected "
-        f"{emergence.CORRECTION} ({n_units * len(AUS)} tests per level), p_bonferroni the family-wise "
-        "bound. Frames of one clip are alike: the frame-level p is optimistic when a few clips supply the "
-        "top frames; the clip level is the one to trust.",
+        f"{emergence.CORRECTION} (`tests`: tested units x tested AUs, at most {n_units * len(AUS)} per "
+        "level), p_bonferroni the family-wise "
+        "bound. An AU or unit with fewer than N positive values has no top-N set and is not tested "
+        "(`positive`; `units_tested`; its p is empty), and ties among positive values are broken at "
+        "random: row order cannot align two columns. p_permutation (strongest row of each level): the "
+        "unit scores moved as whole YouTube-id blocks, the best unit's I_max against the permuted "
+        f"maxima ({emergence.PERMUTATIONS} permutations). Frames of one clip are alike: the frame-level p "
+        "is optimistic when a few clips supply the top frames; the clip level is the one to trust.",
         files["emergence"],
     )
 

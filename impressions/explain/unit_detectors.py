@@ -1,17 +1,21 @@
-"""Units of the last conv layers as semantic detectors, and Action-Unit emergence.
+"""Units of the last conv layers as semantic detectors (Action-Unit emergence:
+`impressions.explain.emergence`).
 
-Two analyses from the interpretation work behind First Impressions models:
+Two analyses from the interpretation work behind First Impressions models (the second computed in
+`impressions.explain.emergence`):
 
 - *Units as detectors* (Zhou et al., 2015, "Object detectors emerge in deep scene CNNs"): every unit
   (channel) of a late conv layer is shown through the images that excite it most, each segmented by
-  its upsampled activation map (the unit's receptive field on that image). On aligned faces the
+  its upsampled activation map thresholded at half its maximum (`SEGMENTATION`, ``activation_threshold``:
+  not Zhou et al.'s empirical receptive field, which they estimate by occluding image patches). On
+  aligned faces the
   semantic label is found automatically: each unit's peak location on its top images is tested
   against face-part regions built from the 68 dlib landmarks; a unit whose peaks fall in one part in
   at least `threshold` of its top images is a detector of that part.
 - *AU emergence* (Gucluturk et al.; Ventura et al., 2017): for each Action Unit, the frames where it
   is most intense against each unit's most activating frames. The best unit's overlap ``I_max`` is
   judged against chance: under random rankings the overlap of two top-``n`` sets out of ``F`` frames
-  is hypergeometric, and the p value is Bonferroni-corrected for the number of units tried.
+  is hypergeometric, corrected over units x AUs.
 
 Coordinates: landmarks and peaks are (x, y) image pixels; a point lies in pixel
 ``(floor(y), floor(x))`` of a mask. Activations are float32 numpy arrays (N, C, h, w).
@@ -170,9 +174,31 @@ def part_masks(landmarks: np.ndarray, size: int, margin: float = 0.1) -> dict[st
     return masks
 
 
-def top_images(values: np.ndarray, top: int) -> np.ndarray:
-    """(top, C) indices of each column's `top` largest values, ties broken by order (NaN last)."""
-    return np.argsort(-np.asarray(values), axis=0, kind="stable")[:top]
+def top_images(values: np.ndarray, top: int, clip_ids=None) -> np.ndarray:
+    """(top, C) indices of each column's `top` largest values, ties broken by order (NaN last). With
+    `clip_ids` (one per row) at most one image per clip, its best: frames of one clip are one piece of
+    evidence, so `top` is at most the number of clips."""
+    order = np.argsort(-np.asarray(values), axis=0, kind="stable")
+    if clip_ids is None:
+        return order[:top]
+    codes = np.unique(np.asarray(clip_ids), return_inverse=True)[1].ravel()
+    k = min(top, int(codes.max()) + 1 if len(codes) else 0)
+    out = np.empty((k, order.shape[1]), dtype=np.int64)
+    for u in range(order.shape[1]):
+        _, first = np.unique(codes[order[:, u]], return_index=True)
+        out[:, u] = order[np.sort(first)[:k], u]
+    return out
+
+
+def null_pass_probability(k: int, chance: float, required: float) -> float:
+    """P(a unit with uniformly placed peaks has at least `required` of its `k` top images' peaks in a
+    part of chance share `chance`): the binomial tail, the null of the detector rule."""
+    from scipy.stats import binom
+
+    if not (k > 0 and np.isfinite(chance)):
+        return float("nan")
+    need = int(np.ceil(required * k - 1e-9))
+    return float(binom.sf(need - 1, k, chance))
 
 
 def chance_shares(masks: Mapping[str, np.ndarray], grid: tuple[int, int]) -> dict[str, float]:
@@ -207,6 +233,7 @@ def find_detectors(
     threshold: float = 0.5,
     chance: Mapping[str, float] | None = None,
     margin: float = 0.0,
+    clip_ids=None,
 ) -> list[dict]:
     """One row per unit: which face part (if any) its peaks on its `top` images fall in.
 
@@ -219,13 +246,19 @@ def find_detectors(
     With `chance` (part -> share expected by area, `chance_shares`) each row also has chance_<part>
     and lift_<part> (mass / chance), the best part is the one with the largest excess mass - chance,
     and it is a detector only when, besides reaching `threshold`, its mass exceeds its chance share by
-    at least `margin` (a share, e.g. 0.25).
+    at least `margin` (a share, e.g. 0.25); ``p_<part>`` is then the binomial P(mass at least this
+    large) under uniformly placed peaks (`null_pass_probability`), for a correction over units x parts
+    by the caller. With `clip_ids` the top images come from distinct clips (`top_images`);
+    ``n_images`` is how many there are.
     """
+    from scipy.stats import binom
+
     values = np.asarray(values)
     n, c = values.shape
     parts = list(masks)
     size_y, size_x = next(iter(masks.values())).shape[1:] if parts else (0, 0)
-    order = top_images(values, min(top, n))  # (k, C)
+    order = top_images(values, min(top, n), clip_ids)  # (k, C)
+    k = order.shape[0]
     units = np.arange(c)[None, :]
     loc = np.asarray(xy)[order, units]  # (k, C, 2)
     ix = np.clip(np.floor(loc[..., 0]).astype(int), 0, size_x - 1)
@@ -234,7 +267,8 @@ def find_detectors(
     rows = []
     for u in range(c):
         top_value = float(values[order[0, u], u])
-        row = {"unit": u, "top_value": top_value, **{f"mass_{p}": float(mass[p][u]) for p in parts}}
+        row = {"unit": u, "top_value": top_value, "n_images": int(k),
+               **{f"mass_{p}": float(mass[p][u]) for p in parts}}  # fmt: skip
         fires = np.isfinite(top_value) and top_value > 0
         if chance is None:
             best = max(parts, key=lambda p: mass[p][u]) if parts else None  # first part on ties
@@ -243,6 +277,8 @@ def find_detectors(
             for p in parts:
                 row[f"chance_{p}"] = float(chance[p])
                 row[f"lift_{p}"] = float(mass[p][u] / chance[p]) if chance[p] > 0 else float("nan")
+                hits = int(round(mass[p][u] * k))
+                row[f"p_{p}"] = float(binom.sf(hits - 1, k, chance[p])) if np.isfinite(chance[p]) else 1.0
             excess = {p: mass[p][u] - (chance[p] if np.isfinite(chance[p]) else 1.0) for p in parts}
             best = max(parts, key=lambda p: excess[p]) if parts else None
             clears = best is not None and mass[best][u] >= threshold and excess[best] >= margin
@@ -266,8 +302,23 @@ def _upsample(act_map: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return F.interpolate(t, size=shape, mode="bilinear", align_corners=False)[0, 0].numpy()
 
 
-def segment(image_uint8: np.ndarray, act_map: np.ndarray, level: float = 0.5) -> np.ndarray:
-    """Receptive-field segmentation: pixels where the upsampled map is below `level` x its max are
+SEGMENTATION = "activation_threshold"
+"""How a unit's top images are segmented (`segment`): its activation map upsampled to the image, pixels
+under `SEGMENTATION_LEVEL` x its maximum darkened. Zhou et al. (ICLR 2015) segment by an *empirical
+receptive field* estimated by occlusion; that is not computed here, so the figures say which it is."""
+
+SEGMENTATION_LEVEL = 0.5
+
+SEGMENTATION_TEXT = (
+    f"segmented by {SEGMENTATION} (the unit's activation map upsampled to the image, pixels under "
+    f"{SEGMENTATION_LEVEL:g} x its maximum darkened; not Zhou et al. 2015's empirical receptive field, "
+    "which is estimated by occlusion)"
+)
+"""The segmentation as the report's captions describe it."""
+
+
+def segment(image_uint8: np.ndarray, act_map: np.ndarray, level: float = SEGMENTATION_LEVEL) -> np.ndarray:
+    """`SEGMENTATION` (activation threshold): pixels where the upsampled map is below `level` x its max are
     darkened to 25% brightness (all of them when the map never rises above 0); uint8 RGB."""
     image = np.asarray(image_uint8)
     up = _upsample(act_map, image.shape[:2])
@@ -275,52 +326,6 @@ def segment(image_uint8: np.ndarray, act_map: np.ndarray, level: float = 0.5) ->
     keep = up >= level * peak if peak > 0 else np.zeros(up.shape, dtype=bool)
     dark = (image.astype(np.float32) * 0.25).round().astype(np.uint8)
     return np.where(keep[..., None], image, dark).astype(np.uint8)
-
-
-# ----------------------------------------------------------------------------------------------------
-# Action-Unit emergence
-
-
-def hypergeom_p(i_max: int, frames: int, n_top: int) -> float:
-    """P(X >= i_max) for the overlap X of two random top-`n_top` sets out of `frames` frames."""
-    from scipy.stats import hypergeom
-
-    return float(hypergeom.sf(i_max - 1, frames, n_top, n_top))
-
-
-def au_emergence(au_values: np.ndarray, unit_values: np.ndarray, n_top: int) -> list[dict]:
-    """For each AU: the unit whose top-`n_top` frames overlap the AU's top-`n_top` frames most.
-
-    au_values (F, A) AU intensities, unit_values (F, U) each unit's peak activation on the same
-    frames. Rankings are descending with ties broken by frame order (NaN last); the first unit wins a
-    tie in overlap. p = P(X >= I_max), X ~ Hypergeom(F, n_top, n_top); p_corrected = min(1, p U).
-    """
-    au = np.asarray(au_values, dtype=np.float64)
-    unit = np.asarray(unit_values, dtype=np.float64)
-    au = au[:, None] if au.ndim == 1 else au
-    unit = unit[:, None] if unit.ndim == 1 else unit
-    frames, n_units = unit.shape
-    if au.shape[0] != frames:
-        raise ValueError(f"AU values have {au.shape[0]} frames, unit values {frames}")
-    if not 1 <= n_top <= frames:
-        raise ValueError(f"n_top must be in 1..{frames}, not {n_top}")
-
-    def membership(values: np.ndarray) -> np.ndarray:
-        chosen = np.zeros(values.shape, dtype=np.float32)
-        np.put_along_axis(chosen, top_images(values, n_top), 1.0, axis=0)
-        return chosen
-
-    overlap = membership(au).T @ membership(unit)  # (A, U) exact: counts stay far below 2**24
-    rows = []
-    for a, row in enumerate(overlap):
-        best = int(row.argmax())
-        i_max = int(round(row[best]))
-        p = hypergeom_p(i_max, frames, n_top)
-        rows.append({
-            "au_index": a, "unit": best, "i_max": i_max, "n_top": n_top, "frames": frames,
-            "expected": n_top**2 / frames, "p_value": p, "p_corrected": min(1.0, p * n_units),
-        })  # fmt: skip
-    return rows
 
 
 # ----------------------------------------------------------------------------------------------------

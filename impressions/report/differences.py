@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from impressions.expressions.detector import SOURCES
 from impressions.models import registry
 
 _DAN_PLUS = {"backbone": "vgg16", "weights": "VGG-Face", "head": "dan_plus", "input_size": 224,
@@ -59,6 +60,32 @@ def extras(family: str) -> tuple[str, ...]:
     return added + (("14 voice descriptors",) if "voice_table" in spec.inputs else ())
 
 
+def expression_sources(summary: Mapping) -> dict[str, str]:
+    """Where a model's AUs and emotions came from (`detector.SOURCES` of its run's expressions backend);
+    empty for a model that reads no expressions."""
+    spec = registry.FAMILIES.get(summary.get("family", ""))
+    backend = ((summary.get("preprocessing") or {}).get("expressions") or {}).get("backend")
+    if spec is None or not spec.needs_expressions or backend is None:
+        return {}
+    return SOURCES.get(backend, {"aus": backend, "emotions": backend})
+
+
+def expression_note(summary: Mapping) -> str:
+    """'AUs: ...; emotions: ...' for a model that reads the expressions table, else ''."""
+    sources = expression_sources(summary)
+    return f"AUs: {sources['aus']}; emotions: {sources['emotions']}" if sources else ""
+
+
+def run_emotion_source(summaries) -> str:
+    """The emotions' source of this run's expressions backend, from any model summary that records
+    the run's preprocessing ('' when none does)."""
+    for summary in summaries:
+        backend = ((summary.get("preprocessing") or {}).get("expressions") or {}).get("backend")
+        if backend:
+            return SOURCES.get(backend, {}).get("emotions", backend)
+    return ""
+
+
 def run_setup(summary: Mapping) -> dict:
     """The same fields as `SETUPS`, for a trained model of this run (from its summary.json)."""
     family = summary.get("family", "")
@@ -67,6 +94,7 @@ def run_setup(summary: Mapping) -> dict:
     spec = registry.FAMILIES.get(family)
     if spec is None:
         return {}
+    sources = expression_sources(summary)
     networked = "backbone" in options  # an image network: its backbone, weights and input size
     audio = spec.kind in ("waveform", "logfbank")
     return {
@@ -77,7 +105,8 @@ def run_setup(summary: Mapping) -> dict:
         "frames": (prep.get("frames") or {}).get("per_clip"),
         "optimizer": settings.get("optimizer", "adamw") if spec.trainer == "samples" else None,
         "split": settings.get("split"),
-        "au_source": (prep.get("expressions") or {}).get("backend") if spec.needs_expressions else None,
+        "au_source": sources.get("aus"),
+        "emotion_source": sources.get("emotions") if "emotions" in extras(family) else None,
         "audio_seconds": (prep.get("audio") or {}).get("seconds") if audio else None,
         "looks_at": spec.sample_kind if spec.sample_kind in registry.IMAGE_KINDS else None,
         "members": tuple(summary.get("inputs") or settings.get("inputs") or ())
@@ -110,4 +139,6 @@ def differences(published: str, summary: Mapping) -> list[str]:
         out.append(f"members {_listed(run['members'])} (paper: {_listed(paper['members'])})")
     if run["extras"] != tuple(paper.get("extras", ())) and (run["extras"] or "extras" in paper):
         out.append(f"extra inputs {_listed(run['extras'])} (paper: {_listed(paper.get('extras', ()))})")
+    if run.get("emotion_source"):
+        out.append(f"emotions from {run['emotion_source']}")
     return out

@@ -26,6 +26,7 @@ import numpy as np
 from impressions import bias, metrics
 from impressions.data import splits as data_splits
 from impressions.report import bias as bias_section
+from impressions.report.differences import expression_note, run_emotion_source
 from impressions.report.document import Document, data_uri, relative
 from impressions.schemas import DEMOGRAPHICS, TRAITS
 from impressions.training import degenerate
@@ -296,7 +297,9 @@ def _dataset_sections(doc: Document, clips, qc, faces, summaries) -> None:
         doc.bullets(limits)
 
 
-def _accuracy_sections(doc: Document, table, breakdowns, comparisons, n_boot: int) -> None:
+def _accuracy_sections(
+    doc: Document, table, breakdowns, comparisons, n_boot: int, emotion_source: str = ""
+) -> None:
     """Accuracy per split, correlation metrics, the paired comparison with the baseline, breakdowns."""
     import polars as pl
 
@@ -347,7 +350,10 @@ def _accuracy_sections(doc: Document, table, breakdowns, comparisons, n_boot: in
     if breakdowns.height:
         for by in BREAKDOWNS:
             if by in breakdowns["by"].unique().to_list():
-                doc.section(f"Test accuracy by {by.replace('_', ' ')}")
+                note = f"Each clip's most probable mean emotion, from {emotion_source}." if (
+                    by == "dominant_emotion" and emotion_source
+                ) else ""  # fmt: skip
+                doc.section(f"Test accuracy by {by.replace('_', ' ')}", note)
                 doc.table(*_breakdown_rows(breakdowns, by))
 
 
@@ -363,9 +369,9 @@ def _training_section(doc: Document, summaries, curve_paths, report_dir: Path) -
         if s.get(degenerate.NOT_TRAINED):
             selected = f"not trained: {s[degenerate.NOT_TRAINED]}"
         time = f"{s.get('train_seconds', float('nan')):.0f} s"
-        rows.append([s["model"], selected, filled, time, s.get("device", "")])
+        rows.append([s["model"], selected, filled, time, s.get("device", ""), expression_note(s)])
     header = ["model", "selected (validation)", "clips given the train mean (no input)", "training time",
-              "device"]  # fmt: skip
+              "device", "expressions from"]  # fmt: skip
     doc.table(header, rows)
     for s, curve in zip(summaries, curve_paths):
         curve = Path(curve)
@@ -423,7 +429,7 @@ def write_report(
     doc.labelled("Split", SPLIT_NOTES[split].format(seed=split_seed))
     _dataset_sections(doc, clips, qc, faces, summaries)
     _result_first(doc, table, outputs, reproduce, experiment, dataset, summaries)
-    _accuracy_sections(doc, table, breakdowns, comparisons, n_boot)
+    _accuracy_sections(doc, table, breakdowns, comparisons, n_boot, run_emotion_source(summaries))
     if bias_settings is not None:
         settings = dict(bias_settings)
         groups, gaps = bias_audit(clips, predictions, settings["min_people"], settings["permutations"],
