@@ -187,8 +187,9 @@ def _predict(args) -> int:
         print(f"[{i}/{n}] {clip_id}: preprocessing", file=sys.stderr, flush=True)
 
     result = predict.predict_paths(
-        args.videos, Path(args.models), names=args.model or None, device=args.device, progress=progress
-    )
+        args.videos, Path(args.models), names=args.model or None, device=args.device, progress=progress,
+        transcript=predict.read_transcript(args.transcript),
+    )  # fmt: skip
     table = result.table
     if args.output and args.output.endswith(".parquet"):
         table.write_parquet(args.output)
@@ -238,6 +239,11 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", action="append", help="use only this model (repeatable); default: all found")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument(
+        "--transcript", metavar="TEXT|FILE",
+        help="what is said in the clip (the text, or a UTF-8 file holding it): scores text_linear and the "
+        "text fusions; without it their rows say 'no transcript'",
+    )  # fmt: skip
     p.add_argument(
         "--output",
         help="also write the table to this .csv or .parquet file (models without input: empty scores, "

@@ -7,6 +7,10 @@ all in a temporary folder. A model with no input for a clip (no face, say) gives
 note saying what was missing (evaluation scores such clips with the training mean; a prediction for
 one clip must not pass that off as its own). Fusion models use the features of the component
 models found beside them; age group and gender are unknown for a new clip (all-zero one-hots).
+
+Text models (`text_linear`) and the fusions that take one as a member score a clip only when a
+transcript is given (``transcript``, `read_transcript`); without one their rows carry no scores and
+the note ``no transcript``.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import numpy as np
 import torch
 
 from impressions import devices, schemas
-from impressions.data import defaults, image_store
+from impressions.data import defaults, image_store, transcripts
 from impressions.models import networks as models
 from impressions.models import registry
 from impressions.schemas import TRAITS
@@ -213,12 +217,25 @@ def video_files(paths: Sequence[str | Path]) -> tuple[list[Path], list[tuple[Pat
     return found, problems
 
 
+def read_transcript(value: str | None) -> str | None:
+    """A `--transcript` argument: the text of the file it names (UTF-8), else the text itself."""
+    if value is None:
+        return None
+    path = Path(value)
+    try:
+        is_file = path.is_file()
+    except OSError:  # a long text is no file name
+        is_file = False
+    return path.read_text(encoding="utf-8") if is_file else value
+
+
 def predict_paths(
     paths: Sequence[str | Path],
     models_dir: str | Path,
     names: Sequence[str] | None = None,
     device: str = "auto",
     progress=None,
+    transcript: str | None = None,
 ) -> Prediction:
     """Trait scores for the video files and folders in `paths`.
 
@@ -226,12 +243,16 @@ def predict_paths(
     null scores, `has_input` false and a `note` ("no face found"), never the training mean passed
     off as a prediction; a fusion model that imputed a missing component says which in `note`.
     Every row carries the clip's QC `status` and `qc_reason`. Inputs that are missing, not videos,
-    or unreadable are returned in `failures` with a one-line reason.
+    or unreadable are returned in `failures` with a one-line reason. `transcript` is the text of the
+    one clip given (text models; see the module docstring).
     """
     import polars as pl
 
     device = devices.resolve_device(device)
     videos, failures = video_files(paths)
+    if transcript is not None and len(videos) > 1:
+        raise ValueError(f"a transcript is one clip's: give one video with it, not {len(videos)}")
+    no_text = transcripts.note(transcript)
     loaded = load_models(models_dir, names, device)
     prep = _preprocessing(loaded)
     need_expr = any(registry.get(ckpt["family"]).needs_expressions for _, ckpt in loaded.values())
@@ -265,6 +286,15 @@ def predict_paths(
                     else:
                         features[name] = np.asarray(ckpt.get("feature_fill", []), np.float32)
                         missing[name] = note = _LACKS[kind]
+                elif registry.get(family).trainer == "text":
+                    if no_text is None:
+                        scores, raw = model.score_texts([transcript])
+                        score, features[name], has_input = scores[0], raw[0].astype(np.float32), True
+                    else:
+                        features[name] = np.asarray(ckpt.get("feature_fill", []), np.float32)
+                        missing[name] = note = transcripts.NO_TRANSCRIPT
+                elif any(missing.get(c) == transcripts.NO_TRANSCRIPT for c in _components(ckpt)):
+                    missing[name] = note = transcripts.NO_TRANSCRIPT  # a text fusion without its text
                 else:
                     x, has_input = _table_input(family, ckpt, clip_id, features, data)
                     if not registry.get(family).composite and not has_input:

@@ -144,6 +144,17 @@ UNITS.update({
     "voiced_segment_mean_s": "s", "pause_mean_s": "s", "voiced_segments_per_s": "1/s",
 })  # fmt: skip
 
+# Per-clip transcripts (impressions.data.transcripts): the text, its word count, the language guessed from
+# its function words, and the QC note of a clip without one.
+TABLES["transcripts"] = {
+    "clip_id": "str", "split": "str", "has_transcript": "bool", "n_words": "i32", "language": "str",
+    "qc_note": "str", "transcript": "str",
+}  # fmt: skip
+UNITS.update({
+    "n_words": "words", "language": "ISO 639-1, guessed from function words (null: undetermined)",
+    "qc_note": "'no transcript' or 'empty transcript'; null when usable",
+})  # fmt: skip
+
 
 # Model outputs, not dataset tables (so not in TABLES): each model's predictions.parquet, one row per
 # val and test clip, and `impressions predict`'s table, the same columns (split null: a new video has

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from impressions import cluster
-from impressions.data import clip_index, preprocess, shards
+from impressions.data import clip_index, preprocess, shards, transcripts
 
 RESULTS = Path(config["results_dir"])
 TABLES_DIR = RESULTS / "tables"
@@ -68,6 +68,18 @@ def index_inputs(wildcards):
     ]
 
 
+def transcript_inputs(wildcards):
+    """The manifest (its transcript column) or the transcription pickles beside the annotations."""
+    if config["manifest"]:
+        return [config["manifest"]]
+    root = DEMO_ROOT or Path(config["data_root"])
+    return [
+        str(root / name)
+        for name in transcripts.TRANSCRIPT_FILES.values()
+        if DEMO_ROOT or (root / name).exists()
+    ]
+
+
 def dataset_tables():
-    names = ["clips", "frames", "faces", "audio", "voice", "expressions", "qc"]
+    names = ["clips", "frames", "faces", "audio", "voice", "expressions", "qc", "transcripts"]
     return [str(TABLES_DIR / f"{name}.parquet") for name in names]

@@ -16,3 +16,16 @@ if DEMO_ROOT is not None:
             "../envs/preprocess.yaml"
         script:
             "../workflow_scripts/build_demo.py"
+
+    rule demo_transcripts:
+        """The demo's transcription pickles: words drawn from its labels (impressions/data/demo_text.py); renders nothing."""
+        output:
+            [str(DEMO_ROOT / name) for name in transcripts.TRANSCRIPT_FILES.values()],
+        log:
+            LOGS / "demo_transcripts.log",
+        benchmark:
+            BENCH / "demo_transcripts.tsv"
+        conda:
+            "../envs/preprocess.yaml"
+        script:
+            "../workflow_scripts/demo_transcripts.py"

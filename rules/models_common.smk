@@ -54,6 +54,7 @@ KIND_TABLES = {
     },
     "au_table": {"expressions": TABLES_DIR / "expressions.parquet"},
     "voice_table": {"voice": TABLES_DIR / "voice.parquet"},
+    "transcript": {"transcripts": TABLES_DIR / "transcripts.parquet"},
 }
 
 

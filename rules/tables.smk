@@ -15,6 +15,23 @@ rule clip_index:
         "../workflow_scripts/clip_index.py"
 
 
+rule transcripts:
+    """Each clip's transcript, word count, language and QC note (impressions/data/transcripts.py)."""
+    input:
+        clips=TABLES_DIR / "clips.parquet",
+        sources=transcript_inputs,
+    output:
+        TABLES_DIR / "transcripts.parquet",
+    log:
+        LOGS / "transcripts.log",
+    benchmark:
+        BENCH / "transcripts.tsv"
+    conda:
+        "../envs/preprocess.yaml"
+    script:
+        "../workflow_scripts/transcripts.py"
+
+
 rule gather_clips:
     """The frames, faces, QC and identities tables from the clip shards and the index's QC rows."""
     input:

@@ -8,6 +8,7 @@ import numpy as np
 import polars as pl
 
 from impressions import metrics, schemas
+from impressions.data import transcripts
 from impressions.expressions import au_maps
 from impressions.models import registry
 from impressions.models.registry import Family
@@ -19,6 +20,7 @@ FRAMES = 3
 SAMPLES = 1600  # audio samples per clip
 SPLIT_SIZES = {"train": 16, "val": 6, "test": 6}
 NO_FACE_CLIP = "val01.000"  # a validation clip without any face
+FILLER = ("so", "the", "and", "video", "today", "really")
 
 
 def cue_to_labels(cue: np.ndarray) -> np.ndarray:
@@ -99,6 +101,15 @@ def build(root: Path, seed: int = 0, landmarks: bool = False) -> dict[str, Path]
                    **{name: float(voice_rng.normal(0, 1)) for name in schemas.VOICE},
                    "loudness_mean_db": float(-30 + 20 * cue[i])} for i, c in enumerate(ids)]  # fmt: skip
     schemas.frame("voice", voice_rows).write_parquet(tables / "voice.parquet")
+    # Transcripts: how many "great" against "poor" words follows the cue; the first training clip has
+    # none (a clip the text models give the training mean). Drawn after everything else.
+    text_rng = np.random.default_rng(seed + 2)
+    texts = {}
+    for i, c in enumerate(ids[1:], start=1):
+        n_great = int(round(6 * cue[i]))
+        words = ["great"] * n_great + ["poor"] * (6 - n_great) + list(text_rng.choice(FILLER, 6))
+        texts[c] = " ".join(text_rng.permutation(words))
+    transcripts.write_table(tables / "clips.parquet", texts, tables / "transcripts.parquet")
     assert set(LABELS) <= set(clip_rows[0])
     return {"root": root, "tables": tables, "clips": clips_dir, "arrays": arrays}
 
@@ -114,6 +125,7 @@ def _kind_files(root: Path) -> dict[str, dict[str, Path]]:
         "logfbank": {"audio_table": tables / "audio.parquet", "audio_array": arrays / "audio_logfbank.npy"},
         "au_table": {"expressions": tables / "expressions.parquet"},
         "voice_table": {"voice": tables / "voice.parquet"},
+        "transcript": {"transcripts": tables / "transcripts.parquet"},
     }
 
 
@@ -178,8 +190,10 @@ def tiny_options(family: str | Family, epochs: int = 1, **overrides) -> dict:
         options = {"width": 4, "stages": 2}
     elif spec.sample_kind == "logfbank":
         options = {"time_bins": 1}
-    elif spec.trainer == "fusion":
-        options = {"inputs": registry.names(trainer="samples"), "hidden": [8, 8]}
+    elif spec.trainer == "fusion":  # every sample-trained family, and any other default member (text)
+        samples = registry.names(trainer="samples")
+        extra = [m for m in spec.defaults.get("inputs", []) if m not in samples]
+        options = {"inputs": samples + extra, "hidden": [8, 8]}
     else:  # ridge and average: fast at their defaults
         options = {}
     if spec.trainer in ("samples", "fusion"):
@@ -222,6 +236,7 @@ def inputs_for(data, family, features=None):
         audio_array=a / ("audio_waveform.npy" if family == "audio" else "audio_logfbank.npy"),
         expressions=t / "expressions.parquet",
         features=features,
+        transcripts=t / "transcripts.parquet",
     )
 
 

@@ -112,7 +112,7 @@ def test_ridge_closed_form_matches_least_squares():
 def test_registry_and_checkpoints(tmp_path):
     assert set(models.list_models()) == {
         "image", "face", "audio", "audio_fbank", "fusion", "fusion_handcrafted", "fusion_handcrafted_voice",
-        "au_linear", "au_linear_published", "voice_linear",
+        "au_linear", "au_linear_published", "voice_linear", "text_linear", "fusion_text",
     }  # fmt: skip
     with pytest.raises(KeyError, match="unknown model family"):
         models.build("transformer")

@@ -18,10 +18,12 @@ def models_dir(tmp_path_factory):
     prep = defaults.preprocessing()  # config.yaml's, as the workflow resolves them
     prep["frames"] = {**prep["frames"], "per_clip": 3}
     fusion = tiny_options("fusion_handcrafted", epochs=3, inputs=["face", "audio"])
+    text_fusion = tiny_options("fusion_text", epochs=3, inputs=["audio", "text_linear"])
     runs = [("image", SMALL_CNN), ("face", SMALL_CNN), ("audio", tiny_options("audio", epochs=2)),
-            ("au_linear", {"alphas": [1.0]}), ("fusion_handcrafted", fusion)]  # fmt: skip
+            ("au_linear", {"alphas": [1.0]}), ("text_linear", {"alphas": [1.0]}),
+            ("fusion_handcrafted", fusion), ("fusion_text", text_fusion)]  # fmt: skip
     for family, options in runs:
-        features = {m: out / m / "features.npz" for m in ("face", "audio")}
+        features = {m: out / m / "features.npz" for m in ("face", "audio", "text_linear")}
         training.train_family(
             family, inputs_for(data, family, features), training.Outputs.in_folder(out / family),
             {"seed": 0, "device": "cpu", "threads": 1}, options, preprocessing=prep,
@@ -38,7 +40,13 @@ def test_predict_a_new_clip(models_dir, tmp_path, capsys):
     assert table.columns[: len(schemas.OUTPUTS["predictions"])] == list(schemas.OUTPUTS["predictions"])
     assert table["split"].null_count() == table.height
     assert table["clip_id"].unique().to_list() == ["-new.clip.000"]
-    assert sorted(table["model"]) == ["au_linear", "audio", "face", "fusion_handcrafted", "image"]
+    assert sorted(table["model"]) == ["au_linear", "audio", "face", "fusion_handcrafted", "fusion_text",
+                                      "image", "text_linear"]  # fmt: skip
+    # no transcript given: the text rows say so and carry no scores
+    text_rows = table.filter(pl.col("model").is_in(["text_linear", "fusion_text"]))
+    assert text_rows["note"].to_list() == ["no transcript"] * 2 and not text_rows["has_input"].any()
+    assert text_rows.select(TRAITS).null_count().sum_horizontal().item() == 2 * len(TRAITS)
+    table = table.filter(~pl.col("model").is_in(["text_linear", "fusion_text"]))
     scores = table.select(TRAITS).to_numpy()
     assert np.isfinite(scores).all() and ((scores >= 0) & (scores <= 1)).all()  # ridge output is clipped
     assert table.filter(pl.col("model") == "face")["has_input"][0]  # the laughing woman is found
@@ -52,6 +60,33 @@ def test_predict_a_new_clip(models_dir, tmp_path, capsys):
     )
     assert "-new.clip.000  audio" in capsys.readouterr().out
     assert pl.read_csv(out)["model"].to_list() == ["audio"]
+
+
+def test_predict_with_a_transcript_scores_the_text_rows(models_dir, tmp_path, capsys):
+    video = tmp_path / "talk.000.mp4"
+    face_clip(video, start=12.0, seconds=3.0)
+    names = ["audio", "text_linear", "fusion_text"]
+    great = predict.predict_paths([video], models_dir, names, transcript="so great great great great").table
+    poor = predict.predict_paths([video], models_dir, names, transcript="so poor poor poor poor").table
+    for table in (great, poor):
+        rows = table.filter(pl.col("model").is_in(["text_linear", "fusion_text"]))
+        assert rows["has_input"].all() and rows["note"].null_count() == rows.height
+    # the synthetic transcripts say "great" more often the higher the cue, and extraversion grows with it
+    score = {
+        name: t.filter(pl.col("model") == "text_linear")["extraversion"].item()
+        for name, t in (("great", great), ("poor", poor))
+    }
+    assert score["great"] > score["poor"]
+    # the CLI: a transcript file, then none
+    text = tmp_path / "talk.txt"
+    text.write_text("so great great and the video", encoding="utf-8")
+    argv = ["predict", str(video), "--models", str(models_dir), "--model", "text_linear", "--model", "audio"]
+    code, out, _ = _run([*argv, "--transcript", str(text)], capsys)
+    assert code == 0 and "talk.000  text_linear" in out and "no transcript" not in out
+    code, out, _ = _run(argv, capsys)
+    assert code == 0 and "no transcript: no scores" in out
+    with pytest.raises(ValueError, match="one video"):
+        predict.predict_paths([video, video], models_dir, names, transcript="hello")
 
 
 def test_predict_errors(models_dir, tmp_path):

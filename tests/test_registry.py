@@ -45,7 +45,9 @@ def trained(tmp_path_factory):
     fbank = np.random.default_rng(0).normal(0, 1, (rows, 26, 20)).astype(np.float32)
     np.save(data["arrays"] / "audio_logfbank.npy", fbank)
     out = tmp_path_factory.mktemp("models")
-    features = {m: out / m / "features.npz" for m in registry.names(trainer="samples")}
+    features = {
+        m: out / m / "features.npz" for m in registry.names_where(lambda f: f.trainer in registry.FUSABLE)
+    }
     for family in TRAINED:
         training.train_family(
             family, _inputs(data, family, features), training.Outputs.in_folder(out / family),
@@ -59,7 +61,7 @@ def test_every_registered_family_trains_and_predicts(trained, tmp_path):
         assert (trained / family / "checkpoint.pt").is_file(), family
     video = tmp_path / "new.000.mp4"
     face_clip(video, start=12.0, seconds=3.0)
-    table = predict.predict_videos([video], trained)
+    table = predict.predict_paths([video], trained, transcript="so this is my video").table  # text models too
     assert table["model"].to_list() == TRAINED  # one row each, in registry order
     assert table["has_input"].all()
 

@@ -1,6 +1,7 @@
 """The shared tiny run: the workflow from videos to the report on an FI-layout folder holding every kind
 of bad and awkward input (every rule kind, a handful of jobs), then re-runs."""
 
+import json
 import os
 import shutil
 
@@ -10,8 +11,9 @@ import pytest
 from model_data import tiny_models
 from workflow import FAST, planned, rules, run, write_config
 
-from impressions.data import egemaps, shards, tables
-from impressions.schemas import AUS, EMOTIONS, TABLES
+from impressions.data import egemaps, shards, tables, transcripts
+from impressions.data.fi_pickle import fi_transcript_bytes
+from impressions.schemas import AUS, EMOTIONS, TABLES, TRAITS
 from impressions.testing import BAD_MEDIA_STATUS, clip_id, face_clip, write_fi_annotations
 
 pytestmark = pytest.mark.workflow
@@ -24,10 +26,20 @@ SPLITS = {
 # Two sample-trained families and their average, the per-model analyses of the face model: every kind
 # of rule after the dataset tables runs at least once (tests/test_variants_workflow.py covers the
 # variants and the workflow-wide analyses on ready-made tables).
-MODELS = tiny_models(["face", "audio", "late_average"])
+# Text: text_linear, the fusion with it (fusion_text, against fusion) and the average with it.
+MODELS = tiny_models(
+    ["face", "audio", "text_linear", "fusion", "fusion_text", "late_average"],
+    fusion_text={"inputs": ["face", "audio", "text_linear"]},
+    late_average={"inputs": ["face", "audio", "text_linear"]},
+)  # fmt: skip
+# Transcripts of the run's clips: `unicode`'s is empty, `short` and `truncated` are not listed (QC notes,
+# the training mean).
+TRANSCRIBED = {"good": "so great to be here", "dash": "poor me and the video", "unicode": "",
+               "portrait": "great great video", "no_audio": "the poor job", "no_face": "great work",
+               "audio_only": "poor poor", "empty": "great", "text": "poor"}  # fmt: skip
 INTERPRET = {"models": ["face"], "max_frames": 20, "top_k": 1, "unit_top": 2, "au_top_n": 3,
              "au_top_clips": 1}  # fmt: skip
-AFTER_TABLES = {"splits": 1, "train_model": 2, "late_average": 1, "interpret_cam": 1, "interpret_units": 1,
+AFTER_TABLES = {"splits": 1, "train_model": 5, "late_average": 1, "interpret_cam": 1, "interpret_units": 1,
                 "interpret_au_maps": 1, "report": 1}  # fmt: skip
 
 
@@ -49,6 +61,9 @@ def done(bad_media, tmp_path_factory):
     ids = {split: [clip_id(bad_media[k]) for k in kinds] for split, kinds in SPLITS.items()}
     ids["test"].append("ghost.000")
     write_fi_annotations(root, ids)
+    for split, kinds in SPLITS.items():
+        texts = {f"{clip_id(bad_media[k])}.mp4": TRANSCRIBED[k] for k in kinds if k in TRANSCRIBED}
+        (root / transcripts.TRANSCRIPT_FILES[split]).write_bytes(fi_transcript_bytes(texts))
     work = tmp_path_factory.mktemp("work")
     configure(work, root)
     run(work)
@@ -153,8 +168,29 @@ def test_the_run_reaches_the_report_through_every_kind_of_rule(done):
     assert "## Bias audit: whom the models over- and under-rate (test)" in report
     assert "carry no gender, age group or ethnicity" in report and "*All clips (test): mean label" in report
     groups = pl.read_parquet(out / "report" / "bias_groups.parquet")
-    assert set(groups["model"]) == {"labels", "face", "audio", "late_average"}
+    assert set(groups["model"]) == {"labels", *MODELS["families"]}
     assert (out / "report" / "bias.png").is_file()
+    # text: its own row beside the published one, and the paired A+V+T against A+V comparison
+    assert "| this run | text_linear |" in report and "OCEAN-AI text" in report
+    assert "## Added modality (paired bootstrap, test)" in report and "| fusion_text | fusion |" in report
+
+
+def test_clips_without_a_transcript_get_a_qc_note_and_the_training_mean(done):
+    _, work, media = done
+    notes = dict(table(work, "transcripts").select("clip_id", "qc_note").iter_rows())
+    assert notes[clip_id(media["unicode"])] == "empty transcript"
+    assert notes[clip_id(media["short"])] == notes[clip_id(media["truncated"])] == "no transcript"
+    assert sum(n is None for n in notes.values()) == sum(bool(t) for t in TRANSCRIBED.values())
+    summary = json.loads((work / "out" / "models" / "text_linear" / "summary.json").read_text())
+    filled = summary["filled_with_train_mean"]
+    assert sorted(filled["train"]) == sorted([clip_id(media["unicode"]), clip_id(media["short"])])
+    assert filled["test"] == [clip_id(media["truncated"])]
+    mean = table(work, "clips").filter(pl.col("split") == "train").select(TRAITS).mean().to_numpy()[0]
+    preds = pl.read_parquet(work / "out" / "models" / "text_linear" / "predictions.parquet")
+    row = preds.filter(pl.col("clip_id") == clip_id(media["truncated"])).select(TRAITS).to_numpy()[0]
+    assert np.allclose(row, mean)
+    history = pl.read_csv(work / "out" / "models" / "text_linear" / "metrics.csv")
+    assert {"features", "alpha", "val_mean"} <= set(history.columns) and summary["selected"]["features"]
 
 
 def test_nothing_to_do_after_a_complete_run(done):
@@ -181,7 +217,7 @@ def test_audio_feature_setting_reruns_only_audio_features(done):
     try:
         assert rules(planned(work)) == {
             "audio_shard": 2, "gather_audio": 1, "all": 1,
-            "train_model": 1, "late_average": 1, "report": 1,  # the audio model and what uses it
+            "train_model": 3, "late_average": 1, "report": 1,  # the audio model, the fusions, the average
         }  # fmt: skip
     finally:
         configure(work, done[0])
@@ -223,7 +259,8 @@ def test_replaced_clip_file_reruns_only_its_own_jobs(done):
     assert rules(jobs) == {
         "preprocess_shard": 1, "audio_shard": 1, "voice_shard": 1, "expression_shard": 1,
         "gather_clips": 1, "gather_audio": 1, "gather_voice": 1, "gather_expressions": 1, "all": 1,
-        **{rule: n for rule, n in AFTER_TABLES.items() if rule != "splits"},
+        # not the splits (same clips), nor text_linear (same transcripts)
+        **{rule: n for rule, n in AFTER_TABLES.items() if rule != "splits"}, "train_model": 4,
     }  # fmt: skip
     for rule in SHARD_RULES:
         assert (rule, f"shard={shard}") in jobs
@@ -243,7 +280,8 @@ def test_added_clip_reruns_only_its_own_jobs(done, tmp_path):
     shard = shards.shard_of("new_clip.007", 2)
     jobs = planned(work)
     assert rules(jobs) == {
-        "clip_index": 1, "preprocess_shard": 1, "audio_shard": 1, "voice_shard": 1, "expression_shard": 1,
+        "clip_index": 1, "transcripts": 1, "preprocess_shard": 1, "audio_shard": 1, "voice_shard": 1,
+        "expression_shard": 1,
         "gather_clips": 1, "gather_audio": 1, "gather_voice": 1, "gather_expressions": 1, "all": 1,
         **AFTER_TABLES,
     }  # fmt: skip

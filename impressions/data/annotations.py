@@ -62,12 +62,18 @@ class AnnotationError(ValueError):
 
 
 class _ScalarsOnly(pickle.Unpickler):
+    """Builds only the classes in `allowed`; every other class request is refused before it is made."""
+
+    allowed = frozenset(_ALLOWED)
+    holds = "numpy scalars"
+    kind = "annotation"
+
     def find_class(self, module: str, name: str):
-        if (module, name) in _ALLOWED:
+        if (module, name) in self.allowed:
             return super().find_class(module, name)
         raise UnsafePickleError(
-            f"refusing to load {module}.{name}: annotation pickles may only hold numpy scalars "
-            "(a pickle can run code when loaded; this file is not a First Impressions annotation file)"
+            f"refusing to load {module}.{name}: {self.kind} pickles may only hold {self.holds} "
+            f"(a pickle can run code when loaded; this file is not a First Impressions {self.kind} file)"
         )
 
 
@@ -90,10 +96,11 @@ class SplitLabels:
     files: list[str] = field(default_factory=list)  # the files read
 
 
-def _unpickle(path: Path):
+def _unpickle(path: Path, unpickler: type[_ScalarsOnly] = _ScalarsOnly):
+    """The pickle at `path` read by `unpickler` (a restricted one), Python 2 strings as latin-1."""
     try:
         with path.open("rb") as f:
-            return _ScalarsOnly(io.BytesIO(f.read()), encoding="latin1").load()
+            return unpickler(io.BytesIO(f.read()), encoding="latin1").load()
     except UnsafePickleError as err:
         raise UnsafePickleError(f"{path}: {err}") from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as err:

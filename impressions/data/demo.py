@@ -58,6 +58,9 @@ women in the posed stills Asian (1), female (2), 19-24 (4), the man in `45-m7-di
 male (1), 19-24 (4) (apparent ages); the astronaut Caucasian (2), female (2), 33-45 (6). Clips with
 no person (`no_face.mp4`) have no demographics and are left out of the gender and age files.
 
+Transcripts whose word choice follows the labels are written separately, by the rule
+`demo_transcripts` (`impressions.data.demo_text`: no video is rendered for them).
+
 The pickles are written byte for byte in the layout of the official Python 2 files (protocol 2,
 ``numpy.core.multiarray.scalar`` globals, str keys), last and by rename, so a build that stops
 half-way has no ``annotation_test.pkl``.

@@ -66,3 +66,12 @@ def fi_pickle_bytes(labels: dict[str, dict[str, float]]) -> bytes:
         out += b"u"
     out += b"u."
     return bytes(out)
+
+
+def fi_transcript_bytes(texts: dict[str, str]) -> bytes:
+    """`{"name.mp4": text}` as FI's transcription pickles lay it out (protocol 2, Python 2 str / unicode)."""
+    out = bytearray(b"\x80\x02}(")
+    for name, text in texts.items():
+        out += _name(name) + _name(text)
+    out += b"u."
+    return bytes(out)

@@ -115,6 +115,13 @@ def au_linear_published(in_dim: int = 17, **options) -> RidgeRegression:
     return RidgeRegression(in_dim, **options)
 
 
+def text_linear(**options):
+    """TF-IDF over word and character n-grams into ridge (impressions.models.text)."""
+    from impressions.models.text import TextRidge
+
+    return TextRidge(**options)
+
+
 def list_models() -> list[str]:
     """Families with a model to build (impressions.models.registry)."""
     return sorted(registry.names(trained=True))

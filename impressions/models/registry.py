@@ -24,6 +24,7 @@ Input kinds (`Family.inputs`), each with the dataset table or array a rule names
   ``arrays/audio_<kind>.npy``);
 - ``au_table``: per-frame AUs and emotions (``expressions.parquet``);
 - ``voice_table``: per-clip voice descriptors (``voice.parquet``, columns by ``voice.backend``);
+- ``transcript``: per-clip transcripts (``transcripts.parquet``, impressions.data.transcripts);
 - ``features``: other families' per-clip penultimate features (``features.npz``, the ``inputs`` setting);
 - ``predictions``: other families' clip scores (``predictions.parquet``, the ``inputs`` setting).
 """
@@ -38,14 +39,18 @@ from types import MappingProxyType
 from impressions import plugins
 
 INPUT_KINDS = (
-    "frames", "faces", "waveform", "logfbank", "au_table", "voice_table", "features", "predictions",
+    "frames", "faces", "waveform", "logfbank", "au_table", "voice_table", "transcript", "features",
+    "predictions",
 )  # fmt: skip
 """What a family can read (see the module docstring)."""
 
-TRAINERS = ("samples", "ridge", "fusion", "average")
+TRAINERS = ("samples", "ridge", "fusion", "average", "text")
 """How a family is fitted: a network on per-sample inputs (frames, faces, audio) averaged per clip;
 closed-form ridge on one row per clip; a network on other families' per-clip features; nothing
-(an equal-weight mean of other families' scores)."""
+(an equal-weight mean of other families' scores); TF-IDF and closed-form ridge on transcripts
+(impressions.training.text)."""
+FUSABLE = ("samples", "text")
+"""Trainers whose models a fusion may take features from (a fusion's ``inputs``)."""
 
 IMAGE_KINDS = ("frames", "faces")
 SAMPLE_KINDS = ("frames", "faces", "waveform", "logfbank")
@@ -63,7 +68,8 @@ class Family:
     retrain it; `mem_mb` and `runtime` (minutes) the least its training job asks a cluster for (a
     bigger run asks more: impressions/cluster.py); `fixed` settings that always apply (over the
     config's); `defaults` the settings it gets where the config section gives none; `doc` one line for
-    the docs and the rule.
+    the docs and the rule; `extends` the family it adds one input to (the report compares the two on
+    the same clips with a paired test).
     """
 
     name: str
@@ -79,6 +85,7 @@ class Family:
     fixed: Mapping = field(default_factory=lambda: MappingProxyType({}))
     defaults: Mapping = field(default_factory=lambda: MappingProxyType({}))
     doc: str = ""
+    extends: str | None = None
 
     def __post_init__(self):
         unknown = [k for k in self.inputs if k not in INPUT_KINDS]
@@ -143,6 +150,13 @@ FAMILIES: dict[str, Family] = {
                kind="voice_stats",
                doc="ridge regression on the per-clip voice descriptors: the builtin's 14 or openSMILE's 88 "
                "eGeMAPSv02 functionals (voice.backend; closed form, CPU, seconds)"),
+        Family(name="text_linear", inputs=("transcript",), builder=f"{_F}:text_linear", trainer="text",
+               kind="transcript",
+               defaults=MappingProxyType({"feature_sets": [["word"], ["char"], ["word", "char"]],
+                                          "word_ngrams": [1, 2], "char_ngrams": [2, 5], "max_features": 2000,
+                                          "min_df": 1}),
+               doc="TF-IDF over word and character n-grams into ridge regression on the transcripts "
+               "(closed form, CPU, seconds; features and penalty chosen on validation)"),
         Family(name="fusion", inputs=("features",), builder=f"{_F}:fusion", trainer="fusion", kind="features",
                gpu=True, seedable=True, defaults=MappingProxyType({"inputs": ["image", "face", "audio"]}),
                mem_mb=8000, runtime=60, doc="late fusion of the trained models' per-clip features"),
@@ -159,6 +173,13 @@ FAMILIES: dict[str, Family] = {
                mem_mb=8000, runtime=60,
                doc="fusion_handcrafted plus the per-clip voice descriptors (either voice.backend; an "
                "extension of the thesis)"),
+        # Audio + visual + text: the held-out fusion with the transcript model as a fourth member
+        Family(name="fusion_text", inputs=("features",), builder=f"{_F}:fusion", trainer="fusion",
+               kind="features", gpu=True, seedable=True,
+               defaults=MappingProxyType({"inputs": ["image", "face", "audio", "text_linear"]}),
+               mem_mb=8000, runtime=60,
+               extends="fusion",
+               doc="the late fusion with the transcript model (text_linear) a member: audio + visual + text"),
         Family(name="late_average", inputs=("predictions",), builder=None, trainer="average",
                kind="predictions", defaults=MappingProxyType({"inputs": ["image", "face", "audio"]}),
                mem_mb=2000, runtime=10,
@@ -167,6 +188,13 @@ FAMILIES: dict[str, Family] = {
     )
 }  # fmt: skip
 """Every model family, in the order tables and `impressions predict` list them (components first)."""
+
+
+def extended(model: str) -> str | None:
+    """The model `model` adds an input to (its family's `extends`, same variant suffix), else None."""
+    family = family_of(model)
+    base = FAMILIES[family].extends
+    return None if base is None else base + model[len(family) :]
 
 
 def get(name: str) -> Family:
@@ -232,7 +260,11 @@ def check_config(config: Mapping) -> None:
         ("interpret.manifold.models", (interpret.get("manifold") or {}).get("models"), trained),
     ]
     checks += [
-        (f"models.{f.name}.inputs", (models.get(f.name) or {}).get("inputs"), names(trainer="samples"))
+        (
+            f"models.{f.name}.inputs",
+            (models.get(f.name) or {}).get("inputs"),
+            names_where(lambda c: c.trainer in FUSABLE),
+        )
         for f in FAMILIES.values()
         if "features" in f.inputs
     ]

@@ -82,7 +82,7 @@ def evaluate(clips, predictions, expressions=None, n_boot: int = 1000, seed: int
     rows, breakdowns, comparisons = [], [], []
     models = list(dict.fromkeys(preds["model"].to_list()))
     for split in ("val", "test"):
-        base = None
+        base, scored = None, {}
         for model in models:
             part = preds.filter((pl.col("model") == model) & (pl.col("split") == split)).sort("clip_id")
             if not part.height:
@@ -91,6 +91,7 @@ def evaluate(clips, predictions, expressions=None, n_boot: int = 1000, seed: int
             if not len(y):
                 continue
             groups = joined["youtube_id"].fill_null(joined["clip_id"]).to_list()
+            scored[model] = (joined["clip_id"].to_list(), y, p, groups)
             rows.append(
                 metrics.evaluate(y, p, n_boot=n_boot, seed=seed, groups=groups, model=model, split=split)
             )
@@ -108,9 +109,29 @@ def evaluate(clips, predictions, expressions=None, n_boot: int = 1000, seed: int
                         table = metrics.breakdown(part, clips, by, n_boot=n_boot, seed=seed)
                         if table.height:
                             breakdowns.append(table.with_columns(pl.lit(model).alias("model")))
+        comparisons += _extension_comparisons(scored, split, n_boot, seed)
     metrics_table = pl.concat(rows) if rows else pl.DataFrame()
     breakdown_table = pl.concat(breakdowns, how="vertical_relaxed") if breakdowns else pl.DataFrame()
     return metrics_table, breakdown_table, pl.DataFrame(comparisons)
+
+
+def _extension_comparisons(scored: Mapping, split: str, n_boot: int, seed: int) -> list[dict]:
+    """Each model against the model it extends (registry `extends`: A+V+T against A+V), paired on the
+    same clips; skipped when the two scored different clips."""
+    from impressions.models import registry
+
+    out = []
+    for model, (ids, y, p, groups) in scored.items():
+        try:
+            base = registry.extended(model)
+        except KeyError:  # the baseline and models outside the registry extend nothing
+            continue
+        if base not in scored or scored[base][0] != ids:
+            continue
+        c = metrics.paired_bootstrap(y, p, scored[base][2], n_boot=n_boot, seed=seed, groups=groups)
+        out.append({"split": split, "model": model, "against": base, "delta": c.delta, "ci_low": c.low,
+                    "ci_high": c.high, "p_value": c.p_value, "n": len(y)})  # fmt: skip
+    return out
 
 
 def bias_audit(clips, predictions, min_people: int, permutations: int, n_boot: int = 1000, seed: int = 0):
@@ -310,9 +331,22 @@ def _accuracy_sections(
         rows = [
             [r["model"], f"{r['delta']:+.4f}", f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]",
              f"{r['p_value']:.3g}", r["n"]]
-            for r in comparisons.filter(pl.col("split") == "test").iter_rows(named=True)
+            for r in comparisons.filter((pl.col("split") == "test") & (pl.col("against") == BASELINE))
+            .iter_rows(named=True)
         ]  # fmt: skip
         doc.table(["model", "delta", "95% CI", "p", "clips"], rows)
+        extended = comparisons.filter((pl.col("split") == "test") & (pl.col("against") != BASELINE))
+        if extended.height:
+            doc.section("Added modality (paired bootstrap, test)",
+                        "Difference in mean accuracy, a model minus the model it adds one input to (e.g. "
+                        "fusion_text, audio + visual + text, minus fusion, audio + visual), on the same "
+                        "clips; two-sided p-value.")  # fmt: skip
+            rows = [
+                [r["model"], r["against"], f"{r['delta']:+.4f}", f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]",
+                 f"{r['p_value']:.3g}", r["n"]]
+                for r in extended.iter_rows(named=True)
+            ]  # fmt: skip
+            doc.table(["model", "against", "delta", "95% CI", "p", "clips"], rows)
     if breakdowns.height:
         for by in BREAKDOWNS:
             if by in breakdowns["by"].unique().to_list():

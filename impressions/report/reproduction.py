@@ -26,6 +26,11 @@ def _row(key, label, source, values, mean):
             "traits": dict(zip(_T, values)) if values else {}, "mean": mean}  # fmt: skip
 
 
+OCEAN_AI_SOURCE = (
+    "Ryumina et al. 2024 (Expert Systems with Applications), OCEAN-AI; figures from its "
+    "documentation notebooks on the 2,000 FI test clips (per trait not reported there)"
+)
+
 PUBLISHED = {
     r["key"]: r
     for r in [
@@ -57,6 +62,14 @@ PUBLISHED = {
         _row("thesis_av_handcrafted", "audio + visual + age, gender, emotions",
              "Hernandez thesis, global accuracy table (split not stated); METHODS 1.3",
              (0.90623, 0.91433, 0.91174, 0.90753, 0.90480), 0.90893),
+        # OCEAN-AI: audio, video and transcript models and their fusions, mean accuracy only.
+        *[_row(key, label, OCEAN_AI_SOURCE, None, mean) for key, label, mean in (
+            ("ocean_ai_audio", "OCEAN-AI audio", 0.9074),
+            ("ocean_ai_video", "OCEAN-AI video", 0.9152),
+            ("ocean_ai_text", "OCEAN-AI text (transcripts)", 0.8889),
+            ("ocean_ai_audio_video", "OCEAN-AI audio + video", 0.9171),
+            ("ocean_ai_audio_video_text", "OCEAN-AI audio + video + text", 0.9245),
+        )],
     ]
 }  # fmt: skip
 """Published test accuracies (1 - MAE) on First Impressions, by key. NOT measured here."""

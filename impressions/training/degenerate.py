@@ -68,6 +68,12 @@ def why_not_trainable(
         frames = pl.read_parquet(inputs.frames).filter(pl.col("clip_id").is_in(train_ids))
         if not frames.height:
             return "no frame could be decoded from any train clip"
+    if "transcript" in spec.inputs:
+        table = pl.read_parquet(inputs.transcripts, columns=["clip_id", "has_transcript"])
+        for split, rows in (("train", train), ("val", val)):
+            ids = rows["clip_id"].to_list()
+            if not table.filter(pl.col("clip_id").is_in(ids) & pl.col("has_transcript")).height:
+                return f"no labelled {split} clip has a transcript (results/tables/transcripts.parquet)"
     if spec.trainer == "fusion":
         components = list(options.get("inputs", []))
         usable = [m for m in components if m not in untrained]

@@ -32,6 +32,7 @@ class Inputs:
     faces: Path | None = None  # faces table: landmarks for AU guidance (the face family's `frames` has them)
     voice: Path | None = None  # voice table: voice_linear, and fusion_handcrafted_voice's voice columns
     splits: Path | None = None  # the workflow's splits.parquet (impressions.data.splits); else computed
+    transcripts: Path | None = None  # transcripts table: text_linear (impressions.data.transcripts)
 
     @classmethod
     def from_files(
@@ -61,6 +62,7 @@ class Inputs:
             faces=one("faces"),
             voice=one("voice"),
             splits=one("splits"),
+            transcripts=one("transcripts"),
         )
 
 

@@ -125,6 +125,10 @@ def train_family(
     start = time.perf_counter()
     if spec.trainer == "samples":
         done = _train_on_samples(family, inputs, splits, settings, builder, device)
+    elif spec.trainer == "text":
+        from impressions.training.text import train_text
+
+        done = _Trained(*train_text(inputs, splits, settings, builder), x="setting")
     else:
         done = _train_on_table(family, inputs, clips_table, splits, settings, builder, device)
     extra = {"device": device, "preprocessing": dict(preprocessing or {}), **done.extra,

@@ -21,6 +21,10 @@ PREDICTION_COLUMNS = OUTPUTS["predictions"]
 """Schema of every model's predictions.parquet (`schemas.OUTPUTS`; one row per clip of val and test)."""
 
 
+_CHOSEN = ("features", "alpha")
+"""Columns of a history row that name what was chosen besides its x (text_linear: features, penalty)."""
+
+
 def predictions_frame(name: str, split_preds: Mapping[str, tuple[Sequence[str], np.ndarray]]):
     import polars as pl
 
@@ -99,8 +103,9 @@ def _write_all(
     )  # fmt: skip
     write_history(history, outputs.metrics, outputs.curve, x)
     best = max(history, key=lambda r: r["val_mean"])
+    selected = {k: best[k] for k in (x, *_CHOSEN, "val_mean") if k in best}
     summary = {
-        "model": name, "family": family, "selected": {k: best[k] for k in (x, "val_mean")},
+        "model": name, "family": family, "selected": selected,
         "val_accuracy": {t: best[f"val_{t}"] for t in TRAITS},
         "filled_with_train_mean": {s: [c for c, f in zip(splits[s].ids, filled[s]) if f] for s in SPLITS},
         "clips": {s: len(splits[s]) for s in SPLITS}, "settings": asdict(settings), "options": builder,
