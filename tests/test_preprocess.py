@@ -9,10 +9,11 @@ from impressions.schemas import QC_STATUSES
 from impressions.testing import BAD_MEDIA_STATUS, clip_id
 
 
-@pytest.fixture(scope="module")
-def processed(bad_media, tmp_path_factory):
+@pytest.fixture(scope="module", params=["full", "tracked"])
+def processed(bad_media, tmp_path_factory, request):
+    """Every bad-media clip under each face search (`faces.search`)."""
     out = tmp_path_factory.mktemp("clips")
-    settings = preprocess.Settings(frames_per_clip=6)
+    settings = preprocess.Settings(frames_per_clip=6, face_search=request.param)
     return {
         kind: (preprocess.preprocess_clip(clip_id(path), path, out / kind, settings), out / kind)
         for kind, path in bad_media.items()

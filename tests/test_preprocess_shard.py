@@ -32,12 +32,14 @@ def arrays(clips_dir, clip_id):
     return {**found, "waveform": np.load(clips_dir / clip_id / "waveform.npy")}
 
 
-def test_unchanged_clips_are_reused_and_changed_ones_processed(videos, tmp_path):
+@pytest.mark.parametrize("search", ["full", "tracked"])
+def test_unchanged_clips_are_reused_and_changed_ones_processed(videos, tmp_path, search):
     clips = tmp_path / "clips"
-    first = preprocess_shard.preprocess_clips(videos, clips, SETTINGS)
+    settings = dataclasses.replace(SETTINGS, face_search=search)
+    first = preprocess_shard.preprocess_clips(videos, clips, settings)
     assert sorted(first.processed) == sorted(videos) and first.reused == []
     before = {c: arrays(clips, c) for c in videos}
-    again = preprocess_shard.preprocess_clips(videos, clips, SETTINGS)
+    again = preprocess_shard.preprocess_clips(videos, clips, settings)
     assert again.processed == [] and sorted(again.reused) == sorted(videos)
     assert "0 processed, 3 reused" in again.summary()
 
@@ -46,13 +48,13 @@ def test_unchanged_clips_are_reused_and_changed_ones_processed(videos, tmp_path)
     replaced = tmp_path / "replaced.mp4"
     shutil.copy(videos["c.002"], replaced)
     changed = dict(videos, **{"-b.001": replaced})
-    run = preprocess_shard.preprocess_clips(changed, clips, SETTINGS)
+    run = preprocess_shard.preprocess_clips(changed, clips, settings)
     assert run.processed == ["-b.001"] and sorted(run.reused) == ["a.000", "c.002"]
     assert np.array_equal(arrays(clips, "-b.001")["frames"], before["c.002"]["frames"])
     assert not (clips / preprocess_shard.PARTIAL).exists()
 
     # a frame setting changes every clip's key; without the cache everything is processed
-    wider = dataclasses.replace(SETTINGS, frames_per_clip=4)
+    wider = dataclasses.replace(settings, frames_per_clip=4)
     assert sorted(preprocess_shard.preprocess_clips(videos, clips, wider).processed) == sorted(videos)
     assert arrays(clips, "a.000")["frames"].shape[0] == 4
     forced = preprocess_shard.preprocess_clips(videos, clips, wider, cache=False)
@@ -119,6 +121,9 @@ def test_the_key_follows_the_stored_columns_and_the_settings_fields(tmp_path, mo
         "Wider", [("new_option", int, 1)], bases=(preprocess.Settings,), frozen=True
     )
     assert preprocess_shard.cache_key(video, wider(**dataclasses.asdict(SETTINGS))) != key
+    # where the detector looks is part of the key: each face-search setting reprocesses the clips
+    for change in ({"face_search": "tracked"}, {"full_every": 3}, {"window_face": 120}):
+        assert preprocess_shard.cache_key(video, dataclasses.replace(SETTINGS, **change)) != key, change
 
 
 def test_the_key_is_the_same_in_another_process(tmp_path):

@@ -1,5 +1,6 @@
 """One tracked person per clip: two-person clips keep one person (impressions.data.tracking)."""
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -7,9 +8,10 @@ import polars as pl
 import pytest
 
 from impressions.data import faces, preprocess, tracking
-from impressions.testing import ffmpeg, out, src
+from impressions.testing import face_clip, ffmpeg, out, src
 
 SETTINGS = preprocess.Settings(frames_per_clip=10, identity=False)
+SEARCHES = pytest.mark.parametrize("search", ["full", "tracked"])
 
 
 def two_people_still(path: Path) -> Path:
@@ -35,8 +37,15 @@ def second_person_enters(path: Path) -> Path:
     return path
 
 
-def _run(video: Path, folder: Path) -> tuple[dict, pl.DataFrame]:
-    qc = preprocess.preprocess_clip(video.stem, video, folder, SETTINGS)
+def face_leaves(path: Path) -> Path:
+    """The Wolfgang clip with the frame blacked out from 2 s to 4 s of 6: the face leaves and returns."""
+    face_clip(path, start=2, seconds=6, vf="drawbox=c=black:t=fill:enable='between(t,2,4)'")
+    return path
+
+
+def _run(video: Path, folder: Path, search: str = "full") -> tuple[dict, pl.DataFrame]:
+    settings = dataclasses.replace(SETTINGS, face_search=search)
+    qc = preprocess.preprocess_clip(video.stem, video, folder, settings)
     return qc, pl.read_parquet(preprocess.output_paths(folder)["table"])
 
 
@@ -44,8 +53,9 @@ def _centres_x(rows: pl.DataFrame) -> np.ndarray:
     return ((rows["box_left"] + rows["box_right"]) / 2).to_numpy()
 
 
-def test_two_person_still_clip_keeps_the_same_person_in_every_frame(tmp_path):
-    qc, rows = _run(two_people_still(tmp_path / "two.000.mp4"), tmp_path / "two")
+@SEARCHES
+def test_two_person_still_clip_keeps_the_same_person_in_every_frame(tmp_path, search):
+    qc, rows = _run(two_people_still(tmp_path / "two.000.mp4"), tmp_path / "two", search)
     assert rows["has_face"].all() and (rows["n_faces"] >= 2).all()
     assert rows["track_id"].n_unique() == 1
     x = _centres_x(rows)
@@ -55,8 +65,9 @@ def test_two_person_still_clip_keeps_the_same_person_in_every_frame(tmp_path):
     assert qc["top_face_frames"] == int(rows["top_face"].sum())
 
 
-def test_a_second_person_entering_does_not_take_over(tmp_path):
-    qc, rows = _run(second_person_enters(tmp_path / "enter.000.mp4"), tmp_path / "enter")
+@SEARCHES
+def test_a_second_person_entering_does_not_take_over(tmp_path, search):
+    qc, rows = _run(second_person_enters(tmp_path / "enter.000.mp4"), tmp_path / "enter", search)
     assert rows["has_face"].sum() >= 8
     found = rows.filter(pl.col("has_face"))
     assert (_centres_x(found) < 360).all()  # every frame keeps the woman on the left
@@ -65,6 +76,15 @@ def test_a_second_person_entering_does_not_take_over(tmp_path):
     # the newcomer out-scores her in some frames: the old per-frame rule would have switched
     assert not later["top_face"].all()
     assert qc["multi_person"] and qc["top_face_frames"] < rows.height
+
+
+def test_a_face_that_leaves_and_returns_keeps_its_qc_verdict_under_tracked(tmp_path):
+    video = face_leaves(tmp_path / "leaves.000.mp4")
+    (full, full_rows), (tracked, rows) = (_run(video, tmp_path / s, s) for s in ("full", "tracked"))
+    assert full["status"] == tracked["status"] == "partial_face"
+    assert rows["has_face"].to_list() == full_rows["has_face"].to_list()
+    assert not rows["has_face"].all() and rows["has_face"][-1]  # gone in the middle, back at the end
+    assert (tracked["n_tracks"], tracked["multi_person"]) == (full["n_tracks"], full["multi_person"])
 
 
 class _Face:
@@ -145,3 +165,77 @@ def test_report_counts_multi_person_clips_and_top_face_share():
     assert "in 2 of 3 face frames (66.7%) the tracked person was also the detector's top-scoring face" in note
     assert "1 face frames failed" in note
     assert report.tracking_note(qc.drop("multi_person"), faces) == ""
+
+
+class _Scene:
+    """A fake detector over frames that are lists of face boxes: the full pass finds every face, a
+    window every face whose centre lies inside it; records which frames got which search."""
+
+    def __init__(self):
+        self.calls = []
+
+    def candidates(self, frame):
+        self.calls.append("full")
+        return [_Face(box, np.eye(4)[i % 4]) for i, box in enumerate(frame)]
+
+    def candidates_near(self, frame, box, face_px):
+        self.calls.append("window")
+        left, top, right, bottom = faces.window(box, 1000, 1000)
+        inside = [
+            (i, b)
+            for i, b in enumerate(frame)
+            if left <= (b[0] + b[2]) / 2 < right and top <= (b[1] + b[3]) / 2 < bottom
+        ]
+        return [_Face(b, np.eye(4)[i % 4]) for i, b in inside]
+
+
+A, B = (100, 100, 200, 200), (600, 100, 700, 200)
+
+
+def _search(frames, every=5):
+    scene = _Scene()
+    found, full = tracking.search(frames, scene, tracked=True, full_every=every, face_px=100)
+    return scene, found, full
+
+
+def test_tracked_search_runs_the_full_pass_every_kth_frame_and_windows_between():
+    scene, found, full = _search([[A]] * 11, every=5)
+    assert full == [t % 5 == 0 for t in range(11)]
+    assert scene.calls.count("full") == 3 and scene.calls.count("window") == 8
+    assert all(len(f) == 1 and f[0].box == A for f in found)
+    _, _, every = _search([[A]] * 4, every=1)
+    assert every == [True] * 4  # full_every 1: the full search's passes
+    scene = _Scene()
+    assert tracking.search([[A]] * 4, scene, tracked=False, full_every=5, face_px=100)[1] == [True] * 4
+
+
+def test_a_window_that_finds_nothing_falls_back_to_the_full_pass():
+    moved = (700, 600, 800, 700)  # far outside the window around A
+    _, found, full = _search([[A], [A], [moved], [moved]])
+    assert full == [True, False, True, False]
+    assert found[2][0].box == moved and found[3][0].box == moved
+
+
+def test_a_second_person_entering_is_found_at_the_next_full_pass():
+    frames = [[A]] * 2 + [[A, B]] * 8
+    _, found, full = _search(frames, every=5)
+    assert [len(f) for f in found] == [1, 1, 1, 1, 1, 2, 2, 2, 2, 2]  # frames 2-4: between passes
+    result = tracking.track_clip(found, 1000, 1000)
+    assert result.n_tracks == 2 and result.multi_person
+    # and the full search sees her from frame 2: the same verdict
+    full_search = tracking.track_clip([_Scene().candidates(f) for f in frames], 1000, 1000)
+    assert full_search.multi_person and full_search.chosen == result.chosen
+
+
+def test_a_face_that_leaves_and_returns_is_found_again():
+    frames = [[A]] * 3 + [[]] * 2 + [[A]] * 3
+    _, found, full = _search(frames, every=100)
+    assert full == [True, False, False, True, True, True, False, False]
+    assert [len(f) for f in found] == [1, 1, 1, 0, 0, 1, 1, 1]
+
+
+def test_overlapping_windows_report_one_face_once():
+    near = (150, 100, 250, 200)  # two faces whose windows each hold both
+    _, found, full = _search([[A, near]] * 3)
+    assert [len(f) for f in found] == [2, 2, 2] and full == [True, False, False]
+    assert tracking.track_clip(found, 1000, 1000).n_tracks == 2

@@ -72,6 +72,27 @@ def signature(thumbnail: np.ndarray) -> np.ndarray:
     return values / max(float(np.linalg.norm(values)), 1e-6)
 
 
+PYRAMID_STEP = 6 / 5
+"""Scale between levels of the HOG detector's image pyramid (dlib's pyramid_down<6>)."""
+
+WINDOW_FACTOR = 2.0
+"""A tracked search's window side, in widths of the face's last box."""
+
+
+SMALLEST_BOX = 72
+"""Width (px) of the detector's boxes at the pyramid's first level (then 6/5 larger at each)."""
+
+
+def window(box: tuple, width: int, height: int, factor: float = WINDOW_FACTOR) -> tuple[int, int, int, int]:
+    """The square (left, top, right, bottom) of side `factor` box widths centred on `box`, clipped to a
+    `width` x `height` frame (integer pixels; right and bottom exclusive)."""
+    side = factor * max(box[2] - box[0], box[3] - box[1])
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    left, top = max(int(np.floor(cx - side / 2)), 0), max(int(np.floor(cy - side / 2)), 0)
+    right, bottom = min(int(np.ceil(cx + side / 2)), width), min(int(np.ceil(cy + side / 2)), height)
+    return left, top, max(right, left), max(bottom, top)
+
+
 def _points(shape) -> np.ndarray:
     return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
 
@@ -97,6 +118,7 @@ class FaceDetector:
         import dlib  # heavy import kept local so importing the package stays cheap
 
         self._dlib = dlib
+        self._pyramid = dlib.pyramid_down(6)  # the detector's own (PYRAMID_STEP)
         self.detector = dlib.get_frontal_face_detector()
         self.predictor = dlib.shape_predictor(str(media.dlib_landmarks_model(N_LANDMARKS)))
         self.upsample = upsample
@@ -121,13 +143,49 @@ class FaceDetector:
         """
         frame = np.ascontiguousarray(frame)
         rects, scores, _ = self.detector.run(frame, self.upsample, self.min_score)
+        boxes = [(float(r.left()), float(r.top()), float(r.right()), float(r.bottom())) for r in rects]
+        return self._describe(frame, boxes, scores)
+
+    def candidates_near(self, frame: np.ndarray, box: tuple, face_px: int) -> list[Candidate]:
+        """The detections in a window around `box` (`window`), with the face brought to about
+        `face_px` wide first; boxes, landmarks and signatures in frame pixels, as `candidates` gives.
+
+        The window is taken down the detector's own pyramid (dlib's pyramid_down<6>, 6/5 a level) by
+        whole levels, and its edges put on the full pass's HOG cell grid at the level that found the
+        face, so the detector sees nearly the pixels and cells the full pass saw there: measured, the
+        boxes then agree to a pixel or two, unless the face fires at a neighbouring level.
+        """
+        frame = np.ascontiguousarray(frame)
+        width = max(box[2] - box[0], 1.0)
+        level = max(round(np.log(width / SMALLEST_BOX) / np.log(PYRAMID_STEP)), 0)  # the full pass's
+        skip = max(round(np.log(width / face_px) / np.log(PYRAMID_STEP)), 0)  # levels to go down first
+        cell = 8 * PYRAMID_STEP**level  # a HOG cell at `level`, in frame pixels
+        left, top, right, bottom = window(box, frame.shape[1], frame.shape[0])
+        # edges on the full pass's cell grid at `level`, so that both passes see the same HOG cells
+        left, top = (max(int(round(round(v / cell) * cell)), 0) for v in (left, top))
+        if right - left < 8 or bottom - top < 8:
+            return []
+        part = np.ascontiguousarray(frame[top:bottom, left:right])
+        for _ in range(skip):  # dlib's own downsampler: the pixels the full pass sees at that level
+            part = np.ascontiguousarray(self._pyramid(part))
+        rects, scores, _ = self.detector.run(part, self.upsample, self.min_score)
+        boxes = []
+        for rect in rects:
+            for _ in range(skip):
+                rect = self._pyramid.rect_up(rect)
+            boxes.append((left + rect.left(), top + rect.top(), left + rect.right(), top + rect.bottom()))
+        return self._describe(frame, [tuple(float(round(v)) for v in b) for b in boxes], scores)
+
+    def _describe(self, frame: np.ndarray, boxes: list[tuple], scores) -> list[Candidate]:
+        """Landmarks and appearance signature of each box (frame pixels) in a frame."""
         out = []
-        for rect, score in zip(rects, scores):
+        for box, score in zip(boxes, scores):
+            rect = self._dlib.rectangle(*(int(v) for v in box))
             shape = self.predictor(frame, rect)
             details = self._dlib.get_face_chip_details(shape, size=SIGNATURE_SIZE, padding=self.padding)
             out.append(
                 Candidate(
-                    box=(float(rect.left()), float(rect.top()), float(rect.right()), float(rect.bottom())),
+                    box=box,
                     score=float(score),
                     landmarks=_points(shape),
                     signature=signature(np.asarray(self._dlib.extract_image_chip(frame, details))),

@@ -69,6 +69,10 @@ class Settings:
     min_score: float = _DEFAULTS["faces"]["min_score"]
     face_size: int = _DEFAULTS["faces"]["size"]
     face_padding: float = _DEFAULTS["faces"]["padding"]
+    # where the detector looks (impressions.data.tracking.search): full frames or tracked windows
+    face_search: str = _DEFAULTS["faces"]["search"]
+    full_every: int = _DEFAULTS["faces"]["full_every"]
+    window_face: int = _DEFAULTS["faces"]["window_face"]
     # None: the whole clip, in a window of audio_max_seconds
     audio_seconds: float | None = _DEFAULTS["audio"]["seconds"]
     sample_rate: int = _DEFAULTS["audio"]["sample_rate"]
@@ -91,6 +95,10 @@ class Settings:
             min_score=faces["min_score"],
             face_size=faces["size"],
             face_padding=faces["padding"],
+            # a checkpoint's settings from before these existed: the defaults
+            face_search=faces.get("search", _DEFAULTS["faces"]["search"]),
+            full_every=faces.get("full_every", _DEFAULTS["faces"]["full_every"]),
+            window_face=faces.get("window_face", _DEFAULTS["faces"]["window_face"]),
             audio_seconds=audio["seconds"],
             sample_rate=audio["sample_rate"],
             identity=wants_identity(config),
@@ -227,7 +235,10 @@ def _frames_and_faces(clip_id, video_path, info, stream_times, settings, record)
         padding=settings.face_padding,
     )  # fmt: skip
     height, width = images.shape[1:3]
-    detections = [detector.candidates(image) for image in images]
+    detections, _ = tracking.search(
+        images, detector, tracked=settings.face_search == "tracked", full_every=settings.full_every,
+        face_px=settings.window_face,
+    )  # fmt: skip
     tracks = tracking.track_clip(detections, width, height)
     found = [detector.frame_faces(image, d, k) for image, d, k in zip(images, detections, tracks.chosen)]
     crops = np.zeros((len(images), settings.face_size, settings.face_size, 3), np.uint8)
