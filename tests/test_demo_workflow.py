@@ -110,6 +110,24 @@ def test_interpretation_sections_figures_and_tables(done):
     assert "face_au_guided" in metrics["model"].to_list()
 
 
+def test_the_bias_audit_stands_on_the_demo_report(done):
+    """The demo report's bias section: the figure, signed bias per gender group for every model beside
+    the labels, and gaps with corrected p-values (the demo has men and women in its test split)."""
+    _, work = done
+    out = work / "out" / "report"
+    report = (out / "report.md").read_text()
+    assert "Bias audit: whom the models over- and under-rate (test)" in report and "bias.png" in report
+    assert (out / "bias.png").stat().st_size > 0
+    groups = pl.read_parquet(out / "bias_groups.parquet").filter(pl.col("split") == "test")
+    gender = groups.filter(pl.col("attribute") == "gender")
+    assert {"labels", *MODELS["families"]} <= set(gender["model"])
+    assert {"male", "female"} <= set(gender["group"])
+    tested = gender.filter(pl.col("model") != "labels").drop_nulls("ci_low")
+    assert tested.height and (tested["ci_low"] <= tested["value"]).all()
+    gaps = pl.read_parquet(out / "bias_gaps.parquet").filter(pl.col("split") == "test")
+    assert gaps.height and gaps["p_holm"].drop_nulls().is_between(0, 1).all()
+
+
 def test_tracking_voice_and_identity_tables_on_the_demo(done):
     import json
     import re
