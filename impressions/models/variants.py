@@ -148,14 +148,16 @@ def settings(model: str, config: Mapping) -> dict:
     settings stored with a checkpoint come from the config in the training script, so that an audio
     setting does not retrain the face model. `split` is passed only when not the default, so that runs
     made before the setting existed are not retrained (training's default is the official split). A
-    variant's overrides are merged over the family's settings.
+    variant's overrides are merged over the family's settings (`Family.settings`).
     """
     spec = parse(model)
     models = config["models"]
     common = {k: models[k] for k in COMMON_KEYS}
     if models["split"] != "official":
         common["split"] = models["split"]
-    out = {"common": common, "options": models.get(spec.family.name) or {}}
+    # The registry's defaults under the config's section, as the rules read them (a fusion's default
+    # members are the features its job is given: the two must not differ).
+    out = {"common": common, "options": spec.family.settings(models.get(spec.family.name))}
     if spec.variant is not None:
         for part, changed in spec.variant.overrides(spec.values, config).items():
             out[part] = out[part] | changed
