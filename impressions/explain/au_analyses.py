@@ -17,17 +17,24 @@ from impressions.schemas import TRAITS
 # ----------------------------------------------------------------------------------------------------
 # AU-codebook maps
 
+_SHAPE_WORDS = {
+    "ellipse": "Belharbi et al.'s filled ellipses at their landmark anchors",
+    "gaussian": "Gaussian blobs (sigma 0.2 inter-ocular distances) at this project's landmark anchors",
+}
+"""How a section says each shape of `au_maps.SHAPES` is drawn."""
 
-def cam_au_correlations(model, transform, images: Images):
-    """((n, 5) Pearson r of each trait's CAM with the frame's AU-codebook map, (n, 5) their cosine
-    (`cam.map_cosine`, CAM-COS), the AU maps, the CAMs).
+
+def cam_au_correlations(model, transform, images: Images, au_map: str | None = None):
+    """((n, 5) Pearson r of each trait's CAM with the frame's AU-codebook map, drawn in shape `au_map`
+    (`au_maps.SHAPES`, None: the default), (n, 5) their cosine (`cam.map_cosine`, CAM-COS), the AU
+    maps, the CAMs).
 
     Frames without a face or with a neutral (AU-free) dominant emotion get NaN."""
     from impressions.explain import cam
     from impressions.expressions import au_maps
 
     size = images.size
-    targets = au_maps.frame_maps(images.landmarks, images.emotions, size)
+    targets = au_maps.frame_maps(images.landmarks, images.emotions, size, shape=au_map or au_maps.SHAPE)
     x = model_input(images.images, transform)
     cams, _ = batched(lambda b: cam.class_activation_maps(model, b), x)
     corr = np.full((len(images), len(TRAITS)), np.nan)
@@ -41,17 +48,19 @@ def cam_au_correlations(model, transform, images: Images):
 
 
 def au_map_analysis(name: str, checkpoint: Path, images: Images, files: Mapping[str, Path],
-                    examples: int = 4) -> Section:  # fmt: skip
-    """Correlation between each trait's CAM and the AU-codebook map of the frame's emotion."""
+                    examples: int = 4, au_map: str | None = None) -> Section:  # fmt: skip
+    """Correlation between each trait's CAM and the AU-codebook map of the frame's emotion, each AU
+    drawn in shape `au_map` (``interpret.au_map``; None: `au_maps.SHAPE`)."""
     import polars as pl
 
     from impressions.expressions import au_maps
 
+    au_map = au_map or au_maps.SHAPE
     model, transform, ckpt = load_model(checkpoint)
     faces = images.subset(images.has_face & np.array([e is not None for e in images.emotions], bool))
     if not len(faces):
         raise NotComputable(f"{name}: no frames with a face and expressions for AU maps")
-    corr, cos, targets, cams = cam_au_correlations(model, transform, faces)
+    corr, cos, targets, cams = cam_au_correlations(model, transform, faces, au_map)
     frames = pl.DataFrame({
         "model": [name] * len(faces), "clip_id": faces.clip_ids,
         "frame_index": faces.frame_index.astype(np.int64), "emotion": faces.emotions,
@@ -87,12 +96,12 @@ def au_map_analysis(name: str, checkpoint: Path, images: Images, files: Mapping[
     section = Section(
         spec.title.format(model=name),
         f"How far the {name} model (au_guidance_weight {weight:g}) looks where the facial expression is. "
-        f"Each frame's AU map places a Gaussian at the landmarks of every Action Unit that the emotion -> AU "
+        f"Each frame's AU map draws {_SHAPE_WORDS[au_map]} for every Action Unit that the emotion -> AU "
         f"codebook (impressions.expressions.codebook, EMFACS prototypes) lists for the frame's dominant "
         f"emotion; {int(used.sum())} of {len(faces)} {what} have a non-neutral emotion and enter the "
         f"correlation. Mean r over traits: {table['mean_r'][-1]:.3f}; mean cosine (CAM-COS, Belharbi et "
         f"al.'s metric, CAM min-max normalised): {table['mean_cosine'][-1]:.3f}. {clips_used(images)} "
-        + deviations.text(deviations.guidance(au_maps.SIGMA, None)),
+        + deviations.text(deviations.guidance(au_map, None)),
         order=spec.order + (images.kind == "faces"),
     )
     section.figure(
@@ -137,15 +146,16 @@ def held_out_similarity(frames_path: Path, clips, split: str = "test") -> dict:
 
 def guidance_effect(
     pairs: Sequence[tuple[str, str]], au_frames: Mapping[str, Path], predictions: Mapping[str, Path],
-    summaries: Mapping[str, Path], clips, files: Mapping[str, Path],
+    summaries: Mapping[str, Path], clips, files: Mapping[str, Path], au_map: str | None = None,
 ) -> Section:  # fmt: skip
     """Accuracy and CAM-AU similarity of each guided model against its unguided twin, on test clips only
-    (`au_frames`: each model's au_maps per-frame table)."""
+    (`au_frames`: each model's au_maps per-frame table, its maps drawn in shape `au_map`)."""
     import polars as pl
 
     from impressions import metrics
     from impressions.expressions import au_maps
 
+    au_map = au_map or au_maps.SHAPE
     rows = []
     for base, guided in pairs:
         for name in (base, guided):
@@ -179,7 +189,7 @@ def guidance_effect(
         + ". Every figure here is on test clips only: CAM-AU r (Pearson) and cosine (CAM-COS, Belharbi et "
         "al.'s metric) over the test frames with a face and a non-neutral emotion, accuracy the mean over "
         "traits of 1 - MAE (the report's accuracy tables hold its confidence intervals). "
-        + deviations.text(deviations.guidance(au_maps.SIGMA, None)),
+        + deviations.text(deviations.guidance(au_map, None)),
         order=spec.order,
     )
     section.table(

@@ -134,8 +134,13 @@ def sweep_analysis(
     predictions: Mapping[float, Path], histories: Mapping[float, Path], clips, frames, faces, expressions,
     clips_dir, files: Mapping[str, Path],
     *, max_frames: int = 2000, tolerance: float = 0.005, n_boot: int = 1000, seed: int = 0,
+    au_map: str | None = None,
 ):  # fmt: skip
-    """The sweep's table, figure and report section (an `sections.Section`)."""
+    """The sweep's table, figure and report section (an `sections.Section`); `au_map` the AU maps'
+    shape (`au_maps.SHAPES`, None: the default)."""
+    from impressions.expressions import au_maps
+
+    au_map = au_map or au_maps.SHAPE
     import polars as pl
 
     from impressions.explain import analyses, interpret, sections
@@ -146,18 +151,18 @@ def sweep_analysis(
         splits=list(analyses.get("au_guidance_sweep").splits), max_frames=max_frames,
     )  # fmt: skip
     usable = images.subset(images.has_face & np.array([e is not None for e in images.emotions], bool))
-    rows, per_clip, r_clips = _weight_rows(weights, checkpoints, predictions, histories, clips, usable)
+    rows, per_clip, r_clips = _weight_rows(weights, checkpoints, predictions, histories, clips, usable, au_map)
     _accuracy_differences(rows, per_clip, n_boot, seed)
     _paired_differences(rows, r_clips, n_boot, seed, ("delta_r", "delta_r_low", "delta_r_high"))
     rows = judge(rows, tolerance)
     table = pl.DataFrame(rows, schema=sections.polars_types(SCHEMA)).select(list(SCHEMA))
     plot(table, files["figure"], title=f"{family}: AU guidance weight sweep (test split)")
-    section = _sweep_section(family, weights, len(usable), rows, table, files, tolerance)
+    section = _sweep_section(family, weights, len(usable), rows, table, files, tolerance, au_map)
     section.write(files["section"])
     return section
 
 
-def _weight_rows(weights, checkpoints, predictions, histories, clips, usable):
+def _weight_rows(weights, checkpoints, predictions, histories, clips, usable, au_map):
     """Per weight (sorted): accuracy on val (selected epoch) and test, the guidance scale, CAM-AU r and
     cosine on the `usable` test frames; and per weight, each test clip's accuracy and mean CAM-AU r (for
     the paired intervals)."""
@@ -183,7 +188,7 @@ def _weight_rows(weights, checkpoints, predictions, histories, clips, usable):
         r_clips[w] = {}
         if len(usable):
             model, transform, _ = load_model(checkpoints[w])
-            corr, cos, _, _ = au_analyses.cam_au_correlations(model, transform, usable)
+            corr, cos, _, _ = au_analyses.cam_au_correlations(model, transform, usable, au_map)
             used = np.isfinite(corr).any(axis=1)
             n = int(used.sum())
             r = float(np.nanmean(corr[used])) if n else float("nan")
@@ -223,10 +228,9 @@ def _paired_differences(
         r[low_key], r[high_key] = paired_bootstrap(a, b, n_boot, seed)
 
 
-def _sweep_section(family, weights, usable: int, rows, table, files, tolerance: float):
+def _sweep_section(family, weights, usable: int, rows, table, files, tolerance: float, au_map: str):
     """The sweep's section: the protocol, the paper's claim and its verdict, the figure and the table."""
     from impressions.explain import analyses, deviations, sections
-    from impressions.expressions import au_maps
 
     spec = analyses.get("au_guidance_sweep")
     # the term was scaled at initialisation where the histories logged a scale
@@ -244,7 +248,7 @@ def _sweep_section(family, weights, usable: int, rows, table, files, tolerance: 
         "guidance term on the first batch, column guidance_scale), so weight 1 weighs it like the trait loss "
         f"at the start. CAM-AU r is measured on {usable} test frames with a face and expressions.{note} "
         f"Paper's claim: interpretability improves without degrading accuracy; {PUBLISHED}. "
-        f"{deviations.text(deviations.guidance(au_maps.SIGMA, normalised))} Not the paper's protocol, so its "
+        f"{deviations.text(deviations.guidance(au_map, normalised))} Not the paper's protocol, so its "
         "figures are not comparable. The claim's direction, checked here with this project's measures: "
         + verdict(rows, tolerance),
         order=spec.order,
@@ -296,5 +300,5 @@ def run(family: str, inputs: Mapping, outputs: Mapping[str, str], options: Mappi
             "au_guidance_sweep", family, files, sweep_analysis, family, list(checkpoints), checkpoints,
             read_weights(inputs["predictions"]), read_weights(inputs["histories"]), clips, frames, faces,
             expressions, options["clips_dir"], files, max_frames=options["max_frames"],
-            n_boot=options["n_boot"], seed=options["seed"], strict=strict,
+            n_boot=options["n_boot"], seed=options["seed"], au_map=options.get("au_map"), strict=strict,
         )  # fmt: skip

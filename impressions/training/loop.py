@@ -167,7 +167,7 @@ def _train_on_samples(family, inputs, splits, settings, builder, device) -> _Tra
     if kind in registry.IMAGE_KINDS:
         extra["au_guidance_weight"] = float(settings.au_guidance_weight)
     if settings.au_guidance_weight > 0:
-        maps = guidance_maps(family, inputs, sets["train"])
+        maps = guidance_maps(family, inputs, sets["train"], shape=settings.au_map)
         guided = int(au_maps.has_target(torch.from_numpy(maps)).sum()) if len(maps) else 0
         if not guided:
             raise ValueError(f"{family}: au_guidance_weight > 0 but no training frame has an AU map "
@@ -175,6 +175,7 @@ def _train_on_samples(family, inputs, splits, settings, builder, device) -> _Tra
         log.info("AU guidance (weight %g): %d of %d training frames have an AU map",
                  settings.au_guidance_weight, guided, len(maps))  # fmt: skip
         extra["au_guidance_samples"] = guided
+        extra["au_map"] = settings.au_map
         train_set = datasets.AUMapDataset(sets["train"], maps)
     model, history = fit(model, train_set, sets["val"], splits["val"], settings, prepare, device)
     train_mean = metrics.train_mean(splits["train"].labels)

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 import torch
 
+from impressions.expressions import au_maps
+
 WORKFLOW_WIDE = {"scope": "workflow"}
 """Field metadata of the workflow-wide settings: set once in the config's `models` section for every
 family. Every other `Settings` field is a per-family training key (`train_keys`)."""
@@ -55,6 +57,9 @@ class Settings:
     # init: the term is multiplied by trait loss / guidance term on the first batch (at initialisation),
     # so weight 1 weighs it like the trait loss when training starts; none: the raw term.
     au_guidance_scale: str = "init"
+    # how the AU maps guidance trains toward are drawn (impressions.expressions.au_maps.SHAPES); the
+    # guided variants take interpret.au_map, so they train toward the maps the analyses compare with
+    au_map: str = au_maps.SHAPE
     # fusion: fit on held-out component outputs (val, cross-fitted in `folds` group folds) or, leaky and
     # for comparison only, on the training split's (impressions.training.fusion)
     fit_on: str = "heldout"
