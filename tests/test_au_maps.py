@@ -127,7 +127,9 @@ def test_ellipse_maps_are_filled_at_belharbis_anchors():
     assert (au25 == (_inside(lm, lm[51], (25 * px, 10 * px), size)
                      | _inside(lm, lm[57], (25 * px, 10 * px), size))).all()  # fmt: skip
     lo, hi = np.array([lm[48, 0], lm[51, 1]]), np.array([lm[54, 0], lm[57, 1]])
-    assert (maps[AUS.index("AU23")].astype(bool) == _inside(lm, (lo + hi) / 2, np.abs(hi - lo) / 2, size)).all()
+    assert (
+        maps[AUS.index("AU23")].astype(bool) == _inside(lm, (lo + hi) / 2, np.abs(hi - lo) / 2, size)
+    ).all()
     # an emotion's map is the max of its AUs' maps, still 0/1
     happy = au_maps.emotion_map(lm, "happiness", size)
     assert np.array_equal(happy, maps[[AUS.index(a) for a in au_maps.CODEBOOK["happiness"]]].max(axis=0))
@@ -379,7 +381,7 @@ def test_guided_face_model_attends_to_the_au_map(data, tmp_path):
 
 def test_guidance_term_is_normalised_at_initialisation(data, tmp_path):
     options = {**GUIDED_CNN, "epochs": 2, "input_size": 16}
-    init, init_summary = _train(data, tmp_path / "init", "face", {**options, "au_guidance_weight": 1.0})
+    init, _ = _train(data, tmp_path / "init", "face", {**options, "au_guidance_weight": 1.0})
     raw, _ = _train(
         data, tmp_path / "raw", "face", {**options, "au_guidance_weight": 1.0, "au_guidance_scale": "none"}
     )
@@ -389,10 +391,18 @@ def test_guidance_term_is_normalised_at_initialisation(data, tmp_path):
     assert scale.n_unique() == 1 and 0 < scale[0] < 0.5
     assert pl.read_csv(raw.metrics)["guidance_scale"].to_list() == [1.0, 1.0]
     # The AU-map shape is a training setting: recorded, and another shape trains toward other maps.
-    blobs, blobs_summary = _train(
+    blobs, _ = _train(
         data, tmp_path / "gaussian", "face", {**options, "au_guidance_weight": 1.0, "au_map": "gaussian"}
     )
-    assert init_summary["au_map"] == "ellipse" and blobs_summary["au_map"] == "gaussian"
+    shapes = [json.loads(out.summary.read_text())["settings"]["au_map"] for out in (init, blobs)]
+    assert shapes == ["ellipse", "gaussian"]
+    # So is the guided layer: an earlier body module (block 2's ReLU, 8 x 8 at 16 px) trains another term.
+    early, _ = _train(
+        data, tmp_path / "early", "face", {**options, "au_guidance_weight": 1.0, "au_guidance_layer": 6}
+    )
+    assert json.loads(early.summary.read_text())["settings"]["au_guidance_layer"] == 6
+    assert json.loads(init.summary.read_text())["settings"]["au_guidance_layer"] == -1
+    assert pl.read_csv(early.metrics)["guidance_loss"][0] != pl.read_csv(init.metrics)["guidance_loss"][0]
     assert pl.read_csv(blobs.metrics)["guidance_loss"][0] != pl.read_csv(init.metrics)["guidance_loss"][0]
     with pytest.raises(ValueError, match="au_guidance_scale"):
         _train(

@@ -178,6 +178,12 @@ def test_the_deviations_listed_follow_the_settings_the_run_used(tmp_path):
     assert len(deviations.guidance("ellipse", True)) == len(deviations.guidance("ellipse", False)) + 1
     with pytest.raises(ValueError, match="unknown AU map shape 'disc'"):
         deviations.guidance("disc", False)
+    # the guided layer, named for each guided model in view, from its training settings
+    assert "guided layer" not in ellipse
+    assert "au_guidance_layer -1" in deviations.text(deviations.guidance("ellipse", False, [-1]))
+    assert "body module 6 (au_guidance_layer 6)" in deviations.text(
+        deviations.guidance("ellipse", False, [6])
+    )
     assert deviations.text([]) == "Deviations from the published method: none under this run's settings."
 
 
@@ -281,7 +287,8 @@ def test_a_guided_model_that_only_fits_its_training_frames_shows_no_effect(tmp_p
         paths["preds"][name] = folder / "predictions.parquet"
         training.predictions_frame(name, by_split).write_parquet(paths["preds"][name])
         paths["summaries"][name] = folder / "summary.json"
-        paths["summaries"][name].write_text(json.dumps({"settings": {"au_guidance_weight": weight}}))
+        settings = {"au_guidance_weight": weight, **({"au_guidance_layer": 6} if weight else {})}
+        paths["summaries"][name].write_text(json.dumps({"settings": settings}))
     files = {"section": tmp_path / "g" / "section.json", "table": tmp_path / "g" / "guidance.csv"}
     section = au_analyses.guidance_effect(
         [("face", "face_au_guided")], paths["frames"], paths["preds"], paths["summaries"], clips, files
@@ -293,6 +300,10 @@ def test_a_guided_model_that_only_fits_its_training_frames_shows_no_effect(tmp_p
     pooled = [pl.read_parquet(paths["frames"][m])["openness"].mean() for m in ("face", "face_au_guided")]
     assert pooled[1] - pooled[0] > 0.3  # what the in-sample comparison would have called an effect
     assert "test clips only" in section.text and "cosine" in section.text
+    # its deviations name the guided model's layer, from its training settings
+    assert (
+        "body module 6 (au_guidance_layer 6)" in section.text and "au_guidance_layer -1" not in section.text
+    )
 
 
 def test_guidance_effect_and_sweep_compare_weights(tmp_path):

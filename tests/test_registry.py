@@ -112,7 +112,10 @@ def test_a_variant_passes_on_its_family_settings_with_its_overrides():
         "audio_fbank": {"common": COMMON, "options": DEMO["models"].get("audio_fbank") or {}},
         "voice_linear": {"common": COMMON, "options": DEMO["models"].get("voice_linear") or {}},
         "audio_seed2": {"common": {**COMMON, "seed": 2}, "options": audio},
-        "face_au_guided": {"common": COMMON, "options": {**face, "au_guidance_weight": 2, "au_map": "ellipse"}},
+        "face_au_guided": {
+            "common": COMMON,
+            "options": {**face, "au_guidance_weight": 2, "au_map": "ellipse"},
+        },
         "image_cam": {"common": COMMON, "options": {**DEMO["models"]["image"], "head": "cam"}},
         "face_w0.3": {"common": COMMON, "options": {**face, "au_guidance_weight": 0.3, "au_map": "ellipse"}},
     }
@@ -120,8 +123,10 @@ def test_a_variant_passes_on_its_family_settings_with_its_overrides():
         got = variants.settings(model, config)
         assert got == settings and repr(got) == repr(settings), model  # the same order too: same params
     gaussian = {**config, "interpret": {**config["interpret"], "au_map": "gaussian"}}
+    gaussian["interpret"]["au_guidance"] = {**config["interpret"]["au_guidance"], "layer": 6}
     for model in ("face_au_guided", "face_w0.3"):
         assert variants.settings(model, gaussian)["options"]["au_map"] == "gaussian"
+        assert variants.settings(model, gaussian)["options"]["au_guidance_layer"] == 6
     split = {**config, "models": {**config["models"], "split": "identity_faces"}}
     expected_common = {**COMMON, "seed": 1, "split": "identity_faces"}
     assert variants.settings("fusion_seed1", split)["common"] == expected_common

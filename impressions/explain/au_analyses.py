@@ -90,7 +90,8 @@ def au_map_analysis(name: str, checkpoint: Path, images: Images, files: Mapping[
         [f"{faces.clip_ids[i]} #{faces.frame_index[i]}: {faces.emotions[i]}" for i in pick],
         files["examples"],
     )  # fmt: skip
-    weight = ckpt.get("summary", {}).get("settings", {}).get("au_guidance_weight", 0.0) or 0.0
+    trained = ckpt.get("summary", {}).get("settings", {})
+    weight = trained.get("au_guidance_weight", 0.0) or 0.0
     what = "aligned faces" if images.kind == "faces" else "frames"
     spec = analyses.get("au_maps")
     section = Section(
@@ -101,7 +102,7 @@ def au_map_analysis(name: str, checkpoint: Path, images: Images, files: Mapping[
         f"emotion; {int(used.sum())} of {len(faces)} {what} have a non-neutral emotion and enter the "
         f"correlation. Mean r over traits: {table['mean_r'][-1]:.3f}; mean cosine (CAM-COS, Belharbi et "
         f"al.'s metric, CAM min-max normalised): {table['mean_cosine'][-1]:.3f}. {clips_used(images)} "
-        + deviations.text(deviations.guidance(au_map, None)),
+        + deviations.text(deviations.guidance(au_map, None, [guided_layer(trained)] if weight > 0 else [])),
         order=spec.order + (images.kind == "faces"),
     )
     section.figure(
@@ -118,6 +119,12 @@ def au_map_analysis(name: str, checkpoint: Path, images: Images, files: Mapping[
     )
     section.write(files["section"])
     return section
+
+
+def guided_layer(settings: Mapping) -> int:
+    """The body module a model's AU guidance trained (its training settings); checkpoints from before
+    the setting guided the last feature map (-1)."""
+    return int(settings.get("au_guidance_layer", -1))
 
 
 def held_out_similarity(frames_path: Path, clips, split: str = "test") -> dict:
@@ -156,12 +163,14 @@ def guidance_effect(
     from impressions.expressions import au_maps
 
     au_map = au_map or au_maps.SHAPE
-    rows = []
+    rows, layers = [], set()
     for base, guided in pairs:
         for name in (base, guided):
             preds = pl.read_parquet(predictions[name])
             summary = json.loads(Path(summaries[name]).read_text())
             weight = float(summary["settings"].get("au_guidance_weight") or 0.0)
+            if weight > 0:
+                layers.add(guided_layer(summary["settings"]))
             row = {"model": name, "au_guidance_weight": weight, **held_out_similarity(au_frames[name], clips)}
             for split in ("val", "test"):
                 part = preds.filter(pl.col("split") == split).sort("clip_id")
@@ -180,16 +189,17 @@ def guidance_effect(
     spec = analyses.get("au_guidance")
     section = Section(
         spec.title,
-        "A model trained with au_guidance_weight > 0 adds to its loss the squared distance between its last "
-        "conv layer's attention (mean squared activation over channels, L2-normalised) and the frame's "
-        "AU-codebook map, times the weight and (au_guidance_scale init, the default) the ratio of trait loss "
-        "to that term on the first batch, so weight 1 weighs it like the trait loss at the start; its twin "
-        "is the same family and settings trained without it. The sweep over weights is its own section. "
+        "A model trained with au_guidance_weight > 0 adds to its loss the squared distance between its "
+        "guided layer's attention (mean squared activation over channels, L2-normalised; au_guidance_layer, "
+        "by default -1, the last conv feature map) and the frame's AU-codebook map, times the weight and "
+        "(au_guidance_scale init, the default) the ratio of trait loss to that term on the first batch, "
+        "so weight 1 weighs it like the trait loss at the start; its twin is the same family and settings "
+        "trained without it. The sweep over weights is its own section. "
         + "; ".join(lines)
         + ". Every figure here is on test clips only: CAM-AU r (Pearson) and cosine (CAM-COS, Belharbi et "
         "al.'s metric) over the test frames with a face and a non-neutral emotion, accuracy the mean over "
         "traits of 1 - MAE (the report's accuracy tables hold its confidence intervals). "
-        + deviations.text(deviations.guidance(au_map, None)),
+        + deviations.text(deviations.guidance(au_map, None, sorted(layers))),
         order=spec.order,
     )
     section.table(

@@ -151,21 +151,24 @@ def sweep_analysis(
         splits=list(analyses.get("au_guidance_sweep").splits), max_frames=max_frames,
     )  # fmt: skip
     usable = images.subset(images.has_face & np.array([e is not None for e in images.emotions], bool))
-    rows, per_clip, r_clips = _weight_rows(weights, checkpoints, predictions, histories, clips, usable, au_map)
+    layers: set[int] = set()
+    rows, per_clip, r_clips = _weight_rows(
+        weights, checkpoints, predictions, histories, clips, usable, au_map, layers
+    )
     _accuracy_differences(rows, per_clip, n_boot, seed)
     _paired_differences(rows, r_clips, n_boot, seed, ("delta_r", "delta_r_low", "delta_r_high"))
     rows = judge(rows, tolerance)
     table = pl.DataFrame(rows, schema=sections.polars_types(SCHEMA)).select(list(SCHEMA))
     plot(table, files["figure"], title=f"{family}: AU guidance weight sweep (test split)")
-    section = _sweep_section(family, weights, len(usable), rows, table, files, tolerance, au_map)
+    section = _sweep_section(family, weights, len(usable), rows, table, files, tolerance, au_map, layers)
     section.write(files["section"])
     return section
 
 
-def _weight_rows(weights, checkpoints, predictions, histories, clips, usable, au_map):
+def _weight_rows(weights, checkpoints, predictions, histories, clips, usable, au_map, layers: set):
     """Per weight (sorted): accuracy on val (selected epoch) and test, the guidance scale, CAM-AU r and
     cosine on the `usable` test frames; and per weight, each test clip's accuracy and mean CAM-AU r (for
-    the paired intervals)."""
+    the paired intervals). Adds the guided layers of the weights > 0 to `layers`."""
     import polars as pl
 
     from impressions.explain import au_analyses
@@ -187,7 +190,9 @@ def _weight_rows(weights, checkpoints, predictions, histories, clips, usable, au
         r, cos_mean, n = float("nan"), float("nan"), 0
         r_clips[w] = {}
         if len(usable):
-            model, transform, _ = load_model(checkpoints[w])
+            model, transform, ckpt = load_model(checkpoints[w])
+            if w > 0:
+                layers.add(au_analyses.guided_layer(ckpt.get("summary", {}).get("settings", {})))
             corr, cos, _, _ = au_analyses.cam_au_correlations(model, transform, usable, au_map)
             used = np.isfinite(corr).any(axis=1)
             n = int(used.sum())
@@ -228,7 +233,7 @@ def _paired_differences(
         r[low_key], r[high_key] = paired_bootstrap(a, b, n_boot, seed)
 
 
-def _sweep_section(family, weights, usable: int, rows, table, files, tolerance: float, au_map: str):
+def _sweep_section(family, weights, usable: int, rows, table, files, tolerance: float, au_map: str, layers):
     """The sweep's section: the protocol, the paper's claim and its verdict, the figure and the table."""
     from impressions.explain import analyses, deviations, sections
 
@@ -248,9 +253,9 @@ def _sweep_section(family, weights, usable: int, rows, table, files, tolerance: 
         "guidance term on the first batch, column guidance_scale), so weight 1 weighs it like the trait loss "
         f"at the start. CAM-AU r is measured on {usable} test frames with a face and expressions.{note} "
         f"Paper's claim: interpretability improves without degrading accuracy; {PUBLISHED}. "
-        f"{deviations.text(deviations.guidance(au_map, normalised))} Not the paper's protocol, so its "
-        "figures are not comparable. The claim's direction, checked here with this project's measures: "
-        + verdict(rows, tolerance),
+        f"{deviations.text(deviations.guidance(au_map, normalised, sorted(layers)))} Not the paper's "
+        "protocol, so its figures are not comparable. The claim's direction, checked here with this "
+        "project's measures: " + verdict(rows, tolerance),
         order=spec.order,
     )
     section.figure(

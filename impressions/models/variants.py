@@ -58,10 +58,13 @@ def _cam(family: Family) -> bool:
 
 
 def _guidance(weight: float, config: Mapping) -> dict:
-    """The training settings of an AU-guided variant: the weight, and the AU-map shape the analyses use
-    (``interpret.au_map``; training's default when the config has none), so both draw the same maps."""
+    """The training settings of an AU-guided variant: the weight, the AU-map shape the analyses use
+    (``interpret.au_map``, so both draw the same maps) and the guided layer
+    (``interpret.au_guidance.layer``); training's defaults where the config has none."""
     shape = config["interpret"].get("au_map")
-    return {"au_guidance_weight": weight, **({"au_map": shape} if shape is not None else {})}
+    layer = config["interpret"]["au_guidance"].get("layer")
+    return {"au_guidance_weight": weight, **({"au_map": shape} if shape is not None else {}),
+            **({"au_guidance_layer": layer} if layer is not None else {})}  # fmt: skip
 
 
 VARIANTS: dict[str, Variant] = {

@@ -175,7 +175,6 @@ def _train_on_samples(family, inputs, splits, settings, builder, device) -> _Tra
         log.info("AU guidance (weight %g): %d of %d training frames have an AU map",
                  settings.au_guidance_weight, guided, len(maps))  # fmt: skip
         extra["au_guidance_samples"] = guided
-        extra["au_map"] = settings.au_map
         train_set = datasets.AUMapDataset(sets["train"], maps)
     model, history = fit(model, train_set, sets["val"], splits["val"], settings, prepare, device)
     train_mean = metrics.train_mean(splits["train"].labels)

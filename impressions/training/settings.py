@@ -60,6 +60,9 @@ class Settings:
     # how the AU maps guidance trains toward are drawn (impressions.expressions.au_maps.SHAPES); the
     # guided variants take interpret.au_map, so they train toward the maps the analyses compare with
     au_map: str = au_maps.SHAPE
+    # the body module whose output attention AU guidance trains (a list index into the model's body):
+    # -1 is the last feature map (pool5 level, 7 x 7 at 224 px); Belharbi et al. guide a 28 x 28 map
+    au_guidance_layer: int = -1
     # fusion: fit on held-out component outputs (val, cross-fitted in `folds` group folds) or, leaky and
     # for comparison only, on the training split's (impressions.training.fusion)
     fit_on: str = "heldout"
