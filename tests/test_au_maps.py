@@ -233,6 +233,17 @@ def test_guidance_loss_gradient_moves_attention_toward_the_target():
     empty.backward()
 
 
+def test_attention_au_cosine_known_answers():
+    target = torch.zeros(3, 4, 4)
+    target[0, 1, 1] = target[1, 2, 3] = 1.0  # sample 2 has no map
+    features = torch.zeros(3, 2, 4, 4)
+    features[0, :, 1, 1] = 3.0  # attention all at the map's one cell: cosine 1
+    features[1, :, 0, 0] = 1.0  # attention elsewhere: cosine 0
+    features[2] = 1.0
+    cos = au_maps.attention_au_cosine(features, target)
+    assert cos[0] == pytest.approx(1.0) and cos[1] == pytest.approx(0.0) and np.isnan(cos[2])
+
+
 def test_attention_au_correlation():
     target = torch.rand(2, 4, 4)
     r = au_maps.attention_au_correlation(_features_for(target), target)

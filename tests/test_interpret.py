@@ -355,6 +355,11 @@ def test_guidance_effect_and_sweep_compare_weights(tmp_path):
     # ... so no difference, an interval of zero width, and no improvement claimed
     assert rows["delta_r"][1] == 0 and rows["delta_r_low"][1] == rows["delta_r_high"][1] == 0
     assert rows["interpretability_improves"][1] is False and rows["cam_au_cosine"].is_between(-1, 1).all()
+    # ATT-COS, the similarity guidance trains, beside CAM-COS: non-negative maps, the same model twice
+    assert (
+        rows["att_au_cosine"].is_between(0, 1).all() and rows["att_au_cosine"][0] == rows["att_au_cosine"][1]
+    )
+    assert "ATT-COS" in json.loads(sweep["section"].read_text())["text"]
 
 
 def test_emergence_finds_the_unit_that_tracks_an_au():

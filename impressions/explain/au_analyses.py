@@ -47,6 +47,24 @@ def cam_au_correlations(model, transform, images: Images, au_map: str | None = N
     return corr, cos, targets, cams
 
 
+def attention_au_cosines(
+    model, transform, images: Images, targets: np.ndarray, layer: int = -1, batch: int = 64
+):
+    """(n,) ATT-COS: the cosine of each frame's attention at body module `layer` (the guided layer) with
+    its AU map `targets` (n, S, S); NaN where the map is empty."""
+    import torch
+
+    from impressions.expressions import au_maps
+
+    x = model_input(images.images, transform)
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            _, features = model.forward_with_features(x[i : i + batch], layer=layer)
+            out.append(au_maps.attention_au_cosine(features, targets[i : i + batch]))
+    return np.concatenate(out) if out else np.zeros(0)
+
+
 def au_map_analysis(name: str, checkpoint: Path, images: Images, files: Mapping[str, Path],
                     examples: int = 4, au_map: str | None = None) -> Section:  # fmt: skip
     """Correlation between each trait's CAM and the AU-codebook map of the frame's emotion, each AU

@@ -30,7 +30,8 @@ PUBLISHED = (
 SCHEMA = {
     "weight": "Float64", "guidance_scale": "Float64", "val_accuracy": "Float64", "test_accuracy": "Float64",
     "test_clips": "Int64", "delta_accuracy": "Float64", "delta_low": "Float64", "delta_high": "Float64",
-    "cam_au_r": "Float64", "cam_au_cosine": "Float64", "cam_au_frames": "Int64", "delta_r": "Float64",
+    "cam_au_r": "Float64", "cam_au_cosine": "Float64", "att_au_cosine": "Float64",
+    "cam_au_frames": "Int64", "delta_r": "Float64",
     "delta_r_low": "Float64", "delta_r_high": "Float64", "interpretability_improves": "Boolean",
     "accuracy_kept": "Boolean",
 }  # fmt: skip
@@ -81,10 +82,11 @@ def verdict(rows: list[dict], tolerance: float = 0.005) -> str:
         ok = r["interpretability_improves"] and r["accuracy_kept"]
         holds.append(bool(ok))
         nan = float("nan")
-        d, lo, hi, cos = (r.get(k, nan) for k in ("delta_r", "delta_r_low", "delta_r_high", "cam_au_cosine"))
+        keys = ("delta_r", "delta_r_low", "delta_r_high", "cam_au_cosine", "att_au_cosine")
+        d, lo, hi, cos, att = (r.get(k, nan) for k in keys)
         lines.append(
             f"weight {r['weight']:g}: CAM-AU r {r['cam_au_r']:.3f} (weight 0: {base['cam_au_r']:.3f}; "
-            f"difference {d:+.3f} [{lo:+.3f}, {hi:+.3f}]), cosine {cos:.3f}, "
+            f"difference {d:+.3f} [{lo:+.3f}, {hi:+.3f}]), CAM-COS {cos:.3f}, ATT-COS {att:.3f}, "
             "test "
             f"accuracy {r['delta_accuracy']:+.4f} [{r['delta_low']:+.4f}, {r['delta_high']:+.4f}] -> "
             + ("claim holds" if ok else "claim not supported")
@@ -187,17 +189,21 @@ def _weight_rows(weights, checkpoints, predictions, histories, clips, usable, au
             if "guidance_scale" in history.columns and history["guidance_scale"].drop_nulls().len()
             else float("nan")
         )
-        r, cos_mean, n = float("nan"), float("nan"), 0
+        r, cos_mean, att_mean, n = float("nan"), float("nan"), float("nan"), 0
         r_clips[w] = {}
         if len(usable):
             model, transform, ckpt = load_model(checkpoints[w])
+            layer = au_analyses.guided_layer(ckpt.get("summary", {}).get("settings", {}))
             if w > 0:
-                layers.add(au_analyses.guided_layer(ckpt.get("summary", {}).get("settings", {})))
-            corr, cos, _, _ = au_analyses.cam_au_correlations(model, transform, usable, au_map)
+                layers.add(layer)
+            corr, cos, targets, _ = au_analyses.cam_au_correlations(model, transform, usable, au_map)
+            # every weight of the sweep is trained with the same guided layer, so ATT-COS compares alike
+            att = au_analyses.attention_au_cosines(model, transform, usable, targets, layer)
             used = np.isfinite(corr).any(axis=1)
             n = int(used.sum())
             r = float(np.nanmean(corr[used])) if n else float("nan")
             cos_mean = float(np.nanmean(cos[used])) if np.isfinite(cos[used]).any() else float("nan")
+            att_mean = float(np.nanmean(att[used])) if np.isfinite(att[used]).any() else float("nan")
             frame_r = np.nanmean(np.where(used[:, None], corr, np.nan), axis=1) if n else corr[:, 0]
             for clip in dict.fromkeys(usable.clip_ids):  # per clip: the frames of one clip are alike
                 mine = np.array([c == clip for c in usable.clip_ids]) & used
@@ -205,7 +211,8 @@ def _weight_rows(weights, checkpoints, predictions, histories, clips, usable, au
                     r_clips[w][clip] = float(frame_r[mine].mean())
         rows.append({"weight": float(w), "guidance_scale": scale, "val_accuracy": val,
                      "test_accuracy": float(acc.mean()) if len(acc) else float("nan"), "test_clips": len(ids),
-                     "cam_au_r": r, "cam_au_cosine": cos_mean, "cam_au_frames": n})  # fmt: skip
+                     "cam_au_r": r, "cam_au_cosine": cos_mean, "att_au_cosine": att_mean,
+                     "cam_au_frames": n})  # fmt: skip
     return rows, per_clip, r_clips
 
 

@@ -355,6 +355,17 @@ def attention_au_correlation(features: torch.Tensor, target_maps: torch.Tensor |
     return r.numpy()
 
 
+@torch.no_grad()
+def attention_au_cosine(features: torch.Tensor, target_maps: torch.Tensor | np.ndarray) -> np.ndarray:
+    """(N,) cosine between each sample's attention (`attention`) and its AU map at the feature
+    resolution: ATT-COS (Belharbi et al.), on the attention guidance trains; NaN where the map is empty."""
+    att = attention(features).flatten(1).double().cpu()  # already unit length
+    target = resize_maps(torch.as_tensor(target_maps), features.shape[-2:]).flatten(1).double().cpu()
+    cos = (att * target).sum(1) / target.norm(dim=1).clamp_min(1e-12)
+    cos[~has_target(target)] = float("nan")
+    return cos.numpy()
+
+
 # ----------------------------------------------------------------------------------------------------
 # Figures
 
