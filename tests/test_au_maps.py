@@ -46,7 +46,7 @@ def test_codebook_and_anchors_cover_the_schema():
 @pytest.mark.parametrize("angle,shift", [(0.0, (0.0, 0.0)), (0.3, (4.3, -2.6))])
 def test_au12_peaks_at_the_lip_corners(angle, shift):
     lm = _face(angle=angle, shift=shift)
-    maps = au_maps.au_heatmaps(lm, SIZE)
+    maps = au_maps.au_heatmaps(lm, SIZE, shape="gaussian")
     assert maps.shape == (len(AUS), SIZE, SIZE) and maps.dtype == np.float32
     assert maps.max() <= 1 and maps.min() >= 0
     au12 = maps[AUS.index("AU12")]
@@ -68,7 +68,7 @@ def test_blob_width_is_a_fraction_of_the_interocular_distance():
     cx, cy = np.round((lm[8] + lm[57]) / 2).astype(int)
     iod = np.hypot(*(lm[36:42].mean(0) - lm[42:48].mean(0)))
     for sigma in (0.1, 0.25):
-        au17 = au_maps.au_heatmaps(lm, SIZE, aus=["AU17"], sigma=sigma)[0]
+        au17 = au_maps.au_heatmaps(lm, SIZE, aus=["AU17"], sigma=sigma, shape="gaussian")[0]
         assert au17[cy, cx] == pytest.approx(1.0)
         assert au17[cy, cx + 3] == pytest.approx(np.exp(-9 / (2 * (sigma * iod) ** 2)), rel=1e-5)
         assert au17[cy - 2, cx] == pytest.approx(np.exp(-4 / (2 * (sigma * iod) ** 2)), rel=1e-5)
@@ -76,16 +76,16 @@ def test_blob_width_is_a_fraction_of_the_interocular_distance():
 
 def test_emotion_maps():
     lm = _face()
-    happy = au_maps.emotion_map(lm, "happiness", SIZE)
+    happy = au_maps.emotion_map(lm, "happiness", SIZE, shape="gaussian")
     assert _at(happy, lm[48]) > 0.9 and _at(happy, lm[54]) > 0.9  # lip corners (AU12)
     cheeks = au_maps.au_centres(lm[None], ["AU06"])[0]
     assert all(_at(happy, c) > 0.9 for c in cheeks)  # cheeks (AU06)
     assert max(_at(happy, lm[i]) for i in (17, 19, 21, 22, 24, 26)) < 0.02  # nothing on the brows
     assert happy.max() <= 1
     # The map is the max of the codebook AUs' maps.
-    parts = au_maps.au_heatmaps(lm, SIZE, aus=["AU06", "AU12"])
+    parts = au_maps.au_heatmaps(lm, SIZE, aus=["AU06", "AU12"], shape="gaussian")
     assert np.allclose(happy, parts.max(axis=0), atol=1e-6)
-    surprise = au_maps.emotion_map(lm, "surprise", SIZE)
+    surprise = au_maps.emotion_map(lm, "surprise", SIZE, shape="gaussian")
     assert _at(surprise, lm[21]) > 0.9 and _at(surprise, lm[57]) > 0.9 and _at(surprise, lm[30]) < 0.02
     assert not au_maps.emotion_map(lm, "neutral", SIZE).any()
     assert not au_maps.emotion_map(lm, None, SIZE).any()
@@ -93,6 +93,57 @@ def test_emotion_maps():
     assert not au_maps.au_heatmaps(np.full((68, 2), np.nan), SIZE).any()
     with pytest.raises(ValueError, match="unknown emotions"):
         au_maps.emotion_map(lm, "joy", SIZE)
+
+
+def _inside(lm, centre, axes, size):
+    """Known answer: the pixels (x, y) with ((x - cx) / a)^2 + ((y - cy) / b)^2 <= 1."""
+    y, x = np.mgrid[:size, :size]
+    return ((x - centre[0]) / axes[0]) ** 2 + ((y - centre[1]) / axes[1]) ** 2 <= 1
+
+
+def test_ellipse_maps_are_filled_at_belharbis_anchors():
+    size = 128
+    lm = au_maps.mean_face(size).astype(np.float64)
+    iod = np.hypot(*(lm[36:42].mean(0) - lm[42:48].mean(0)))
+    side = iod * au_maps.CROP_SIDE  # the face crop Belharbi et al.'s sizes refer to
+    px = side / au_maps.CROP_PIXELS
+    maps = au_maps.au_heatmaps(lm, size)  # the default shape is the published one
+    assert au_maps.SHAPE == "ellipse" and set(np.unique(maps)) == {0.0, 1.0}  # filled: 1 in, 0 out
+    # AU12: two ellipses of 20 x 20 px at the lip corners (landmarks 48, 54)
+    au12 = maps[AUS.index("AU12")].astype(bool)
+    expected = _inside(lm, lm[48], (20 * px, 20 * px), size) | _inside(lm, lm[54], (20 * px, 20 * px), size)
+    assert (au12 == expected).all() and au12.sum() > 50
+    # AU01: (w/8, h/10) at landmarks 20 and 23 (theirs, not this project's 21, 22)
+    au01 = maps[AUS.index("AU01")].astype(bool)
+    axes = (side / 8, side / 10)
+    assert (au01 == (_inside(lm, lm[20], axes, size) | _inside(lm, lm[23], axes, size))).all()
+    # AU06: (w/10, h/10) below the lower lids (landmarks 41, 46) by h/6
+    au06 = maps[AUS.index("AU06")].astype(bool)
+    down = np.array([0, side / 6])
+    assert (au06 == (_inside(lm, lm[41] + down, (side / 10,) * 2, size)
+                     | _inside(lm, lm[46] + down, (side / 10,) * 2, size))).all()  # fmt: skip
+    # AU25: (25, 10) px at the lips' middles (51, 57); AU23: the mouth box
+    au25 = maps[AUS.index("AU25")].astype(bool)
+    assert (au25 == (_inside(lm, lm[51], (25 * px, 10 * px), size)
+                     | _inside(lm, lm[57], (25 * px, 10 * px), size))).all()  # fmt: skip
+    lo, hi = np.array([lm[48, 0], lm[51, 1]]), np.array([lm[54, 0], lm[57, 1]])
+    assert (
+        maps[AUS.index("AU23")].astype(bool) == _inside(lm, (lo + hi) / 2, np.abs(hi - lo) / 2, size)
+    ).all()
+    # an emotion's map is the max of its AUs' maps, still 0/1
+    happy = au_maps.emotion_map(lm, "happiness", size)
+    assert np.array_equal(happy, maps[[AUS.index(a) for a in au_maps.CODEBOOK["happiness"]]].max(axis=0))
+
+
+def test_the_shape_setting_switches_the_maps():
+    faces = np.stack([_face(), _face(angle=0.2)])
+    ellipse = au_maps.frame_maps(faces, ["anger", "happiness"], 32)
+    gaussian = au_maps.frame_maps(faces, ["anger", "happiness"], 32, shape="gaussian")
+    assert np.array_equal(ellipse, au_maps.frame_maps(faces, ["anger", "happiness"], 32, shape="ellipse"))
+    assert set(np.unique(ellipse)) == {0.0, 1.0}
+    assert len(np.unique(gaussian)) > 10 and not np.allclose(ellipse, gaussian)
+    with pytest.raises(ValueError, match="unknown AU map shape 'disc'"):
+        au_maps.frame_maps(faces, ["anger", "happiness"], 32, shape="disc")
 
 
 def test_frame_maps_are_each_frames_emotion_map():
@@ -180,6 +231,17 @@ def test_guidance_loss_gradient_moves_attention_toward_the_target():
     # No target at all: a zero loss that still backpropagates.
     empty = au_maps.guidance_loss(feats, torch.zeros(3, 8, 8))
     empty.backward()
+
+
+def test_attention_au_cosine_known_answers():
+    target = torch.zeros(3, 4, 4)
+    target[0, 1, 1] = target[1, 2, 3] = 1.0  # sample 2 has no map
+    features = torch.zeros(3, 2, 4, 4)
+    features[0, :, 1, 1] = 3.0  # attention all at the map's one cell: cosine 1
+    features[1, :, 0, 0] = 1.0  # attention elsewhere: cosine 0
+    features[2] = 1.0
+    cos = au_maps.attention_au_cosine(features, target)
+    assert cos[0] == pytest.approx(1.0) and cos[1] == pytest.approx(0.0) and np.isnan(cos[2])
 
 
 def test_attention_au_correlation():
@@ -339,6 +401,20 @@ def test_guidance_term_is_normalised_at_initialisation(data, tmp_path):
     # scores, a few hundredths, against a term near 1).
     assert scale.n_unique() == 1 and 0 < scale[0] < 0.5
     assert pl.read_csv(raw.metrics)["guidance_scale"].to_list() == [1.0, 1.0]
+    # The AU-map shape is a training setting: recorded, and another shape trains toward other maps.
+    blobs, _ = _train(
+        data, tmp_path / "gaussian", "face", {**options, "au_guidance_weight": 1.0, "au_map": "gaussian"}
+    )
+    shapes = [json.loads(out.summary.read_text())["settings"]["au_map"] for out in (init, blobs)]
+    assert shapes == ["ellipse", "gaussian"]
+    # So is the guided layer: an earlier body module (block 2's ReLU, 8 x 8 at 16 px) trains another term.
+    early, _ = _train(
+        data, tmp_path / "early", "face", {**options, "au_guidance_weight": 1.0, "au_guidance_layer": 6}
+    )
+    assert json.loads(early.summary.read_text())["settings"]["au_guidance_layer"] == 6
+    assert json.loads(init.summary.read_text())["settings"]["au_guidance_layer"] == -1
+    assert pl.read_csv(early.metrics)["guidance_loss"][0] != pl.read_csv(init.metrics)["guidance_loss"][0]
+    assert pl.read_csv(blobs.metrics)["guidance_loss"][0] != pl.read_csv(init.metrics)["guidance_loss"][0]
     with pytest.raises(ValueError, match="au_guidance_scale"):
         _train(
             data, tmp_path / "bad", "face", {**options, "au_guidance_weight": 1.0, "au_guidance_scale": "x"}
@@ -400,15 +476,16 @@ def test_the_analyses_and_guidance_build_the_same_maps(data, tmp_path):
     faces.write_parquet(tmp_path / "faces.parquet")
     inputs = _inputs(data, "image", frames=tmp_path / "frames.parquet", faces=tmp_path / "faces.parquet")
     frames_set = _train_set(data, "image")
-    guidance = training.guidance_maps("image", inputs, frames_set, size=model_data.SIZE)
     tables = [pl.read_parquet(t / "clips.parquet"), frames, faces, pl.read_parquet(t / "expressions.parquet")]
     images = loader.load_images("frames", *tables, data["clips"], splits=["train"])
-    analysed = au_maps.frame_maps(images.landmarks, images.emotions, images.size)
-    by_item = {(c, int(k)): m for c, k, m in zip(images.clip_ids, images.frame_index, analysed)}
     items = [(frames_set.clips.ids[pos], k) for pos, k in frames_set.items.tolist()]
-    assert set(items) <= set(by_item) and any(m.any() for m in guidance)
-    for item, m in zip(items, guidance):
-        assert np.allclose(m.astype(np.float32), by_item[item], atol=2e-3), item
+    for shape in au_maps.SHAPES:  # each shape the same on both sides
+        guidance = training.guidance_maps("image", inputs, frames_set, size=model_data.SIZE, shape=shape)
+        analysed = au_maps.frame_maps(images.landmarks, images.emotions, images.size, shape=shape)
+        by_item = {(c, int(k)): m for c, k, m in zip(images.clip_ids, images.frame_index, analysed)}
+        assert set(items) <= set(by_item) and any(m.any() for m in guidance)
+        for item, m in zip(items, guidance):
+            assert np.allclose(m.astype(np.float32), by_item[item], atol=2e-3), (shape, item)
 
 
 def test_dominant_emotions_and_stored_landmarks():

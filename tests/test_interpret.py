@@ -1,5 +1,6 @@
 """Reading what the models saw, for the interpretation analyses."""
 
+import json
 import re
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import polars as pl
 import pytest
 
 from impressions import schemas
+from impressions.explain import analyses
 from impressions.explain import images as loader
 from impressions.schemas import AUS, EMOTIONS, TRAITS
 
@@ -169,9 +171,19 @@ def test_the_deviations_listed_follow_the_settings_the_run_used(tmp_path):
         and "Regions by the raw_max rule" in texts["raw_max"]
     )
     assert "Deviations from the published method, from this run's settings" in texts["raw_max"]
-    # the guidance list names the AU-map width it was given and the scaling only when it was used
-    assert "sigma 0.3" in deviations.text(deviations.guidance(0.3, False))
-    assert len(deviations.guidance(0.2, True)) == len(deviations.guidance(0.2, False)) + 1
+    # the guidance list names the AU-map shape it was given and the scaling only when it was used
+    gaussian, ellipse = (deviations.text(deviations.guidance(s, False)) for s in ("gaussian", "ellipse"))
+    assert "Gaussian blobs (sigma 0.2" in gaussian and "interpret.au_map: gaussian" in gaussian
+    assert "filled ellipses at their anchors" in ellipse and "Gaussian" not in ellipse
+    assert len(deviations.guidance("ellipse", True)) == len(deviations.guidance("ellipse", False)) + 1
+    with pytest.raises(ValueError, match="unknown AU map shape 'disc'"):
+        deviations.guidance("disc", False)
+    # the guided layer, named for each guided model in view, from its training settings
+    assert "guided layer" not in ellipse
+    assert "au_guidance_layer -1" in deviations.text(deviations.guidance("ellipse", False, [-1]))
+    assert "body module 6 (au_guidance_layer 6)" in deviations.text(
+        deviations.guidance("ellipse", False, [6])
+    )
     assert deviations.text([]) == "Deviations from the published method: none under this run's settings."
 
 
@@ -226,6 +238,17 @@ def test_au_map_analysis_correlates_only_frames_with_an_emotion_map(tmp_path):
     assert table.filter(pl.col("trait") == TRAITS[0])["frames"][0] == (~neutral_rows).sum()
     assert table["mean_cosine"].is_between(-1, 1).all()  # CAM-COS beside Pearson r
     assert np.isfinite(per_frame.filter(~pl.Series(neutral_rows))[f"cos_{TRAITS[0]}"].to_numpy()).all()
+    # interpret.au_map picks the shape: the section says which, its deviations list follows, the maps change
+    (tmp_path / "gaussian").mkdir()
+    other = _files(tmp_path / "gaussian", "au_maps")
+    options = analyses.get("au_maps").job_options({"au_map": "gaussian", "top_k": 3}, {})
+    section = au_analyses.au_map_analysis("image_cam", ckpt, images, other,
+                                          **analyses.get("au_maps").arguments(options))  # fmt: skip
+    default = json.loads(files["section"].read_text())["text"]
+    assert "interpret.au_map: gaussian" in section.text and "Gaussian blobs" in section.text
+    assert "interpret.au_map" not in default and "filled ellipses" in default
+    assert not np.allclose(pl.read_parquet(other["frames"])[TRAITS[0]].to_numpy()[~neutral_rows],
+                           r[~neutral_rows, 0])  # fmt: skip
 
 
 def _au_frames(clips, r_by_split: dict, cos_by_split: dict | None = None):
@@ -264,7 +287,8 @@ def test_a_guided_model_that_only_fits_its_training_frames_shows_no_effect(tmp_p
         paths["preds"][name] = folder / "predictions.parquet"
         training.predictions_frame(name, by_split).write_parquet(paths["preds"][name])
         paths["summaries"][name] = folder / "summary.json"
-        paths["summaries"][name].write_text(json.dumps({"settings": {"au_guidance_weight": weight}}))
+        settings = {"au_guidance_weight": weight, **({"au_guidance_layer": 6} if weight else {})}
+        paths["summaries"][name].write_text(json.dumps({"settings": settings}))
     files = {"section": tmp_path / "g" / "section.json", "table": tmp_path / "g" / "guidance.csv"}
     section = au_analyses.guidance_effect(
         [("face", "face_au_guided")], paths["frames"], paths["preds"], paths["summaries"], clips, files
@@ -276,6 +300,10 @@ def test_a_guided_model_that_only_fits_its_training_frames_shows_no_effect(tmp_p
     pooled = [pl.read_parquet(paths["frames"][m])["openness"].mean() for m in ("face", "face_au_guided")]
     assert pooled[1] - pooled[0] > 0.3  # what the in-sample comparison would have called an effect
     assert "test clips only" in section.text and "cosine" in section.text
+    # its deviations name the guided model's layer, from its training settings
+    assert (
+        "body module 6 (au_guidance_layer 6)" in section.text and "au_guidance_layer -1" not in section.text
+    )
 
 
 def test_guidance_effect_and_sweep_compare_weights(tmp_path):
@@ -327,6 +355,11 @@ def test_guidance_effect_and_sweep_compare_weights(tmp_path):
     # ... so no difference, an interval of zero width, and no improvement claimed
     assert rows["delta_r"][1] == 0 and rows["delta_r_low"][1] == rows["delta_r_high"][1] == 0
     assert rows["interpretability_improves"][1] is False and rows["cam_au_cosine"].is_between(-1, 1).all()
+    # ATT-COS, the similarity guidance trains, beside CAM-COS: non-negative maps, the same model twice
+    assert (
+        rows["att_au_cosine"].is_between(0, 1).all() and rows["att_au_cosine"][0] == rows["att_au_cosine"][1]
+    )
+    assert "ATT-COS" in json.loads(sweep["section"].read_text())["text"]
 
 
 def test_emergence_finds_the_unit_that_tracks_an_au():

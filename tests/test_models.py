@@ -22,6 +22,23 @@ def test_dan_outputs_scores_and_exact_activation_maps(head):
     assert torch.allclose(torch.sigmoid(logits), out, atol=1e-6)
 
 
+@pytest.mark.parametrize("head", ["dan", "dan_plus"])
+def test_the_guided_layer_is_a_body_module(head):
+    """forward_with_features(x, layer): the scores and the output of body module `layer` in one pass."""
+    model = models.build("face", backbone="small", width=4, head=head).eval()
+    x = torch.rand(2, 3, 56, 56)
+    seen = {}
+    model.body[6].register_forward_hook(lambda m, i, o: seen.update(map=o))  # block 2's ReLU, before its pool
+    out, maps = model.forward_with_features(x, layer=6)
+    assert torch.equal(maps, seen["map"]) and maps.shape == (2, 8, 28, 28)  # 28 x 28, Belharbi et al.'s size
+    assert torch.allclose(out, model(x), atol=1e-6)  # the same scores as without the map
+    out_last, last = model.forward_with_features(x)  # default: the last feature map
+    assert torch.equal(last, model.forward_features(x)) and last.shape == (2, 32, 7, 7)
+    assert torch.equal(model.forward_with_features(x, layer=len(model.body) - 1)[1], last)
+    with pytest.raises(ValueError, match="layer 15 is not a module of the body"):
+        model.forward_with_features(x, layer=len(model.body))
+
+
 def test_cam_layer_output_is_the_pooled_map():
     model = models.build("image", backbone="small", width=4).eval()
     seen = {}

@@ -100,7 +100,8 @@ def test_every_registered_family_is_planned_reported_and_interpreted(planned):
 
 # Settings the demo config gives (config.yaml), and what each kind of model's training job passed on
 # before the variants were one rule (the settings of train_seeded, train_au_guided, train_cam_twin and
-# train_guidance_sweep, and of the per-family rules): the same dicts, so the same checkpoints.
+# train_guidance_sweep, and of the per-family rules): the same dicts, so the same checkpoints; the
+# AU-guided ones also carry the AU-map shape (interpret.au_map), which changes what they train toward.
 DEMO = workflow.yaml.safe_load((REPO / "config.yaml").read_text())
 COMMON = {"seed": 0, "device": "auto", "amp": True, "num_workers": 0}
 
@@ -113,13 +114,21 @@ def test_a_variant_passes_on_its_family_settings_with_its_overrides():
         "audio_fbank": {"common": COMMON, "options": DEMO["models"].get("audio_fbank") or {}},
         "voice_linear": {"common": COMMON, "options": DEMO["models"].get("voice_linear") or {}},
         "audio_seed2": {"common": {**COMMON, "seed": 2}, "options": audio},
-        "face_au_guided": {"common": COMMON, "options": {**face, "au_guidance_weight": 2}},
+        "face_au_guided": {
+            "common": COMMON,
+            "options": {**face, "au_guidance_weight": 2, "au_map": "ellipse"},
+        },
         "image_cam": {"common": COMMON, "options": {**DEMO["models"]["image"], "head": "cam"}},
-        "face_w0.3": {"common": COMMON, "options": {**face, "au_guidance_weight": 0.3}},
+        "face_w0.3": {"common": COMMON, "options": {**face, "au_guidance_weight": 0.3, "au_map": "ellipse"}},
     }
     for model, settings in expected.items():
         got = variants.settings(model, config)
         assert got == settings and repr(got) == repr(settings), model  # the same order too: same params
+    gaussian = {**config, "interpret": {**config["interpret"], "au_map": "gaussian"}}
+    gaussian["interpret"]["au_guidance"] = {**config["interpret"]["au_guidance"], "layer": 6}
+    for model in ("face_au_guided", "face_w0.3"):
+        assert variants.settings(model, gaussian)["options"]["au_map"] == "gaussian"
+        assert variants.settings(model, gaussian)["options"]["au_guidance_layer"] == 6
     split = {**config, "models": {**config["models"], "split": "identity_faces"}}
     expected_common = {**COMMON, "seed": 1, "split": "identity_faces"}
     assert variants.settings("fusion_seed1", split)["common"] == expected_common

@@ -23,5 +23,6 @@ with logs.to_file(snakemake.log[0]):
         by_model(snakemake.input.summaries),
         clips,
         files,
+        **analyses.get("au_guidance").arguments(snakemake.config["interpret"]),
         strict=sections.strict(snakemake.config),
     )

@@ -227,7 +227,7 @@ ANALYSES: dict[str, Analysis] = {
                 "frames": "cam_au_frames.parquet",  # per frame
                 "examples": "au_map_examples.png",
             },
-            title="AU-codebook maps against CAM: {model}", order=40, mem_mb=8000,
+            options=("au_map",), title="AU-codebook maps against CAM: {model}", order=40, mem_mb=8000,
             doc="AU-codebook maps from landmarks and emotions, against each trait's CAM.",
         ),
         Analysis(
@@ -251,7 +251,7 @@ ANALYSES: dict[str, Analysis] = {
         ),
         Analysis(
             name="au_guidance", function=f"{_A}:guidance_effect", scope="workflow", models=("guided",),
-            files={"section": "section.json", "table": "au_guidance.csv"},
+            files={"section": "section.json", "table": "au_guidance.csv"}, options=("au_map",),
             title="AU guidance: its effect on accuracy and on where the model looks", order=45,
             mem_mb=2000, runtime=10, rule="au_guidance_effect",
             doc="Accuracy and CAM-AU correlation and cosine of each AU-guided model against its unguided "
@@ -274,7 +274,7 @@ ANALYSES: dict[str, Analysis] = {
             scope="workflow", models=("sweep",),
             files={"section": "section.json", "table": "au_guidance_sweep.csv",
                    "figure": "au_guidance_sweep.png"},
-            options=("max_frames",), splits=("test",), title="AU guidance weight sweep", order=46,
+            options=("max_frames", "au_map"), splits=("test",), title="AU guidance weight sweep", order=46,
             mem_mb=8000,
             rule="au_guidance_sweep",
             doc="Accuracy and CAM-AU correlation per AU-guidance weight, and the paper's claim checked.",

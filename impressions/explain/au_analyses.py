@@ -17,17 +17,24 @@ from impressions.schemas import TRAITS
 # ----------------------------------------------------------------------------------------------------
 # AU-codebook maps
 
+_SHAPE_WORDS = {
+    "ellipse": "Belharbi et al.'s filled ellipses at their landmark anchors",
+    "gaussian": "Gaussian blobs (sigma 0.2 inter-ocular distances) at this project's landmark anchors",
+}
+"""How a section says each shape of `au_maps.SHAPES` is drawn."""
 
-def cam_au_correlations(model, transform, images: Images):
-    """((n, 5) Pearson r of each trait's CAM with the frame's AU-codebook map, (n, 5) their cosine
-    (`cam.map_cosine`, CAM-COS), the AU maps, the CAMs).
+
+def cam_au_correlations(model, transform, images: Images, au_map: str | None = None):
+    """((n, 5) Pearson r of each trait's CAM with the frame's AU-codebook map, drawn in shape `au_map`
+    (`au_maps.SHAPES`, None: the default), (n, 5) their cosine (`cam.map_cosine`, CAM-COS), the AU
+    maps, the CAMs).
 
     Frames without a face or with a neutral (AU-free) dominant emotion get NaN."""
     from impressions.explain import cam
     from impressions.expressions import au_maps
 
     size = images.size
-    targets = au_maps.frame_maps(images.landmarks, images.emotions, size)
+    targets = au_maps.frame_maps(images.landmarks, images.emotions, size, shape=au_map or au_maps.SHAPE)
     x = model_input(images.images, transform)
     cams, _ = batched(lambda b: cam.class_activation_maps(model, b), x)
     corr = np.full((len(images), len(TRAITS)), np.nan)
@@ -40,18 +47,38 @@ def cam_au_correlations(model, transform, images: Images):
     return corr, cos, targets, cams
 
 
+def attention_au_cosines(
+    model, transform, images: Images, targets: np.ndarray, layer: int = -1, batch: int = 64
+):
+    """(n,) ATT-COS: the cosine of each frame's attention at body module `layer` (the guided layer) with
+    its AU map `targets` (n, S, S); NaN where the map is empty."""
+    import torch
+
+    from impressions.expressions import au_maps
+
+    x = model_input(images.images, transform)
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            _, features = model.forward_with_features(x[i : i + batch], layer=layer)
+            out.append(au_maps.attention_au_cosine(features, targets[i : i + batch]))
+    return np.concatenate(out) if out else np.zeros(0)
+
+
 def au_map_analysis(name: str, checkpoint: Path, images: Images, files: Mapping[str, Path],
-                    examples: int = 4) -> Section:  # fmt: skip
-    """Correlation between each trait's CAM and the AU-codebook map of the frame's emotion."""
+                    examples: int = 4, au_map: str | None = None) -> Section:  # fmt: skip
+    """Correlation between each trait's CAM and the AU-codebook map of the frame's emotion, each AU
+    drawn in shape `au_map` (``interpret.au_map``; None: `au_maps.SHAPE`)."""
     import polars as pl
 
     from impressions.expressions import au_maps
 
+    au_map = au_map or au_maps.SHAPE
     model, transform, ckpt = load_model(checkpoint)
     faces = images.subset(images.has_face & np.array([e is not None for e in images.emotions], bool))
     if not len(faces):
         raise NotComputable(f"{name}: no frames with a face and expressions for AU maps")
-    corr, cos, targets, cams = cam_au_correlations(model, transform, faces)
+    corr, cos, targets, cams = cam_au_correlations(model, transform, faces, au_map)
     frames = pl.DataFrame({
         "model": [name] * len(faces), "clip_id": faces.clip_ids,
         "frame_index": faces.frame_index.astype(np.int64), "emotion": faces.emotions,
@@ -81,18 +108,19 @@ def au_map_analysis(name: str, checkpoint: Path, images: Images, files: Mapping[
         [f"{faces.clip_ids[i]} #{faces.frame_index[i]}: {faces.emotions[i]}" for i in pick],
         files["examples"],
     )  # fmt: skip
-    weight = ckpt.get("summary", {}).get("settings", {}).get("au_guidance_weight", 0.0) or 0.0
+    trained = ckpt.get("summary", {}).get("settings", {})
+    weight = trained.get("au_guidance_weight", 0.0) or 0.0
     what = "aligned faces" if images.kind == "faces" else "frames"
     spec = analyses.get("au_maps")
     section = Section(
         spec.title.format(model=name),
         f"How far the {name} model (au_guidance_weight {weight:g}) looks where the facial expression is. "
-        f"Each frame's AU map places a Gaussian at the landmarks of every Action Unit that the emotion -> AU "
+        f"Each frame's AU map draws {_SHAPE_WORDS[au_map]} for every Action Unit that the emotion -> AU "
         f"codebook (impressions.expressions.codebook, EMFACS prototypes) lists for the frame's dominant "
         f"emotion; {int(used.sum())} of {len(faces)} {what} have a non-neutral emotion and enter the "
         f"correlation. Mean r over traits: {table['mean_r'][-1]:.3f}; mean cosine (CAM-COS, Belharbi et "
         f"al.'s metric, CAM min-max normalised): {table['mean_cosine'][-1]:.3f}. {clips_used(images)} "
-        + deviations.text(deviations.guidance(au_maps.SIGMA, None)),
+        + deviations.text(deviations.guidance(au_map, None, [guided_layer(trained)] if weight > 0 else [])),
         order=spec.order + (images.kind == "faces"),
     )
     section.figure(
@@ -109,6 +137,12 @@ def au_map_analysis(name: str, checkpoint: Path, images: Images, files: Mapping[
     )
     section.write(files["section"])
     return section
+
+
+def guided_layer(settings: Mapping) -> int:
+    """The body module a model's AU guidance trained (its training settings); checkpoints from before
+    the setting guided the last feature map (-1)."""
+    return int(settings.get("au_guidance_layer", -1))
 
 
 def held_out_similarity(frames_path: Path, clips, split: str = "test") -> dict:
@@ -137,21 +171,24 @@ def held_out_similarity(frames_path: Path, clips, split: str = "test") -> dict:
 
 def guidance_effect(
     pairs: Sequence[tuple[str, str]], au_frames: Mapping[str, Path], predictions: Mapping[str, Path],
-    summaries: Mapping[str, Path], clips, files: Mapping[str, Path],
+    summaries: Mapping[str, Path], clips, files: Mapping[str, Path], au_map: str | None = None,
 ) -> Section:  # fmt: skip
     """Accuracy and CAM-AU similarity of each guided model against its unguided twin, on test clips only
-    (`au_frames`: each model's au_maps per-frame table)."""
+    (`au_frames`: each model's au_maps per-frame table, its maps drawn in shape `au_map`)."""
     import polars as pl
 
     from impressions import metrics
     from impressions.expressions import au_maps
 
-    rows = []
+    au_map = au_map or au_maps.SHAPE
+    rows, layers = [], set()
     for base, guided in pairs:
         for name in (base, guided):
             preds = pl.read_parquet(predictions[name])
             summary = json.loads(Path(summaries[name]).read_text())
             weight = float(summary["settings"].get("au_guidance_weight") or 0.0)
+            if weight > 0:
+                layers.add(guided_layer(summary["settings"]))
             row = {"model": name, "au_guidance_weight": weight, **held_out_similarity(au_frames[name], clips)}
             for split in ("val", "test"):
                 part = preds.filter(pl.col("split") == split).sort("clip_id")
@@ -170,16 +207,17 @@ def guidance_effect(
     spec = analyses.get("au_guidance")
     section = Section(
         spec.title,
-        "A model trained with au_guidance_weight > 0 adds to its loss the squared distance between its last "
-        "conv layer's attention (mean squared activation over channels, L2-normalised) and the frame's "
-        "AU-codebook map, times the weight and (au_guidance_scale init, the default) the ratio of trait loss "
-        "to that term on the first batch, so weight 1 weighs it like the trait loss at the start; its twin "
-        "is the same family and settings trained without it. The sweep over weights is its own section. "
+        "A model trained with au_guidance_weight > 0 adds to its loss the squared distance between its "
+        "guided layer's attention (mean squared activation over channels, L2-normalised; au_guidance_layer, "
+        "by default -1, the last conv feature map) and the frame's AU-codebook map, times the weight and "
+        "(au_guidance_scale init, the default) the ratio of trait loss to that term on the first batch, "
+        "so weight 1 weighs it like the trait loss at the start; its twin is the same family and settings "
+        "trained without it. The sweep over weights is its own section. "
         + "; ".join(lines)
         + ". Every figure here is on test clips only: CAM-AU r (Pearson) and cosine (CAM-COS, Belharbi et "
         "al.'s metric) over the test frames with a face and a non-neutral emotion, accuracy the mean over "
         "traits of 1 - MAE (the report's accuracy tables hold its confidence intervals). "
-        + deviations.text(deviations.guidance(au_maps.SIGMA, None)),
+        + deviations.text(deviations.guidance(au_map, None, sorted(layers))),
         order=spec.order,
     )
     section.table(

@@ -44,15 +44,37 @@ def units(segmentation: str) -> list[str]:
     ]
 
 
-def guidance(sigma: float, normalised: bool | None) -> list[str]:
-    """AU maps and the AU-guidance term against Belharbi et al. 2024 (METHODS 7.2-7.5): `sigma` the
-    Gaussian width of the AU maps (inter-ocular distances), `normalised` whether the term was scaled
-    at initialisation (models.<family>.au_guidance_scale: init; None when unknown)."""
-    out = [
-        f"AU maps are Gaussian blobs (sigma {sigma:g} x the inter-ocular distance) at this project's "
-        "landmark anchors, not Belharbi et al.'s filled ellipses at theirs",
-        "the guided layer is the last feature map of the body (pool5 level, 7 x 7 at 224 px), not "
-        "Belharbi et al.'s 28 x 28 layer 5; it is not a setting",
+def guidance(au_map: str, normalised: bool | None, layers: Iterable[int] = ()) -> list[str]:
+    """AU maps and the AU-guidance term against Belharbi et al. 2024 (METHODS 7.2-7.5): `au_map` the
+    shape the maps were drawn in (interpret.au_map, `au_maps.SHAPES`), `normalised` whether the term
+    was scaled at initialisation (models.<family>.au_guidance_scale: init; None when unknown), `layers`
+    the guided body modules of the guided models in view (models.<family>.au_guidance_layer)."""
+    from impressions.expressions import au_maps
+
+    if au_map == "gaussian":
+        drawn = (
+            f"AU maps are Gaussian blobs (sigma {au_maps.SIGMA:g} x the inter-ocular distance) at this "
+            "project's landmark anchors, not Belharbi et al.'s filled ellipses at theirs (interpret.au_map: "
+            "gaussian)"
+        )
+    elif au_map == "ellipse":
+        drawn = (
+            "AU maps are Belharbi et al.'s filled ellipses at their anchors, with their sizes scaled to the "
+            f"face (image fractions of a face crop {au_maps.CROP_SIDE:.2f} inter-ocular distances wide, "
+            f"pixels of a {au_maps.CROP_PIXELS}-px crop) and without their 28 x 28 box blur"
+        )
+    else:
+        raise ValueError(f"unknown AU map shape {au_map!r}; known: {list(au_maps.SHAPES)}")
+    out = [drawn]
+    for layer in dict.fromkeys(layers):
+        out.append(
+            "the guided layer is the last feature map of the body (pool5 level, 7 x 7 at 224 px; "
+            "au_guidance_layer -1), not Belharbi et al.'s 28 x 28 map (ResNet-50 layer 5)"
+            if layer == -1
+            else f"the guided layer is body module {layer} (au_guidance_layer {layer}) of this project's "
+            "network, not Belharbi et al.'s 28 x 28 map of ResNet-50 layer 5"
+        )
+    out += [
         "the term is 2 (1 - cosine) on the channel mean of squared activations, not 1 - cosine on the "
         "channel mean of activations",
         "CAM-AU similarity is reported as Pearson r and as cosine (CAM-COS) of the min-max normalised CAM",

@@ -30,7 +30,8 @@ PUBLISHED = (
 SCHEMA = {
     "weight": "Float64", "guidance_scale": "Float64", "val_accuracy": "Float64", "test_accuracy": "Float64",
     "test_clips": "Int64", "delta_accuracy": "Float64", "delta_low": "Float64", "delta_high": "Float64",
-    "cam_au_r": "Float64", "cam_au_cosine": "Float64", "cam_au_frames": "Int64", "delta_r": "Float64",
+    "cam_au_r": "Float64", "cam_au_cosine": "Float64", "att_au_cosine": "Float64",
+    "cam_au_frames": "Int64", "delta_r": "Float64",
     "delta_r_low": "Float64", "delta_r_high": "Float64", "interpretability_improves": "Boolean",
     "accuracy_kept": "Boolean",
 }  # fmt: skip
@@ -81,10 +82,11 @@ def verdict(rows: list[dict], tolerance: float = 0.005) -> str:
         ok = r["interpretability_improves"] and r["accuracy_kept"]
         holds.append(bool(ok))
         nan = float("nan")
-        d, lo, hi, cos = (r.get(k, nan) for k in ("delta_r", "delta_r_low", "delta_r_high", "cam_au_cosine"))
+        keys = ("delta_r", "delta_r_low", "delta_r_high", "cam_au_cosine", "att_au_cosine")
+        d, lo, hi, cos, att = (r.get(k, nan) for k in keys)
         lines.append(
             f"weight {r['weight']:g}: CAM-AU r {r['cam_au_r']:.3f} (weight 0: {base['cam_au_r']:.3f}; "
-            f"difference {d:+.3f} [{lo:+.3f}, {hi:+.3f}]), cosine {cos:.3f}, "
+            f"difference {d:+.3f} [{lo:+.3f}, {hi:+.3f}]), CAM-COS {cos:.3f}, ATT-COS {att:.3f}, "
             "test "
             f"accuracy {r['delta_accuracy']:+.4f} [{r['delta_low']:+.4f}, {r['delta_high']:+.4f}] -> "
             + ("claim holds" if ok else "claim not supported")
@@ -134,8 +136,13 @@ def sweep_analysis(
     predictions: Mapping[float, Path], histories: Mapping[float, Path], clips, frames, faces, expressions,
     clips_dir, files: Mapping[str, Path],
     *, max_frames: int = 2000, tolerance: float = 0.005, n_boot: int = 1000, seed: int = 0,
+    au_map: str | None = None,
 ):  # fmt: skip
-    """The sweep's table, figure and report section (an `sections.Section`)."""
+    """The sweep's table, figure and report section (an `sections.Section`); `au_map` the AU maps'
+    shape (`au_maps.SHAPES`, None: the default)."""
+    from impressions.expressions import au_maps
+
+    au_map = au_map or au_maps.SHAPE
     import polars as pl
 
     from impressions.explain import analyses, interpret, sections
@@ -146,21 +153,24 @@ def sweep_analysis(
         splits=list(analyses.get("au_guidance_sweep").splits), max_frames=max_frames,
     )  # fmt: skip
     usable = images.subset(images.has_face & np.array([e is not None for e in images.emotions], bool))
-    rows, per_clip, r_clips = _weight_rows(weights, checkpoints, predictions, histories, clips, usable)
+    layers: set[int] = set()
+    rows, per_clip, r_clips = _weight_rows(
+        weights, checkpoints, predictions, histories, clips, usable, au_map, layers
+    )
     _accuracy_differences(rows, per_clip, n_boot, seed)
     _paired_differences(rows, r_clips, n_boot, seed, ("delta_r", "delta_r_low", "delta_r_high"))
     rows = judge(rows, tolerance)
     table = pl.DataFrame(rows, schema=sections.polars_types(SCHEMA)).select(list(SCHEMA))
     plot(table, files["figure"], title=f"{family}: AU guidance weight sweep (test split)")
-    section = _sweep_section(family, weights, len(usable), rows, table, files, tolerance)
+    section = _sweep_section(family, weights, len(usable), rows, table, files, tolerance, au_map, layers)
     section.write(files["section"])
     return section
 
 
-def _weight_rows(weights, checkpoints, predictions, histories, clips, usable):
+def _weight_rows(weights, checkpoints, predictions, histories, clips, usable, au_map, layers: set):
     """Per weight (sorted): accuracy on val (selected epoch) and test, the guidance scale, CAM-AU r and
     cosine on the `usable` test frames; and per weight, each test clip's accuracy and mean CAM-AU r (for
-    the paired intervals)."""
+    the paired intervals). Adds the guided layers of the weights > 0 to `layers`."""
     import polars as pl
 
     from impressions.explain import au_analyses
@@ -179,15 +189,21 @@ def _weight_rows(weights, checkpoints, predictions, histories, clips, usable):
             if "guidance_scale" in history.columns and history["guidance_scale"].drop_nulls().len()
             else float("nan")
         )
-        r, cos_mean, n = float("nan"), float("nan"), 0
+        r, cos_mean, att_mean, n = float("nan"), float("nan"), float("nan"), 0
         r_clips[w] = {}
         if len(usable):
-            model, transform, _ = load_model(checkpoints[w])
-            corr, cos, _, _ = au_analyses.cam_au_correlations(model, transform, usable)
+            model, transform, ckpt = load_model(checkpoints[w])
+            layer = au_analyses.guided_layer(ckpt.get("summary", {}).get("settings", {}))
+            if w > 0:
+                layers.add(layer)
+            corr, cos, targets, _ = au_analyses.cam_au_correlations(model, transform, usable, au_map)
+            # every weight of the sweep is trained with the same guided layer, so ATT-COS compares alike
+            att = au_analyses.attention_au_cosines(model, transform, usable, targets, layer)
             used = np.isfinite(corr).any(axis=1)
             n = int(used.sum())
             r = float(np.nanmean(corr[used])) if n else float("nan")
             cos_mean = float(np.nanmean(cos[used])) if np.isfinite(cos[used]).any() else float("nan")
+            att_mean = float(np.nanmean(att[used])) if np.isfinite(att[used]).any() else float("nan")
             frame_r = np.nanmean(np.where(used[:, None], corr, np.nan), axis=1) if n else corr[:, 0]
             for clip in dict.fromkeys(usable.clip_ids):  # per clip: the frames of one clip are alike
                 mine = np.array([c == clip for c in usable.clip_ids]) & used
@@ -195,7 +211,8 @@ def _weight_rows(weights, checkpoints, predictions, histories, clips, usable):
                     r_clips[w][clip] = float(frame_r[mine].mean())
         rows.append({"weight": float(w), "guidance_scale": scale, "val_accuracy": val,
                      "test_accuracy": float(acc.mean()) if len(acc) else float("nan"), "test_clips": len(ids),
-                     "cam_au_r": r, "cam_au_cosine": cos_mean, "cam_au_frames": n})  # fmt: skip
+                     "cam_au_r": r, "cam_au_cosine": cos_mean, "att_au_cosine": att_mean,
+                     "cam_au_frames": n})  # fmt: skip
     return rows, per_clip, r_clips
 
 
@@ -223,10 +240,9 @@ def _paired_differences(
         r[low_key], r[high_key] = paired_bootstrap(a, b, n_boot, seed)
 
 
-def _sweep_section(family, weights, usable: int, rows, table, files, tolerance: float):
+def _sweep_section(family, weights, usable: int, rows, table, files, tolerance: float, au_map: str, layers):
     """The sweep's section: the protocol, the paper's claim and its verdict, the figure and the table."""
     from impressions.explain import analyses, deviations, sections
-    from impressions.expressions import au_maps
 
     spec = analyses.get("au_guidance_sweep")
     # the term was scaled at initialisation where the histories logged a scale
@@ -244,9 +260,9 @@ def _sweep_section(family, weights, usable: int, rows, table, files, tolerance: 
         "guidance term on the first batch, column guidance_scale), so weight 1 weighs it like the trait loss "
         f"at the start. CAM-AU r is measured on {usable} test frames with a face and expressions.{note} "
         f"Paper's claim: interpretability improves without degrading accuracy; {PUBLISHED}. "
-        f"{deviations.text(deviations.guidance(au_maps.SIGMA, normalised))} Not the paper's protocol, so its "
-        "figures are not comparable. The claim's direction, checked here with this project's measures: "
-        + verdict(rows, tolerance),
+        f"{deviations.text(deviations.guidance(au_map, normalised, sorted(layers)))} Not the paper's "
+        "protocol, so its figures are not comparable. The claim's direction, checked here with this "
+        "project's measures: " + verdict(rows, tolerance),
         order=spec.order,
     )
     section.figure(
@@ -296,5 +312,5 @@ def run(family: str, inputs: Mapping, outputs: Mapping[str, str], options: Mappi
             "au_guidance_sweep", family, files, sweep_analysis, family, list(checkpoints), checkpoints,
             read_weights(inputs["predictions"]), read_weights(inputs["histories"]), clips, frames, faces,
             expressions, options["clips_dir"], files, max_frames=options["max_frames"],
-            n_boot=options["n_boot"], seed=options["seed"], strict=strict,
+            n_boot=options["n_boot"], seed=options["seed"], au_map=options.get("au_map"), strict=strict,
         )  # fmt: skip

@@ -6,8 +6,10 @@ compares a network's attention (or CAM) with it, or trains the attention toward 
 
 - `AU_LANDMARKS`: each AU's centres on the face, as landmark indices (see there);
 - `CODEBOOK`: each emotion's prototypic AUs (`impressions.expressions.codebook`), neutral has none;
-- `au_heatmaps` / `emotion_map` / `frame_maps`: Gaussian blobs (peak 1) at the AU centres, with a
-  width that is a fraction of the inter-ocular distance (IOD: mean of points 36-41 to mean of
+- `au_heatmaps` / `emotion_map` / `frame_maps`: each AU drawn in one of `SHAPES`: ``ellipse`` (the
+  default), Belharbi et al.'s filled ellipses at their landmark anchors (`au_ellipses`, METHODS 7.2),
+  or ``gaussian``, this project's earlier variant: Gaussian blobs (peak 1) at the `AU_LANDMARKS`
+  centres; sizes are fractions of the inter-ocular distance (IOD: mean of points 36-41 to mean of
   42-47), so the same face gets the same map at any resolution;
 - `attention` / `guidance_loss`: activation-based attention (Zagoruyko & Komodakis, 2017: channel
   mean of A^2, L2-normalised) and its squared distance to the normalised AU map;
@@ -61,8 +63,23 @@ is the centre (midpoints and centroids place centres where no landmark lies, e.g
 CODEBOOK = codebook.CODEBOOK  # the one emotion -> AU table (impressions/expressions/codebook.py)
 
 SIGMA = 0.2
-"""Default blob width (Gaussian sigma) in inter-ocular distances: about 1.3 cm on an adult face,
-the size of the skin area an AU moves."""
+"""Blob width of the ``gaussian`` shape (Gaussian sigma) in inter-ocular distances: about 1.3 cm on an
+adult face, the size of the skin area an AU moves."""
+
+SHAPES = ("ellipse", "gaussian")
+"""How an AU is drawn: Belharbi et al.'s filled ellipses (value 1 inside, 0 outside) or Gaussians."""
+
+SHAPE = "ellipse"
+"""The default shape (the published one); the config's ``interpret.au_map`` picks another."""
+
+CROP_SIDE = 1 / 0.31
+"""Side of the face crop Belharbi et al.'s sizes refer to, in IODs (an eye-aligned crop whose IOD is
+0.31 of its side, `mean_face`): their image-size fractions (w/8) become fractions of this side, so a
+whole frame gets the same ellipses as a crop of its face."""
+
+CROP_PIXELS = 224
+"""Their fixed radii (20 px ...) are read as pixels of a crop of this side (their input size): METHODS
+7.2 asks for them to scale with the face."""
 
 assert set(AU_LANDMARKS) == set(AUS) and set(CODEBOOK) == set(EMOTIONS)
 
@@ -82,6 +99,87 @@ def au_centres(landmarks: np.ndarray, aus: Sequence[str]) -> np.ndarray:
     if not points:
         return np.zeros((*landmarks.shape[:-2], 0, 2))
     return np.stack(points, axis=-2)
+
+
+def au_ellipses(landmarks: np.ndarray, au: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Belharbi et al.'s ellipses of one AU (METHODS 7.2) on faces `landmarks` (N, 68, 2): a list of
+    (centres (N, 2), semi-axes (N, 2)) in pixels, one per ellipse. Anchors, shifts and axes follow
+    their table; sizes given as fractions of the image or in pixels are scaled to the face (`CROP_SIDE`,
+    `CROP_PIXELS`). AU45 (blink) is drawn as their AU43 (eyes closed)."""
+    lm = np.asarray(landmarks, dtype=np.float64)
+    side = CROP_SIDE * geometry.interocular(lm)[:, None]  # (N, 1): the face crop's side in pixels
+    px = side / CROP_PIXELS  # one of their pixels in ours
+
+    def p(i):
+        return lm[:, i]
+
+    def xy(x, y):  # (x of one landmark, y of another)
+        return np.stack([lm[:, x, 0], lm[:, y, 1]], axis=-1)
+
+    def box(x0, x1, y0, y1):  # the box between two x and two y coordinates: centre, half sides
+        lo = np.stack([lm[:, x0, 0], lm[:, y0, 1]], -1)
+        hi = np.stack([lm[:, x1, 0], lm[:, y1, 1]], -1)
+        return (lo + hi) / 2, np.abs(hi - lo) / 2
+
+    def fixed(a, b):
+        return px * np.array([a, b], np.float64)
+
+    def gap(i, j, floor=None):  # midpoint of two landmarks, and half their x and y gaps
+        half = np.abs(p(j) - p(i)) / 2
+        if floor is not None:  # their "10 if 0": a zero gap gets 10 px
+            half = np.where(half > 0, half, floor * px)
+        return (p(i) + p(j)) / 2, half
+
+    brows, cheeks, lips = side * np.array([1 / 8, 1 / 10]), side * np.array([1 / 10, 1 / 10]), fixed(20, 20)
+    down = np.concatenate([np.zeros_like(side), side / 6], axis=-1)  # h/6 below
+    shift = np.concatenate([20 * px, np.zeros_like(px)], axis=-1)  # 20 px sideways
+    lids = fixed(0, 10)
+    eyes = [box(36, 39, 38, 41), box(42, 45, 44, 47)]
+    mouth = box(48, 54, 51, 57)
+    table = {
+        "AU01": [(p(20), brows), (p(23), brows)],
+        "AU02": [(p(18), brows), (p(25), brows)],
+        "AU04": [gap(19, 24, floor=10)],
+        "AU05": eyes,
+        "AU06": [(p(41) + down, cheeks), (p(46) + down, cheeks)],
+        "AU07": [(c, a + lids) for c, a in eyes],
+        "AU09": [(xy(31, 29), lips), (xy(35, 29), lips)],
+        "AU10": [(xy(48, 50), lips), (xy(52, 54), lips)],
+        "AU12": [(p(48), lips), (p(54), lips)],
+        "AU14": [(p(48) - shift, lips), (p(54) + shift, lips)],
+        "AU15": [(p(48), lips), (p(54), lips)],
+        "AU17": [gap(59, 8)],
+        "AU20": [((p(48) + p(6)) / 2, lips), ((p(50) + p(10)) / 2, lips)],
+        "AU23": [mouth],
+        "AU25": [(p(51), fixed(25, 10)), (p(57), fixed(25, 10))],
+        "AU26": [mouth],
+        "AU45": [(c, a + lids) for c, a in eyes],
+    }
+    return [(np.broadcast_to(c, lm.shape[:1] + (2,)), np.broadcast_to(a, lm.shape[:1] + (2,)))
+            for c, a in table[au]]  # fmt: skip
+
+
+def _ellipses(landmarks: np.ndarray, aus: Sequence[str], size: int) -> np.ndarray:
+    """(N, size, size): 1 inside any of the AUs' filled ellipses (`au_ellipses`), 0 outside (the
+    max-combination of the maps)."""
+    grid = np.arange(size, dtype=np.float64)
+    out = np.zeros((len(landmarks), size, size), np.float32)
+    for au in aus:
+        for centre, axes in au_ellipses(landmarks, au):
+            axes = np.maximum(axes, 1e-6)  # a zero gap draws nothing rather than dividing by zero
+            u = ((grid[None, :] - centre[:, 0, None]) / axes[:, 0, None]) ** 2  # (N, size) along x
+            v = ((grid[None, :] - centre[:, 1, None]) / axes[:, 1, None]) ** 2  # along y
+            out = np.maximum(out, (v[:, :, None] + u[:, None, :] <= 1.0).astype(np.float32))
+    return out
+
+
+def _draw(landmarks: np.ndarray, aus: Sequence[str], size: int, shape: str, sigma: float) -> np.ndarray:
+    """(N, size, size) map of the AUs on valid faces (N, 68, 2), drawn in `shape`."""
+    if shape == "ellipse":
+        return _ellipses(landmarks, aus, size)
+    if shape == "gaussian":
+        return _blobs(au_centres(landmarks, aus), sigma * geometry.interocular(landmarks), size)
+    raise ValueError(f"unknown AU map shape {shape!r}; known: {list(SHAPES)}")
 
 
 def _blobs(centres: np.ndarray, scale: np.ndarray, size: int) -> np.ndarray:
@@ -104,36 +202,44 @@ def _valid(landmarks: np.ndarray) -> np.ndarray:
 
 
 def au_heatmaps(
-    landmarks: np.ndarray, size: int, aus: Sequence[str] = AUS, sigma: float = SIGMA
+    landmarks: np.ndarray, size: int, aus: Sequence[str] = AUS, sigma: float = SIGMA, shape: str = SHAPE
 ) -> np.ndarray:
-    """(len(aus), size, size) float32: for each AU, Gaussian blobs (peak 1) at its centres.
+    """(len(aus), size, size) float32: each AU drawn in `shape` (filled ellipses of value 1, or
+    Gaussian blobs of peak 1 at its centres, sigma in inter-ocular distances).
 
-    `landmarks` (68, 2) are (x, y) pixels of a size x size image; sigma is in inter-ocular distances.
-    All zeros when the landmarks are missing (NaN: a frame without a face).
+    `landmarks` (68, 2) are (x, y) pixels of a size x size image. All zeros when the landmarks are
+    missing (NaN: a frame without a face).
     """
     lm = np.asarray(landmarks, dtype=np.float64).reshape(1, 68, 2)
     out = np.zeros((len(aus), size, size), np.float32)
+    if shape not in SHAPES:
+        raise ValueError(f"unknown AU map shape {shape!r}; known: {list(SHAPES)}")
     if not _valid(lm)[0]:
         return out
-    scale = sigma * geometry.interocular(lm)
     for i, au in enumerate(aus):
-        out[i] = _blobs(au_centres(lm, [au]), scale, size)[0]
+        out[i] = _draw(lm, [au], size, shape, sigma)[0]
     return out
 
 
-def emotion_map(landmarks: np.ndarray, emotion: str | None, size: int, sigma: float = SIGMA) -> np.ndarray:
-    """(size, size) float32: max over the heatmaps of the emotion's codebook AUs.
+def emotion_map(
+    landmarks: np.ndarray, emotion: str | None, size: int, sigma: float = SIGMA, shape: str = SHAPE
+) -> np.ndarray:
+    """(size, size) float32: max over the maps of the emotion's codebook AUs.
 
     Zeros for neutral, for no emotion (None) and for missing (NaN) landmarks."""
-    return frame_maps(np.asarray(landmarks, dtype=np.float64)[None], [emotion], size, sigma)[0]
+    return frame_maps(np.asarray(landmarks, dtype=np.float64)[None], [emotion], size, sigma, shape=shape)[0]
 
 
 def frame_maps(
-    landmarks: np.ndarray, emotions: Sequence[str | None], size: int, sigma: float = SIGMA, chunk: int = 512
-) -> np.ndarray:
-    """(N, size, size) float32 emotion maps of N frames: landmarks (N, 68, 2), one emotion per frame.
+    landmarks: np.ndarray, emotions: Sequence[str | None], size: int, sigma: float = SIGMA, chunk: int = 512,
+    shape: str = SHAPE,
+) -> np.ndarray:  # fmt: skip
+    """(N, size, size) float32 emotion maps of N frames: landmarks (N, 68, 2), one emotion per frame,
+    each AU drawn in `shape` (`SHAPES`).
 
     Frames without a face (NaN landmarks), without an emotion (None) or neutral get all-zero maps."""
+    if shape not in SHAPES:
+        raise ValueError(f"unknown AU map shape {shape!r}; known: {list(SHAPES)}")
     lm = np.asarray(landmarks, dtype=np.float64).reshape(-1, 68, 2)
     if len(emotions) != len(lm):
         raise ValueError(f"{len(lm)} landmark sets but {len(emotions)} emotions")
@@ -148,7 +254,7 @@ def frame_maps(
             continue
         for start in range(0, len(rows), chunk):  # (chunk, K, size, size) stays small
             part = rows[start : start + chunk]
-            out[part] = _blobs(au_centres(lm[part], aus), sigma * geometry.interocular(lm[part]), size)
+            out[part] = _draw(lm[part], aus, size, shape, sigma)
     return out
 
 
@@ -247,6 +353,17 @@ def attention_au_correlation(features: torch.Tensor, target_maps: torch.Tensor |
     r = (a * t).sum(1) / denom
     r[(denom == 0) | ~has_target(target)] = float("nan")
     return r.numpy()
+
+
+@torch.no_grad()
+def attention_au_cosine(features: torch.Tensor, target_maps: torch.Tensor | np.ndarray) -> np.ndarray:
+    """(N,) cosine between each sample's attention (`attention`) and its AU map at the feature
+    resolution: ATT-COS (Belharbi et al.), on the attention guidance trains; NaN where the map is empty."""
+    att = attention(features).flatten(1).double().cpu()  # already unit length
+    target = resize_maps(torch.as_tensor(target_maps), features.shape[-2:]).flatten(1).double().cpu()
+    cos = (att * target).sum(1) / target.norm(dim=1).clamp_min(1e-12)
+    cos[~has_target(target)] = float("nan")
+    return cos.numpy()
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -68,17 +68,25 @@ class DANPlus(nn.Module):
         """The module whose output is the pooled feature map (hook it for CAM / Grad-CAM)."""
         return self.body[-1]
 
-    def _features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(last feature map, DAN+ tap map or None) of images x in 0..1."""
+    def _features(self, x: torch.Tensor, keep: int | None = None):
+        """(last feature map, DAN+ tap map or None, the output of body module `keep` or None) of
+        images x in 0..1; `keep` counts like a list index (-1: the last map itself)."""
         h = (x - self.mean) / self.std
-        if self.tap is None:
-            return self.body(h), None
-        tapped = None
+        if keep is not None:
+            if not -len(self.body) <= keep < len(self.body):
+                raise ValueError(f"layer {keep} is not a module of the body ({len(self.body)} modules)")
+            keep %= len(self.body)
+        if self.tap is None and keep in (None, len(self.body) - 1):
+            h = self.body(h)
+            return h, None, None if keep is None else h
+        tapped = kept = None
         for i, layer in enumerate(self.body):
             h = layer(h)
             if i == self.tap:
                 tapped = h
-        return h, tapped
+            if i == keep:
+                kept = h
+        return h, tapped, kept
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Conv feature maps (N, C, h, w) of images x (N, 3, H, W) with values in 0..1."""
@@ -100,15 +108,16 @@ class DANPlus(nn.Module):
         return torch.cat(parts, dim=1)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self._pool(*self._features(x))
+        return self._pool(*self._features(x)[:2])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.fc(self.dropout(self.embed(x))))
 
-    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(scores, last feature maps) from one pass: what a loss on both (AU guidance) needs."""
-        maps, tapped = self._features(x)
-        return torch.sigmoid(self.fc(self.dropout(self._pool(maps, tapped)))), maps
+    def forward_with_features(self, x: torch.Tensor, layer: int = -1) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scores, the feature maps of body module `layer`) from one pass: what a loss on both (AU
+        guidance) needs; -1 is the last feature map, the one the heads pool."""
+        maps, tapped, kept = self._features(x, keep=layer)
+        return torch.sigmoid(self.fc(self.dropout(self._pool(maps, tapped)))), kept
 
     @torch.no_grad()
     def activation_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,7 +130,7 @@ class DANPlus(nn.Module):
         are summed over the blocks that fall on each last-map cell, so the total is unchanged.
         Returns (maps, logits); sigmoid(logits) is the prediction (dropout is inactive in eval mode).
         """
-        maps, tapped = self._features(x)
+        maps, tapped, _ = self._features(x)
         n, _, h, w = maps.shape
         weight = self.fc.weight  # (traits, features)
         kinds = {"cam": ["avg"], "dan": ["max", "avg"], "dan_plus": ["max", "avg", "avg", "max"]}[self.head]

@@ -57,6 +57,16 @@ def _cam(family: Family) -> bool:
     return family.cam
 
 
+def _guidance(weight: float, config: Mapping) -> dict:
+    """The training settings of an AU-guided variant: the weight, the AU-map shape the analyses use
+    (``interpret.au_map``, so both draw the same maps) and the guided layer
+    (``interpret.au_guidance.layer``); training's defaults where the config has none."""
+    shape = config["interpret"].get("au_map")
+    layer = config["interpret"]["au_guidance"].get("layer")
+    return {"au_guidance_weight": weight, **({"au_map": shape} if shape is not None else {}),
+            **({"au_guidance_layer": layer} if layer is not None else {})}  # fmt: skip
+
+
 VARIANTS: dict[str, Variant] = {
     v.name: v
     for v in (
@@ -70,7 +80,7 @@ VARIANTS: dict[str, Variant] = {
             name="au_guided", suffix=re.escape(layout.GUIDED_SUFFIX), template=layout.GUIDED_SUFFIX,
             applies=_cam, tables=("faces", "expressions"),
             overrides=lambda values, config: {
-                "options": {"au_guidance_weight": config["interpret"]["au_guidance"]["weight"]}
+                "options": _guidance(config["interpret"]["au_guidance"]["weight"], config)
             },
             doc="the family trained again with the AU-guidance loss term (interpret.au_guidance)",
         ),
@@ -82,7 +92,7 @@ VARIANTS: dict[str, Variant] = {
         Variant(
             name="sweep", suffix=r"_w(?P<weight>[0-9.]+)", template="_w{weight}", applies=_cam,
             tables=("faces", "expressions"), folder="interpret/au_guidance_sweep",
-            overrides=lambda values, config: {"options": {"au_guidance_weight": float(values["weight"])}},
+            overrides=lambda values, config: {"options": _guidance(float(values["weight"]), config)},
             doc="the first AU-guided family trained at one weight of interpret.au_guidance.sweep",
         ),
     )

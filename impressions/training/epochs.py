@@ -163,7 +163,8 @@ def fit(
 
     With `settings.au_guidance_weight` > 0, `train_set` yields (x, y, position, AU map) (an
     `datasets.AUMapDataset`) and the loss adds weight * `au_maps.guidance_loss` on the model's
-    feature maps (`model.forward_with_features`: one pass for both)."""
+    feature maps of body module `settings.au_guidance_layer` (`model.forward_with_features`: one pass
+    for both)."""
     from tqdm.auto import tqdm
 
     weight = float(settings.au_guidance_weight)
@@ -238,7 +239,7 @@ def _train_epoch(
         optimizer.zero_grad(set_to_none=True)
         with autocast:
             if guided:
-                out, features = model.forward_with_features(x)
+                out, features = model.forward_with_features(x, layer=settings.au_guidance_layer)
             else:
                 out = model(x)
         loss = criterion(out.float(), y)

@@ -16,9 +16,10 @@ GUIDANCE_MAP_SIZE = 32
 
 def guidance_maps(
     family: str, inputs: Inputs, dataset: datasets.FrameDataset, size: int = GUIDANCE_MAP_SIZE,
-    sigma: float = au_maps.SIGMA,
+    sigma: float = au_maps.SIGMA, shape: str = au_maps.SHAPE,
 ) -> np.ndarray:  # fmt: skip
-    """(len(dataset), size, size) float16 AU maps of a frame dataset's items, in stored-image coordinates.
+    """(len(dataset), size, size) float16 AU maps of a frame dataset's items, in stored-image coordinates,
+    each AU drawn in `shape` (`au_maps.SHAPES`).
 
     Landmarks come from the faces table (`inputs.faces`; for a family on face crops, its `frames`
     input is the faces table): `landmarks_aligned` for face crops (crop pixels; crops are stored at the
@@ -53,11 +54,11 @@ def guidance_maps(
     for i, value in enumerate(table[column].to_list()):
         if value is not None and len(value) == 136:
             points[i] = np.asarray(value, dtype=np.float64).reshape(68, 2)
-    shape = dataset.image_shape()
-    if shape is not None:
-        stored = np.array([shape[1], shape[0]], np.float64)  # (width, height)
+    image_shape = dataset.image_shape()
+    if image_shape is not None:
+        stored = np.array([image_shape[1], image_shape[0]], np.float64)  # (width, height)
         if not crops:
             points = au_maps.stored_landmarks(points, table.select("width", "height").to_numpy(), stored)
         points = au_maps.rescale_points(points, stored, (size, size))
     emotions = au_maps.dominant_emotions(table.select(EMOTIONS).to_numpy())
-    return au_maps.frame_maps(points, emotions, size, sigma).astype(np.float16)
+    return au_maps.frame_maps(points, emotions, size, sigma, shape=shape).astype(np.float16)

@@ -171,7 +171,7 @@ def _train_on_samples(family, inputs, splits, settings, builder, device) -> _Tra
     if kind in registry.IMAGE_KINDS:
         extra["au_guidance_weight"] = float(settings.au_guidance_weight)
     if settings.au_guidance_weight > 0:
-        maps = guidance_maps(family, inputs, sets["train"])
+        maps = guidance_maps(family, inputs, sets["train"], shape=settings.au_map)
         guided = int(au_maps.has_target(torch.from_numpy(maps)).sum()) if len(maps) else 0
         if not guided:
             raise ValueError(f"{family}: au_guidance_weight > 0 but no training frame has an AU map "

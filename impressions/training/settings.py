@@ -10,6 +10,8 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 import torch
 
+from impressions.expressions import au_maps
+
 WORKFLOW_WIDE = {"scope": "workflow"}
 """Field metadata of the workflow-wide settings: set once in the config's `models` section for every
 family. Every other `Settings` field is a per-family training key (`train_keys`)."""
@@ -55,6 +57,12 @@ class Settings:
     # init: the term is multiplied by trait loss / guidance term on the first batch (at initialisation),
     # so weight 1 weighs it like the trait loss when training starts; none: the raw term.
     au_guidance_scale: str = "init"
+    # how the AU maps guidance trains toward are drawn (impressions.expressions.au_maps.SHAPES); the
+    # guided variants take interpret.au_map, so they train toward the maps the analyses compare with
+    au_map: str = au_maps.SHAPE
+    # the body module whose output attention AU guidance trains (a list index into the model's body):
+    # -1 is the last feature map (pool5 level, 7 x 7 at 224 px); Belharbi et al. guide a 28 x 28 map
+    au_guidance_layer: int = -1
     # fusion: fit on held-out component outputs (val, cross-fitted in `folds` group folds) or, leaky and
     # for comparison only, on the training split's (impressions.training.fusion)
     fit_on: str = "heldout"
