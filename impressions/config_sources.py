@@ -169,6 +169,8 @@ def applies(path: str, config: Mapping) -> bool:
             return False
         if key == "au_guidance_scale":
             return family in _guided(config)
+        if key in ("au_guidance_layer", "au_map"):  # a twin's are interpret.au_guidance's and interpret's
+            return (_get(config, f"{section}.au_guidance_weight", 0) or 0) > 0
     return True
 
 
