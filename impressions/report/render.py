@@ -369,9 +369,9 @@ def _training_section(doc: Document, summaries, curve_paths, report_dir: Path) -
         if s.get(degenerate.NOT_TRAINED):
             selected = f"not trained: {s[degenerate.NOT_TRAINED]}"
         time = f"{s.get('train_seconds', float('nan')):.0f} s"
-        rows.append([s["model"], differences.input_sources(s), selected, filled, time, s.get("device", "")])
-    header = ["model", "AU, emotion and voice source", "selected (validation)",
-              "clips given the train mean (no input)", "training time", "device"]  # fmt: skip
+        rows.append([s["model"], selected, filled, time, s.get("device", ""), differences.input_sources(s)])
+    header = ["model", "selected (validation)", "clips given the train mean (no input)", "training time",
+              "device", "AU, emotion and voice source"]  # fmt: skip
     doc.table(header, rows)
     for s, curve in zip(summaries, curve_paths):
         curve = Path(curve)
