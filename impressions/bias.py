@@ -147,32 +147,26 @@ def permutation_p(sums, counts, codes, n_perm: int, rng: np.random.Generator) ->
     return (1 + exceed) / (1 + n_perm)
 
 
-def holm(p) -> np.ndarray:
-    """Holm's step-down adjusted p-values; NaN (untested) entries stay NaN and do not count."""
+def _adjusted(p, adjust) -> np.ndarray:
+    """`adjust` (sorted finite p-values -> adjusted ones) applied to the finite entries of `p`; NaN
+    (untested) entries stay NaN and do not count in the family."""
     p = np.asarray(p, dtype=np.float64)
     out = np.full_like(p, np.nan)
     ok = np.flatnonzero(np.isfinite(p))
-    if not len(ok):
-        return out
-    order = ok[np.argsort(p[ok], kind="stable")]
-    m = len(order)
-    adjusted = np.maximum.accumulate((m - np.arange(m)) * p[order])
-    out[order] = np.minimum(adjusted, 1.0)
+    if len(ok):
+        order = ok[np.argsort(p[ok], kind="stable")]
+        out[order] = np.minimum(adjust(p[order]), 1.0)
     return out
+
+
+def holm(p) -> np.ndarray:
+    """Holm's step-down adjusted p-values; NaN (untested) entries stay NaN and do not count."""
+    return _adjusted(p, lambda s: np.maximum.accumulate((len(s) - np.arange(len(s))) * s))
 
 
 def benjamini_hochberg(p) -> np.ndarray:
     """Benjamini-Hochberg adjusted p-values (q-values); NaN entries stay NaN and do not count."""
-    p = np.asarray(p, dtype=np.float64)
-    out = np.full_like(p, np.nan)
-    ok = np.flatnonzero(np.isfinite(p))
-    if not len(ok):
-        return out
-    order = ok[np.argsort(p[ok], kind="stable")]
-    m = len(order)
-    scaled = p[order] * m / np.arange(1, m + 1)
-    out[order] = np.minimum(np.minimum.accumulate(scaled[::-1])[::-1], 1.0)
-    return out
+    return _adjusted(p, lambda s: np.minimum.accumulate((s * len(s) / np.arange(1, len(s) + 1))[::-1])[::-1])
 
 
 @dataclass

@@ -103,7 +103,7 @@ def test_vgg16_taps_are_relu5_2_and_pool5():
     assert isinstance(model.body[-1], nn.MaxPool2d) and len(model.body) == 31
     assert model.feature_dim == 2048
     with torch.no_grad():
-        maps, tapped = model._features(torch.rand(1, 3, 64, 64))
+        maps, tapped, _ = model._features(torch.rand(1, 3, 64, 64))
     assert maps.shape[2:] == (2, 2) and tapped.shape[2:] == (4, 4)
     cam_model = models.build("image", backbone="vgg16", weights=None, head="cam")
     assert len(cam_model.body) == 30 and cam_model.feature_dim == 512
