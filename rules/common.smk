@@ -81,5 +81,14 @@ def transcript_inputs(wildcards):
 
 
 def dataset_tables():
-    names = ["clips", "frames", "faces", "audio", "voice", "expressions", "qc", "transcripts"]
+    names = [
+        "clips",
+        "frames",
+        "faces",
+        "audio",
+        "voice",
+        "expressions",
+        "qc",
+        "transcripts",
+    ]
     return [str(TABLES_DIR / f"{name}.parquet") for name in names]
