@@ -70,14 +70,7 @@ def index_inputs(wildcards):
 
 def transcript_inputs(wildcards):
     """The manifest (its transcript column) or the transcription pickles beside the annotations."""
-    if config["manifest"]:
-        return [config["manifest"]]
-    root = DEMO_ROOT or Path(config["data_root"])
-    return [
-        str(root / name)
-        for name in transcripts.TRANSCRIPT_FILES.values()
-        if DEMO_ROOT or (root / name).exists()
-    ]
+    return transcripts.source_files(config, DEMO_ROOT)
 
 
 def dataset_tables():

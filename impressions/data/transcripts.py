@@ -161,6 +161,15 @@ def for_config(config: Mapping, index_root: str | Path | None = None) -> dict[st
     return read_fi(index_root or config["data_root"])
 
 
+def source_files(config: Mapping, index_root: str | Path | None = None) -> list[str]:
+    """The files `for_config` reads, for the rule's inputs: the manifest, else the FI pickles that
+    exist under the data root; under `index_root` (the demo, whose rule writes them) all three."""
+    if config.get("manifest"):
+        return [str(config["manifest"])]
+    root = Path(index_root or config["data_root"])
+    return [str(root / name) for name in TRANSCRIPT_FILES.values() if index_root or (root / name).exists()]
+
+
 def write_table(clips_path: str | Path, texts: Mapping[str, str], out: str | Path) -> dict[str, int]:
     """Write the transcripts table for the clips table's clips; return counts for the log."""
     import polars as pl
