@@ -31,8 +31,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest -m "not heavy" -n $(TEST_WORKERS) --dist loadfile
 
+# The fast tier on every core, then the heavy runs one at a time (the SLURM and browser tests share
+# machine state, and the heavy runs each use every core already).
 test-all: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not heavy" -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/pytest -m heavy
 
 lint: $(STAMP)
 	$(BIN)/ruff check impressions tests workflow_scripts benchmarks
