@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from impressions.data import audio
 from impressions.models import registry, variants
+from impressions.schemas import TRAITS
 
 TRAINING_DEFAULTS = {"epochs": 10, "batch_size": 32}
 """`impressions.training.settings.Settings`' defaults for a family section that sets neither (repeated:
@@ -92,6 +93,11 @@ WAVEFORM_WIDTH = 512
 
 HANDCRAFTED_WIDTH = 256
 """An upper bound on the handcrafted features fusion_handcrafted adds (AU statistics, voice)."""
+
+TEXT_CLIP_BYTES = 24_000
+"""One clip's transcript as text_linear holds it: up to about 1,000 distinct n-grams per feature block
+in the sparse TF-IDF rows (12 bytes each in CSR), for two blocks, and the text itself (an upper-bound
+assumption: an FI transcript has about 40 words)."""
 
 AU_ROW_BYTES = 400
 """One frame of the expressions table as ridge training holds it (24 float64 columns plus keys and a
@@ -201,7 +207,9 @@ def feature_width(model: str, config: Mapping) -> int:
     """The penultimate feature width a model's prediction pass sums per clip: `DAN_PLUS_WIDTH` for image
     and face models, `WAVEFORM_WIDTH` for the waveform CNN, ``n_fbank x time bins`` for the filterbank
     regressor (``time_bins: null`` keeps every frame: 26 x 1,600 = 41,600 for a 16 s window), the sum
-    of the members' widths (and `HANDCRAFTED_WIDTH`) for fusion; 0 for the closed-form families."""
+    of the members' widths (and `HANDCRAFTED_WIDTH`) for fusion, one per trait for `text_linear` (what
+    it hands a fusion: `impressions.models.text.TextRidge.embed`, its unclipped scores; its n-gram
+    width is `text_vocabulary_width`); 0 for the other closed-form families."""
     family = variants.parse(model).family
     kind = family.sample_kind
     if kind in registry.IMAGE_KINDS:
@@ -216,7 +224,16 @@ def feature_width(model: str, config: Mapping) -> int:
         members = family.settings(config["models"].get(family.name) or {})["inputs"]
         extra = HANDCRAFTED_WIDTH if len(family.inputs) > 1 else 0
         return sum(feature_width(m, config) for m in members) + extra
+    if family.trainer == "text":
+        return len(TRAITS)
     return 0
+
+
+def text_vocabulary_width(model: str, config: Mapping) -> int:
+    """The widest TF-IDF vector `text_linear` fits a ridge on: over its `feature_sets`, the blocks
+    in a set times `max_features` (each block keeps at most that many n-grams)."""
+    options = _options(model, config)
+    return max(len(blocks) for blocks in options["feature_sets"]) * int(options["max_features"])
 
 
 def _samples_per_clip(model: str, config: Mapping) -> int:
@@ -241,7 +258,10 @@ def train_mem_mb(model: str, config: Mapping, work: Work, attempt: int = 1) -> i
     e.g. ventura2017_100frames' image model on FI (S = 1,000,000, W = 8, B = 32 of 224 px frames,
     n = 10,000, d = 2,048): 3,000 + 2,400 + 8,583 + 162 + 430 = about 14,600 MB. Fusion holds the
     members' per-clip features (n x d float32) and a few copies for its folds: 4 x n x d x 4 bytes.
-    Ridge families hold the expressions table: S x AU_ROW_BYTES.
+    Ridge families hold the expressions table: S x AU_ROW_BYTES. `text_linear` holds, for a TF-IDF
+    width v (`text_vocabulary_width`), the v x v Gram matrix, its eigenvectors and the solver's
+    workspace (4 x v^2 float64) and every clip's sparse rows (n x `TEXT_CLIP_BYTES`): at the default
+    4,000 n-grams and FI's 10,000 clips, 3,000 + 488 + 229 = about 3,700 MB (the family's 4,000 hold).
     """
     family = variants.parse(model).family
     frames = _samples_per_clip(model, config) * work.clips
@@ -261,6 +281,9 @@ def train_mem_mb(model: str, config: Mapping, work: Work, attempt: int = 1) -> i
     elif family.trainer == "ridge":
         per_clip = config["frames"]["per_clip"]
         estimate = 1000 * MB + per_clip * work.clips * AU_ROW_BYTES
+    elif family.trainer == "text":
+        vocabulary = text_vocabulary_width(model, config)
+        estimate = TORCH_MB * MB + 4 * vocabulary**2 * 8 + work.clips * TEXT_CLIP_BYTES
     else:
         estimate = 0
     return max(family.mem_mb, math.ceil(estimate / MB)) * attempt

@@ -169,6 +169,26 @@ def test_training_requests_grow_with_the_run_and_the_attempt():
     assert cluster.train_runtime("image", more_frames, fi) > cluster.train_runtime("image", config, fi)
 
 
+def test_text_linear_counts_its_scores_in_a_fusion_and_its_n_grams_in_its_own_memory():
+    config = defaults.fill(copy.deepcopy(DEMO))
+    fi = cluster.Work(clips=10_000, train_clips=6_000, eval_clips=4_000, shard_clips=120)
+    # a fusion reads text_linear's five unclipped scores (TextRidge.embed), not its n-grams
+    assert cluster.feature_width("text_linear", config) == len(TRAITS)
+    with_text = {**config, "models": {**config["models"], "fusion_text": {"inputs": ["face", "text_linear"]}}}
+    assert cluster.feature_width("fusion_text", with_text) == cluster.DAN_PLUS_WIDTH + len(TRAITS)
+    # its own job holds the Gram matrix of its widest feature set: word + char, max_features each
+    options = registry.get("text_linear").settings(config["models"].get("text_linear"))
+    assert cluster.text_vocabulary_width("text_linear", config) == 2 * options["max_features"]
+    wide = {**config, "models": {**config["models"], "text_linear": {"max_features": 20_000}}}
+    assert cluster.text_vocabulary_width("text_linear", wide) == 40_000
+    assert cluster.train_mem_mb("text_linear", config, fi) == registry.get("text_linear").mem_mb  # the floor
+    # 4 x 40,000^2 float64 = 48,828 MiB, beyond the floor: the request follows the setting
+    assert cluster.train_mem_mb("text_linear", wide, fi) > 4 * 40_000**2 * 8 / cluster.MB
+    assert cluster.train_mem_mb("text_linear", wide, fi, 2) == 2 * cluster.train_mem_mb(
+        "text_linear", wide, fi
+    )
+
+
 # A new family outside impressions/models/registry.py: this entry and its builder are all it takes. The
 # workflow's processes (planning, the training script) and `impressions predict` import the registry
 # afresh, so the test does what a user would: it puts the module on PYTHONPATH and names it in
