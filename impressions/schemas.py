@@ -154,6 +154,14 @@ UNITS.update({
     "n_words": "words", "language": "ISO 639-1, guessed from function words (null: undetermined)",
     "qc_note": "'no transcript' or 'empty transcript'; null when usable",
 })  # fmt: skip
+GATHERED = {"qc": {"transcript_note": "str"}}
+"""Columns a dataset table gets when it is gathered, from another dataset table rather than from any
+clip's own record: the qc table's `transcript_note` (the transcripts table's `qc_note`, joined in by
+`impressions.data.tables.gather_clips`). Per-clip records and their cache keys (`fingerprint`) leave
+them out: a column gathered in reprocesses no clip."""
+for _table, _columns in GATHERED.items():
+    TABLES[_table].update(_columns)
+UNITS["transcript_note"] = "the transcripts table's qc_note: 'no transcript', 'empty transcript' or null"
 
 
 # Model outputs, not dataset tables (so not in TABLES): each model's predictions.parquet, one row per
@@ -182,6 +190,12 @@ OUTPUTS["predict"] = {
 }  # fmt: skip
 
 
+def record_columns(table: str) -> dict[str, str]:
+    """A dataset table's columns that a clip's own record holds: `TABLES` less the `GATHERED` ones."""
+    gathered = GATHERED.get(table, {})
+    return {column: dtype for column, dtype in TABLES[table].items() if column not in gathered}
+
+
 def fingerprint(*tables: str) -> str:
     """A digest of the named tables' (`TABLES`, `OUTPUTS`) column names and dtypes, in order.
 
@@ -191,7 +205,7 @@ def fingerprint(*tables: str) -> str:
     import hashlib
     import json
 
-    columns = {table: TABLES[table] if table in TABLES else OUTPUTS[table] for table in tables}
+    columns = {table: record_columns(table) if table in TABLES else OUTPUTS[table] for table in tables}
     return hashlib.blake2b(json.dumps(columns).encode(), digest_size=8).hexdigest()
 
 

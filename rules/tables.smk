@@ -33,12 +33,14 @@ rule transcripts:
 
 
 rule gather_clips:
-    """The frames, faces, QC and identities tables from the clip shards and the index's QC rows."""
+    """The frames, faces, QC and identities tables from the clip shards, the index's QC rows and the transcripts' notes."""
     input:
         frames=shard_files("frames"),
         qc=shard_files("qc"),
         clips=TABLES_DIR / "clips.parquet",
         index_qc=SHARDS_DIR / "index_qc.parquet",
+        # each clip's transcript QC note joins its QC row (transcript_note)
+        transcripts=TABLES_DIR / "transcripts.parquet",
         signals=shard_files("signals"),
     output:
         frames=TABLES_DIR / "frames.parquet",

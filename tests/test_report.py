@@ -112,3 +112,16 @@ def test_interpretation_sections_follow_the_results_in_order(trained, tmp_path):
     assert "<figcaption>What the photo grid shows.</figcaption>" in page and "1e-06" in page
     # Small figures stay PNG; photo grids are embedded as JPEG to keep the page small.
     assert page.count("data:image/jpeg") == 1
+
+
+def test_the_qc_section_counts_transcript_notes_only_where_the_dataset_has_transcripts():
+    clips = pl.DataFrame({"clip_id": ["a", "b", "c", "d"]})
+    notes = [None, "no transcript", "empty transcript", "no transcript", None]
+    qc = pl.DataFrame({"clip_id": ["a", "b", "c", "d", "gone"], "transcript_note": notes})
+    # the missing file's row (not in the clips table) is not counted as usable
+    assert report.transcript_rows(clips, qc) == [["usable", 1], ["no transcript", 2], ["empty transcript", 1]]
+    none = qc.with_columns(pl.lit("no transcript").alias("transcript_note"))
+    assert report.transcript_rows(clips, none) == []  # a dataset without transcripts: no table
+    assert (
+        report.transcript_rows(clips, qc.drop("transcript_note")) == []
+    )  # a QC table from before the column

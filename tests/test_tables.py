@@ -3,8 +3,9 @@ import json
 import polars as pl
 import pytest
 
-from impressions.data import shards, tables
-from impressions.data.preprocess import _write_table, output_paths
+from impressions import schemas
+from impressions.data import shards, tables, transcripts
+from impressions.data.preprocess import ClipRecord, _write_table, output_paths
 from impressions.schemas import TABLES, frame
 
 CLIPS = {"-dash.000": "train", "b.001": "train", "c.002": "val", "d.003": "test", "e.004": "test"}
@@ -64,3 +65,25 @@ def test_gathered_tables_do_not_depend_on_the_shard_count(clip_folders):
     assert qc["clip_id"].to_list() == sorted(qc["clip_id"])
     assert qc.filter(pl.col("clip_id") == "e.004")["peak_mb"].item() == 104.0
     assert qc.filter(pl.col("clip_id") == "gone.005")["peak_mb"].item() is None
+
+
+def test_each_clips_transcript_note_joins_its_qc_row(clip_folders):
+    root, folders = clip_folders
+    out = root / "noted"
+    out.mkdir()
+    tables.clip_shard(folders, out / "frames0.parquet", out / "qc0.parquet")
+    texts = {"-dash.000": "so good to be here", "b.001": "  ", "d.003": "a word or two"}  # c, e: none
+    clips = [{"clip_id": c, "split": s} for c, s in CLIPS.items()]
+    frame("transcripts", transcripts.table_rows(clips, texts)).write_parquet(out / "transcripts.parquet")
+    names = ("frames", "faces", "qc")
+    tables.gather_clips([out / "frames0.parquet"], [out / "qc0.parquet"], root / "clips.parquet",
+                        root / "index_qc.parquet", *(out / f"{n}.parquet" for n in names),
+                        transcripts=out / "transcripts.parquet")  # fmt: skip
+    qc = pl.read_parquet(out / "qc.parquet")
+    assert qc.columns == list(TABLES["qc"])
+    notes = dict(qc.select("clip_id", "transcript_note").iter_rows())
+    none, empty = transcripts.NO_TRANSCRIPT, transcripts.EMPTY_TRANSCRIPT
+    assert notes == {"-dash.000": None, "b.001": empty, "c.002": none, "d.003": None, "e.004": none,
+                     "gone.005": None}  # fmt: skip
+    # a clip's own record and its cache key leave the gathered column out: adding it reprocesses no clip
+    assert list(ClipRecord("x", 3).row) == list(schemas.record_columns("qc")) == list(TABLES["qc"])[:-1]

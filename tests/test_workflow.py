@@ -181,6 +181,16 @@ def test_clips_without_a_transcript_get_a_qc_note_and_the_training_mean(done):
     assert notes[clip_id(media["unicode"])] == "empty transcript"
     assert notes[clip_id(media["short"])] == notes[clip_id(media["truncated"])] == "no transcript"
     assert sum(n is None for n in notes.values()) == sum(bool(t) for t in TRANSCRIBED.values())
+    # the same notes on the clips' QC rows, counted in the report's QC section
+    qc = table(work, "qc")
+    assert (
+        dict(qc.filter(pl.col("clip_id").is_in(list(notes))).select("clip_id", "transcript_note").rows())
+        == notes
+    )
+    report = (work / "out" / "report" / "report.md").read_text()
+    qc_section = report.split("## Dataset and quality control")[1].split("\n## ")[0]
+    assert "| transcript QC | clips |" in qc_section and "| usable | 8 |" in qc_section
+    assert "| no transcript | 2 |" in qc_section and "| empty transcript | 1 |" in qc_section
     summary = json.loads((work / "out" / "models" / "text_linear" / "summary.json").read_text())
     filled = summary["filled_with_train_mean"]
     assert sorted(filled["train"]) == sorted([clip_id(media["unicode"]), clip_id(media["short"])])

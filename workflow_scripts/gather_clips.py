@@ -12,6 +12,7 @@ with logs.to_file(snakemake.log[0]):
         Path(snakemake.output.frames),
         Path(snakemake.output.faces),
         Path(snakemake.output.qc),
+        transcripts=Path(snakemake.input.transcripts),
     )
     tables.gather_signals(
         [Path(p) for p in snakemake.input.signals],

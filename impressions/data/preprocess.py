@@ -28,7 +28,7 @@ import numpy as np
 
 from impressions.data import faces, head_pose, identity, image_store, tracking, video
 from impressions.data.defaults import PREPROCESSING as _DEFAULTS
-from impressions.schemas import QC_STATUSES, TABLES
+from impressions.schemas import QC_STATUSES, record_columns
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ class ClipRecord:
     """Accumulates a clip's QC facts and turns them into a status and a reason."""
 
     def __init__(self, clip_id: str, frames_requested: int):
-        self.row: dict = {col: None for col in TABLES["qc"]}
+        self.row: dict = {col: None for col in record_columns("qc")}
         self.row.update(
             clip_id=clip_id, frames_requested=frames_requested, frames_decoded=0, frames_with_face=0
         )

@@ -17,7 +17,7 @@ import numpy as np
 
 from impressions.data.clip_index import ClipIndex
 from impressions.data.preprocess import output_paths
-from impressions.schemas import TABLES, VOICE_BACKEND_KEY, frame, polars_schema
+from impressions.schemas import GATHERED, TABLES, VOICE_BACKEND_KEY, frame, polars_schema
 
 AUDIO_ARRAYS = ("waveform", "logmel", "logfbank")
 
@@ -73,11 +73,14 @@ def gather_clips(
     frames_out: Path,
     faces_out: Path,
     qc_out: Path,
+    transcripts: Path | None = None,
 ) -> None:
     """The `frames`, `faces` and `qc` tables from the clip shards and the index's QC rows.
 
     Rows are ordered by clip id (then frame index), whatever the shard count; QC rows get the
-    clip's split from the clips table.
+    clip's split from the clips table and, given the transcripts table, its QC note as
+    `transcript_note` (`impressions.schemas.GATHERED`: null where the clip's transcript is usable,
+    and for the index's rows, clips the transcripts table does not list).
     """
     import polars as pl
 
@@ -88,7 +91,12 @@ def gather_clips(
     qc = pl.concat([pl.read_parquet(p) for p in qc_shards])
     qc = qc.drop("split").join(splits, on="clip_id", how="left")
     # by column name: an index QC table from an earlier version may lack a newer column (null here)
-    qc = pl.concat([qc, pl.read_parquet(index_qc)], how="diagonal_relaxed").select(list(TABLES["qc"]))
+    qc = pl.concat([qc, pl.read_parquet(index_qc)], how="diagonal_relaxed")
+    qc = qc.drop(list(GATHERED["qc"]), strict=False)  # shards written before the column lack it
+    notes = frame("qc", []).select("clip_id", *GATHERED["qc"])
+    if transcripts is not None:
+        notes = pl.read_parquet(transcripts).select("clip_id", pl.col("qc_note").alias("transcript_note"))
+    qc = qc.join(notes, on="clip_id", how="left").select(list(TABLES["qc"]))
     qc.sort("clip_id").write_parquet(qc_out)
 
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from impressions import bias, metrics
 from impressions.data import splits as data_splits
+from impressions.data import transcripts
 from impressions.report import bias as bias_section
 from impressions.report import differences
 from impressions.report.document import Document, data_uri, relative
@@ -192,6 +193,21 @@ def _dataset_summary(clips, qc, faces) -> tuple[list[str], list[list], list[str]
     return ["split", "clips"], split_rows, ["QC status", "clips"], qc_rows, note
 
 
+def transcript_rows(clips, qc) -> list[list]:
+    """The clips table's clips by transcript QC note (the qc table's `transcript_note`): usable, then
+    each note; none when no clip has a usable transcript (a dataset without transcripts)."""
+    import polars as pl
+
+    if "transcript_note" not in qc.columns:
+        return []
+    notes = qc.filter(pl.col("clip_id").is_in(clips["clip_id"].implode()))["transcript_note"].to_list()
+    usable = notes.count(None)
+    if not usable:
+        return []
+    noted = [[note, notes.count(note)] for note in (transcripts.NO_TRANSCRIPT, transcripts.EMPTY_TRANSCRIPT)]
+    return [["usable", usable], *[row for row in noted if row[1]]]
+
+
 def tracking_note(qc, faces) -> str:
     """One sentence on the tracked person (impressions.data.tracking): multi-person clips, top-face share,
     frames that failed (impressions.data.head_pose.success); empty for tables without those columns."""
@@ -288,6 +304,14 @@ def _dataset_sections(doc: Document, clips, qc, faces, summaries) -> None:
     doc.section("Dataset and quality control", note)
     doc.table(split_header, split_rows)
     doc.table(qc_header, qc_rows)
+    texts = transcript_rows(clips, qc)
+    if texts:
+        doc.paragraph(
+            "Transcripts: text_linear gives a clip without a usable transcript the training mean, flagged "
+            "in its summary (filled_with_train_mean) and counted under Training; a fusion that takes "
+            "text_linear reads that mean as the clip's text scores."
+        )
+        doc.table(["transcript QC", "clips"], texts)
     tracking = tracking_note(qc, faces)
     if tracking:
         doc.paragraph(tracking)
