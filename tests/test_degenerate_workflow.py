@@ -2,12 +2,14 @@
 
 Each case is a tiny dataset: the video-free ones start from ready-made dataset tables
 (`model_data.build`, edited into the case) and run the model rules and the report, in process in
-make test and through Snakemake in make test-all; one case starts from real face clips in an FI layout
-whose test videos are all missing and runs the whole workflow (make test-all).
+make test and through Snakemake in make test-all; one case starts from real face clips listed in a
+manifest whose test videos are all missing, and some of whose transcripts are empty, and runs the whole
+workflow (make test-all).
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -166,12 +168,21 @@ def test_no_faces_anywhere_leaves_face_and_au_models_untrained(degenerate_runs):
     assert "| fusion_handcrafted | 0." in test and "| face |" not in test and "| audio |" not in test
 
 
+# The manifest's transcripts (its `transcript` column): p1's has no words (`empty transcript`), p3's and
+# q1's cells are empty (`no transcript`); the test clips have no video.
+TRANSCRIBED = {"p0.000": "so happy to meet you all today", "p1.000": "...",
+               "p2.000": "I really love my friends", "q0.000": "thank you all so much",
+               "r0.000": "never heard", "r1.000": "never heard"}  # fmt: skip
+NOTED = {"p1.000": "empty transcript", "p3.000": "no transcript", "q1.000": "no transcript"}
+
+
 @pytest.fixture(scope="session")
 def missing_test_videos(tmp_path_factory):  # the one case that needs videos: a whole workflow run
-    """The whole workflow, from real face clips: an FI layout whose test videos are all missing."""
-    from impressions.testing import face_clip, write_fi_annotations
+    """The whole workflow, from real face clips listed in a manifest whose test videos are all missing
+    and some of whose transcripts are empty."""
+    from impressions.testing import face_clip
 
-    root = tmp_path_factory.mktemp("fi_no_test")
+    root = tmp_path_factory.mktemp("manifest_no_test")
     ids = {
         "train": [f"p{i}.000" for i in range(4)],
         "val": ["q0.000", "q1.000"],
@@ -179,12 +190,16 @@ def missing_test_videos(tmp_path_factory):  # the one case that needs videos: a 
     }
     for k, clip in enumerate(ids["train"] + ids["val"]):
         face_clip(root / "videos" / f"{clip}.mp4", start=1.0 + 2.2 * k, seconds=1.0)
-    write_fi_annotations(root, ids)
+    rng = np.random.default_rng(0)
+    rows = [{"path": f"videos/{clip}.mp4", "split": split, **{t: float(rng.uniform()) for t in TRAITS},
+             "transcript": TRANSCRIBED.get(clip, "")}
+            for split, clips in ids.items() for clip in clips]  # fmt: skip
+    pl.DataFrame(rows).write_csv(root / "manifest.csv")
     work = tmp_path_factory.mktemp("work_no_test")
     write_config(
-        work, data_root=str(root), results_dir="out", shards=1,
+        work, manifest=str(root / "manifest.csv"), results_dir="out", shards=1,
         frames={"per_clip": 2, "size": 32, "max_side": 320},
-        models={**TINY, "families": ["face", "audio", "au_linear"]},
+        models={**TINY, "families": ["face", "audio", "au_linear", "text_linear"]},
     )  # fmt: skip
     proc = run(work, check=False)
     return work / "out", proc
@@ -200,7 +215,41 @@ def test_split_without_usable_clips_runs_from_videos_to_the_report(missing_test_
     assert "Nothing could be scored on test" in text
     assert "| missing_file | 2 |" in text
     val = text.split("## Accuracy on val")[1].split("##")[0]
-    for model in ("train-mean baseline", "face", "audio", "au_linear"):
+    for model in ("train-mean baseline", "face", "audio", "au_linear", "text_linear"):
         assert f"| {model} | 0." in val, model
     preds = pl.read_parquet(out / "models" / "face" / "predictions.parquet")
     assert set(preds["split"]) == {"val"} and preds.height == 2
+
+
+@pytest.mark.workflow
+@pytest.mark.heavy
+def test_empty_transcripts_get_a_qc_note_and_the_training_mean_flagged(missing_test_videos):
+    out, proc = missing_test_videos
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    tables = out / "tables"
+    # the note in the transcripts table and on the clip's QC row
+    for name, column in (("transcripts", "qc_note"), ("qc", "transcript_note")):
+        notes = dict(pl.read_parquet(tables / f"{name}.parquet").select("clip_id", column).rows())
+        assert {c: n for c, n in notes.items() if n is not None} == NOTED, name
+    # text_linear predicts those clips as the training mean, and says which it filled
+    mean = pl.read_parquet(tables / "clips.parquet").filter(pl.col("split") == "train").select(TRAITS).mean()
+    preds = pl.read_parquet(out / "models" / "text_linear" / "predictions.parquet")
+    assert sorted(preds["clip_id"]) == ["q0.000", "q1.000"]
+    rows = dict(zip(preds["clip_id"], preds.select(TRAITS).to_numpy()))
+    assert np.allclose(rows["q1.000"], mean.to_numpy()[0])
+    assert not np.allclose(rows["q0.000"], mean.to_numpy()[0])  # a transcript: the ridge's own score
+    summary = json.loads((out / "models" / "text_linear" / "summary.json").read_text())
+    assert summary["filled_with_train_mean"] == {"train": ["p1.000", "p3.000"], "val": ["q1.000"], "test": []}
+    features = np.load(out / "models" / "text_linear" / "features.npz")
+    assert dict(zip(features["clip_id"], features["has_input"])) == {
+        c: c not in NOTED for c in ["p0.000", "p1.000", "p2.000", "p3.000", "q0.000", "q1.000"]
+    }
+    # the report counts them in its QC section and under Training
+    text = (out / "report" / "report.md").read_text()
+    qc_section = text.split("## Dataset and quality control")[1].split("\n## ")[0]
+    assert "| usable | 3 |" in qc_section and "| no transcript | 2 |" in qc_section
+    assert "| empty transcript | 1 |" in qc_section
+    training = text.split("## Training")[1]
+    assert (
+        "| text_linear | " in training and training.split("| text_linear | ")[1].split("|")[1].strip() == "3"
+    )
