@@ -5,6 +5,7 @@ a training setting, the expression backend, an added clip. Each must plan only t
 on what changed (read from the dry run's job list)."""
 
 import pickle
+import re
 import shutil
 
 import polars as pl
@@ -12,18 +13,21 @@ import pytest
 from model_data import tiny_models
 from workflow import by_model, planned, run, write_config
 
-from impressions.data import demo
+from impressions.data import demo, demo_text
 from impressions.explain import analyses
 from impressions.schemas import AUS, TRAITS
 
 pytestmark = [pytest.mark.workflow, pytest.mark.heavy]
 
+# Text as make demo has it: text_linear on the demo's transcripts, and the audio-visual fusion beside
+# its text twin (fusion_text: the report's paired A+V+T against A+V comparison).
 MODELS = tiny_models(
-    ["image", "face", "audio", "au_linear", "fusion_handcrafted"],
+    ["image", "face", "audio", "au_linear", "text_linear", "fusion", "fusion_text", "fusion_handcrafted"],
     epochs=2,
     bootstrap=50,
     image={"input_size": 32},
     face={"input_size": 32},
+    fusion_text={"inputs": ["image", "face", "audio", "text_linear"]},
 )
 INTERPRET = {
     "max_frames": 200, "top_k": 2, "unit_top": 5, "au_top_n": 10,
@@ -46,6 +50,7 @@ def configure(work, root, **changes):
 def done(demo_root, tmp_path_factory):
     root = tmp_path_factory.mktemp("demo") / "data"
     shutil.copytree(demo_root, root)  # a clip is added below
+    demo_text.write_transcripts(root)  # what the demo_transcripts rule writes under make demo
     work = tmp_path_factory.mktemp("work")
     configure(work, root)
     run(work)
@@ -110,6 +115,31 @@ def test_interpretation_sections_figures_and_tables(done):
     assert "face_au_guided" in metrics["model"].to_list()
 
 
+def test_text_on_the_demo_beats_the_baseline_and_is_compared_with_audio_visual(done):
+    """make demo's text: text_linear on the demo's transcripts above the train-mean baseline on test
+    (with its interval), fusion_text (A+V+T) against fusion (A+V) in the paired table, and the clips
+    without a transcript (the music-only clips' empty ones, the clip without audio's missing one)
+    counted in the QC section."""
+    _, work = done
+    out = work / "out"
+    report = (out / "report" / "report.md").read_text()
+    metrics = pl.read_parquet(out / "report" / "metrics.parquet").filter(
+        (pl.col("split") == "test") & (pl.col("metric") == "accuracy") & (pl.col("trait") == "mean")
+    )
+    mean = dict(zip(metrics["model"], metrics["value"]))
+    assert mean["text_linear"] > mean["train_mean"], mean
+    test = report.split("## Accuracy on test")[1].split("\n## ")[0]
+    assert re.search(r"\| text_linear \|.*\| 0\.\d{4} \[0\.\d{4}, 0\.\d{4}\] \|", test)
+    assert re.search(r"\| fusion_text \|.*\| 0\.\d{4} \[0\.\d{4}, 0\.\d{4}\] \|", test)
+    added = report.split("## Added modality (paired bootstrap, test)")[1].split("\n## ")[0]
+    assert re.search(r"\| fusion_text \| fusion \| [+-]0\.\d{4} \| \[[+-]0\.\d{4}, [+-]0\.\d{4}\] \|", added)
+    notes = pl.read_parquet(out / "tables" / "transcripts.parquet")["qc_note"].to_list()
+    qc_section = report.split("## Dataset and quality control")[1].split("\n## ")[0]
+    for note in ("no transcript", "empty transcript"):
+        assert notes.count(note) and f"| {note} | {notes.count(note)} |" in qc_section, note
+    assert f"| usable | {notes.count(None)} |" in qc_section
+
+
 def test_the_bias_audit_stands_on_the_demo_report(done):
     """The demo report's bias section: the figure, signed bias per gender group for every model beside
     the labels, and gaps with corrected p-values (the demo has men and women in its test split)."""
@@ -154,7 +184,9 @@ def _predict_against_stored(work, clip, monkeypatch=None):
 
     from impressions import predict
 
-    table = predict.predict_paths([clip["path"]], work / "out" / "models", None, "cpu").table
+    texts = pl.read_parquet(work / "out" / "tables" / "transcripts.parquet")
+    text = texts.filter(pl.col("clip_id") == clip["clip_id"])["transcript"].item()
+    table = predict.predict_paths([clip["path"]], work / "out" / "models", None, "cpu", transcript=text).table
     diffs = {}
     for row in table.iter_rows(named=True):
         stored = work / "out" / "models" / row["model"] / "predictions.parquet"
@@ -186,7 +218,9 @@ def test_predict_reproduces_the_workflows_predictions(done, monkeypatch):
         return models.load_checkpoint(work / "out" / "models" / model / "checkpoint.pt")[1]
 
     diffs = _predict_against_stored(work, clip)
-    assert {"image", "face", "audio", "au_linear", "fusion_handcrafted"} <= set(diffs)
+    assert {"image", "face", "audio", "au_linear", "text_linear", "fusion_text", "fusion_handcrafted"} <= set(
+        diffs
+    )
     needs_annotations = {m for m in diffs if checkpoint(m)["family"] == "fusion_handcrafted"}
     assert {m: d for m, d in diffs.items() if m not in needs_annotations and not d <= 1e-6} == {}
     for m in needs_annotations:  # the reason: its inputs hold the annotated age group and gender
