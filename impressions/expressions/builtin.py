@@ -43,7 +43,7 @@ import polars as pl
 from impressions.devices import resolve_device
 from impressions.expressions import codebook
 from impressions.expressions.detector import COLUMNS, SOURCES, check_inputs, output_table
-from impressions.expressions.geometry import geometric_aus
+from impressions.expressions.geometry import BASELINE, geometric_aus
 from impressions.face_template import head_pose
 from impressions.schemas import AUS, EMOTIONS
 
@@ -121,7 +121,7 @@ class BuiltinBackend:
     sources = SOURCES["builtin"]
 
     def __init__(
-        self, *, device: str = "auto", batch_size: int = 256, fusion: float = FUSION, baseline: str = "clip"
+        self, *, device: str = "auto", batch_size: int = 256, fusion: float = FUSION, baseline: str = BASELINE
     ):
         from impressions.expressions import emotion_net as fer_net
 

@@ -65,6 +65,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from impressions.data.defaults import PREPROCESSING
 from impressions.face_template import TEMPLATE, head_pose
 from impressions.schemas import AUS
 
@@ -131,6 +132,10 @@ SPANS = dict(
 BASELINES = ("clip", "population")
 """The neutral baselines `au_baseline` knows (module docstring, point 3)."""
 
+BASELINE = PREPROCESSING["expressions"]["baseline"]
+"""The default baseline; its one home is the config schema (`expressions.baseline`), where the choice
+for the AU-linear families is recorded with the figures of `benchmarks/au_baseline.py`."""
+
 PRIOR_FRAMES = 5
 """Weight of the population-neutral prior, in frames, when mixing it with a clip's own baseline."""
 
@@ -143,7 +148,7 @@ NEUTRAL_MEASURES = au_measures(TEMPLATE[None, :, :2])[0]
 """Population-neutral reference: the template face's own measures."""
 
 
-def au_baseline(measures: np.ndarray, clip_ids: Sequence[str], baseline: str = "clip") -> np.ndarray:
+def au_baseline(measures: np.ndarray, clip_ids: Sequence[str], baseline: str = BASELINE) -> np.ndarray:
     """Per-row neutral reference (N, 17): `clip`, the clip statistic shrunk toward the population
     neutral; `population`, the population neutral alone."""
     if baseline not in BASELINES:
@@ -177,7 +182,7 @@ def au_intensities(measures: np.ndarray, baseline: np.ndarray) -> np.ndarray:
     return 5.0 * np.clip(out, 0.0, 1.0)
 
 
-def geometric_aus(landmarks: np.ndarray, clip_ids: Sequence[str], baseline: str = "clip") -> np.ndarray:
+def geometric_aus(landmarks: np.ndarray, clip_ids: Sequence[str], baseline: str = BASELINE) -> np.ndarray:
     """AU intensities (N, 17) in `AUS` order from 68 landmarks against the `baseline` neutral."""
     landmarks = np.asarray(landmarks, dtype=np.float64)
     if len(landmarks) == 0:
