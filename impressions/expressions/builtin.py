@@ -29,10 +29,7 @@ and says so; since AU07 reads the lower lid only, the anger and disgust stills s
 the CNN alone. The evidence from other faces: Wolfgang's crying frames are sadness and laughing
 frames happiness (`tests/test_expressions.py`), and `single_face.jpg` is happiness. The fused
 emotions therefore depend on the AU geometry: `BuiltinBackend.emotion_cnn` gives the CNN's own
-probabilities, and `fusion=0` turns the fusion off. The fusion always reads the AUs against the clip
-baseline, whatever `baseline` the AU columns use: a frame's emotion is its change from the person's
-own neutral face (against the template face, one person's mouth shape reads as a smile in every frame:
-`benchmarks/au_baseline.py`), and the fusion was tuned that way.
+probabilities, and `fusion=0` turns the fusion off.
 """
 
 from __future__ import annotations
@@ -46,7 +43,7 @@ import polars as pl
 from impressions.devices import resolve_device
 from impressions.expressions import codebook
 from impressions.expressions.detector import COLUMNS, SOURCES, check_inputs, output_table
-from impressions.expressions.geometry import BASELINE, geometric_aus
+from impressions.expressions.geometry import geometric_aus
 from impressions.face_template import head_pose
 from impressions.schemas import AUS, EMOTIONS
 
@@ -124,14 +121,14 @@ class BuiltinBackend:
     sources = SOURCES["builtin"]
 
     def __init__(
-        self, *, device: str = "auto", batch_size: int = 256, fusion: float = FUSION, baseline: str = BASELINE
+        self, *, device: str = "auto", batch_size: int = 256, fusion: float = FUSION, baseline: str = "clip"
     ):
         from impressions.expressions import emotion_net as fer_net
 
         self.device = resolve_device(device)
         self.batch_size = int(batch_size)
         self.fusion = float(fusion)
-        self.baseline = baseline  # the AU columns' neutral reference (geometry.BASELINES)
+        self.baseline = baseline  # the AUs' neutral reference (geometry.BASELINES)
         self.net = fer_net.load_keras_hdf5(_fer_model_path()).to(self.device)
 
     def emotion_cnn(self, crops: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
@@ -152,8 +149,7 @@ class BuiltinBackend:
         if len(crops) == 0:
             return output_table(np.zeros((0, len(COLUMNS))))
         aus = geometric_aus(landmarks, ids, self.baseline)
-        own = aus if self.baseline == "clip" else geometric_aus(landmarks, ids, "clip")  # module docstring
-        emotions = fuse_emotions(self.emotion_cnn(crops, landmarks), own, self.fusion)
+        emotions = fuse_emotions(self.emotion_cnn(crops, landmarks), aus, self.fusion)
         return output_table(np.concatenate([aus, emotions], axis=1))
 
 
