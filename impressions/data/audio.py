@@ -5,7 +5,7 @@ window, 10 ms hop) for CNNs, and a 26-filter log filterbank with the same framin
 DAN+ audio model. The filterbank (``fbank``) is librosa's (centred Hann STFT, HTK mel bank) or, as
 Zhang et al.'s released code computed it, `python_speech_features.logfbank` itself (METHODS.md 3.1).
 librosa's STFT, mel banks and YIN pitch are computed by `impressions.data.spectral` (numpy, the same
-values), so a job does not pay librosa's 2.4 CPU-s first call.
+values), so a job does not pay librosa's 2.0-2.4 CPU-s first call.
 Clips shorter than the window are zero-padded at the end and flagged.
 
 The window (`window_seconds`): ``seconds`` (the thesis's first 5 s) or, with ``seconds: null``, the

@@ -4,7 +4,7 @@ They compute what librosa 0.11's `stft`, `filters.mel` and `yin` compute for the
 `impressions.data.audio` passes (a centred, zero-padded periodic-Hann STFT; Slaney or HTK mel bands
 with Slaney area normalisation; YIN with librosa's trough threshold, parabolic refinement and
 centred frames), checked against librosa in tests/test_audio.py. librosa's first call in a process
-cost about 2.4 CPU-s (scipy.signal, numba and its cached kernels) against 0.03 for a clip's work, paid
+cost 2.0-2.4 CPU-s (scipy.signal, numba and its cached kernels) against 0.03 for a clip's work, paid
 by every `audio_shard` job (benchmarks/clip_costs.py); these need numpy alone.
 """
 
