@@ -15,7 +15,8 @@ and the builtin expression backend scores the aligned crops. Printed per kind, t
 - clips whose QC facts differ (frames with a face, tracks, multi-person);
 - CPU s of the faces stage (search, landmarks, tracking, alignment) per frame, and the share of frames
   that got the whole-frame pass.
-The whole workflow's CPU per clip and per aligned face is benchmarks/preprocess_shard.py --search.
+The whole workflow's CPU per clip and per aligned face is benchmarks/preprocess_shard.py --search;
+the demo models' test accuracy under each search, benchmarks/search_accuracy.py.
 """
 
 from __future__ import annotations

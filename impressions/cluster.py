@@ -117,7 +117,7 @@ benchmarks/history/preprocessing.md). At 10 frames the measured 0.75 s is mostly
 this per-frame rate underestimates (0.45 s); the rule's 60-minute floor covers it."""
 
 AUDIO_S_PER_CLIP = 2.0
-"""CPU seconds per clip of an audio_shard job (librosa features, pitch): an assumption."""
+"""CPU seconds per clip of an audio_shard job (spectral features, pitch): an assumption."""
 
 EXPRESSION_S_PER_FRAME = 0.05
 """CPU seconds per face of an expression_shard job (the expression CNN on 4 threads): an assumption."""

@@ -27,9 +27,10 @@ def test_silence_is_flagged_not_invented():
     assert clip.n_samples == 0 and clip.padded and np.isnan(clip.stats()["pitch_hz"])
 
 
-@pytest.mark.heavy  # 25-35 s of cold numba compiles in fresh processes: test-all
+@pytest.mark.heavy  # three fresh processes: test-all
 def test_concurrent_first_calls_with_a_cold_numba_cache(tmp_path):
-    """Parallel jobs on a fresh environment must not corrupt numba's cache (they segfaulted before)."""
+    """Parallel jobs on a fresh environment must not corrupt numba's cache (they segfaulted when the
+    features ran librosa's numba kernels; `spectral` needs no numba, and this keeps it so)."""
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
     code = (
         "import numpy as np; from impressions.data import audio; "
@@ -78,3 +79,25 @@ def test_the_demo_default_stays_librosa_and_the_zhang_preset_selects_the_release
     zhang = yaml.safe_load((repo / "experiments" / "ventura2017_100frames.yaml").read_text())
     assert zhang["audio"]["fbank"] == "python_speech_features"
     assert "audio_fbank" in zhang["models"]["families"]
+
+
+def test_numpy_spectral_functions_compute_what_librosa_computes_on_real_speech():
+    """`spectral` stands in for librosa's stft, filters.mel and yin: the same values for our arguments."""
+    librosa = pytest.importorskip("librosa")
+    from impressions import media
+    from impressions.data import spectral, video
+
+    speech = video.read_audio(media.pyfeat_test_media("single_face.mp4"), 5.0)
+    noise = np.random.default_rng(0).normal(scale=0.1, size=4000).astype(np.float32)  # shorter than 1 s
+    for y in (speech, noise):
+        want = np.abs(librosa.stft(y, n_fft=512, hop_length=160, win_length=400, center=True)) ** 2
+        np.testing.assert_array_equal(spectral.power_stft(y, 512, 160, 400), want)
+        f0 = spectral.yin(y, fmin=50, fmax=500, sr=16000, frame_length=1024)
+        np.testing.assert_allclose(
+            f0, librosa.yin(y, fmin=50, fmax=500, sr=16000, frame_length=1024), atol=1e-3
+        )
+    for n_mels, htk in ((64, False), (26, True)):
+        np.testing.assert_array_equal(
+            spectral.mel_bank(16000, 512, n_mels, htk),
+            librosa.filters.mel(sr=16000, n_fft=512, n_mels=n_mels, htk=htk),
+        )

@@ -4,6 +4,8 @@ Two spectral views serve the two published audio models: a 64-band log-mel spect
 window, 10 ms hop) for CNNs, and a 26-filter log filterbank with the same framing, the features of the
 DAN+ audio model. The filterbank (``fbank``) is librosa's (centred Hann STFT, HTK mel bank) or, as
 Zhang et al.'s released code computed it, `python_speech_features.logfbank` itself (METHODS.md 3.1).
+librosa's STFT, mel banks and YIN pitch are computed by `impressions.data.spectral` (numpy, the same
+values), so a job does not pay librosa's 2.0-2.4 CPU-s first call.
 Clips shorter than the window are zero-padded at the end and flagged.
 
 The window (`window_seconds`): ``seconds`` (the thesis's first 5 s) or, with ``seconds: null``, the
@@ -16,13 +18,11 @@ kept (``n_samples`` in the audio table): the waveform model crops and tests insi
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
-from functools import cache
-from pathlib import Path
 
 import numpy as np
 
+from impressions.data import spectral
 from impressions.data.defaults import PREPROCESSING as _DEFAULTS
 
 FBANKS = ("librosa", "python_speech_features")
@@ -65,40 +65,11 @@ class ClipAudio:
         }
 
 
-@cache
-def _warm_librosa() -> None:
-    """Compile librosa's numba kernels once per machine, under a file lock.
-
-    numba caches compiled kernels beside librosa's sources; two processes compiling them at the same
-    time corrupt that cache and later calls segfault (seen with two parallel audio jobs on a fresh
-    environment). Whoever takes the lock first compiles and writes; the others then only read.
-    """
-    import librosa
-    from filelock import FileLock
-
-    folder = Path(librosa.__file__).parent
-    lock = folder / ".impressions-numba.lock"
-    if not _writable(folder):
-        lock = Path(tempfile.gettempdir()) / "impressions-numba.lock"
-    with FileLock(lock):
-        y = np.sin(np.arange(16000, dtype=np.float32) * 0.1)
-        librosa.filters.mel(sr=16000, n_fft=512, n_mels=8)
-        librosa.yin(y, fmin=50, fmax=500, sr=16000, frame_length=1024)
-
-
-def _writable(folder: Path) -> bool:
-    import os
-
-    return os.access(folder, os.W_OK)
-
-
 def _median_pitch(y: np.ndarray, sr: int) -> float:
     """Median voiced f0 (YIN over 50-500 Hz); NaN when there is too little signal."""
-    import librosa
-
     if y.size < sr // 4 or np.sqrt(np.mean(y**2)) < 1e-4:
         return float("nan")
-    f0 = librosa.yin(y, fmin=50, fmax=500, sr=sr, frame_length=1024)
+    f0 = spectral.yin(y, fmin=50, fmax=500, sr=sr, frame_length=1024)
     return float(np.median(f0))
 
 
@@ -133,20 +104,17 @@ def features(
 
     `fbank` (`FBANKS`): the log filterbank's implementation; with python_speech_features it has that
     package's frame count (uncentred frames: 499 for 5 s at 16 kHz, librosa's centred ones 501)."""
-    import librosa
-
     if fbank not in FBANKS:
         raise ValueError(f"fbank must be one of {', '.join(FBANKS)}, not {fbank!r}")
-    _warm_librosa()
     waveform, n_real = window(samples, sample_rate=sample_rate, seconds=seconds, max_seconds=max_seconds)
     length = waveform.size
     win = int(sample_rate * win_ms / 1000)
     n_fft = 1 << (win - 1).bit_length()  # FFT size: the next power of two holding the window
     hop = int(sample_rate * hop_ms / 1000)
-    power = np.abs(librosa.stft(waveform, n_fft=n_fft, hop_length=hop, win_length=win, center=True)) ** 2
+    power = spectral.power_stft(waveform, n_fft, hop, win)
 
     def log_bands(n_bands: int, htk: bool) -> np.ndarray:
-        bank = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_bands, htk=htk)
+        bank = spectral.mel_bank(sample_rate, n_fft, n_bands, htk)
         return np.log(bank @ power + 1e-10).astype(np.float32)
 
     if fbank == "librosa":

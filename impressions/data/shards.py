@@ -1,7 +1,7 @@
 """Shards: stable groups of clips, the workflow's unit of scheduled work.
 
-A process start, dlib's model loading (preprocessing), librosa's first calls and torch's import 3.5 s
-(audio features, expressions) each cost more than one clip's work, and Snakemake's planning cost
+A process start, dlib's model loading (preprocessing) and torch's import 2.4-3.5 s (expressions) each
+cost more than one clip's work, and Snakemake's planning cost
 grows with its job count, so every preprocessing stage runs once per shard of clips
 (`impressions.data.preprocess_shard` for frames, faces and audio windows). A clip's shard is a hash
 of its id alone, so adding or replacing a clip re-runs only its own shard; inside, every stage reuses
