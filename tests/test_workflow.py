@@ -210,15 +210,17 @@ def test_nothing_to_do_after_a_complete_run(done):
 
 def test_expression_setting_reruns_only_expressions(done):
     root, work, _ = done
-    configure(work, root, expressions={"device": "cpu", "batch_size": 7})
-    try:
-        assert rules(planned(work)) == {
-            "expression_shard": 2, "gather_expressions": 1, "all": 1,
-            # the analyses read the expressions table, and the report its emotions
-            "interpret_cam": 1, "interpret_units": 1, "interpret_au_maps": 1, "report": 1,
-        }  # fmt: skip
-    finally:
-        configure(work, root)
+    # the AU baseline too (its default, population, is what the AU-linear families read)
+    for changed in ({"batch_size": 7}, {"baseline": "clip"}):
+        configure(work, root, expressions={"device": "cpu", **changed})
+        try:
+            assert rules(planned(work)) == {
+                "expression_shard": 2, "gather_expressions": 1, "all": 1,
+                # the analyses read the expressions table, and the report its emotions
+                "interpret_cam": 1, "interpret_units": 1, "interpret_au_maps": 1, "report": 1,
+            }, changed  # fmt: skip
+        finally:
+            configure(work, root)
 
 
 def test_audio_feature_setting_reruns_only_audio_features(done):

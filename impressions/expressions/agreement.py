@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from impressions.data.openface import PRESENCE
-from impressions.expressions.geometry import geometric_aus
+from impressions.expressions.geometry import BASELINE, geometric_aus
 from impressions.schemas import AUS
 
 PYFEAT_PRESENCE = 0.5
@@ -69,7 +69,7 @@ def pyfeat_reference(path) -> Reference:
     return Reference(f"py-feat ({path.name})", landmarks_of(table), values, present, clip_ids)
 
 
-def zero_share(reference: Reference, baseline: str = "clip") -> float:
+def zero_share(reference: Reference, baseline: str = BASELINE) -> float:
     """Share of (frame, AU) builtin values at exactly 0 under `baseline` (the clip median zeroes the
     half of each AU's frames below it)."""
     return float((geometric_aus(reference.landmarks, reference.clip_ids, baseline) == 0).mean())
@@ -87,7 +87,7 @@ def _ranks(values: np.ndarray) -> np.ndarray:
     return pl.Series(values).rank("average").to_numpy().astype(np.float64)
 
 
-def agreement(reference: Reference, baseline: str = "clip") -> list[dict]:
+def agreement(reference: Reference, baseline: str = BASELINE) -> list[dict]:
     """One row per AU the reference has: n, Pearson, Spearman, presence agreement and shares."""
     ours = geometric_aus(reference.landmarks, reference.clip_ids, baseline)
     rows = []

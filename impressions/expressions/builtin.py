@@ -29,7 +29,10 @@ and says so; since AU07 reads the lower lid only, the anger and disgust stills s
 the CNN alone. The evidence from other faces: Wolfgang's crying frames are sadness and laughing
 frames happiness (`tests/test_expressions.py`), and `single_face.jpg` is happiness. The fused
 emotions therefore depend on the AU geometry: `BuiltinBackend.emotion_cnn` gives the CNN's own
-probabilities, and `fusion=0` turns the fusion off.
+probabilities, and `fusion=0` turns the fusion off. The fusion always reads the AUs against the clip
+baseline, whatever `baseline` the AU columns use: a frame's emotion is its change from the person's
+own neutral face (against the template face, one person's mouth shape reads as a smile in every frame:
+`benchmarks/au_baseline.py`), and the fusion was tuned that way.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ import polars as pl
 from impressions.devices import resolve_device
 from impressions.expressions import codebook
 from impressions.expressions.detector import COLUMNS, SOURCES, check_inputs, output_table
-from impressions.expressions.geometry import geometric_aus
+from impressions.expressions.geometry import BASELINE, geometric_aus
 from impressions.face_template import head_pose
 from impressions.schemas import AUS, EMOTIONS
 
@@ -121,7 +124,7 @@ class BuiltinBackend:
     sources = SOURCES["builtin"]
 
     def __init__(
-        self, *, device: str = "auto", batch_size: int = 256, fusion: float = FUSION, baseline: str = "clip"
+        self, *, device: str = "auto", batch_size: int = 256, fusion: float = FUSION, baseline: str = BASELINE
     ):
         import torch
 
@@ -130,7 +133,7 @@ class BuiltinBackend:
         self.device = resolve_device(device)
         self.batch_size = int(batch_size)
         self.fusion = float(fusion)
-        self.baseline = baseline  # the AUs' neutral reference (geometry.BASELINES)
+        self.baseline = baseline  # the AU columns' neutral reference (geometry.BASELINES)
         # Channels-last: torch's CPU max pooling on NCHW tensors was 10x slower than on NHWC and took
         # half the network's time. With the crops and mirror images in one batch, a clip's 10 faces
         # went from 4.7 to 2.9 CPU-ms each, the same probabilities to 5e-7 (benchmarks/clip_costs.py).
@@ -159,7 +162,8 @@ class BuiltinBackend:
         if len(crops) == 0:
             return output_table(np.zeros((0, len(COLUMNS))))
         aus = geometric_aus(landmarks, ids, self.baseline)
-        emotions = fuse_emotions(self.emotion_cnn(crops, landmarks), aus, self.fusion)
+        own = aus if self.baseline == "clip" else geometric_aus(landmarks, ids, "clip")  # module docstring
+        emotions = fuse_emotions(self.emotion_cnn(crops, landmarks), own, self.fusion)
         return output_table(np.concatenate([aus, emotions], axis=1))
 
 

