@@ -14,7 +14,8 @@ in a fresh child process, the package function the workflow's script calls for t
 - ``image``, ``face``, ``audio``, ``fusion``: `training.loop.train_family` with the inputs the rule
   names (`Inputs.from_files`, the clips folder as in rules/models_common.smk) and the config's
   settings (`models.variants.settings`) made tiny: 16 px images, 1 epoch, the config's batch sizes (audio
-  scores in batches of 4 clips), one thread, CPU;
+  scores in batches of 4 clips), one thread, CPU; ``guided`` is the face family with AU guidance
+  (`au_guidance_weight` 0.1: its AU maps built from the faces and expressions tables);
   fusion fuses the image, face and audio models just trained at that size (their features.npz);
 - ``cam``: `explain.interpret.run("cam", "image", ...)` on the image model, with the options the
   rule passes (`Analysis.job_options` of the config's `interpret` section: `max_frames` 2,000).
@@ -61,7 +62,8 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-JOBS = ("image", "face", "audio", "fusion", "cam")
+JOBS = ("image", "face", "guided", "audio", "fusion", "cam")
+FAMILY = {"guided": "face"}  # a job that trains a family under other settings
 FI_TRAIN_FRAMES = 600_000
 GOAL_SLOPE_MB = 50.0  # per 100,000 training frames
 SIZE = 16  # px, frames and faces
@@ -180,20 +182,26 @@ def child(job: str, root: Path) -> dict:
         from impressions.models import variants
         from impressions.training import loop as training
 
-        sides = variants.settings(job, cfg)
+        family = FAMILY.get(job, job)
+        sides = variants.settings(family, cfg)
         common = {**sides["common"], "device": "cpu", "threads": 1, "num_workers": 0}
         options = {**sides["options"], "epochs": 1}  # the config's batch sizes
-        if job in ("image", "face"):
+        if family in ("image", "face"):
             options |= {"backbone": "small", "head": "dan_plus", "width": WIDTH, "weights": None,
                         "input_size": SIZE}  # fmt: skip
+            if job == "guided":
+                options |= {"au_guidance_weight": 0.1}
         elif job == "audio":
             # scoring batches full at every size (the job's 128 clips outnumber these splits' clips;
             # FI's 2,000 do not): else the batch, not the frames, would grow with the size
             options |= {"width": 4, "stages": 2, "crop_seconds": None, "eval_batch_size": 4}
         else:
             options |= {"inputs": ["image", "face", "audio"]}
-        inputs = training.Inputs.from_files(training_files(root, job), root / "clips")
-        training.train_family(job, inputs, layout.Outputs.in_folder(root / "models" / job), common, options)
+        files = training_files(root, family)
+        if job == "guided":
+            files["expressions"] = str(root / "tables" / "expressions.parquet")
+        inputs = training.Inputs.from_files(files, root / "clips")
+        training.train_family(family, inputs, layout.Outputs.in_folder(root / "models" / job), common, options)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"peak_mb": peak, "seconds": time.perf_counter() - start}
 
@@ -286,7 +294,8 @@ def request_mb(job: str) -> tuple[int, int]:
     if job == "cam":
         floor = analyses.get("cam").mem_mb
         return cluster.interpret_mem_mb(floor, "image", config, work), floor
-    return cluster.train_mem_mb(job, config, work), registry.get(job).mem_mb
+    family = FAMILY.get(job, job)
+    return cluster.train_mem_mb(family, config, work), registry.get(family).mem_mb
 
 
 def run_child(job: str, root: Path) -> dict:
