@@ -39,7 +39,9 @@ request; the last column says PASS or FAIL.
 `--tables FRAMES...` measures instead what the parts that read the dataset tables add to a fresh
 process's peak at FI-sized tables (no images written): training's `_frame_sets` (image: frames table,
 face: faces table) and the cam job's `interpret.read_tables` + `images.load_images` (its image reads
-stubbed with blank images). They run once at a job's start, so at the sizes above they sit under the
+stubbed with blank images), and AU guidance's training maps of the face family, written block by
+block to a file as the training job does (`guided`) and held whole in memory as it did before
+(`guided_whole`). They run once at a job's start, so at the sizes above they sit under the
 training plateau and the fit cannot see them; at FI's 1,000,000 frames they can set the peak.
 
 The machine this ran on has 2 cores shared with other work: peaks move by a few MB from run to run,
@@ -201,7 +203,9 @@ def child(job: str, root: Path) -> dict:
         if job == "guided":
             files["expressions"] = str(root / "tables" / "expressions.parquet")
         inputs = training.Inputs.from_files(files, root / "clips")
-        training.train_family(family, inputs, layout.Outputs.in_folder(root / "models" / job), common, options)
+        training.train_family(
+            family, inputs, layout.Outputs.in_folder(root / "models" / job), common, options
+        )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"peak_mb": peak, "seconds": time.perf_counter() - start}
 
@@ -211,6 +215,7 @@ def write_tables(root: Path, n_frames: int, per_clip: int) -> None:
     import polars as pl
 
     from impressions import schemas, testing
+    from impressions.data import tables as data_tables
 
     ids = np.array([f"synth{i:06d}.000" for i in range(n_frames // per_clip)])
     split = np.array(["train", "train", "train", "val", "test"])[np.arange(len(ids)) % 5]  # 60/20/20
@@ -228,7 +233,9 @@ def write_tables(root: Path, n_frames: int, per_clip: int) -> None:
         table = pl.DataFrame(keys).with_columns(
             pl.lit(values.get(c), dtype).alias(c) for c, dtype in schema.items() if c not in keys
         )
-        table.select(schema.names()).cast(dict(schema)).write_parquet(root / "tables" / f"{name}.parquet")
+        table.select(schema.names()).cast(dict(schema)).write_parquet(
+            root / "tables" / f"{name}.parquet", row_group_size=data_tables.ROW_GROUP_ROWS
+        )  # as the gathers write them
     clips = {"clip_id": ids, "path": ids, "split": split, "youtube_id": ids,
              **{label: np.full(len(ids), 0.5) for label in schemas.LABELS},
              **dict.fromkeys(("gender", "ethnicity", "age_group"), np.full(len(ids), None))}  # fmt: skip
@@ -264,6 +271,23 @@ def table_part(part: str, root: Path) -> dict:
         )
         sets = training._frame_sets(part, inputs, training._clips_by_split(clips))
         items = sum(len(s) for s in sets.values())
+    elif part in ("guided", "guided_whole"):  # AU guidance's training maps of the face family
+        from impressions.training import datasets, guidance
+        from impressions.training import loop as training
+
+        datasets.image_store.read = lambda folder, kind: _NoImages()
+        clips = pl.read_parquet(t / "clips.parquet")
+        inputs = training.Inputs(
+            clips=t / "clips.parquet", frames=t / "faces.parquet", faces=t / "faces.parquet",
+            expressions=t / "expressions.parquet", clip_dirs={c: root / c for c in clips["clip_id"]},
+        )  # fmt: skip
+        train = training._frame_sets("face", inputs, training._clips_by_split(clips))["train"]
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        if part == "guided":  # what the training job does: blocks written to a file
+            guidance.write_guidance_maps(root / "au_maps.npy", "face", inputs, train)
+        else:  # the same blocks held in memory, as the job held its maps before
+            guidance.guidance_maps("face", inputs, train)
+        items = len(train)
     else:  # cam's tables: interpret._run's read_tables and load_images, every split, max_frames 2,000
         from impressions.explain import images, interpret
         from impressions.expressions import au_maps  # noqa: F401 - load_images imports it (and torch)
@@ -321,7 +345,9 @@ def fit(train_frames: list[int], peaks: list[float]) -> tuple[float, float, floa
 def tables_main(sizes: list[int], per_clip: int) -> int:
     """`--tables`: MB each table-reading part adds (a fresh child each) at each frame count."""
     parts = {"image": "training _frame_sets, frames table", "face": "training _frame_sets, faces table",
-             "cam": "interpret: read_tables + load_images (max_frames 2,000)"}  # fmt: skip
+             "cam": "interpret: read_tables + load_images (max_frames 2,000)",
+             "guided": "AU guidance maps, blocks written to a file (the job)",
+             "guided_whole": "AU guidance maps held whole in memory (before)"}  # fmt: skip
     rows = {p: [] for p in parts}
     with tempfile.TemporaryDirectory(prefix="memory_tables_") as tmp:
         for n in sizes:

@@ -23,8 +23,9 @@ GUIDANCE_MAP_SIZE = 32
 """Side of the AU maps kept per training frame (float16): guidance resizes them to the feature map."""
 
 BLOCK_ITEMS = 8192
-"""Items whose maps are built together: bounds the job's memory (about 16 MB of maps, 10 MB of
-landmark lists a block), whatever the number of training frames."""
+"""Items whose maps are built together. The block, not the training frames, bounds the job's memory:
+its maps (16 MB in float16, several times that while they are drawn), its landmarks and the row groups
+read (`impressions.data.tables.ROW_GROUP_ROWS`); measured in `benchmarks/memory_scaling.py --tables`."""
 
 
 def guidance_maps(
