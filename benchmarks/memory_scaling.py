@@ -14,7 +14,8 @@ in a fresh child process, the package function the workflow's script calls for t
 - ``image``, ``face``, ``audio``, ``fusion``: `training.loop.train_family` with the inputs the rule
   names (`Inputs.from_files`, the clips folder as in rules/models_common.smk) and the config's
   settings (`models.variants.settings`) made tiny: 16 px images, 1 epoch, the config's batch sizes (audio
-  scores in batches of 4 clips), one thread, CPU;
+  scores in batches of 4 clips), one thread, CPU; ``guided`` is the face family with AU guidance
+  (`au_guidance_weight` 0.1: its AU maps built from the faces and expressions tables);
   fusion fuses the image, face and audio models just trained at that size (their features.npz);
 - ``cam``: `explain.interpret.run("cam", "image", ...)` on the image model, with the options the
   rule passes (`Analysis.job_options` of the config's `interpret` section: `max_frames` 2,000).
@@ -38,7 +39,9 @@ request; the last column says PASS or FAIL.
 `--tables FRAMES...` measures instead what the parts that read the dataset tables add to a fresh
 process's peak at FI-sized tables (no images written): training's `_frame_sets` (image: frames table,
 face: faces table) and the cam job's `interpret.read_tables` + `images.load_images` (its image reads
-stubbed with blank images). They run once at a job's start, so at the sizes above they sit under the
+stubbed with blank images), and AU guidance's training maps of the face family, written block by
+block to a file as the training job does (`guided`) and held whole in memory as it did before
+(`guided_whole`). They run once at a job's start, so at the sizes above they sit under the
 training plateau and the fit cannot see them; at FI's 1,000,000 frames they can set the peak.
 
 The machine this ran on has 2 cores shared with other work: peaks move by a few MB from run to run,
@@ -61,7 +64,8 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-JOBS = ("image", "face", "audio", "fusion", "cam")
+JOBS = ("image", "face", "guided", "audio", "fusion", "cam")
+FAMILY = {"guided": "face"}  # a job that trains a family under other settings
 FI_TRAIN_FRAMES = 600_000
 GOAL_SLOPE_MB = 50.0  # per 100,000 training frames
 SIZE = 16  # px, frames and faces
@@ -180,20 +184,28 @@ def child(job: str, root: Path) -> dict:
         from impressions.models import variants
         from impressions.training import loop as training
 
-        sides = variants.settings(job, cfg)
+        family = FAMILY.get(job, job)
+        sides = variants.settings(family, cfg)
         common = {**sides["common"], "device": "cpu", "threads": 1, "num_workers": 0}
         options = {**sides["options"], "epochs": 1}  # the config's batch sizes
-        if job in ("image", "face"):
+        if family in ("image", "face"):
             options |= {"backbone": "small", "head": "dan_plus", "width": WIDTH, "weights": None,
                         "input_size": SIZE}  # fmt: skip
+            if job == "guided":
+                options |= {"au_guidance_weight": 0.1}
         elif job == "audio":
             # scoring batches full at every size (the job's 128 clips outnumber these splits' clips;
             # FI's 2,000 do not): else the batch, not the frames, would grow with the size
             options |= {"width": 4, "stages": 2, "crop_seconds": None, "eval_batch_size": 4}
         else:
             options |= {"inputs": ["image", "face", "audio"]}
-        inputs = training.Inputs.from_files(training_files(root, job), root / "clips")
-        training.train_family(job, inputs, layout.Outputs.in_folder(root / "models" / job), common, options)
+        files = training_files(root, family)
+        if job == "guided":
+            files["expressions"] = str(root / "tables" / "expressions.parquet")
+        inputs = training.Inputs.from_files(files, root / "clips")
+        training.train_family(
+            family, inputs, layout.Outputs.in_folder(root / "models" / job), common, options
+        )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"peak_mb": peak, "seconds": time.perf_counter() - start}
 
@@ -203,6 +215,7 @@ def write_tables(root: Path, n_frames: int, per_clip: int) -> None:
     import polars as pl
 
     from impressions import schemas, testing
+    from impressions.data import tables as data_tables
 
     ids = np.array([f"synth{i:06d}.000" for i in range(n_frames // per_clip)])
     split = np.array(["train", "train", "train", "val", "test"])[np.arange(len(ids)) % 5]  # 60/20/20
@@ -220,7 +233,9 @@ def write_tables(root: Path, n_frames: int, per_clip: int) -> None:
         table = pl.DataFrame(keys).with_columns(
             pl.lit(values.get(c), dtype).alias(c) for c, dtype in schema.items() if c not in keys
         )
-        table.select(schema.names()).cast(dict(schema)).write_parquet(root / "tables" / f"{name}.parquet")
+        table.select(schema.names()).cast(dict(schema)).write_parquet(
+            root / "tables" / f"{name}.parquet", row_group_size=data_tables.ROW_GROUP_ROWS
+        )  # as the gathers write them
     clips = {"clip_id": ids, "path": ids, "split": split, "youtube_id": ids,
              **{label: np.full(len(ids), 0.5) for label in schemas.LABELS},
              **dict.fromkeys(("gender", "ethnicity", "age_group"), np.full(len(ids), None))}  # fmt: skip
@@ -256,6 +271,23 @@ def table_part(part: str, root: Path) -> dict:
         )
         sets = training._frame_sets(part, inputs, training._clips_by_split(clips))
         items = sum(len(s) for s in sets.values())
+    elif part in ("guided", "guided_whole"):  # AU guidance's training maps of the face family
+        from impressions.training import datasets, guidance
+        from impressions.training import loop as training
+
+        datasets.image_store.read = lambda folder, kind: _NoImages()
+        clips = pl.read_parquet(t / "clips.parquet")
+        inputs = training.Inputs(
+            clips=t / "clips.parquet", frames=t / "faces.parquet", faces=t / "faces.parquet",
+            expressions=t / "expressions.parquet", clip_dirs={c: root / c for c in clips["clip_id"]},
+        )  # fmt: skip
+        train = training._frame_sets("face", inputs, training._clips_by_split(clips))["train"]
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        if part == "guided":  # what the training job does: blocks written to a file
+            guidance.write_guidance_maps(root / "au_maps.npy", "face", inputs, train)
+        else:  # the same blocks held in memory, as the job held its maps before
+            guidance.guidance_maps("face", inputs, train)
+        items = len(train)
     else:  # cam's tables: interpret._run's read_tables and load_images, every split, max_frames 2,000
         from impressions.explain import images, interpret
         from impressions.expressions import au_maps  # noqa: F401 - load_images imports it (and torch)
@@ -286,7 +318,8 @@ def request_mb(job: str) -> tuple[int, int]:
     if job == "cam":
         floor = analyses.get("cam").mem_mb
         return cluster.interpret_mem_mb(floor, "image", config, work), floor
-    return cluster.train_mem_mb(job, config, work), registry.get(job).mem_mb
+    family = FAMILY.get(job, job)
+    return cluster.train_mem_mb(family, config, work), registry.get(family).mem_mb
 
 
 def run_child(job: str, root: Path) -> dict:
@@ -312,7 +345,9 @@ def fit(train_frames: list[int], peaks: list[float]) -> tuple[float, float, floa
 def tables_main(sizes: list[int], per_clip: int) -> int:
     """`--tables`: MB each table-reading part adds (a fresh child each) at each frame count."""
     parts = {"image": "training _frame_sets, frames table", "face": "training _frame_sets, faces table",
-             "cam": "interpret: read_tables + load_images (max_frames 2,000)"}  # fmt: skip
+             "cam": "interpret: read_tables + load_images (max_frames 2,000)",
+             "guided": "AU guidance maps, blocks written to a file (the job)",
+             "guided_whole": "AU guidance maps held whole in memory (before)"}  # fmt: skip
     rows = {p: [] for p in parts}
     with tempfile.TemporaryDirectory(prefix="memory_tables_") as tmp:
         for n in sizes:

@@ -350,6 +350,27 @@ def test_guidance_maps_follow_faces_and_emotions(data, tmp_path):
     assert np.allclose(wide_maps.astype(np.float32), frame_maps.astype(np.float32), atol=2e-3)
 
 
+def test_guidance_maps_built_in_blocks_and_written_to_a_file_are_the_same(data, tmp_path):
+    """A training job builds the maps a block of items at a time (only the block's clips read) and
+    writes them to a file: any block size, and the file, give the maps built in one go."""
+    from impressions.training import guidance
+
+    for family in ("face", "image"):
+        dataset, inputs = _train_set(data, family), _inputs(data, family)
+        whole = training.guidance_maps(family, inputs, dataset, size=32)
+        blocks = list(
+            guidance.map_blocks(family, inputs, dataset, 32, au_maps.SIGMA, au_maps.SHAPE, block_items=2)
+        )
+        assert len(blocks) == -(-len(dataset) // 2) and all(len(m) <= 2 for _, m in blocks)
+        assert np.array_equal(np.concatenate([m for _, m in blocks]), whole)
+        path = tmp_path / f"{family}.npy"
+        guided = training.write_guidance_maps(path, family, inputs, dataset, size=32)
+        assert np.array_equal(np.load(path), whole) and whole.any()
+        assert guided == int(au_maps.has_target(whole).sum()) < len(dataset)
+        rows = datasets.NpyRows(path)
+        assert len(rows) == len(dataset) and np.array_equal(rows[len(dataset) - 1], whole[-1])
+
+
 def _train(data, tmp_path, family, options, common=COMMON, **changes):
     out = training.Outputs.in_folder(tmp_path / family)
     summary = training.train_family(family, _inputs(data, family, **changes), out, common, options)
