@@ -50,8 +50,7 @@ for _spec in [analyses.get(a) for a in analyses.names(scope="model")]:
 # own; its files, settings, resources and docstring come from its registry entry.
 rule au_guidance_effect:
     input:
-        clips=TABLES_DIR / "clips.parquet",
-        splits=TABLES_DIR / "splits.parquet",
+        **INTERPRET_INPUTS,
         # per-frame CAM-AU similarity: the effect is taken on the test clips' frames only
         au_frames=[
             interpret_files("au_maps", m)["frames"]
@@ -62,6 +61,10 @@ rule au_guidance_effect:
             model_files(m)["predictions"] for pair in GUIDANCE_PAIRS for m in pair
         ],
         summaries=[model_files(m)["summary"] for pair in GUIDANCE_PAIRS for m in pair],
+        # ATT-COS reads each model's attention on the test frames
+        checkpoints=[
+            model_files(m)["checkpoint"] for pair in GUIDANCE_PAIRS for m in pair
+        ],
     output:
         **interpret_files("au_guidance"),
     log:
@@ -70,11 +73,14 @@ rule au_guidance_effect:
         BENCH / "interpret" / "au_guidance.tsv"
     conda:
         "../envs/models.yaml"
+    threads: MODELS_CFG["threads"]
     resources:
         mem_mb=analyses.get("au_guidance").mem_mb,
         runtime=analyses.get("au_guidance").runtime,
     params:
         pairs=GUIDANCE_PAIRS,
+        options=interpret_options("au_guidance")
+        | {"n_boot": MODELS_CFG["bootstrap"], "seed": MODELS_CFG["seed"]},
     script:
         "../workflow_scripts/au_guidance_effect.py"
 

@@ -270,9 +270,15 @@ def test_a_guided_model_that_only_fits_its_training_frames_shows_no_effect(tmp_p
     from impressions.explain import au_analyses
     from impressions.training import loop as training
 
-    splits = ["train"] * 5 + ["val", "test", "test"]
-    clips = pl.DataFrame({"clip_id": [f"c{i}" for i in range(8)], "split": splits,
-                          **{t: np.linspace(0.2, 0.8, 8) for t in TRAITS}})  # fmt: skip
+    _, (clips, frames, faces, expressions), ckpt = _tiny(tmp_path, ["train"] * 5 + ["val", "test", "test"])
+    test = {"faces": loader.load_images("faces", clips, frames, faces, expressions, tmp_path / "clips",
+                                        splits=["test"])}  # fmt: skip
+    layers, real = [], au_analyses.attention_cosines_at
+
+    def attention(checkpoint, images, au_map, layer):  # the real ATT-COS, recording the layer it reads
+        layers.append(layer)
+        return real(checkpoint, images, au_map, layer)
+
     paths = {"frames": {}, "preds": {}, "summaries": {}}
     for name, weight, train_r in (("face", 0.0, 0.2), ("face_au_guided", 1.0, 0.9)):
         folder = tmp_path / name
@@ -290,13 +296,26 @@ def test_a_guided_model_that_only_fits_its_training_frames_shows_no_effect(tmp_p
         settings = {"au_guidance_weight": weight, **({"au_guidance_layer": 6} if weight else {})}
         paths["summaries"][name].write_text(json.dumps({"settings": settings}))
     files = {"section": tmp_path / "g" / "section.json", "table": tmp_path / "g" / "guidance.csv"}
-    section = au_analyses.guidance_effect(
-        [("face", "face_au_guided")], paths["frames"], paths["preds"], paths["summaries"], clips, files
-    )
+    pair = [("face", "face_au_guided")]
+    both = {"face": ckpt, "face_au_guided": ckpt}  # one network twice: any ATT-COS effect is spurious
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(au_analyses, "attention_cosines_at", attention)
+        section = au_analyses.guidance_effect(
+            pair, paths["frames"], paths["preds"], paths["summaries"], both, test, clips, files, n_boot=50
+        )
     table = pl.read_csv(files["table"]).sort("au_guidance_weight")
     assert table["cam_au_r"].to_list() == pytest.approx([0.2, 0.2])  # no effect on test
     assert table["cam_au_cosine"].to_list() == pytest.approx([0.5, 0.5])
     assert table["cam_au_frames"].to_list() == [4, 4]  # two test clips, two frames each
+    # the paired differences, on the guided row: none, with an interval of zero width
+    guided = table.row(1, named=True)
+    for keys in au_analyses.EFFECT_DIFFERENCES.values():
+        assert [guided[k] for k in keys] == pytest.approx([0.0, 0.0, 0.0]), keys
+        assert table.row(0, named=True)[keys[0]] is None  # the twin's row holds none
+    # ATT-COS beside CAM-COS: both models read at the guided model's layer (6), on the 6 test frames
+    assert layers == [6, 6] and table["att_layer"].to_list() == [6, 6]
+    assert table["att_au_frames"].to_list() == [6, 6] and table["att_au_cosine"].is_between(0, 1).all()
+    assert "ATT-COS at body module 6" in section.text
     pooled = [pl.read_parquet(paths["frames"][m])["openness"].mean() for m in ("face", "face_au_guided")]
     assert pooled[1] - pooled[0] > 0.3  # what the in-sample comparison would have called an effect
     assert "test clips only" in section.text and "cosine" in section.text
@@ -336,10 +355,19 @@ def test_guidance_effect_and_sweep_compare_weights(tmp_path):
         histories[weight] = folder / "metrics.csv"
         pl.DataFrame({"epoch": [0], "val_mean": [rng.random()], "best": [True]}).write_csv(histories[weight])
     files = {"section": tmp_path / "g" / "section.json", "table": tmp_path / "g" / "guidance.csv"}
-    au_analyses.guidance_effect([("face", "face_au_guided")], corrs, preds, summaries, clips, files)
+    test = {"faces": loader.load_images("faces", clips, frames, faces, expressions, tmp_path / "clips",
+                                        splits=["test"])}  # fmt: skip
+    both = {"face": ckpt, "face_au_guided": ckpt}
+    au_analyses.guidance_effect(
+        [("face", "face_au_guided")], corrs, preds, summaries, both, test, clips, files, n_boot=50
+    )
     table = pl.read_csv(files["table"]).sort("au_guidance_weight")
     assert table["test_accuracy"][1] == 1.0 and table["test_accuracy"][0] < 1.0
     assert table["cam_au_r"].to_list() == pytest.approx([0.1, 1.1])  # test frames only
+    # the paired intervals see the effects: r up by 1.0 on every test clip, accuracy up by 0.1
+    guided = table.row(1, named=True)
+    assert [guided[k] for k in ("delta_r", "delta_r_low", "delta_r_high")] == pytest.approx([1.0] * 3)
+    assert guided["delta_accuracy"] == pytest.approx(0.1) and guided["delta_low"] > 0
 
     sweep = {k: tmp_path / "sweep" / n for k, n in (("section", "section.json"), ("table", "sweep.csv"),
                                                     ("figure", "sweep.png"))}  # fmt: skip

@@ -250,12 +250,13 @@ ANALYSES: dict[str, Analysis] = {
             "only.",
         ),
         Analysis(
+            # ATT-COS reads the test split's frames only (`splits`), whatever interpret.splits says
             name="au_guidance", function=f"{_A}:guidance_effect", scope="workflow", models=("guided",),
-            files={"section": "section.json", "table": "au_guidance.csv"}, options=("au_map",),
-            title="AU guidance: its effect on accuracy and on where the model looks", order=45,
-            mem_mb=2000, runtime=10, rule="au_guidance_effect",
-            doc="Accuracy and CAM-AU correlation and cosine of each AU-guided model against its unguided "
-            "twin, on test clips only.",
+            files={"section": "section.json", "table": "au_guidance.csv"}, options=("au_map", "max_frames"),
+            splits=("test",), title="AU guidance: its effect on accuracy and on where the model looks",
+            order=45, mem_mb=8000, runtime=30, rule="au_guidance_effect",
+            doc="Accuracy, CAM-AU correlation and cosine, and ATT-COS of each AU-guided model against its "
+            "unguided twin, with paired intervals, on test clips only.",
         ),
         Analysis(
             name="manifold", function="impressions.explain.interpret:manifold_analysis", scope="workflow",

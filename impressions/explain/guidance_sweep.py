@@ -38,7 +38,7 @@ SCHEMA = {
 """au_guidance_sweep.csv: one row per weight."""
 
 
-def _accuracy_per_clip(preds, clips):
+def accuracy_per_clip(preds, clips):
     """(clip ids, (n, 5) 1 - |error|) of the test clips with labels."""
     from impressions import metrics
 
@@ -55,6 +55,29 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, n_boot: int = 1000, seed: int
     rng = np.random.default_rng(seed)
     means = d[rng.integers(0, len(d), (n_boot, len(d)))].mean(axis=1)
     return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+
+def paired_difference(
+    a: Mapping, b: Mapping, n_boot: int = 1000, seed: int = 0
+) -> tuple[float, float, float]:
+    """(mean, 95% low, 95% high) of a - b over the clips both per-clip mappings hold (clip -> value),
+    the interval a paired bootstrap over those clips; NaN where they share none."""
+    common = sorted(set(a) & set(b))
+    x = np.array([a[c] for c in common], dtype=np.float64)
+    y = np.array([b[c] for c in common], dtype=np.float64)
+    mean = float((x - y).mean()) if len(common) else float("nan")
+    return (mean, *paired_bootstrap(x, y, n_boot, seed))
+
+
+def clip_means(values: np.ndarray, clip_ids: Sequence[str]) -> dict[str, float]:
+    """clip -> mean of its frames' finite `values` (n,): frames of one clip are alike, so the clip is
+    the unit a paired interval resamples."""
+    values = np.asarray(values, dtype=np.float64)
+    out: dict[str, list[float]] = {}
+    for clip, v in zip(clip_ids, values):
+        if np.isfinite(v):
+            out.setdefault(clip, []).append(float(v))
+    return {clip: float(np.mean(v)) for clip, v in out.items()}
 
 
 def judge(rows: list[dict], tolerance: float = 0.005) -> list[dict]:
@@ -145,14 +168,14 @@ def sweep_analysis(
     au_map = au_map or au_maps.SHAPE
     import polars as pl
 
-    from impressions.explain import analyses, interpret, sections
+    from impressions.explain import analyses, au_analyses, interpret, sections
     from impressions.explain.images import load_images
 
     images = load_images(
         interpret.explained_kind(family), clips, frames, faces, expressions, clips_dir,
         splits=list(analyses.get("au_guidance_sweep").splits), max_frames=max_frames,
     )  # fmt: skip
-    usable = images.subset(images.has_face & np.array([e is not None for e in images.emotions], bool))
+    usable = au_analyses.with_expressions(images)
     layers: set[int] = set()
     rows, per_clip, r_clips = _weight_rows(
         weights, checkpoints, predictions, histories, clips, usable, au_map, layers
@@ -179,7 +202,7 @@ def _weight_rows(weights, checkpoints, predictions, histories, clips, usable, au
     rows, per_clip, r_clips = [], {}, {}
     for w in sorted(weights):
         preds = pl.read_parquet(predictions[w])
-        ids, acc = _accuracy_per_clip(preds, clips)
+        ids, acc = accuracy_per_clip(preds, clips)
         per_clip[w] = dict(zip(ids, acc.mean(axis=1)))
         history = pl.read_csv(histories[w])
         best = history.filter(pl.col("best")) if "best" in history.columns else history
@@ -204,11 +227,7 @@ def _weight_rows(weights, checkpoints, predictions, histories, clips, usable, au
             r = float(np.nanmean(corr[used])) if n else float("nan")
             cos_mean = float(np.nanmean(cos[used])) if np.isfinite(cos[used]).any() else float("nan")
             att_mean = float(np.nanmean(att[used])) if np.isfinite(att[used]).any() else float("nan")
-            frame_r = np.nanmean(np.where(used[:, None], corr, np.nan), axis=1) if n else corr[:, 0]
-            for clip in dict.fromkeys(usable.clip_ids):  # per clip: the frames of one clip are alike
-                mine = np.array([c == clip for c in usable.clip_ids]) & used
-                if mine.any():
-                    r_clips[w][clip] = float(frame_r[mine].mean())
+            r_clips[w] = clip_means(au_analyses.frame_means(corr), usable.clip_ids)
         rows.append({"weight": float(w), "guidance_scale": scale, "val_accuracy": val,
                      "test_accuracy": float(acc.mean()) if len(acc) else float("nan"), "test_clips": len(ids),
                      "cam_au_r": r, "cam_au_cosine": cos_mean, "att_au_cosine": att_mean,
@@ -227,17 +246,9 @@ def _paired_differences(
 ) -> None:
     """Fill `keys` (difference, low, high) of each row: the mean difference of its per-clip values from
     weight 0's over the clips both have, with the paired bootstrap 95% interval over those clips."""
-    mean_key, low_key, high_key = keys
-    base = per_clip.get(0.0)
+    base = per_clip.get(0.0) or {}
     for r in rows:
-        if base is None or not len(base):
-            r[mean_key], r[low_key], r[high_key] = float("nan"), float("nan"), float("nan")
-            continue
-        common = sorted(set(base) & set(per_clip[r["weight"]]))
-        a = np.array([per_clip[r["weight"]][c] for c in common])
-        b = np.array([base[c] for c in common])
-        r[mean_key] = float((a - b).mean()) if len(common) else float("nan")
-        r[low_key], r[high_key] = paired_bootstrap(a, b, n_boot, seed)
+        r.update(zip(keys, paired_difference(per_clip[r["weight"]], base, n_boot, seed)))
 
 
 def _sweep_section(family, weights, usable: int, rows, table, files, tolerance: float, au_map: str, layers):
