@@ -371,13 +371,14 @@ def test_guidance_effect_and_sweep_compare_weights(tmp_path):
 
     sweep = {k: tmp_path / "sweep" / n for k, n in (("section", "section.json"), ("table", "sweep.csv"),
                                                     ("figure", "sweep.png"))}  # fmt: skip
-    weights = {0.0: preds["face"], 1.0: preds["face_au_guided"]}
+    runs = [(0.0, 0), (1.0, 0)]  # one training seed
+    weights = {(0.0, 0): preds["face"], (1.0, 0): preds["face_au_guided"]}
     guidance_sweep.sweep_analysis(
-        "face", [0.0, 1.0], {0.0: ckpt, 1.0: ckpt}, weights, histories, clips, frames, faces, expressions,
-        tmp_path / "clips", sweep, n_boot=20,
+        "face", runs, dict.fromkeys(runs, ckpt), weights, {(w, 0): h for w, h in histories.items()}, clips,
+        frames, faces, expressions, tmp_path / "clips", sweep, n_boot=20,
     )  # fmt: skip
     rows = pl.read_csv(sweep["table"]).sort("weight")
-    assert rows["weight"].to_list() == [0.0, 1.0]
+    assert rows["weight"].to_list() == [0.0, 1.0] and rows["seed"].to_list() == [0, 0]  # no pooled row
     assert rows["test_accuracy"][1] > rows["test_accuracy"][0]  # the exact predictions win
     assert rows["cam_au_r"][0] == rows["cam_au_r"][1]  # the same model at both weights: the same maps
     # ... so no difference, an interval of zero width, and no improvement claimed
@@ -388,6 +389,24 @@ def test_guidance_effect_and_sweep_compare_weights(tmp_path):
         rows["att_au_cosine"].is_between(0, 1).all() and rows["att_au_cosine"][0] == rows["att_au_cosine"][1]
     )
     assert "ATT-COS" in json.loads(sweep["section"].read_text())["text"]
+
+    # Two seeds: at seed 0 guidance makes the predictions exact (+0.1 accuracy), at seed 1 it changes
+    # nothing. Per-seed rows keep each seed's difference; the pooled row averages each clip's over seeds.
+    runs = [(0.0, 0), (1.0, 0), (0.0, 1), (1.0, 1)]
+    seeded = weights | {(0.0, 1): preds["face"], (1.0, 1): preds["face"]}
+    guidance_sweep.sweep_analysis(
+        "face", runs, dict.fromkeys(runs, ckpt), seeded, {(w, s): histories[w] for w, s in runs}, clips,
+        frames, faces, expressions, tmp_path / "clips", sweep, n_boot=20,
+    )  # fmt: skip
+    rows = pl.read_csv(sweep["table"])
+    guided = {s: rows.filter((pl.col("weight") == 1) & pl.col("seed").eq_missing(s)).row(0, named=True)
+              for s in (0, 1, None)}  # fmt: skip
+    assert guided[0]["delta_accuracy"] == pytest.approx(0.1) and guided[1]["delta_accuracy"] == 0
+    assert guided[None]["seeds"] == 2 and guided[None]["delta_accuracy"] == pytest.approx(0.05)
+    assert guided[None]["delta_low"] > 0 and guided[None]["accuracy_kept"] is True
+    assert rows.height == 6  # two weights x two seeds, and one pooled row per weight
+    text = json.loads(sweep["section"].read_text())["text"]
+    assert "pooled over 2 training seeds" in text and "training seed (0, 1)" in text
 
 
 def test_emergence_finds_the_unit_that_tracks_an_au():

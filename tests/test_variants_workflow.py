@@ -68,9 +68,18 @@ def test_every_variant_is_trained_and_reported(done):
         assert model in reported, model
     assert (out / "models" / "image_cam" / "checkpoint.pt").is_file()
     sweep = pl.read_csv(out / "interpret" / "au_guidance_sweep" / "au_guidance_sweep.csv")
-    assert sweep["weight"].to_list() == [0.0, 1.0]
+    # models.seeds lists the sweep's family: a run per weight and seed, and a pooled row per weight
+    runs = sweep.filter(pl.col("seed").is_not_null())
+    assert runs.select("weight", "seed").rows() == [(0.0, 0), (0.0, 1), (1.0, 0), (1.0, 1)]
+    pooled = sweep.filter(pl.col("seed").is_null())
+    assert pooled["weight"].to_list() == [0.0, 1.0] and pooled["seeds"].to_list() == [2, 2]
+    assert (out / "interpret" / "au_guidance_sweep" / "w1_seed1" / "checkpoint.pt").is_file()
     guidance = pl.read_csv(out / "interpret" / "au_guidance" / "au_guidance.csv")
     assert guidance["model"].to_list() == ["face", "face_au_guided"]
+    # ATT-COS beside CAM-COS, both models read at the guided layer, with the paired differences
+    assert guidance["att_layer"].to_list() == [-1, -1] and guidance["att_au_frames"].min() > 0
+    assert guidance["att_au_cosine"].is_between(0, 1).all()
+    assert guidance["delta_att_low"][1] <= guidance["delta_att"][1] <= guidance["delta_att_high"][1]
 
 
 def test_every_analysis_writes_its_files_and_its_report_section(done):
