@@ -1,7 +1,6 @@
 """Reading what the models saw, for the interpretation analyses."""
 
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -152,6 +151,49 @@ def test_cam_overlap_analysis_shares_are_shares_of_test_frames(tmp_path):
     assert set(pl.read_parquet(files["regions"])["clip_id"]) == {"clip03", "clip04"}
 
 
+def _rendered(tmp_path, section_paths) -> str:
+    """The report's Markdown of interpretation sections, as the report renders them."""
+    from impressions.report import document, render
+
+    doc = document.Document("t")
+    render._interpretation_sections(doc, [Path(p) for p in section_paths], tmp_path)
+    return "\n".join(doc.md)
+
+
+def _rendered_column(markdown: str, table_file: str, column: str) -> list[str]:
+    """One column's cells of the rendered table whose caption names `table_file`."""
+    lines = markdown.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("*") and f"{table_file})" in line)
+    table = []
+    for line in lines[start + 1 :]:
+        if line.startswith("|"):
+            table.append([c.strip() for c in line.strip("|").split("|")])
+        elif table or line.strip():
+            break
+    header, _, *rows = table
+    return [row[header.index(column)] for row in rows]
+
+
+def test_the_report_shows_both_region_rules_and_the_deviations_of_the_setting(tmp_path):
+    """The CAM-overlap section as the report renders it: the overlap table holds raw-max (Zhou's rule,
+    the default) and min-max rows whatever the headline setting, and the deviations follow the setting."""
+    from impressions.explain import cam_analyses
+
+    _, tables, ckpt = _tiny(tmp_path)
+    images = loader.load_images("frames", *tables, tmp_path / "clips", splits=["test"])
+    rendered = {}
+    for rule in ("raw_max", "min_max"):
+        (tmp_path / rule).mkdir()
+        files = _files(tmp_path / rule, "cam_overlap")
+        cam_analyses.cam_overlap_analysis("image_cam", ckpt, images, files, region_rule=rule)
+        rendered[rule] = _rendered(tmp_path, [files["section"]])
+        rules = _rendered_column(rendered[rule], "cam_face_overlap.csv", "rule")
+        assert set(rules) == {"raw_max", "min_max"} and rules.count("raw_max") == rules.count("min_max")
+    deviation = "CAM regions min-max normalised before the 0.2 threshold (interpret.cam_overlap.region_rule"
+    assert deviation in rendered["min_max"] and deviation not in rendered["raw_max"]
+    assert "Deviations from the published method, from this run's settings" in rendered["raw_max"]
+
+
 def test_the_deviations_listed_follow_the_settings_the_run_used(tmp_path):
     from impressions.explain import cam_analyses, deviations
 
@@ -187,6 +229,38 @@ def test_the_deviations_listed_follow_the_settings_the_run_used(tmp_path):
     assert deviations.text([]) == "Deviations from the published method: none under this run's settings."
 
 
+def test_the_face_part_section_prints_the_detectors_expected_under_the_null_beside_those_found(tmp_path):
+    """The units section, rendered as the report renders it, from a small synthetic chance table: the
+    detectors found (after the correction), the units the rule alone passes and the number the null
+    expects to pass it, each the table's sum."""
+    from impressions.explain import unit_analyses
+
+    chance = pl.DataFrame({
+        "model": "m", "layer": ["conv4", "conv4", "conv5", "conv5"], "part": ["eyes", "mouth"] * 2,
+        "units": 256, "top_clips": 20, "chance_share": [0.3, 0.35, 0.3, 0.35], "required_share": 0.5,
+        "rule_detectors": [4, 6, 5, 7], "expected_null": [2.25, 3.5, 2.25, float("nan")],
+        "detectors": [1, 0, 2, 0], "mean_share": 0.6, "mean_lift": 1.8, "best_lift": 2.5,
+    })  # fmt: skip
+    em = pl.DataFrame({"level": ["frame"], "au": ["AU12"], "p_value": [0.01], "p_corrected": [0.04],
+                       "p_permutation": [0.2]})  # fmt: skip
+    n = 2
+    images = loader.Images(
+        "faces", np.zeros((n, 8, 8, 3), np.uint8), ["a.000", "b.000"], np.zeros(n, int),
+        np.full((n, 4), np.nan), np.zeros((n, 68, 2)), np.full((n, len(AUS)), np.nan), ["happiness"] * n,
+        ("test",),
+    )  # fmt: skip
+    section = unit_analyses._units_section(
+        "m", images, images, {"conv4": None, "conv5": None}, em, chance, n_clips=2, n_units=512, top=20,
+        threshold=0.5, margin=0.15, notes=[],
+    )  # fmt: skip
+    section.write(tmp_path / "section.json")
+    text = _rendered(tmp_path, [tmp_path / "section.json"])
+    # found: 3 after Benjamini-Hochberg; the rule alone: 22; expected under the null: 8.0 (NaN as none)
+    assert "3 units are face-part detectors" in text
+    assert "The rule alone passes 22 units, where 8.0 are expected by chance" in text
+    assert "corrected over 512 units x 2 parts" in text
+
+
 def test_units_analysis_finds_shares_and_emergence_per_level(tmp_path):
     from impressions.explain import unit_analyses
 
@@ -201,8 +275,15 @@ def test_units_analysis_finds_shares_and_emergence_per_level(tmp_path):
     assert len(captions) == 5 and all("activation_threshold" in c and "occlusion" in c for c in captions)
     assert not any("receptive field (" in c for c in captions)
     # detectors found beside the number the rule passes by chance
-    assert re.search(r"The rule alone passes \d+ units, where \d+\.\d are expected by chance", section.text)
     chance = pl.read_csv(files["chance"])
+    # ... the very numbers of its chance table
+    expected = float(chance["expected_null"].fill_nan(0).sum())
+    assert (
+        f"The rule alone passes {chance['rule_detectors'].sum()} units, where {expected:.1f} are expected by "
+        "chance"
+        in section.text
+        and f"{chance['detectors'].sum()} units are face-part detectors" in section.text
+    )
     assert (chance["detectors"] <= chance["rule_detectors"]).all() and (chance["expected_null"] >= 0).all()
     units = pl.read_parquet(files["units"])
     assert units["layer"].n_unique() == 2 and units["unit"].n_unique() > 1
