@@ -39,7 +39,8 @@ Model sets (`Analysis.models`), as rules/interpret_common.smk computes them from
   ``interpret.cam_overlap.enabled: false``);
 - ``manifold``: ``interpret.manifold.models`` (any family with a checkpoint);
 - ``sweep``: the first family of ``interpret.au_guidance.models`` at each weight of
-  ``interpret.au_guidance.sweep`` (``<family>_w<weight>``).
+  ``interpret.au_guidance.sweep`` (``<family>_w<weight>``), and at each other seed of ``models.seeds``
+  when it lists that family (``<family>_w<weight>_seed<k>``; `impressions.models.variants.sweep_models`).
 
 An analysis's settings come from the ``interpret`` config section: `options` names top-level keys
 (``top_k``), `settings` the keys of its own sub-section ``interpret.<name>`` with their defaults (a
