@@ -50,8 +50,7 @@ for _spec in [analyses.get(a) for a in analyses.names(scope="model")]:
 # own; its files, settings, resources and docstring come from its registry entry.
 rule au_guidance_effect:
     input:
-        clips=TABLES_DIR / "clips.parquet",
-        splits=TABLES_DIR / "splits.parquet",
+        **INTERPRET_INPUTS,
         # per-frame CAM-AU similarity: the effect is taken on the test clips' frames only
         au_frames=[
             interpret_files("au_maps", m)["frames"]
@@ -62,6 +61,10 @@ rule au_guidance_effect:
             model_files(m)["predictions"] for pair in GUIDANCE_PAIRS for m in pair
         ],
         summaries=[model_files(m)["summary"] for pair in GUIDANCE_PAIRS for m in pair],
+        # ATT-COS reads each model's attention on the test frames
+        checkpoints=[
+            model_files(m)["checkpoint"] for pair in GUIDANCE_PAIRS for m in pair
+        ],
     output:
         **interpret_files("au_guidance"),
     log:
@@ -70,11 +73,14 @@ rule au_guidance_effect:
         BENCH / "interpret" / "au_guidance.tsv"
     conda:
         "../envs/models.yaml"
+    threads: MODELS_CFG["threads"]
     resources:
         mem_mb=analyses.get("au_guidance").mem_mb,
         runtime=analyses.get("au_guidance").runtime,
     params:
         pairs=GUIDANCE_PAIRS,
+        options=interpret_options("au_guidance")
+        | {"n_boot": MODELS_CFG["bootstrap"], "seed": MODELS_CFG["seed"]},
     script:
         "../workflow_scripts/au_guidance_effect.py"
 
@@ -105,29 +111,30 @@ rule interpret_manifold:
 
 
 # The sweep's models are trained by train_model too; only their files live elsewhere (the sweep's
-# folder, au_guidance_sweep/w<weight>/), so the rule is reused with those paths: the job's model is
-# <first guided family>_w<weight> (rules/models_common.smk job_model).
+# folder, au_guidance_sweep/w<weight>[_seed<k>]/), so the rule is reused with those paths: the job's
+# model is <first guided family>_w<weight>[_seed<k>] (rules/models_common.smk job_model).
 use rule train_model as train_guidance_sweep with:
     output:
-        **sweep_model_files("{sweep_weight}"),
+        **sweep_model_files("w{sweep_run}"),
     log:
-        LOGS / "train" / "au_guidance_sweep_w{sweep_weight}.log",
+        LOGS / "train" / "au_guidance_sweep_w{sweep_run}.log",
     benchmark:
-        BENCH / "train" / "au_guidance_sweep_w{sweep_weight}.tsv"
+        BENCH / "train" / "au_guidance_sweep_w{sweep_run}.tsv"
 
 
 workflow.get_rule("train_guidance_sweep").docstring = (
-    "The first AU-guided family trained at one weight of the sweep (interpret.au_guidance.sweep), "
-    "as train_model trains it, under au_guidance_sweep/w<weight>/."
+    "The first AU-guided family trained at one weight (and seed) of the sweep "
+    "(interpret.au_guidance.sweep, models.seeds), as train_model trains it, under "
+    "au_guidance_sweep/w<weight>[_seed<k>]/."
 )
 
 
 rule au_guidance_sweep:
     input:
         **INTERPRET_INPUTS,
-        checkpoints=[sweep_model_files(w)["checkpoint"] for w in sweep_weights()],
-        predictions=[sweep_model_files(w)["predictions"] for w in sweep_weights()],
-        histories=[sweep_model_files(w)["metrics"] for w in sweep_weights()],
+        checkpoints=[sweep_model_files(f)["checkpoint"] for f in sweep_folders()],
+        predictions=[sweep_model_files(f)["predictions"] for f in sweep_folders()],
+        histories=[sweep_model_files(f)["metrics"] for f in sweep_folders()],
     output:
         **interpret_files("au_guidance_sweep"),
     log:

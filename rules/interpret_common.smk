@@ -27,9 +27,10 @@ CAM_OVERLAP = [
     if registry.get(family).sample_kind == "frames"
     and CAM_OVERLAP_CFG.get("enabled", True)
 ]
-# The weight sweep trains the first AU-guided family once per weight (off without guided models).
-SWEEP = list(GUIDANCE.get("sweep", [])) if GUIDANCE["models"] else []
-SWEEP_FAMILY = GUIDANCE["models"][0] if GUIDANCE["models"] else None
+# The weight sweep trains the first AU-guided family once per weight and seed (off without guided
+# models): its models and their folders are planned by impressions/models/variants.py.
+SWEEP_FAMILY = variants.sweep_family(config)
+SWEEP_MODELS = variants.sweep_models(config)
 SWEEP_DIR = INTERPRET_DIR / "au_guidance_sweep"
 
 
@@ -40,19 +41,20 @@ _CAM_FAMILIES = "|".join(registry.names(cam=True))
 
 wildcard_constraints:
     explained=f"({_CAM_FAMILIES})({layout.GUIDED_SUFFIX}|{layout.CAM_SUFFIX})?",
-    sweep_weight="[0-9.]+",
+    sweep_run="[0-9.]+(?:_seed[0-9]+)?",
 
 
-def sweep_model_files(weight):
-    """One sweep weight's trained model files (under au_guidance_sweep/w<weight>/)."""
+def sweep_model_files(folder):
+    """One sweep model's trained files (under au_guidance_sweep/<folder>/: w<weight>[_seed<k>])."""
     return {
-        kind: str(SWEEP_DIR / f"w{weight}" / file)
+        kind: str(SWEEP_DIR / folder / file)
         for kind, file in layout.MODEL_FILES.items()
     }
 
 
-def sweep_weights():
-    return [f"{float(w):g}" for w in SWEEP]
+def sweep_folders():
+    """The folders of the sweep's models, one per weight and seed."""
+    return [variants.sweep_folder(m) for m in SWEEP_MODELS]
 
 
 # The models each analysis runs on, by model set (impressions/explain/analyses.py MODEL_SETS).
@@ -61,7 +63,7 @@ MODEL_SETS = {
     "guided": GUIDED,
     "cam_overlap": CAM_OVERLAP,
     "manifold": list(INTERPRET_CFG["manifold"]["models"]),
-    "sweep": [variants.name(SWEEP_FAMILY, "sweep", weight=w) for w in sweep_weights()],
+    "sweep": SWEEP_MODELS,
 }
 
 

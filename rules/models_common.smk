@@ -99,9 +99,9 @@ SEEDED = [
 
 
 def job_model(wildcards):
-    """The model a training job makes: its `model` wildcard, or the sweep's <family>_w<weight>."""
-    if "sweep_weight" in wildcards.keys():
-        return variants.name(SWEEP_FAMILY, "sweep", weight=wildcards.sweep_weight)
+    """The model a training job makes: its `model` wildcard, or the sweep's <family>_w<weight>[_seed<k>]."""
+    if "sweep_run" in wildcards.keys():
+        return f"{SWEEP_FAMILY}_w{wildcards.sweep_run}"
     return wildcards.model
 
 

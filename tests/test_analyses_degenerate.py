@@ -124,6 +124,11 @@ def test_strict_fails_on_an_injected_error_and_keeps_data_conditions_as_not_comp
     assert failed.title.endswith("(failed)") and "ZeroDivisionError: injected bug" in failed.text
     rendered = sections.read_sections([files["section"]])
     assert "ZeroDivisionError: injected bug" in rendered[0]["text"]
+    from impressions.report import document, render
+
+    doc = document.Document("t")  # the report renders it: the section's title and its reason
+    render._interpretation_sections(doc, [Path(files["section"])], tmp_path)
+    assert "(failed)" in "\n".join(doc.md) and "ZeroDivisionError: injected bug" in "\n".join(doc.md)
     monkeypatch.setattr(interpret, "_run", _no_faces)
     for strict in (True, False):  # a data condition is "not computed", strict or not, with its reason
         section = interpret.run(*args, strict=strict)
@@ -146,6 +151,20 @@ def test_the_workflow_scripts_pass_the_configs_strict_on(tmp_path, monkeypatch):
         )  # fmt: skip
         runpy.run_path(str(script), init_globals={"snakemake": fake})
     assert seen == [True, False]
+    # the workflow-wide AU-guidance analyses' scripts too
+    from impressions.explain import au_analyses, guidance_sweep
+
+    for module, function, name in ((au_analyses, "guidance_run", "au_guidance_effect"),
+                                   (guidance_sweep, "run", "au_guidance_sweep")):  # fmt: skip
+        seen.clear()
+        monkeypatch.setattr(module, function, lambda *a, strict=False: seen.append(strict))
+        for config in ({"strict": True}, {}):
+            fake = SimpleNamespace(
+                log=[str(tmp_path / "log.txt")], params=SimpleNamespace(pairs=[], family="face", options={}),
+                input={}, output={}, config=config,
+            )  # fmt: skip
+            runpy.run_path(str(script.parent / f"{name}.py"), init_globals={"snakemake": fake})
+        assert seen == [True, False], name
 
 
 def test_manifold_on_test_clips_only_and_too_few_is_said(tmp_path):

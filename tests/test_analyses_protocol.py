@@ -199,6 +199,39 @@ def test_guidance_sweep_verdict_per_weight():
     text = guidance_sweep.verdict(judged, tolerance=0.005)
     assert text.startswith("The claim holds at 1 of 5 weights") and "weight 3: " in text
     assert "difference +0.050 [-0.020, +0.120]" in text and "paired bootstrap interval" in text
+    assert "one training seed per weight" in text
+
+
+def test_the_sweep_reads_each_run_from_its_folder_and_pools_seeds_per_clip():
+    from impressions.explain import guidance_sweep
+
+    paths = ["s/w0/checkpoint.pt", "s/w0_seed1/checkpoint.pt", "s/w0.3/checkpoint.pt", "s/w0.3_seed12/x.pt"]
+    runs = guidance_sweep.read_runs(paths, seed=7)  # no seed in the folder: models.seed
+    assert sorted(runs) == [(0.0, 1), (0.0, 7), (0.3, 7), (0.3, 12)]
+    assert runs[(0.3, 12)].as_posix() == "s/w0.3_seed12/x.pt"
+    # a clip missing from one mapping is left out of the paired difference
+    diff = guidance_sweep.paired_difference({"a": 1.0, "b": 2.0, "c": 9.0}, {"a": 0.5, "b": 1.5}, n_boot=20)
+    assert diff == pytest.approx((0.5, 0.5, 0.5))
+    assert guidance_sweep.clip_means(np.array([1.0, np.nan, 3.0, 5.0]), ["a", "a", "a", "b"]) == {
+        "a": 2.0,
+        "b": 5.0,
+    }
+    # pooled: clip a gains 0.2 at seed 0 and 0 at seed 1, clip b 0.4 and 0.2: per clip 0.1 and 0.3
+    per_clip = {(0.0, 0): {"a": 0.5, "b": 0.5}, (1.0, 0): {"a": 0.7, "b": 0.9},
+                (0.0, 1): {"a": 0.6, "b": 0.6}, (1.0, 1): {"a": 0.6, "b": 0.8}}  # fmt: skip
+    zero = ("guidance_scale", "val_accuracy", "cam_au_r", "cam_au_cosine", "att_au_cosine")
+    rows = [
+        {"weight": w, "seed": s, "seeds": 1, "test_clips": 2, "cam_au_frames": 4, **dict.fromkeys(zero, 0.0),
+         "test_accuracy": float(np.mean(list(per_clip[(w, s)].values())))}
+        for w, s in per_clip
+    ]  # fmt: skip
+    pooled = guidance_sweep._pooled_rows(rows, per_clip, per_clip, n_boot=50, seed=0)
+    assert [(r["weight"], r["seed"], r["seeds"]) for r in pooled] == [(0.0, None, 2), (1.0, None, 2)]
+    assert pooled[1]["delta_accuracy"] == pytest.approx(0.2) and pooled[1]["test_accuracy"] == pytest.approx(
+        0.75
+    )
+    assert 0.1 - 1e-9 <= pooled[1]["delta_low"] <= pooled[1]["delta_high"] <= 0.3 + 1e-9
+    assert guidance_sweep._pooled_rows(rows[:2], per_clip, per_clip, n_boot=50, seed=0) == []  # one seed
 
 
 def _rare_au_and_dead_unit(seed=0, frames=400, present=20, n_units=30):

@@ -1,7 +1,6 @@
 """Reading what the models saw, for the interpretation analyses."""
 
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -152,6 +151,49 @@ def test_cam_overlap_analysis_shares_are_shares_of_test_frames(tmp_path):
     assert set(pl.read_parquet(files["regions"])["clip_id"]) == {"clip03", "clip04"}
 
 
+def _rendered(tmp_path, section_paths) -> str:
+    """The report's Markdown of interpretation sections, as the report renders them."""
+    from impressions.report import document, render
+
+    doc = document.Document("t")
+    render._interpretation_sections(doc, [Path(p) for p in section_paths], tmp_path)
+    return "\n".join(doc.md)
+
+
+def _rendered_column(markdown: str, table_file: str, column: str) -> list[str]:
+    """One column's cells of the rendered table whose caption names `table_file`."""
+    lines = markdown.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("*") and f"{table_file})" in line)
+    table = []
+    for line in lines[start + 1 :]:
+        if line.startswith("|"):
+            table.append([c.strip() for c in line.strip("|").split("|")])
+        elif table or line.strip():
+            break
+    header, _, *rows = table
+    return [row[header.index(column)] for row in rows]
+
+
+def test_the_report_shows_both_region_rules_and_the_deviations_of_the_setting(tmp_path):
+    """The CAM-overlap section as the report renders it: the overlap table holds raw-max (Zhou's rule,
+    the default) and min-max rows whatever the headline setting, and the deviations follow the setting."""
+    from impressions.explain import cam_analyses
+
+    _, tables, ckpt = _tiny(tmp_path)
+    images = loader.load_images("frames", *tables, tmp_path / "clips", splits=["test"])
+    rendered = {}
+    for rule in ("raw_max", "min_max"):
+        (tmp_path / rule).mkdir()
+        files = _files(tmp_path / rule, "cam_overlap")
+        cam_analyses.cam_overlap_analysis("image_cam", ckpt, images, files, region_rule=rule)
+        rendered[rule] = _rendered(tmp_path, [files["section"]])
+        rules = _rendered_column(rendered[rule], "cam_face_overlap.csv", "rule")
+        assert set(rules) == {"raw_max", "min_max"} and rules.count("raw_max") == rules.count("min_max")
+    deviation = "CAM regions min-max normalised before the 0.2 threshold (interpret.cam_overlap.region_rule"
+    assert deviation in rendered["min_max"] and deviation not in rendered["raw_max"]
+    assert "Deviations from the published method, from this run's settings" in rendered["raw_max"]
+
+
 def test_the_deviations_listed_follow_the_settings_the_run_used(tmp_path):
     from impressions.explain import cam_analyses, deviations
 
@@ -187,6 +229,38 @@ def test_the_deviations_listed_follow_the_settings_the_run_used(tmp_path):
     assert deviations.text([]) == "Deviations from the published method: none under this run's settings."
 
 
+def test_the_face_part_section_prints_the_detectors_expected_under_the_null_beside_those_found(tmp_path):
+    """The units section, rendered as the report renders it, from a small synthetic chance table: the
+    detectors found (after the correction), the units the rule alone passes and the number the null
+    expects to pass it, each the table's sum."""
+    from impressions.explain import unit_analyses
+
+    chance = pl.DataFrame({
+        "model": "m", "layer": ["conv4", "conv4", "conv5", "conv5"], "part": ["eyes", "mouth"] * 2,
+        "units": 256, "top_clips": 20, "chance_share": [0.3, 0.35, 0.3, 0.35], "required_share": 0.5,
+        "rule_detectors": [4, 6, 5, 7], "expected_null": [2.25, 3.5, 2.25, float("nan")],
+        "detectors": [1, 0, 2, 0], "mean_share": 0.6, "mean_lift": 1.8, "best_lift": 2.5,
+    })  # fmt: skip
+    em = pl.DataFrame({"level": ["frame"], "au": ["AU12"], "p_value": [0.01], "p_corrected": [0.04],
+                       "p_permutation": [0.2]})  # fmt: skip
+    n = 2
+    images = loader.Images(
+        "faces", np.zeros((n, 8, 8, 3), np.uint8), ["a.000", "b.000"], np.zeros(n, int),
+        np.full((n, 4), np.nan), np.zeros((n, 68, 2)), np.full((n, len(AUS)), np.nan), ["happiness"] * n,
+        ("test",),
+    )  # fmt: skip
+    section = unit_analyses._units_section(
+        "m", images, images, {"conv4": None, "conv5": None}, em, chance, n_clips=2, n_units=512, top=20,
+        threshold=0.5, margin=0.15, notes=[],
+    )  # fmt: skip
+    section.write(tmp_path / "section.json")
+    text = _rendered(tmp_path, [tmp_path / "section.json"])
+    # found: 3 after Benjamini-Hochberg; the rule alone: 22; expected under the null: 8.0 (NaN as none)
+    assert "3 units are face-part detectors" in text
+    assert "The rule alone passes 22 units, where 8.0 are expected by chance" in text
+    assert "corrected over 512 units x 2 parts" in text
+
+
 def test_units_analysis_finds_shares_and_emergence_per_level(tmp_path):
     from impressions.explain import unit_analyses
 
@@ -201,8 +275,15 @@ def test_units_analysis_finds_shares_and_emergence_per_level(tmp_path):
     assert len(captions) == 5 and all("activation_threshold" in c and "occlusion" in c for c in captions)
     assert not any("receptive field (" in c for c in captions)
     # detectors found beside the number the rule passes by chance
-    assert re.search(r"The rule alone passes \d+ units, where \d+\.\d are expected by chance", section.text)
     chance = pl.read_csv(files["chance"])
+    # ... the very numbers of its chance table
+    expected = float(chance["expected_null"].fill_nan(0).sum())
+    assert (
+        f"The rule alone passes {chance['rule_detectors'].sum()} units, where {expected:.1f} are expected by "
+        "chance"
+        in section.text
+        and f"{chance['detectors'].sum()} units are face-part detectors" in section.text
+    )
     assert (chance["detectors"] <= chance["rule_detectors"]).all() and (chance["expected_null"] >= 0).all()
     units = pl.read_parquet(files["units"])
     assert units["layer"].n_unique() == 2 and units["unit"].n_unique() > 1
@@ -270,9 +351,15 @@ def test_a_guided_model_that_only_fits_its_training_frames_shows_no_effect(tmp_p
     from impressions.explain import au_analyses
     from impressions.training import loop as training
 
-    splits = ["train"] * 5 + ["val", "test", "test"]
-    clips = pl.DataFrame({"clip_id": [f"c{i}" for i in range(8)], "split": splits,
-                          **{t: np.linspace(0.2, 0.8, 8) for t in TRAITS}})  # fmt: skip
+    _, (clips, frames, faces, expressions), ckpt = _tiny(tmp_path, ["train"] * 5 + ["val", "test", "test"])
+    test = {"faces": loader.load_images("faces", clips, frames, faces, expressions, tmp_path / "clips",
+                                        splits=["test"])}  # fmt: skip
+    layers, real = [], au_analyses.attention_cosines_at
+
+    def attention(checkpoint, images, au_map, layer):  # the real ATT-COS, recording the layer it reads
+        layers.append(layer)
+        return real(checkpoint, images, au_map, layer)
+
     paths = {"frames": {}, "preds": {}, "summaries": {}}
     for name, weight, train_r in (("face", 0.0, 0.2), ("face_au_guided", 1.0, 0.9)):
         folder = tmp_path / name
@@ -290,13 +377,26 @@ def test_a_guided_model_that_only_fits_its_training_frames_shows_no_effect(tmp_p
         settings = {"au_guidance_weight": weight, **({"au_guidance_layer": 6} if weight else {})}
         paths["summaries"][name].write_text(json.dumps({"settings": settings}))
     files = {"section": tmp_path / "g" / "section.json", "table": tmp_path / "g" / "guidance.csv"}
-    section = au_analyses.guidance_effect(
-        [("face", "face_au_guided")], paths["frames"], paths["preds"], paths["summaries"], clips, files
-    )
+    pair = [("face", "face_au_guided")]
+    both = {"face": ckpt, "face_au_guided": ckpt}  # one network twice: any ATT-COS effect is spurious
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(au_analyses, "attention_cosines_at", attention)
+        section = au_analyses.guidance_effect(
+            pair, paths["frames"], paths["preds"], paths["summaries"], both, test, clips, files, n_boot=50
+        )
     table = pl.read_csv(files["table"]).sort("au_guidance_weight")
     assert table["cam_au_r"].to_list() == pytest.approx([0.2, 0.2])  # no effect on test
     assert table["cam_au_cosine"].to_list() == pytest.approx([0.5, 0.5])
     assert table["cam_au_frames"].to_list() == [4, 4]  # two test clips, two frames each
+    # the paired differences, on the guided row: none, with an interval of zero width
+    guided = table.row(1, named=True)
+    for keys in au_analyses.EFFECT_DIFFERENCES.values():
+        assert [guided[k] for k in keys] == pytest.approx([0.0, 0.0, 0.0]), keys
+        assert table.row(0, named=True)[keys[0]] is None  # the twin's row holds none
+    # ATT-COS beside CAM-COS: both models read at the guided model's layer (6), on the 6 test frames
+    assert layers == [6, 6] and table["att_layer"].to_list() == [6, 6]
+    assert table["att_au_frames"].to_list() == [6, 6] and table["att_au_cosine"].is_between(0, 1).all()
+    assert "ATT-COS at body module 6" in section.text
     pooled = [pl.read_parquet(paths["frames"][m])["openness"].mean() for m in ("face", "face_au_guided")]
     assert pooled[1] - pooled[0] > 0.3  # what the in-sample comparison would have called an effect
     assert "test clips only" in section.text and "cosine" in section.text
@@ -336,20 +436,30 @@ def test_guidance_effect_and_sweep_compare_weights(tmp_path):
         histories[weight] = folder / "metrics.csv"
         pl.DataFrame({"epoch": [0], "val_mean": [rng.random()], "best": [True]}).write_csv(histories[weight])
     files = {"section": tmp_path / "g" / "section.json", "table": tmp_path / "g" / "guidance.csv"}
-    au_analyses.guidance_effect([("face", "face_au_guided")], corrs, preds, summaries, clips, files)
+    test = {"faces": loader.load_images("faces", clips, frames, faces, expressions, tmp_path / "clips",
+                                        splits=["test"])}  # fmt: skip
+    both = {"face": ckpt, "face_au_guided": ckpt}
+    au_analyses.guidance_effect(
+        [("face", "face_au_guided")], corrs, preds, summaries, both, test, clips, files, n_boot=50
+    )
     table = pl.read_csv(files["table"]).sort("au_guidance_weight")
     assert table["test_accuracy"][1] == 1.0 and table["test_accuracy"][0] < 1.0
     assert table["cam_au_r"].to_list() == pytest.approx([0.1, 1.1])  # test frames only
+    # the paired intervals see the effects: r up by 1.0 on every test clip, accuracy up by 0.1
+    guided = table.row(1, named=True)
+    assert [guided[k] for k in ("delta_r", "delta_r_low", "delta_r_high")] == pytest.approx([1.0] * 3)
+    assert guided["delta_accuracy"] == pytest.approx(0.1) and guided["delta_low"] > 0
 
     sweep = {k: tmp_path / "sweep" / n for k, n in (("section", "section.json"), ("table", "sweep.csv"),
                                                     ("figure", "sweep.png"))}  # fmt: skip
-    weights = {0.0: preds["face"], 1.0: preds["face_au_guided"]}
+    runs = [(0.0, 0), (1.0, 0)]  # one training seed
+    weights = {(0.0, 0): preds["face"], (1.0, 0): preds["face_au_guided"]}
     guidance_sweep.sweep_analysis(
-        "face", [0.0, 1.0], {0.0: ckpt, 1.0: ckpt}, weights, histories, clips, frames, faces, expressions,
-        tmp_path / "clips", sweep, n_boot=20,
+        "face", runs, dict.fromkeys(runs, ckpt), weights, {(w, 0): h for w, h in histories.items()}, clips,
+        frames, faces, expressions, tmp_path / "clips", sweep, n_boot=20,
     )  # fmt: skip
     rows = pl.read_csv(sweep["table"]).sort("weight")
-    assert rows["weight"].to_list() == [0.0, 1.0]
+    assert rows["weight"].to_list() == [0.0, 1.0] and rows["seed"].to_list() == [0, 0]  # no pooled row
     assert rows["test_accuracy"][1] > rows["test_accuracy"][0]  # the exact predictions win
     assert rows["cam_au_r"][0] == rows["cam_au_r"][1]  # the same model at both weights: the same maps
     # ... so no difference, an interval of zero width, and no improvement claimed
@@ -360,6 +470,24 @@ def test_guidance_effect_and_sweep_compare_weights(tmp_path):
         rows["att_au_cosine"].is_between(0, 1).all() and rows["att_au_cosine"][0] == rows["att_au_cosine"][1]
     )
     assert "ATT-COS" in json.loads(sweep["section"].read_text())["text"]
+
+    # Two seeds: at seed 0 guidance makes the predictions exact (+0.1 accuracy), at seed 1 it changes
+    # nothing. Per-seed rows keep each seed's difference; the pooled row averages each clip's over seeds.
+    runs = [(0.0, 0), (1.0, 0), (0.0, 1), (1.0, 1)]
+    seeded = weights | {(0.0, 1): preds["face"], (1.0, 1): preds["face"]}
+    guidance_sweep.sweep_analysis(
+        "face", runs, dict.fromkeys(runs, ckpt), seeded, {(w, s): histories[w] for w, s in runs}, clips,
+        frames, faces, expressions, tmp_path / "clips", sweep, n_boot=20,
+    )  # fmt: skip
+    rows = pl.read_csv(sweep["table"])
+    guided = {s: rows.filter((pl.col("weight") == 1) & pl.col("seed").eq_missing(s)).row(0, named=True)
+              for s in (0, 1, None)}  # fmt: skip
+    assert guided[0]["delta_accuracy"] == pytest.approx(0.1) and guided[1]["delta_accuracy"] == 0
+    assert guided[None]["seeds"] == 2 and guided[None]["delta_accuracy"] == pytest.approx(0.05)
+    assert guided[None]["delta_low"] > 0 and guided[None]["accuracy_kept"] is True
+    assert rows.height == 6  # two weights x two seeds, and one pooled row per weight
+    text = json.loads(sweep["section"].read_text())["text"]
+    assert "pooled over 2 training seeds" in text and "training seed (0, 1)" in text
 
 
 def test_emergence_finds_the_unit_that_tracks_an_au():

@@ -73,7 +73,7 @@ def planned(tmp_path_factory):
     workflow.write_config(
         work,
         models={"families": list(registry.FAMILIES), "seeds": {"values": [0, 1], "families": CAM[:1]}},
-        interpret={"models": CAM, "au_guidance": {"weight": 1.0, "models": CAM[:1], "sweep": []},
+        interpret={"models": CAM, "au_guidance": {"weight": 1.0, "models": CAM[:1], "sweep": [0, 1]},
                    "manifold": {"models": [], "method": "pca", "perplexity": 30, "neighbors": 5}},
     )  # fmt: skip
     return workflow.run(work, "--dry-run").stdout
@@ -96,6 +96,13 @@ def test_every_registered_family_is_planned_reported_and_interpreted(planned):
     # Its variants are jobs of the same rule: another seed, AU guidance, the cam head.
     for variant in (f"{CAM[0]}_seed1", f"{CAM[0]}_au_guided", f"{CAM[0]}_cam"):
         assert ("train_model", variant) in trains, variant
+    # models.seeds lists the sweep's family: the sweep trains every weight at both seeds and reads them all
+    sweep = {m[1] for rule, body in jobs if rule == "train_guidance_sweep"
+             for m in [re.search(r"wildcards: sweep_run=(\S+)", body)]}  # fmt: skip
+    assert sweep == {"0", "1", "0_seed1", "1_seed1"}
+    (analysis,) = [body for rule, body in jobs if rule == "au_guidance_sweep"]
+    for folder in ("w0", "w1", "w0_seed1", "w1_seed1"):
+        assert f"results/interpret/au_guidance_sweep/{folder}/checkpoint.pt" in analysis, folder
 
 
 # Settings the demo config gives (config.yaml), and what each kind of model's training job passed on
@@ -120,6 +127,10 @@ def test_a_variant_passes_on_its_family_settings_with_its_overrides():
         },
         "image_cam": {"common": COMMON, "options": {**DEMO["models"]["image"], "head": "cam"}},
         "face_w0.3": {"common": COMMON, "options": {**face, "au_guidance_weight": 0.3, "au_map": "ellipse"}},
+        "face_w0.3_seed2": {
+            "common": {**COMMON, "seed": 2},
+            "options": {**face, "au_guidance_weight": 0.3, "au_map": "ellipse"},
+        },
     }
     for model, settings in expected.items():
         got = variants.settings(model, config)
@@ -134,6 +145,24 @@ def test_a_variant_passes_on_its_family_settings_with_its_overrides():
     assert variants.settings("fusion_seed1", split)["common"] == expected_common
     assert variants.parse("audio_fbank_seed1").family.name == "audio_fbank"
     assert variants.name("face", "sweep", weight=0.3) == "face_w0.3"
+    assert variants.name("face", "sweep_seed", weight=0.3, seed=2) == "face_w0.3_seed2"
+
+
+def test_the_sweep_plans_one_model_per_weight_and_seed():
+    guidance = {"weight": 1.0, "models": ["face", "image"], "sweep": [0, 0.5]}
+    config = {"models": {"seed": 3, "seeds": {"values": [1, 3], "families": []}},
+              "interpret": {"au_guidance": guidance}}  # fmt: skip
+    # the sweep's family not among models.seeds.families: one seed, the models and folders as before
+    assert variants.sweep_seeds(config) == [3]
+    assert variants.sweep_models(config) == ["face_w0", "face_w0.5"]
+    config["models"]["seeds"]["families"] = ["face"]
+    assert variants.sweep_seeds(config) == [3, 1]  # models.seed first, each seed once
+    models = variants.sweep_models(config)
+    assert models == ["face_w0", "face_w0_seed1", "face_w0.5", "face_w0.5_seed1"]
+    assert [variants.sweep_folder(m) for m in models] == ["w0", "w0_seed1", "w0.5", "w0.5_seed1"]
+    assert variants.sweep_models({**config, "interpret": {"au_guidance": {**guidance, "sweep": []}}}) == []
+    with pytest.raises(ValueError, match="not a model of the AU-guidance sweep"):
+        variants.sweep_folder("face_seed1")
     with pytest.raises(KeyError, match="no variant"):
         variants.parse("audio_au_guided")  # AU guidance needs CAM
 

@@ -19,7 +19,9 @@ pytestmark = pytest.mark.workflow
 MODELS = tiny_models(
     ["image", "face", "audio", "late_average"],
     late_average={"inputs": ["face", "audio"]},
-    seeds={"values": [0, 1], "families": ["face"]},
+    # not the sweep's family (face): listed, it would train every sweep weight again per seed, which
+    # tests/test_registry.py plans in a dry run and tests/test_interpret.py pools on ready-made runs
+    seeds={"values": [0, 1], "families": ["audio"]},
 )
 INTERPRET = {
     "models": ["image", "face"], "max_frames": 60, "top_k": 2, "unit_top": 3, "au_top_n": 5,
@@ -63,14 +65,23 @@ def test_every_variant_is_trained_and_reported(done):
     out = work / "out"
     metrics = pl.read_parquet(out / "report" / "metrics.parquet")
     reported = set(metrics["model"])
-    for model in ("image", "face", "audio", "late_average", "face_seed1", "face_au_guided"):
+    for model in ("image", "face", "audio", "late_average", "audio_seed1", "face_au_guided"):
         assert (out / "models" / model / "predictions.parquet").is_file(), model
         assert model in reported, model
     assert (out / "models" / "image_cam" / "checkpoint.pt").is_file()
     sweep = pl.read_csv(out / "interpret" / "au_guidance_sweep" / "au_guidance_sweep.csv")
-    assert sweep["weight"].to_list() == [0.0, 1.0]
+    # models.seeds does not list the sweep's family: one run per weight at models.seed, no pooled row
+    assert sweep.select("weight", "seed").rows() == [(0.0, 0), (1.0, 0)] and sweep["seeds"].to_list() == [
+        1,
+        1,
+    ]
+    assert not list((out / "interpret" / "au_guidance_sweep").glob("w*_seed*"))
     guidance = pl.read_csv(out / "interpret" / "au_guidance" / "au_guidance.csv")
     assert guidance["model"].to_list() == ["face", "face_au_guided"]
+    # ATT-COS beside CAM-COS, both models read at the guided layer, with the paired differences
+    assert guidance["att_layer"].to_list() == [-1, -1] and guidance["att_au_frames"].min() > 0
+    assert guidance["att_au_cosine"].is_between(0, 1).all()
+    assert guidance["delta_att_low"][1] <= guidance["delta_att"][1] <= guidance["delta_att_high"][1]
 
 
 def test_every_analysis_writes_its_files_and_its_report_section(done):

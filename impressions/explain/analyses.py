@@ -39,7 +39,8 @@ Model sets (`Analysis.models`), as rules/interpret_common.smk computes them from
   ``interpret.cam_overlap.enabled: false``);
 - ``manifold``: ``interpret.manifold.models`` (any family with a checkpoint);
 - ``sweep``: the first family of ``interpret.au_guidance.models`` at each weight of
-  ``interpret.au_guidance.sweep`` (``<family>_w<weight>``).
+  ``interpret.au_guidance.sweep`` (``<family>_w<weight>``), and at each other seed of ``models.seeds``
+  when it lists that family (``<family>_w<weight>_seed<k>``; `impressions.models.variants.sweep_models`).
 
 An analysis's settings come from the ``interpret`` config section: `options` names top-level keys
 (``top_k``), `settings` the keys of its own sub-section ``interpret.<name>`` with their defaults (a
@@ -250,12 +251,13 @@ ANALYSES: dict[str, Analysis] = {
             "only.",
         ),
         Analysis(
+            # ATT-COS reads the test split's frames only (`splits`), whatever interpret.splits says
             name="au_guidance", function=f"{_A}:guidance_effect", scope="workflow", models=("guided",),
-            files={"section": "section.json", "table": "au_guidance.csv"}, options=("au_map",),
-            title="AU guidance: its effect on accuracy and on where the model looks", order=45,
-            mem_mb=2000, runtime=10, rule="au_guidance_effect",
-            doc="Accuracy and CAM-AU correlation and cosine of each AU-guided model against its unguided "
-            "twin, on test clips only.",
+            files={"section": "section.json", "table": "au_guidance.csv"}, options=("au_map", "max_frames"),
+            splits=("test",), title="AU guidance: its effect on accuracy and on where the model looks",
+            order=45, mem_mb=8000, runtime=30, rule="au_guidance_effect",
+            doc="Accuracy, CAM-AU correlation and cosine, and ATT-COS of each AU-guided model against its "
+            "unguided twin, with paired intervals, on test clips only.",
         ),
         Analysis(
             name="manifold", function="impressions.explain.interpret:manifold_analysis", scope="workflow",

@@ -56,13 +56,41 @@ def attention_au_cosines(
 
     from impressions.expressions import au_maps
 
-    x = model_input(images.images, transform)
     out = []
     with torch.no_grad():
-        for i in range(0, len(x), batch):
-            _, features = model.forward_with_features(x[i : i + batch], layer=layer)
+        for i in range(0, len(images), batch):  # the model input a batch at a time: memory by the batch
+            x = model_input(images.images[i : i + batch], transform)
+            _, features = model.forward_with_features(x, layer=layer)
             out.append(au_maps.attention_au_cosine(features, targets[i : i + batch]))
     return np.concatenate(out) if out else np.zeros(0)
+
+
+def with_expressions(images: Images) -> Images:
+    """The frames an AU map can be drawn for: a face and expressions (a dominant emotion)."""
+    return images.subset(images.has_face & np.array([e is not None for e in images.emotions], bool))
+
+
+def frame_means(values: np.ndarray) -> np.ndarray:
+    """(n,) each frame's mean over the traits of its finite (n, 5) `values`; NaN where none is."""
+    values = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(values)
+    total = np.where(finite, values, 0.0).sum(axis=1)
+    count = finite.sum(axis=1)
+    return np.divide(total, count, out=np.full(len(values), np.nan), where=count > 0)
+
+
+def attention_cosines_at(checkpoint: Path, images: Images, au_map: str, layer: int, chunk: int = 256):
+    """(n,) ATT-COS of the model in `checkpoint` at body module `layer` on `images` (frames with
+    expressions), their AU maps drawn in shape `au_map` `chunk` frames at a time (memory by the chunk)."""
+    from impressions.expressions import au_maps
+
+    model, transform, _ = load_model(checkpoint)
+    out = [np.zeros(0)]
+    for i in range(0, len(images), chunk):
+        part = images.subset((np.arange(len(images)) >= i) & (np.arange(len(images)) < i + chunk))
+        targets = au_maps.frame_maps(part.landmarks, part.emotions, part.size, shape=au_map)
+        out.append(attention_au_cosines(model, transform, part, targets, layer))
+    return np.concatenate(out)
 
 
 def au_map_analysis(name: str, checkpoint: Path, images: Images, files: Mapping[str, Path],
@@ -75,7 +103,7 @@ def au_map_analysis(name: str, checkpoint: Path, images: Images, files: Mapping[
 
     au_map = au_map or au_maps.SHAPE
     model, transform, ckpt = load_model(checkpoint)
-    faces = images.subset(images.has_face & np.array([e is not None for e in images.emotions], bool))
+    faces = with_expressions(images)
     if not len(faces):
         raise NotComputable(f"{name}: no frames with a face and expressions for AU maps")
     corr, cos, targets, cams = cam_au_correlations(model, transform, faces, au_map)
@@ -145,10 +173,10 @@ def guided_layer(settings: Mapping) -> int:
     return int(settings.get("au_guidance_layer", -1))
 
 
-def held_out_similarity(frames_path: Path, clips, split: str = "test") -> dict:
-    """Mean CAM-AU Pearson r and cosine over the traits and the frames of `split`'s clips in an au_maps
-    per-frame table (`frames_path`), with the number of frames: a method is judged on held-out clips
-    only (a guided model was trained to match the maps of its training frames)."""
+def _test_frames(frames_path: Path, clips, split: str = "test"):
+    """(clip ids, (n, 5) CAM-AU r, (n, 5) cosine) of the frames of `split`'s clips in an au_maps
+    per-frame table: a method is judged on held-out clips only (a guided model was trained to match
+    the maps of its training frames)."""
     import polars as pl
 
     frames = pl.read_parquet(frames_path)
@@ -161,6 +189,13 @@ def held_out_similarity(frames_path: Path, clips, split: str = "test") -> dict:
         if part.height and all(c in part.columns for c in cos_cols)
         else np.full(r.shape, np.nan)
     )
+    return part["clip_id"].to_list(), r, cos
+
+
+def held_out_similarity(frames_path: Path, clips, split: str = "test") -> dict:
+    """Mean CAM-AU Pearson r and cosine over the traits and the frames of `split`'s clips in an au_maps
+    per-frame table (`frames_path`), with the number of frames (`_test_frames`)."""
+    _, r, cos = _test_frames(frames_path, clips, split)
     used = np.isfinite(r).any(axis=1)
     return {
         "cam_au_r": float(np.nanmean(r[used])) if used.any() else float("nan"),
@@ -169,40 +204,84 @@ def held_out_similarity(frames_path: Path, clips, split: str = "test") -> dict:
     }
 
 
+EFFECT_DIFFERENCES = {
+    "accuracy": ("delta_accuracy", "delta_low", "delta_high"),
+    "cam_au_r": ("delta_r", "delta_r_low", "delta_r_high"),
+    "att_au_cosine": ("delta_att", "delta_att_low", "delta_att_high"),
+}
+"""The effect table's paired differences (guided minus its twin, on the guided model's row): per-clip
+measure -> (difference, 95% low, 95% high), named as in the sweep's table."""
+
+
 def guidance_effect(
     pairs: Sequence[tuple[str, str]], au_frames: Mapping[str, Path], predictions: Mapping[str, Path],
-    summaries: Mapping[str, Path], clips, files: Mapping[str, Path], au_map: str | None = None,
+    summaries: Mapping[str, Path], checkpoints: Mapping[str, Path], images: Mapping[str, Images], clips,
+    files: Mapping[str, Path], au_map: str | None = None, n_boot: int = 1000, seed: int = 0,
 ) -> Section:  # fmt: skip
-    """Accuracy and CAM-AU similarity of each guided model against its unguided twin, on test clips only
-    (`au_frames`: each model's au_maps per-frame table, its maps drawn in shape `au_map`)."""
+    """Accuracy, CAM-AU similarity (`au_frames`: each model's au_maps per-frame table, its maps drawn
+    in shape `au_map`) and ATT-COS of each guided model against its unguided twin, on test clips only.
+
+    `images`: the test frames by kind (`interpret.explained_kind`); ATT-COS reads both models'
+    attention at the layer the guided model was guided at, on that kind's frames with expressions.
+    Each difference has a paired bootstrap interval over the test clips (`n_boot`, `seed`)."""
     import polars as pl
 
     from impressions import metrics
+    from impressions.explain import guidance_sweep, interpret
     from impressions.expressions import au_maps
 
     au_map = au_map or au_maps.SHAPE
-    rows, layers = [], set()
+    rows, layers, att_frames = [], set(), {}
     for base, guided in pairs:
+        guided_settings = json.loads(Path(summaries[guided]).read_text())["settings"]
+        layer = guided_layer(guided_settings)  # the twin's attention is read where the guided was guided
+        usable = with_expressions(images[interpret.explained_kind(base)])
+        per_clip = {}
         for name in (base, guided):
             preds = pl.read_parquet(predictions[name])
             summary = json.loads(Path(summaries[name]).read_text())
             weight = float(summary["settings"].get("au_guidance_weight") or 0.0)
             if weight > 0:
                 layers.add(guided_layer(summary["settings"]))
-            row = {"model": name, "au_guidance_weight": weight, **held_out_similarity(au_frames[name], clips)}
+            ids, r, _ = _test_frames(au_frames[name], clips)
+            att = (
+                attention_cosines_at(checkpoints[name], usable, au_map, layer) if len(usable) else np.zeros(0)
+            )
+            att_frames[name] = int(np.isfinite(att).sum())
+            test_ids, acc = guidance_sweep.accuracy_per_clip(preds, clips)
+            per_clip[name] = {
+                "accuracy": dict(zip(test_ids, acc.mean(axis=1))),
+                "cam_au_r": guidance_sweep.clip_means(frame_means(r), ids),
+                "att_au_cosine": guidance_sweep.clip_means(att, usable.clip_ids),
+            }
+            row = {"model": name, "au_guidance_weight": weight, **held_out_similarity(au_frames[name], clips),
+                   "att_au_cosine": float(np.nanmean(att)) if att_frames[name] else float("nan"),
+                   "att_au_frames": att_frames[name], "att_layer": layer}  # fmt: skip
             for split in ("val", "test"):
                 part = preds.filter(pl.col("split") == split).sort("clip_id")
                 y, p, _ = metrics.labels_and_predictions(part, clips)
                 row[f"{split}_accuracy"] = float(metrics.accuracy(y, p).mean()) if len(y) else float("nan")
             rows.append(row)
-    table = pl.DataFrame(rows)
+        for measure, keys in EFFECT_DIFFERENCES.items():
+            difference = guidance_sweep.paired_difference(
+                per_clip[guided][measure], per_clip[base][measure], n_boot, seed
+            )
+            rows[-2].update(dict.fromkeys(keys))  # the twin's row: no difference of its own
+            rows[-1].update(zip(keys, difference))
+    table = pl.DataFrame(rows, infer_schema_length=None)
     lines = []
     for base, guided in pairs:
         b, g = (table.filter(pl.col("model") == m).row(0, named=True) for m in (base, guided))
         lines.append(
-            f"{guided} against {base}: CAM-AU r {b['cam_au_r']:.3f} -> {g['cam_au_r']:.3f}, cosine "
-            f"{b['cam_au_cosine']:.3f} -> {g['cam_au_cosine']:.3f} ({g['cam_au_frames']} test frames), test "
-            f"accuracy {b['test_accuracy']:.4f} -> {g['test_accuracy']:.4f}"
+            f"{guided} against {base}: CAM-AU r {b['cam_au_r']:.3f} -> {g['cam_au_r']:.3f} (difference "
+            f"{g['delta_r']:+.3f} [{g['delta_r_low']:+.3f}, {g['delta_r_high']:+.3f}]), CAM-COS "
+            f"{b['cam_au_cosine']:.3f} -> {g['cam_au_cosine']:.3f} ({g['cam_au_frames']} test frames), "
+            f"ATT-COS at body module {g['att_layer']} {b['att_au_cosine']:.3f} -> {g['att_au_cosine']:.3f} "
+            "(difference "
+            f"{g['delta_att']:+.3f} [{g['delta_att_low']:+.3f}, {g['delta_att_high']:+.3f}]; "
+            f"{g['att_au_frames']} test frames), test accuracy {b['test_accuracy']:.4f} -> "
+            f"{g['test_accuracy']:.4f} (difference {g['delta_accuracy']:+.4f} [{g['delta_low']:+.4f}, "
+            f"{g['delta_high']:+.4f}])"
         )
     spec = analyses.get("au_guidance")
     section = Section(
@@ -215,15 +294,54 @@ def guidance_effect(
         "trained without it. The sweep over weights is its own section. "
         + "; ".join(lines)
         + ". Every figure here is on test clips only: CAM-AU r (Pearson) and cosine (CAM-COS, Belharbi et "
-        "al.'s metric) over the test frames with a face and a non-neutral emotion, accuracy the mean over "
-        "traits of 1 - MAE (the report's accuracy tables hold its confidence intervals). "
+        "al.'s metric) over the test frames with a face and a non-neutral emotion; ATT-COS (Belharbi et "
+        "al.'s cosine of the guided layer's attention with the AU map, the similarity guidance trains) with "
+        "both models' attention read at the guided model's layer; accuracy the mean over traits of 1 - MAE "
+        "(the report's accuracy tables hold its confidence intervals). Differences are guided minus twin, "
+        "with 95% paired bootstrap intervals over the test clips both models scored. "
         + deviations.text(deviations.guidance(au_map, None, sorted(layers))),
         order=spec.order,
     )
     section.table(
         table,
-        "Guided against unguided models (same seed, data and settings); test clips only.",
+        "Guided against unguided models (same seed, data and settings); test clips only. The guided "
+        "model's row holds its differences from its twin (delta_*) with their 95% paired bootstrap "
+        "intervals over test clips; att_layer is the body module both models' ATT-COS is read at.",
         files["table"],
     )
     section.write(files["section"])
     return section
+
+
+def guidance_run(pairs, inputs: Mapping, outputs: Mapping[str, str], options: Mapping, strict: bool = False):
+    """The guidance effect as the workflow calls it: `inputs` holds the pairs' au_maps per-frame
+    tables, predictions, summaries and checkpoints (paths under a folder named after the model) and
+    the dataset tables; the test frames of each pair's kind are read here (up to `max_frames`)."""
+    from impressions.explain import images as loader
+    from impressions.explain import interpret, sections
+
+    def by_model(paths):  # .../<model>/<file>
+        return {Path(p).parent.name: Path(p) for p in paths}
+
+    files = {key: Path(path) for key, path in outputs.items()}
+    clips, frames, faces, expressions = interpret.read_tables(
+        inputs["clips"], inputs.get("splits"), inputs["frames"], inputs["faces"], inputs["expressions"],
+        lazy=True,
+    )  # fmt: skip
+
+    def compute():
+        test = list(analyses.get("au_guidance").splits)
+        kinds = {interpret.explained_kind(base) for base, _ in pairs}
+        images = {
+            kind: loader.load_images(kind, clips, frames, faces, expressions, options["clips_dir"],
+                                     splits=test, max_frames=options["max_frames"])
+            for kind in sorted(kinds)
+        }  # fmt: skip
+        return guidance_effect(
+            [tuple(p) for p in pairs], by_model(inputs["au_frames"]), by_model(inputs["predictions"]),
+            by_model(inputs["summaries"]), by_model(inputs["checkpoints"]), images, clips, files,
+            au_map=options.get("au_map"), n_boot=options["n_boot"], seed=options["seed"],
+        )  # fmt: skip
+
+    with loader.on_device(loader.analysis_device(options)):
+        return sections.guarded("au_guidance", "", files, compute, strict=strict)

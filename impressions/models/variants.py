@@ -7,7 +7,9 @@ A variant trains a family again with a few settings changed, under the family's 
   faces and expressions tables for the AU maps);
 - ``<family>_cam``: the GAP (``cam``) head, for the published CAM face-overlap test;
 - ``<family>_w<weight>``: the AU-guidance term at one weight of ``interpret.au_guidance.sweep`` (its
-  files live in the sweep's folder, ``interpret/au_guidance_sweep/w<weight>/``, not ``models/``).
+  files live in the sweep's folder, ``interpret/au_guidance_sweep/w<weight>/``, not ``models/``);
+- ``<family>_w<weight>_seed<k>``: the same at another seed, when ``models.seeds`` lists the sweep's
+  family (``interpret/au_guidance_sweep/w<weight>_seed<k>/``; `sweep_models` plans them).
 
 The workflow has one training rule for every model (rules/models.smk): its inputs, settings, threads
 and resources come from the family's registry entry and the variant's entry here. Like the registry,
@@ -94,6 +96,15 @@ VARIANTS: dict[str, Variant] = {
             tables=("faces", "expressions"), folder="interpret/au_guidance_sweep",
             overrides=lambda values, config: {"options": _guidance(float(values["weight"]), config)},
             doc="the first AU-guided family trained at one weight of interpret.au_guidance.sweep",
+        ),
+        Variant(
+            name="sweep_seed", suffix=r"_w(?P<weight>[0-9.]+)_seed(?P<seed>\d+)",
+            template="_w{weight}_seed{seed}",
+            applies=_cam, tables=("faces", "expressions"), folder="interpret/au_guidance_sweep",
+            overrides=lambda values, config: {
+                "common": {"seed": int(values["seed"])}, "options": _guidance(float(values["weight"]), config)
+            },
+            doc="a sweep weight's model trained again with another seed of models.seeds",
         ),
     )
 }  # fmt: skip
@@ -183,3 +194,45 @@ def tables(model: str) -> tuple[str, ...]:
     """The dataset tables a model's variant reads besides its family's inputs."""
     variant = parse(model).variant
     return variant.tables if variant is not None else ()
+
+
+def sweep_family(config: Mapping) -> str | None:
+    """The family the AU-guidance weight sweep trains: the first of ``interpret.au_guidance.models``
+    (None without one, or without sweep weights)."""
+    guidance = config["interpret"]["au_guidance"]
+    models = list(guidance.get("models") or [])
+    return models[0] if models and guidance.get("sweep") else None
+
+
+def sweep_seeds(config: Mapping) -> list[int]:
+    """The seeds the sweep trains each weight with: ``models.seed``, then the other seeds of
+    ``models.seeds.values`` when ``models.seeds.families`` lists the sweep's family (one seed otherwise,
+    as before the setting)."""
+    models = config["models"]
+    seeds = models.get("seeds") or {}
+    more = (seeds.get("values") or []) if sweep_family(config) in (seeds.get("families") or []) else []
+    return list(dict.fromkeys([int(models["seed"]), *map(int, more)]))
+
+
+def sweep_models(config: Mapping) -> list[str]:
+    """The sweep's models, one per (weight, seed), weights in the config's order, seeds per weight:
+    ``<family>_w<weight>`` at ``models.seed``, ``<family>_w<weight>_seed<k>`` at each other seed."""
+    family = sweep_family(config)
+    if family is None:
+        return []
+    primary, *others = sweep_seeds(config)
+    out = []
+    for weight in config["interpret"]["au_guidance"]["sweep"]:
+        w = f"{float(weight):g}"
+        out.append(name(family, "sweep", weight=w))
+        out += [name(family, "sweep_seed", weight=w, seed=k) for k in others]
+    return out
+
+
+def sweep_folder(model: str) -> str:
+    """A sweep model's folder under the sweep's (``w<weight>`` or ``w<weight>_seed<k>``): its name
+    without the family."""
+    spec = parse(model)
+    if spec.variant is None or spec.variant.name not in ("sweep", "sweep_seed"):
+        raise ValueError(f"{model}: not a model of the AU-guidance sweep")
+    return model.removeprefix(spec.family.name + "_")
