@@ -187,6 +187,11 @@ def still_clip(path: Path, image: str, seconds: float = 3.0) -> None:
            "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest", out(path))  # fmt: skip
 
 
+def doubled_face_clip(path: Path, *, start: float = 7.0, seconds: float = 3.0) -> None:
+    """The real face video twice, side by side: two copies of one person that tie on every count."""
+    face_clip(path, start=start, seconds=seconds, vf="split[a][b];[a][b]hstack")
+
+
 def real_clips(root: Path) -> dict[str, str]:
     """20 clips of real face video in FI layout under nested folders (whole, partial, sideways and
     doubled faces, stills, a clip without a face, a short one): clip id -> split. The annotation
@@ -208,9 +213,8 @@ def real_clips(root: Path) -> dict[str, str]:
         )
     for k, split in enumerate(("train", "test")):  # rotated a quarter turn
         add(f"sideways{k}.000", split, lambda p, s=5 + k: face_clip(p, start=s, seconds=3, vf="transpose=1"))
-    for k, split in enumerate(("train", "val")):  # the person twice, side by side
-        add(f"twice{k}.000", split,
-            lambda p, s=7 + k: face_clip(p, start=s, seconds=3, vf="split[a][b];[a][b]hstack"))  # fmt: skip
+    for k, split in enumerate(("train", "val")):
+        add(f"twice{k}.000", split, lambda p, s=7 + k: doubled_face_clip(p, start=s))
     stills = (("still0.000", "train", "single_face.jpg"), ("still1.000", "train", "multi_face.jpg"),
               ("still2.000", "test", "0-f15-hao-ph.jpg"))  # fmt: skip
     for name, split, image in stills:

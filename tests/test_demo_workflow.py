@@ -41,7 +41,8 @@ PREPROCESSING = {"preprocess_shard", "audio_shard", "voice_shard", "expression_s
 
 def configure(work, root, **changes):
     # identity descriptors on (the default, auto, computes them only for identity_faces splits): the
-    # demo's people are clustered below
+    # demo's people are clustered below. The face search is the default, full (what the paper presets
+    # use); tests/test_workflow.py's shared run covers tracked.
     sections = {"models": MODELS, "interpret": INTERPRET, "faces": {"identity": True}} | changes
     write_config(work, data_root=str(root), results_dir="out", **sections)
 

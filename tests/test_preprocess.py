@@ -97,7 +97,8 @@ def test_command_runs_one_clip_as_the_workflow_job_does(bad_media, tmp_path):
         preprocess.main([str(bad_media["good"]), str(tmp_path / "other.json")])
 
 
-def test_frame_timing_comes_from_the_video_stream(tmp_path, bad_media):
+@pytest.mark.parametrize("search", ["full", "tracked"])  # faces.search
+def test_frame_timing_comes_from_the_video_stream(tmp_path, bad_media, search):
     """A still with longer audio keeps its one frame; a cut file is `truncated`, not misdated."""
     from impressions.testing import ffmpeg, out
 
@@ -106,12 +107,13 @@ def test_frame_timing_comes_from_the_video_stream(tmp_path, bad_media):
     ffmpeg("-ss", "1", "-i", out(bad_media["good"]), "-frames:v", "1", "-an", "-c:v", "libx264", out(one))
     ffmpeg("-i", out(one), "-f", "lavfi", "-t", "5", "-i", "sine=frequency=220", "-map", "0:v", "-map", "1:a",
            "-c:v", "copy", "-c:a", "aac", out(still))  # fmt: skip
-    qc = preprocess.preprocess_clip("still", still, tmp_path / "s", preprocess.Settings(frames_per_clip=6))
+    settings = preprocess.Settings(frames_per_clip=6, face_search=search)
+    qc = preprocess.preprocess_clip("still", still, tmp_path / "s", settings)
     assert qc["status"] not in ("corrupt", "truncated"), qc["reason"]
     assert qc["frames_decoded"] == 1 and "could be decoded" not in qc["reason"]
     ffmpeg("-i", out(bad_media["good"]), "-c", "copy", "-movflags", "+faststart", out(fast))
     cut.write_bytes(fast.read_bytes()[: fast.stat().st_size // 2])
-    qc = preprocess.preprocess_clip("cut", cut, tmp_path / "c", preprocess.Settings(frames_per_clip=6))
+    qc = preprocess.preprocess_clip("cut", cut, tmp_path / "c", settings)
     assert qc["status"] == "truncated" and "the file ends early or is damaged" in qc["reason"]
     table = pl.read_parquet(tmp_path / "c" / "frames.parquet")
     assert table["time_s"].max() < 3.5  # only the first half is there; samples spread over it

@@ -32,7 +32,10 @@ def arrays(clips_dir, clip_id):
     return {**found, "waveform": np.load(clips_dir / clip_id / "waveform.npy")}
 
 
-@pytest.mark.parametrize("search", ["full", "tracked"])
+SEARCHES = pytest.mark.parametrize("search", ["full", "tracked"])  # faces.search
+
+
+@SEARCHES
 def test_unchanged_clips_are_reused_and_changed_ones_processed(videos, tmp_path, search):
     clips = tmp_path / "clips"
     settings = dataclasses.replace(SETTINGS, face_search=search)
@@ -61,9 +64,11 @@ def test_unchanged_clips_are_reused_and_changed_ones_processed(videos, tmp_path,
     assert sorted(forced.processed) == sorted(videos) and forced.reused == []
 
 
-def test_a_half_written_clip_is_never_trusted(videos, tmp_path):
+@SEARCHES
+def test_a_half_written_clip_is_never_trusted(videos, tmp_path, search):
     clips = tmp_path / "clips"
-    preprocess_shard.preprocess_clips(videos, clips, SETTINGS)
+    settings = dataclasses.replace(SETTINGS, face_search=search)
+    preprocess_shard.preprocess_clips(videos, clips, settings)
     want = arrays(clips, "a.000")
     # what a job killed mid-write could leave: a clip folder without its key, a scratch folder
     (clips / "a.000" / preprocess_shard.CACHE_FILE).unlink()
@@ -75,7 +80,7 @@ def test_a_half_written_clip_is_never_trusted(videos, tmp_path):
     key = json.loads((clips / "-b.001" / preprocess_shard.CACHE_FILE).read_text())
     key["settings"]["frames_per_clip"] = 99
     (clips / "-b.001" / preprocess_shard.CACHE_FILE).write_text(json.dumps(key))
-    run = preprocess_shard.preprocess_clips(videos, clips, SETTINGS)
+    run = preprocess_shard.preprocess_clips(videos, clips, settings)
     assert sorted(run.processed) == ["-b.001", "a.000"] and run.reused == ["c.002"]
     got = arrays(clips, "a.000")
     assert all(np.array_equal(got[k], want[k]) for k in want)

@@ -30,6 +30,7 @@ def done(tmp_path_factory):
     assert len(clips) == 20
     write_fi_annotations(root, {s: [c for c, v in clips.items() if v == s] for s in ("train", "val", "test")})
     work = tmp_path_factory.mktemp("work")
+    # faces.search: the default, full; tests/test_tracking.py compares both searches on these kinds
     write_config(work, data_root=str(root), results_dir="out", models=MODELS, interpret=INTERPRET)
     run(work)
     return clips, work / "out"

@@ -43,9 +43,18 @@ AFTER_TABLES = {"splits": 1, "train_model": 5, "late_average": 1, "interpret_cam
                 "interpret_au_maps": 1, "report": 1}  # fmt: skip
 
 
+# Face search: this run, its re-runs and its incremental checks use `faces.search: tracked` (four
+# frames a clip at full_every 5: a whole-frame pass on the first, windows on the other three), so every
+# bad-input verdict and incremental plan below holds under tracked too. `full`, the default, is what
+# the heavy runs use (tests/test_demo_workflow.py, tests/test_real_clips_workflow.py); the SIGKILL
+# resume (tests/test_interrupted.py) runs under both.
+SEARCH = {"search": "tracked"}
+
+
 def configure(work, root, **changes):
-    """The shared run's config (write_config's tiny preprocessing, MODELS, INTERPRET) with `changes`."""
-    sections = {"models": MODELS, "interpret": {**FAST["interpret"], **INTERPRET}} | changes
+    """The shared run's config (write_config's tiny preprocessing, SEARCH, MODELS, INTERPRET) with
+    `changes`."""
+    sections = {"faces": SEARCH, "models": MODELS, "interpret": {**FAST["interpret"], **INTERPRET}} | changes
     write_config(work, data_root=str(root), results_dir="out", **sections)
 
 
@@ -89,6 +98,12 @@ def test_every_clip_has_one_qc_row_with_reason(done):
         assert status[clip_id(path)] == BAD_MEDIA_STATUS[kind], kind
     assert status["ghost.000"] == "missing_file" and status["stray.000"] == "unannotated"
     assert qc["reason"].str.len_chars().min() > 20
+
+
+def test_the_shared_run_searched_tracked_windows(done):
+    _, work, media = done
+    key = json.loads((work / "out" / "clips" / clip_id(media["good"]) / "cache.json").read_text())
+    assert key["settings"]["face_search"] == "tracked" and key["settings"]["full_every"] > 1
 
 
 def test_good_clips_processed_bad_clips_left_out(done):

@@ -46,14 +46,16 @@ CLIP_TABLES = ("frames", "faces", "qc")
 Their schemas (`impressions.schemas.TABLES`) are in every clip's key, so a column change needs no
 version bump."""
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 """Raise when preprocessing code changes what it writes for the same video, settings and columns.
 
 What the key cannot see on its own: a column's values computed differently (another detector, a fixed
 bug), an array file's layout, a QC status given on other grounds. A new `Settings` field or a column
 added to `CLIP_TABLES` changes every key without it.
 
-2: frames and faces stored by `frames.storage` (JPEG in a tar by default; 1 wrote `.npy` only)."""
+2: frames and faces stored by `frames.storage` (JPEG in a tar by default; 1 wrote `.npy` only).
+3: two people who tie on frames and, within box jitter, on size go to the more central one, then the
+leftmost (`impressions.data.tracking`; before, to the box a pixel larger)."""
 
 PARTIAL = ".partial"
 """Scratch folder under the clips folder (a name no clip id has: ids are file names without `.mp4`)."""
