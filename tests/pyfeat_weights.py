@@ -36,16 +36,49 @@ def _place(root: Path, repo: str, name: str) -> Path:
     return path
 
 
+FACE_BOX = 0.8
+"""Side of the one face box the synthetic RetinaFace returns, as a fraction of a 224 px crop."""
+
+
 def _retinaface(root: Path) -> None:
+    """Weights that find exactly one face, a centred box, in any 224 px image.
+
+    Random weights score hundreds of anchors as faces, and every later stage then runs on each.
+    Here only the stride-32 level can score: its lateral conv outputs a constant field (zero
+    weights, batch-norm bias 1), and the SSH branch's three stacked 3x3 averaging convs turn the
+    zero padding into a profile that peaks only at the centre cell of the 7 x 7 grid; the class
+    head thresholds that peak for the first anchor, and the box head gives it a centred square.
+    """
     import torch
     from feat.face_detectors.Retinaface.Retinaface_model import RETINAFACE_R34_CFG, RetinaFace
     from safetensors.torch import save_file
 
-    state = RetinaFace(RETINAFACE_R34_CFG).state_dict()
-    # every anchor scores as a face (class 1), so the later stages get faces to work on
-    for key, value in state.items():
-        if key.startswith("ClassHead") and key.endswith("bias"):
-            state[key] = torch.tensor([-10.0, 10.0]).repeat(value.numel() // 2)
+    net = RetinaFace(RETINAFACE_R34_CFG)
+    fpn, ssh = net.fpn, net.ssh3
+    with torch.no_grad():
+        for block in (fpn.output3, ssh.conv5X5_1, ssh.conv7X7_2, ssh.conv7x7_3):
+            conv, bn = block[0], block[1]
+            bn.running_mean.zero_()
+            bn.running_var.fill_(1.0)
+            bn.weight.fill_(1.0)
+            bn.bias.zero_()
+            conv.weight.fill_(1.0 / conv.weight[0].numel())  # a 3x3 mean over every input channel
+        fpn.output3[0].weight.zero_()
+        fpn.output3[1].weight.zero_()
+        fpn.output3[1].bias.fill_(1.0)
+        # on the 7 x 7 grid the conv7X7 channels read 1.0 at the centre, 26/27 beside it
+        peak, width = 1.0, ssh.conv7x7_3[0].out_channels
+        for level, (classes, boxes) in enumerate(zip(net.ClassHead._convs, net.BboxHead._convs)):
+            classes.weight.zero_()
+            classes.bias.copy_(torch.tensor([10.0, -10.0, 10.0, -10.0]))  # (background, face) x 2 anchors
+            boxes.weight.zero_()
+            boxes.bias.zero_()
+            if level == 2:
+                classes.weight[1, -width:] = 1000.0 / width
+                classes.bias[:2] = torch.tensor([0.0, -1000.0 * (peak - 0.5 / 27)])
+                # decoded side = prior side x exp(0.2 x delta): the 256 px prior becomes FACE_BOX x 224
+                boxes.bias[2:4] = float(np.log(FACE_BOX * 224 / 256) / 0.2)
+    state = net.state_dict()
     save_file(
         {k: v.contiguous() for k, v in state.items()},
         _place(root, "py-feat/retinaface_r34", "model.safetensors"),
