@@ -12,7 +12,11 @@ shape py-feat's loader checks, and laid out as a Hugging Face cache (`models--<o
 - py-feat/resmasknet/config.json and ResMaskNet_Z_resmasking_dropout1_rot30.pth (`{"net": ...}`).
 
 The values are random, so what the detector outputs means nothing: these files prove loading,
-batching and column mapping, not accuracy.
+batching and column mapping, not accuracy. Two parts are set rather than random, so that py-feat's
+geometry gets a plausible face instead of a degenerate one: RetinaFace finds exactly one centred face
+box in a 224 px image (random heads score hundreds of anchors as faces), and MobileFaceNet's output
+is a mean face (our template) with a tiny jitter (random landmarks make py-feat's face alignment
+singular and its face-mask convex hull fail).
 """
 
 from __future__ import annotations

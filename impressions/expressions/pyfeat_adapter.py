@@ -182,19 +182,23 @@ class PyFeatBackend:
 @contextlib.contextmanager
 def _hub_offline() -> Iterator[None]:
     """huggingface_hub never goes to the network inside: it reads HF_HUB_OFFLINE at import, so its
-    constant is set as well as the variable (both restored after)."""
+    constant is set as well as the variable (both restored after), and it mounts its offline adapter
+    when it makes a thread's cached HTTP session, so the cache is cleared on the way in and out."""
     try:
         from huggingface_hub import constants
+        from huggingface_hub.utils import reset_sessions
     except ImportError:  # a test's fake detector without py-feat installed: nothing can download
         yield
         return
     previous, previous_constant = os.environ.get("HF_HUB_OFFLINE"), constants.HF_HUB_OFFLINE
     os.environ["HF_HUB_OFFLINE"] = "1"
     constants.HF_HUB_OFFLINE = True
+    reset_sessions()
     try:
         yield
     finally:
         constants.HF_HUB_OFFLINE = previous_constant
+        reset_sessions()
         if previous is None:
             os.environ.pop("HF_HUB_OFFLINE", None)
         else:
