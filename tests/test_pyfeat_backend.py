@@ -23,20 +23,17 @@ from impressions.schemas import AUS, EMOTIONS
 
 pytestmark = pytest.mark.heavy
 
-try:
-    P._import_pyfeat()
-    MISSING = None
-except P.PyFeatUnavailableError as error:
-    MISSING = str(error)
-
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
-    if MISSING:
+    # imported here, not at collection: `make test` deselects this file and should not load py-feat
+    try:
+        P._import_pyfeat()
+    except P.PyFeatUnavailableError as error:
         if os.environ.get("IMPRESSIONS_REQUIRE_PYFEAT"):
-            pytest.fail(f"IMPRESSIONS_REQUIRE_PYFEAT is set but py-feat cannot load: {MISSING}")
+            pytest.fail(f"IMPRESSIONS_REQUIRE_PYFEAT is set but py-feat cannot load: {error}")
         pytest.skip(
-            f"py-feat extras not installed (pip install --no-deps -r requirements-pyfeat.txt): {MISSING}"
+            f"py-feat extras not installed (pip install --no-deps -r requirements-pyfeat.txt): {error}"
         )
     import pyfeat_weights
 
