@@ -12,6 +12,10 @@ CORES ?= all
 # in one worker). TEST_WORKERS=0 runs the tier in one process.
 TEST_WORKERS ?= auto
 
+# The py-feat backend's extras (requirements-pyfeat.txt): test-all installs them, so its end-to-end
+# test runs there (IMPRESSIONS_REQUIRE_PYFEAT turns the test's skip into a failure); make test does not.
+PYFEAT_STAMP := $(VENV)/.installed-pyfeat
+
 .PHONY: demo test test-all lint format clean rulegraph
 
 $(STAMP): requirements.txt requirements-nodeps.txt constraints.txt pyproject.toml
@@ -24,6 +28,10 @@ $(STAMP): requirements.txt requirements-nodeps.txt constraints.txt pyproject.tom
 	$(BIN)/python -m pip install -q --no-compile --no-deps -e .
 	touch $@
 
+$(PYFEAT_STAMP): $(STAMP) requirements-pyfeat.txt
+	$(BIN)/python -m pip install -q --no-compile --no-deps -r requirements-pyfeat.txt
+	touch $@
+
 demo: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES)
 	@echo "Outputs: results/report/index.html (report), results/tables/ (dataset tables), results/models/, results/logs/"
@@ -33,9 +41,9 @@ test: $(STAMP)
 
 # The fast tier on every core, then the heavy runs one at a time (the SLURM and browser tests share
 # machine state, and the heavy runs each use every core already).
-test-all: $(STAMP)
+test-all: $(STAMP) $(PYFEAT_STAMP)
 	$(BIN)/pytest -m "not heavy" -n $(TEST_WORKERS) --dist loadfile
-	$(BIN)/pytest -m heavy
+	IMPRESSIONS_REQUIRE_PYFEAT=1 $(BIN)/pytest -m heavy
 
 lint: $(STAMP)
 	$(BIN)/ruff check impressions tests workflow_scripts benchmarks

@@ -3,7 +3,9 @@ extra (`pip install -r requirements-pyfeat.txt`) whose weights come from the Hug
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -70,16 +72,18 @@ def _weights_error(missing: list[str], cache_dir: Path) -> PyFeatUnavailableErro
         f"{cache_dir}: {', '.join(missing)}. py-feat downloads them from the Hugging Face hub at run "
         "time, which offline cluster nodes cannot do. On a machine with internet and the same "
         'requirements, run `python -c "from impressions.expressions.pyfeat_adapter import '
-        "download_pyfeat_weights; download_pyfeat_weights()\"`, then copy that machine's "
-        "site-packages/feat/resources folder to the same place in the cluster environment (or install "
-        "there and rsync it)."
+        "download_pyfeat_weights; download_pyfeat_weights('pyfeat-weights')\"`, copy that folder to "
+        "the cluster and set expressions.pyfeat.weights_dir to it (or, leaving weights_dir unset, "
+        "download without an argument and copy that machine's site-packages/feat/resources folder to "
+        "the same place in the cluster environment)."
     )
 
 
-def download_pyfeat_weights() -> Path:
-    """Fetch every file of `PYFEAT_WEIGHTS` into py-feat's cache (needs internet); return the cache."""
+def download_pyfeat_weights(cache_dir: str | Path | None = None) -> Path:
+    """Fetch every file of `PYFEAT_WEIGHTS` into `cache_dir` (default: py-feat's own cache; needs
+    internet); return it. A folder given here is what `expressions.pyfeat.weights_dir` names."""
     _, huggingface_hub = _import_pyfeat()
-    cache_dir = _pyfeat_resources()
+    cache_dir = Path(cache_dir) if cache_dir else _pyfeat_resources()
     for repo, names in PYFEAT_WEIGHTS:
         error = None
         for name in names:
@@ -135,13 +139,27 @@ class PyFeatBackend:
     name = "pyfeat"
     sources = SOURCES["pyfeat"]
 
+    column_sources = {
+        **{column: "py-feat" for column in (*PYFEAT_AUS, *EMOTIONS)},
+        "AU45": "builtin landmark geometry",
+    }
+    """Where each output column comes from: py-feat's xgb AUs and resmasknet emotions, or our AU45."""
+
     def __init__(
-        self, *, device: str = "auto", batch_size: int = 16, baseline: str = BASELINE, detector=None
+        self,
+        *,
+        device: str = "auto",
+        batch_size: int = 16,
+        baseline: str = BASELINE,
+        weights_dir: str | Path | None = None,
+        detector=None,
     ):
         self.batch_size = int(batch_size)
         self.baseline = baseline  # for the landmark AU45 (geometry.BASELINES)
         if detector is None:
-            detector = _load_pyfeat_detector(resolve_device(device))
+            device = resolve_device(device)
+            detector = _load_pyfeat_detector(device, Path(weights_dir) if weights_dir else None)
+        self.device = getattr(detector, "device", device)
         self.detector = detector
 
     def predict(self, crops: np.ndarray, landmarks: np.ndarray, clip_ids: Sequence[str]) -> pl.DataFrame:
@@ -152,41 +170,79 @@ class PyFeatBackend:
             return output_table(np.zeros((0, len(COLUMNS))))
         au45 = geometric_aus(landmarks, ids, self.baseline)[:, AUS.index("AU45")]
         images = torch.from_numpy(np.ascontiguousarray(crops.transpose(0, 3, 1, 2))).float()
-        detections = self.detector.detect(
-            images, data_type="tensor", batch_size=self.batch_size, progress_bar=False
-        )
+        # detect() loads py-feat's pose MLP from the hub on first use: offline, it gets NaN pose
+        # (unused here) at once instead of a network timeout per job.
+        with _hub_offline():
+            detections = self.detector.detect(
+                images, data_type="tensor", batch_size=self.batch_size, progress_bar=False
+            )
         return pyfeat_table(detections, len(crops), au45)
 
 
-def _load_pyfeat_detector(device: str):
-    import os
-
-    Detectorv1, huggingface_hub = _import_pyfeat()
-    cache_dir = _pyfeat_resources()
-    missing = missing_pyfeat_weights(huggingface_hub, cache_dir)
-    if missing:
-        raise _weights_error(missing, cache_dir)
-    # Everything is cached: stay offline so an optional extra (py-feat's pose MLP) cannot stall a job.
-    # huggingface_hub reads HF_HUB_OFFLINE at import, so set its constant as well as the variable.
-    constants = huggingface_hub.constants
+@contextlib.contextmanager
+def _hub_offline() -> Iterator[None]:
+    """huggingface_hub never goes to the network inside: it reads HF_HUB_OFFLINE at import, so its
+    constant is set as well as the variable (both restored after), and it mounts its offline adapter
+    when it makes a thread's cached HTTP session, so the cache is cleared on the way in and out."""
+    try:
+        from huggingface_hub import constants
+        from huggingface_hub.utils import reset_sessions
+    except ImportError:  # a test's fake detector without py-feat installed: nothing can download
+        yield
+        return
     previous, previous_constant = os.environ.get("HF_HUB_OFFLINE"), constants.HF_HUB_OFFLINE
     os.environ["HF_HUB_OFFLINE"] = "1"
     constants.HF_HUB_OFFLINE = True
+    reset_sessions()
     try:
-        return Detectorv1(
-            face_model="retinaface",
-            landmark_model="mobilefacenet",
-            au_model="xgb",
-            emotion_model="resmasknet",
-            identity_model=None,
-            gaze_model=None,
-            device=device,
-        )
-    except Exception as error:  # noqa: BLE001 - any load failure here means an incomplete cache
-        raise _weights_error([f"({type(error).__name__}: {error})"], cache_dir) from error
+        yield
     finally:
         constants.HF_HUB_OFFLINE = previous_constant
+        reset_sessions()
         if previous is None:
             os.environ.pop("HF_HUB_OFFLINE", None)
         else:
             os.environ["HF_HUB_OFFLINE"] = previous
+
+
+@contextlib.contextmanager
+def _weights_at(weights_dir: Path) -> Iterator[None]:
+    """py-feat looks for its hub files in `weights_dir` while its models load.
+
+    py-feat 2.1.5 passes `cache_dir=get_resource_path()` (its package's resources folder) to every
+    hub call, so the hub's own HF_HUB_CACHE variable is ignored; `Detectorv1.__init__` finds that
+    function in `feat.detector` and, for the face detector, in `feat.utils.io`. Only model loading is
+    redirected: py-feat's bundled resources (face template, region maps) are read from the package.
+    """
+    import feat.detector
+    import feat.utils.io
+
+    originals = feat.detector.get_resource_path, feat.utils.io.get_resource_path
+    feat.detector.get_resource_path = feat.utils.io.get_resource_path = lambda: str(weights_dir)
+    try:
+        yield
+    finally:
+        feat.detector.get_resource_path, feat.utils.io.get_resource_path = originals
+
+
+def _load_pyfeat_detector(device: str, weights_dir: Path | None = None):
+    Detectorv1, huggingface_hub = _import_pyfeat()
+    cache_dir = weights_dir or _pyfeat_resources()
+    missing = missing_pyfeat_weights(huggingface_hub, cache_dir)
+    if missing:
+        raise _weights_error(missing, cache_dir)
+    # Everything is cached: stay offline so nothing can stall a job on the network.
+    where = _weights_at(cache_dir) if weights_dir else contextlib.nullcontext()
+    try:
+        with _hub_offline(), where:
+            return Detectorv1(
+                face_model="retinaface",
+                landmark_model="mobilefacenet",
+                au_model="xgb",
+                emotion_model="resmasknet",
+                identity_model=None,
+                gaze_model=None,
+                device=device,
+            )
+    except Exception as error:  # noqa: BLE001 - any load failure here means an incomplete cache
+        raise _weights_error([f"({type(error).__name__}: {error})"], cache_dir) from error
