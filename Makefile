@@ -44,6 +44,7 @@ test: $(STAMP)
 test-all: $(STAMP) $(PYFEAT_STAMP)
 	$(BIN)/pytest -m "not heavy" -n $(TEST_WORKERS) --dist loadfile
 	IMPRESSIONS_REQUIRE_PYFEAT=1 $(BIN)/pytest -m heavy
+	IMPRESSIONS_TEST_SEARCH=full $(BIN)/pytest tests/test_workflow.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check impressions tests workflow_scripts benchmarks
