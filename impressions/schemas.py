@@ -111,6 +111,9 @@ under openSMILE's names (f32; impressions.data.egemaps); readers take the descri
 that are not `VOICE_KEYS` (`voice_descriptors`) and the backend from the file (`VOICE_BACKEND_KEY`)."""
 VOICE_BACKEND_KEY = "voice_backend"
 """Parquet key-value metadata of the voice table (and its shards): the backend that wrote it."""
+EXPRESSION_SOURCE_KEYS = ("expressions_backend", "au_source", "emotion_source")
+"""Parquet key-value metadata of the expressions table (and its shards): the backend that wrote it and
+where its AU and emotion columns come from (a backend's `sources`; per clip in `expression_qc`)."""
 
 
 def voice_descriptors(columns) -> list[str]:

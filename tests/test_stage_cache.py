@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from impressions import schemas
-from impressions.data import preprocess, preprocess_shard, shards, stage_cache
+from impressions.data import preprocess, preprocess_shard, shards, stage_cache, tables
 from impressions.expressions import detector
 from impressions.testing import face_clip, ffmpeg, out
 
@@ -24,6 +24,7 @@ class Counting:
     def __init__(self, **options):
         self.inner = detector.get_backend("builtin", **options)
         self.name, self.device, self.scored = self.inner.name, self.inner.device, []
+        self.sources = self.inner.sources
 
     def predict(self, crops, landmarks, clip_ids):
         self.scored.append(clip_ids[0])
@@ -110,10 +111,17 @@ def test_audio_features_reused_byte_identical_and_invalidated_by_their_own_setti
 def test_expressions_reused_byte_identical_and_invalidated_by_their_own_settings(clips, tmp_path, backend):
     first, want = run_expressions(clips, backend, tmp_path, "first")
     assert sorted(first.processed) == sorted(clips)
+    builtin = detector.SOURCES["builtin"]  # the shard names its sources, reused or computed
+    named = {
+        "expressions_backend": "builtin",
+        "au_source": builtin["aus"],
+        "emotion_source": builtin["emotions"],
+    }
+    assert tables.expression_sources(tmp_path / "first.parquet") == named
     assert sorted(backend.scored) == ["-b.001", "a.000", "c.002"]  # the other two have no face
     again, got = run_expressions(clips, backend, tmp_path, "again")
     assert again.summary() == "5 clips: 0 processed, 5 reused from the cache" and backend.scored == []
-    assert got == want
+    assert got == want and tables.expression_sources(tmp_path / "again.parquet") == named
     forced, got = run_expressions(clips, backend, tmp_path, "forced", cache=False)
     assert sorted(forced.processed) == sorted(clips) and got == want
 

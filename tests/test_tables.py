@@ -87,3 +87,27 @@ def test_each_clips_transcript_note_joins_its_qc_row(clip_folders):
                      "gone.005": None}  # fmt: skip
     # a clip's own record and its cache key leave the gathered column out: adding it reprocesses no clip
     assert list(ClipRecord("x", 3).row) == list(schemas.record_columns("qc")) == list(TABLES["qc"])[:-1]
+
+
+def test_the_expressions_table_names_its_shards_sources(tmp_path):
+    """gather_expressions carries the shards' backend and AU and emotion sources into the table's
+    metadata; shards that disagree (a backend changed, some shards not re-run) are all named."""
+    keys = schemas.EXPRESSION_SOURCE_KEYS
+    shard_paths = []
+    for i, sources in enumerate([("builtin", "geometry", "cnn"), ("builtin", "geometry", "cnn"),
+                                 ("pyfeat", "xgb", "resmasknet"), None]):  # fmt: skip
+        path = tmp_path / f"shard{i}.parquet"
+        metadata = (
+            dict(zip(keys, sources, strict=True)) if sources else None
+        )  # None: a shard from before the keys
+        frame("expressions", []).write_parquet(path, metadata=metadata)
+        shard_paths.append(path)
+    tables.gather_expressions(shard_paths[:2], tmp_path / "one.parquet")
+    assert tables.expression_sources(tmp_path / "one.parquet") == dict(
+        zip(keys, ("builtin", "geometry", "cnn"))
+    )
+    tables.gather_expressions(shard_paths, tmp_path / "mixed.parquet")
+    assert tables.expression_sources(tmp_path / "mixed.parquet") == {
+        "expressions_backend": "builtin; pyfeat; unknown", "au_source": "geometry; unknown; xgb",
+        "emotion_source": "cnn; resmasknet; unknown",
+    }  # fmt: skip

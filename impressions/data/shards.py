@@ -24,7 +24,7 @@ import numpy as np
 from impressions.data import image_store, stage_cache
 from impressions.data.preprocess import output_paths
 from impressions.data.preprocess_shard import ShardReport
-from impressions.schemas import frame
+from impressions.schemas import EXPRESSION_SOURCE_KEYS, frame
 
 if TYPE_CHECKING:
     import polars as pl
@@ -281,13 +281,16 @@ def expression_shard(
         report.processed.append(clip_id)
         log.info("processed %s", clip_id)
     kept = [parts[clip_id] for clip_id in sorted(parts) if parts[clip_id] is not None]
-    frame("expressions", pl.concat(kept) if kept else []).write_parquet(out_table)
+    frame("expressions", pl.concat(kept) if kept else []).write_parquet(
+        out_table, metadata=dict(zip(EXPRESSION_SOURCE_KEYS, expression_sources(backend), strict=True))
+    )
     if out_qc is not None:
-        sources = getattr(backend, "sources", {})
+        named = dict(
+            zip(("backend", "au_source", "emotion_source"), expression_sources(backend), strict=True)
+        )
         qc_rows = [
             {
-                "clip_id": clip_id, "backend": backend.name, "au_source": sources.get("aus", backend.name),
-                "emotion_source": sources.get("emotions", backend.name),
+                "clip_id": clip_id, **named,
                 "frames_scored": 0 if parts[clip_id] is None else parts[clip_id].height,
                 "reason": reasons.get(clip_id, ""),
             }
@@ -299,6 +302,12 @@ def expression_shard(
             log.warning("%s: %s", clip_id, reason)
     log.info("expressions: %s", report.summary())
     return report
+
+
+def expression_sources(backend) -> tuple[str, str, str]:
+    """(backend, AU source, emotion source) of an expression backend, as its tables name them."""
+    sources = getattr(backend, "sources", {})
+    return backend.name, sources.get("aus", backend.name), sources.get("emotions", backend.name)
 
 
 def _rows_to_arrays(rows: pl.DataFrame | None) -> dict[str, np.ndarray]:

@@ -17,7 +17,14 @@ import numpy as np
 
 from impressions.data.clip_index import ClipIndex
 from impressions.data.preprocess import output_paths
-from impressions.schemas import GATHERED, TABLES, VOICE_BACKEND_KEY, frame, polars_schema
+from impressions.schemas import (
+    EXPRESSION_SOURCE_KEYS,
+    GATHERED,
+    TABLES,
+    VOICE_BACKEND_KEY,
+    frame,
+    polars_schema,
+)
 
 AUDIO_ARRAYS = ("waveform", "logmel", "logfbank")
 
@@ -134,12 +141,31 @@ def gather_expressions(
     """The expressions table (and, with `out_qc`, the per-clip `expression_qc` table) from the shards'."""
     import polars as pl
 
+    shard_tables = list(shard_tables)
     parts = [pl.read_parquet(p) for p in shard_tables]
     table = pl.concat(parts) if parts else frame("expressions", [])
-    table.sort("clip_id", "frame_index").write_parquet(out, row_group_size=ROW_GROUP_ROWS)
+    table.sort("clip_id", "frame_index").write_parquet(
+        out, row_group_size=ROW_GROUP_ROWS, metadata=_joined_sources(shard_tables)
+    )
     if out_qc is not None:
         qc = [pl.read_parquet(p) for p in qc_tables]
         (pl.concat(qc) if qc else frame("expression_qc", [])).sort("clip_id").write_parquet(out_qc)
+
+
+def expression_sources(path: str | Path) -> dict[str, str]:
+    """The backend and AU and emotion sources an expressions table (or shard) names in its metadata
+    (`schemas.EXPRESSION_SOURCE_KEYS`): "unknown" for a file written before the keys."""
+    import polars as pl
+
+    stored = pl.read_parquet_metadata(path)
+    return {key: stored.get(key, "unknown") for key in EXPRESSION_SOURCE_KEYS}
+
+
+def _joined_sources(shard_tables: list[Path]) -> dict[str, str]:
+    """The shards' sources, each key's distinct values joined by "; " (shards re-run one at a time
+    may differ after a backend change: the table says so rather than naming one)."""
+    shards = [expression_sources(p) for p in shard_tables]
+    return {key: "; ".join(sorted({s[key] for s in shards})) or "unknown" for key in EXPRESSION_SOURCE_KEYS}
 
 
 def clip_signals(clip_dirs: Mapping[str, str | Path]):
