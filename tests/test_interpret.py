@@ -174,32 +174,15 @@ def _rendered_column(markdown: str, table_file: str, column: str) -> list[str]:
     return [row[header.index(column)] for row in rows]
 
 
-def test_the_report_shows_both_region_rules_and_the_deviations_of_the_setting(tmp_path):
-    """The CAM-overlap section as the report renders it: the overlap table holds raw-max (Zhou's rule,
-    the default) and min-max rows whatever the headline setting, and the deviations follow the setting."""
-    from impressions.explain import cam_analyses
-
-    _, tables, ckpt = _tiny(tmp_path)
-    images = loader.load_images("frames", *tables, tmp_path / "clips", splits=["test"])
-    rendered = {}
-    for rule in ("raw_max", "min_max"):
-        (tmp_path / rule).mkdir()
-        files = _files(tmp_path / rule, "cam_overlap")
-        cam_analyses.cam_overlap_analysis("image_cam", ckpt, images, files, region_rule=rule)
-        rendered[rule] = _rendered(tmp_path, [files["section"]])
-        rules = _rendered_column(rendered[rule], "cam_face_overlap.csv", "rule")
-        assert set(rules) == {"raw_max", "min_max"} and rules.count("raw_max") == rules.count("min_max")
-    deviation = "CAM regions min-max normalised before the 0.2 threshold (interpret.cam_overlap.region_rule"
-    assert deviation in rendered["min_max"] and deviation not in rendered["raw_max"]
-    assert "Deviations from the published method, from this run's settings" in rendered["raw_max"]
-
-
 def test_the_deviations_listed_follow_the_settings_the_run_used(tmp_path):
+    """The CAM-overlap section under each region rule: the deviations follow the setting, and the
+    report (as it renders the section) shows raw-max (Zhou's rule, the default) and min-max rows in
+    the overlap table whatever the headline setting."""
     from impressions.explain import cam_analyses, deviations
 
     _, tables, ckpt = _tiny(tmp_path)
     images = loader.load_images("frames", *tables, tmp_path / "clips", splits=["test"])
-    texts = {}
+    texts, rendered = {}, {}
     for rule in ("raw_max", "min_max"):
         (tmp_path / rule).mkdir()
         files = _files(tmp_path / rule, "cam_overlap")
@@ -207,6 +190,12 @@ def test_the_deviations_listed_follow_the_settings_the_run_used(tmp_path):
         texts[rule] = section.text
         comparison = pl.read_csv(files["comparison"])
         assert comparison["rule"].to_list()[1] == rule  # the headline rule first, the other after
+        rendered[rule] = _rendered(tmp_path, [files["section"]])
+        rules = _rendered_column(rendered[rule], "cam_face_overlap.csv", "rule")
+        assert set(rules) == {"raw_max", "min_max"} and rules.count("raw_max") == rules.count("min_max")
+    deviation = "CAM regions min-max normalised before the 0.2 threshold (interpret.cam_overlap.region_rule"
+    assert deviation in rendered["min_max"] and deviation not in rendered["raw_max"]
+    assert "Deviations from the published method, from this run's settings" in rendered["raw_max"]
     assert "region_rule: min_max" in texts["min_max"] and "region_rule" not in texts["raw_max"]
     assert (
         "Regions by the min_max rule" in texts["min_max"]
