@@ -1,7 +1,8 @@
 """The model variants and every analysis end to end on ready-made dataset tables: seeded copies, the
 late average, the CAM twin, AU guidance and its sweep, CAM, units, AU maps, CAM-face overlap and the
-manifold, through to the report. Tiny settings: a few seconds a job (make test). The same analyses on
-the demo's real faces are tests/test_demo_workflow.py (make test-all)."""
+manifold, through to the report. Tiny settings: a few seconds a job, but about 3 minutes of the fast
+tier's 12 on 2 cores, so it runs in `make test-all` (heavy) beside the same analyses on the demo's
+real faces (tests/test_demo_workflow.py); `make test` keeps their unit tests and dry-run plans."""
 
 import json
 
@@ -14,7 +15,7 @@ from workflow import planned, rules, run, write_config
 from impressions.explain import analyses
 from impressions.schemas import TRAITS
 
-pytestmark = pytest.mark.workflow
+pytestmark = [pytest.mark.workflow, pytest.mark.heavy]
 
 MODELS = tiny_models(
     ["image", "face", "audio", "late_average"],

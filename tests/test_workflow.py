@@ -24,8 +24,8 @@ SPLITS = {
     "test": ["empty", "text", "truncated"],
 }
 # Two sample-trained families and their average, the per-model analyses of the face model: every kind
-# of rule after the dataset tables runs at least once (tests/test_variants_workflow.py covers the
-# variants and the workflow-wide analyses on ready-made tables).
+# of rule after the dataset tables runs at least once (tests/test_variants_workflow.py, in the heavy
+# tier, covers the variants and the workflow-wide analyses on ready-made tables).
 # Text: text_linear, the fusion with it (fusion_text, against fusion) and the average with it.
 MODELS = tiny_models(
     ["face", "audio", "text_linear", "fusion", "fusion_text", "late_average"],
