@@ -282,12 +282,10 @@ def expression_shard(
         log.info("processed %s", clip_id)
     kept = [parts[clip_id] for clip_id in sorted(parts) if parts[clip_id] is not None]
     frame("expressions", pl.concat(kept) if kept else []).write_parquet(
-        out_table, metadata=dict(zip(EXPRESSION_SOURCE_KEYS, expression_sources(backend), strict=True))
+        out_table, metadata=dict(zip(EXPRESSION_SOURCE_KEYS, _backend_sources(backend), strict=True))
     )
     if out_qc is not None:
-        named = dict(
-            zip(("backend", "au_source", "emotion_source"), expression_sources(backend), strict=True)
-        )
+        named = dict(zip(("backend", "au_source", "emotion_source"), _backend_sources(backend), strict=True))
         qc_rows = [
             {
                 "clip_id": clip_id, **named,
@@ -304,7 +302,7 @@ def expression_shard(
     return report
 
 
-def expression_sources(backend) -> tuple[str, str, str]:
+def _backend_sources(backend) -> tuple[str, str, str]:
     """(backend, AU source, emotion source) of an expression backend, as its tables name them."""
     sources = getattr(backend, "sources", {})
     return backend.name, sources.get("aus", backend.name), sources.get("emotions", backend.name)
