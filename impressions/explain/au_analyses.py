@@ -192,10 +192,9 @@ def _test_frames(frames_path: Path, clips, split: str = "test"):
     return part["clip_id"].to_list(), r, cos
 
 
-def held_out_similarity(frames_path: Path, clips, split: str = "test") -> dict:
-    """Mean CAM-AU Pearson r and cosine over the traits and the frames of `split`'s clips in an au_maps
-    per-frame table (`frames_path`), with the number of frames (`_test_frames`)."""
-    _, r, cos = _test_frames(frames_path, clips, split)
+def held_out_similarity(r: np.ndarray, cos: np.ndarray) -> dict:
+    """Mean CAM-AU Pearson r and cosine over the traits and the frames that have them (the (n, 5)
+    arrays `_test_frames` reads: held-out frames), with the number of frames."""
     used = np.isfinite(r).any(axis=1)
     return {
         "cam_au_r": float(np.nanmean(r[used])) if used.any() else float("nan"),
@@ -243,7 +242,7 @@ def guidance_effect(
             weight = float(summary["settings"].get("au_guidance_weight") or 0.0)
             if weight > 0:
                 layers.add(guided_layer(summary["settings"]))
-            ids, r, _ = _test_frames(au_frames[name], clips)
+            ids, r, cos = _test_frames(au_frames[name], clips)
             att = (
                 attention_cosines_at(checkpoints[name], usable, au_map, layer) if len(usable) else np.zeros(0)
             )
@@ -254,7 +253,7 @@ def guidance_effect(
                 "cam_au_r": guidance_sweep.clip_means(frame_means(r), ids),
                 "att_au_cosine": guidance_sweep.clip_means(att, usable.clip_ids),
             }
-            row = {"model": name, "au_guidance_weight": weight, **held_out_similarity(au_frames[name], clips),
+            row = {"model": name, "au_guidance_weight": weight, **held_out_similarity(r, cos),
                    "att_au_cosine": float(np.nanmean(att)) if att_frames[name] else float("nan"),
                    "att_au_frames": att_frames[name], "att_layer": layer}  # fmt: skip
             for split in ("val", "test"):
