@@ -37,7 +37,7 @@ import yaml
 from impressions import config_types
 from impressions.data import defaults
 from impressions.layout import PREPROCESSING_SECTIONS
-from impressions.models import registry
+from impressions.models import registry, variants
 
 BASE = Path(__file__).resolve().parents[1] / "config.yaml"
 """The workflow's default (demo) config, beside the Snakefile."""
@@ -133,9 +133,9 @@ def trained_families(config: Mapping) -> list[str]:
 def _guided(config: Mapping) -> set[str]:
     """Families trained with the AU-guidance term: their AU-guided twins and the weight sweep's."""
     guidance = (config.get("interpret") or {}).get("au_guidance") or {}
-    models = list(guidance.get("models") or [])
-    out = set(models) if guidance.get("weight", 0) > 0 else set()
-    return out | ({models[0]} if models and guidance.get("sweep") else set())
+    out = set(guidance.get("models") or []) if guidance.get("weight", 0) > 0 else set()
+    sweep = variants.sweep_family(config)
+    return out | ({sweep} if sweep else set())
 
 
 def run_only(path: str) -> bool:

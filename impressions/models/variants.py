@@ -199,7 +199,7 @@ def tables(model: str) -> tuple[str, ...]:
 def sweep_family(config: Mapping) -> str | None:
     """The family the AU-guidance weight sweep trains: the first of ``interpret.au_guidance.models``
     (None without one, or without sweep weights)."""
-    guidance = config["interpret"]["au_guidance"]
+    guidance = (config.get("interpret") or {}).get("au_guidance") or {}  # a partial config too
     models = list(guidance.get("models") or [])
     return models[0] if models and guidance.get("sweep") else None
 
