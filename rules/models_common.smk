@@ -101,7 +101,7 @@ SEEDED = [
 def job_model(wildcards):
     """The model a training job makes: its `model` wildcard, or the sweep's <family>_w<weight>[_seed<k>]."""
     if "sweep_run" in wildcards.keys():
-        return f"{SWEEP_FAMILY}_w{wildcards.sweep_run}"
+        return variants.sweep_model(SWEEP_FAMILY, wildcards.sweep_run)
     return wildcards.model
 
 

@@ -229,6 +229,14 @@ def sweep_models(config: Mapping) -> list[str]:
     return out
 
 
+def sweep_model(family: str, run: str) -> str:
+    """The sweep model of a training job's run wildcard (``<weight>`` or ``<weight>_seed<k>``), the
+    inverse of `sweep_folder`; parsed, so a run no variant names is refused."""
+    model = f"{family}_w{run}"
+    sweep_folder(model)
+    return model
+
+
 def sweep_folder(model: str) -> str:
     """A sweep model's folder under the sweep's (``w<weight>`` or ``w<weight>_seed<k>``): its name
     without the family."""
